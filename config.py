@@ -1,0 +1,82 @@
+"""Configure the service from the environment.
+
+Every setting comes from an environment variable so that one code base runs as a demo on
+SQLite, in tests, and in production on PostgreSQL. Secrets are never defaults: the demo
+writes them under ``instance/`` (ignored by git) and production passes them in.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+INSTANCE_DIR = Path(os.environ.get("TRIAL_INSTANCE_DIR", PROJECT_ROOT / "instance"))
+
+
+def _read_secret(name: str) -> str | None:
+    """Return a secret from the environment, else from the file the demo wrote."""
+    value = os.environ.get(name)
+    if value:
+        return value
+    path = INSTANCE_DIR / "secrets" / name.lower()
+    if path.exists():
+        return path.read_text().strip()
+    return None
+
+
+def _default_database_url() -> str:
+    return f"sqlite:///{INSTANCE_DIR / 'trial.db'}"
+
+
+def _int_env(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+class Config:
+    """Production-like defaults; every value can be overridden from the environment."""
+
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL") or _default_database_url()
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    SECRET_KEY = _read_secret("SECRET_KEY")
+    PROTOCOL_FILE = os.environ.get("PROTOCOL_FILE") or str(
+        PROJECT_ROOT / "trial" / "protocol.toml"
+    )
+    MIGRATIONS_DIR = str(PROJECT_ROOT / "migrations")
+
+    # SQLite durability: WAL + synchronous=FULL are required; anything else is refused at
+    # start unless ALLOW_UNSAFE_DURABILITY is set (only the crash test's negative control).
+    SQLITE_SYNCHRONOUS = os.environ.get("SQLITE_SYNCHRONOUS", "FULL")
+    SQLITE_BUSY_TIMEOUT_MS = _int_env("SQLITE_BUSY_TIMEOUT_MS", 30_000)
+    ALLOW_UNSAFE_DURABILITY = os.environ.get("ALLOW_UNSAFE_DURABILITY") == "1"
+
+    # Authentication
+    TOKEN_TTL_HOURS = _int_env("TOKEN_TTL_HOURS", 12)
+    CLI_TOKEN_TTL_DAYS = _int_env("CLI_TOKEN_TTL_DAYS", 90)
+    LOGIN_MAX_FAILURES = _int_env("LOGIN_MAX_FAILURES", 10)
+    LOGIN_FAILURE_WINDOW_MINUTES = _int_env("LOGIN_FAILURE_WINDOW_MINUTES", 15)
+    # argon2id cost (RFC 9106 second recommended option is t=3, m=64 MiB).
+    ARGON2_TIME_COST = _int_env("ARGON2_TIME_COST", 3)
+    ARGON2_MEMORY_COST_KIB = _int_env("ARGON2_MEMORY_COST_KIB", 65_536)
+    ARGON2_PARALLELISM = _int_env("ARGON2_PARALLELISM", 4)
+
+    MAX_CONTENT_LENGTH = _int_env("MAX_CONTENT_LENGTH", 1_048_576)
+
+    # OpenAPI (flask-smorest)
+    API_TITLE = "Baclofen AUD trial data service"
+    API_VERSION = "v1"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/api/v1"
+    OPENAPI_JSON_PATH = "openapi.json"
+    JSON_SORT_KEYS = False
+    TESTING = False
+
+
+class TestConfig(Config):
+    """Run fast and isolated: a throwaway secret and cheap password hashing."""
+
+    TESTING = True
+    SECRET_KEY = "test-secret-key-not-for-production"
+    ARGON2_TIME_COST = 1
+    ARGON2_MEMORY_COST_KIB = 1024
+    ARGON2_PARALLELISM = 1

@@ -1,0 +1,72 @@
+"""The trial core: the application factory and the features every other package builds on."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask
+from sqlalchemy.engine import make_url
+
+from config import INSTANCE_DIR, Config
+from trial.errors import ConfigurationError
+from trial.extensions import db, migrate
+
+
+def _prepare_sqlite_directory(url: str) -> None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.database.startswith(":memory:") or "mode=memory" in url:
+            raise ConfigurationError("an in-memory SQLite database cannot be durable")
+
+
+def create_app(config_object: type[Config] | Config | None = None) -> Flask:
+    """Build the app; refuse to start on a bad protocol file or unsafe durability settings."""
+    from trial.database import init_database
+    from trial.protocol import load_protocol
+
+    app = Flask(__name__, instance_path=str(INSTANCE_DIR), static_folder=None)
+    app.config.from_object(config_object or Config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    app.extensions["trial_protocol"] = load_protocol(app.config["PROTOCOL_FILE"])
+
+    _prepare_sqlite_directory(app.config["SQLALCHEMY_DATABASE_URI"])
+    db.init_app(app)
+    migrate.init_app(app, db, directory=app.config["MIGRATIONS_DIR"],
+                     render_as_batch=True)
+    with app.app_context():
+        init_database(app, db.engine)
+
+    _register_api(app)
+    _register_cli(app)
+    return app
+
+
+def _register_api(app: Flask) -> None:
+    from trial.audit.views import blp as audit_blp
+    from trial.auth.policy import enforce_access_policy
+    from trial.auth.views import blp as auth_blp
+    from trial.errors import TrialApi
+    from trial.health import blp as health_blp
+    from trial.participants.views import blp as participants_blp
+    from trial.sites.views import blp as sites_blp
+
+    # One Api per app: flask-smorest keeps the spec on the Api object.
+    api = TrialApi(app)
+    api.spec.components.security_scheme(
+        "bearerAuth", {"type": "http", "scheme": "bearer",
+                       "description": "API token from `users create` or POST /auth/token"})
+    for blueprint in (health_blp, auth_blp, sites_blp, participants_blp, audit_blp):
+        api.register_blueprint(blueprint)
+    app.before_request(enforce_access_policy)
+
+
+def _register_cli(app: Flask) -> None:
+    from trial.audit.cli import audit_cli
+    from trial.auth.cli import users_cli
+    from trial.demo import trial_cli
+
+    for group in (users_cli, audit_cli, trial_cli):
+        app.cli.add_command(group)

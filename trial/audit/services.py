@@ -1,0 +1,168 @@
+"""Record audit events and verify the chain.
+
+Services call ``record_event`` (or the create/update helpers) with the acting user inside the
+transaction that makes the change; the caller commits once, so the change and its audit rows
+stand or fall together.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+from sqlalchemy import func, select
+
+from trial.audit.chain import GENESIS_HASH, chain_hash
+from trial.audit.models import AuditChainHead, AuditEvent
+from trial.database import utcnow
+from trial.errors import ValidationFailed
+from trial.extensions import db
+
+_ABSENT = object()
+
+
+def encode_value(value: Any) -> str | None:
+    """JSON-encode a field value so None, "" and 0 stay distinguishable in the trail."""
+    if value is None:
+        return None
+    if hasattr(value, "isoformat"):
+        value = value.isoformat()
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _actor_columns(actor) -> dict:
+    if actor is None:
+        return {"user_id": None, "username": None, "role": None, "user_site": None}
+    return {
+        "user_id": actor.id,
+        "username": actor.username,
+        "role": actor.role,
+        "user_site": actor.site_label,
+    }
+
+
+def _lock_head() -> AuditChainHead:
+    statement = (
+        select(AuditChainHead)
+        .where(AuditChainHead.id == 1)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return db.session.execute(statement).scalar_one()
+
+
+def record_event(
+    actor,
+    action: str,
+    *,
+    entity_type: str | None = None,
+    entity_id: str | None = None,
+    entity_site: str | None = None,
+    field: str | None = None,
+    old: Any = None,
+    new: Any = None,
+    reason: str | None = None,
+    detail: dict | None = None,
+    username: str | None = None,
+) -> AuditEvent:
+    """Append one event to the chain in the current transaction.
+
+    ``username`` overrides the actor's name for events without a known user (a failed login
+    under an unknown name). Values are JSON-encoded; ``detail`` holds extra context.
+    """
+    head = _lock_head()
+    columns = _actor_columns(actor)
+    if username is not None and actor is None:
+        columns["username"] = username
+    event = AuditEvent(
+        seq=head.last_seq + 1,
+        occurred_at=utcnow(),
+        action=action,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        entity_site=entity_site,
+        field=field,
+        old_value=encode_value(old),
+        new_value=encode_value(new),
+        reason=reason,
+        detail=json.dumps(detail, sort_keys=True, ensure_ascii=False) if detail else None,
+        prev_hash=head.last_hash,
+        **columns,
+    )
+    # Hash the instant as it will read back from either database (microseconds, UTC).
+    event.occurred_at = event.occurred_at.astimezone(UTC)
+    event.hash = chain_hash(event.prev_hash, event)
+    head.last_seq, head.last_hash = event.seq, event.hash
+    db.session.add(event)
+    db.session.flush()
+    return event
+
+
+def record_created(actor, entity_type: str, entity_id: str, values: dict,
+                   *, entity_site: str | None = None, action: str = "create") -> None:
+    """Record a first entry: one row per field, old value empty, no reason needed."""
+    for field, value in values.items():
+        record_event(actor, action, entity_type=entity_type, entity_id=entity_id,
+                     entity_site=entity_site, field=field, old=None, new=value)
+
+
+def record_changes(actor, entity_type: str, entity_id: str, changes: dict[str, tuple],
+                   *, reason: str | None, entity_site: str | None = None,
+                   action: str = "update") -> int:
+    """Record each changed field as (old, new); a reason is required for any change.
+
+    A change to or from empty counts; unchanged fields are not recorded. Returns how many
+    fields changed.
+    """
+    changed = {f: (o, n) for f, (o, n) in changes.items() if encode_value(o) != encode_value(n)}
+    if changed and not (reason and reason.strip()):
+        raise ValidationFailed("A reason is required to change a record.",
+                               {"reason": ["Give the reason for this change."]})
+    for field, (old, new) in changed.items():
+        record_event(actor, action, entity_type=entity_type, entity_id=entity_id,
+                     entity_site=entity_site, field=field, old=old, new=new,
+                     reason=reason.strip())
+    return len(changed)
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    rows_checked: int
+    broken_seq: int | None = None
+    problem: str | None = None
+
+
+def verify_chain(batch_size: int = 5000) -> ChainReport:
+    """Walk the chain in order, streaming rows; report the first row that does not check."""
+    expected_seq = 1
+    prev_hash = GENESIS_HASH
+    checked = 0
+    statement = select(AuditEvent).order_by(AuditEvent.seq).execution_options(
+        yield_per=batch_size)
+    for event in db.session.scalars(statement):
+        if event.seq != expected_seq:
+            return ChainReport(False, checked, expected_seq,
+                               f"row {expected_seq} is missing (next row present is {event.seq})")
+        if event.prev_hash != prev_hash:
+            return ChainReport(False, checked, event.seq,
+                               f"row {event.seq} does not link to row {event.seq - 1}")
+        if chain_hash(prev_hash, event) != event.hash:
+            return ChainReport(False, checked, event.seq,
+                               f"row {event.seq} was altered: its content does not match its hash")
+        prev_hash = event.hash
+        expected_seq += 1
+        checked += 1
+    head = db.session.get(AuditChainHead, 1)
+    if head is None or head.last_seq != checked or head.last_hash != prev_hash:
+        return ChainReport(False, checked, checked + 1 if head and head.last_seq > checked
+                           else checked,
+                           f"chain head says {head.last_seq if head else 'nothing'} rows, "
+                           f"found {checked}: rows were removed from the end")
+    return ChainReport(True, checked)
+
+
+def count_events() -> int:
+    return db.session.scalar(select(func.count()).select_from(AuditEvent)) or 0

@@ -1,0 +1,86 @@
+"""``flask users ...``: manage accounts from the server's command line."""
+
+from datetime import timedelta
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from trial.auth import services
+from trial.cli_support import fail_on_trial_error, system_actor
+from trial.errors import TrialError
+from trial.extensions import db
+
+users_cli = AppGroup("users", help="Manage user accounts and tokens.")
+
+
+@users_cli.command("create")
+@click.argument("username")
+@click.option("--role", required=True, help="admin, coordinator, investigator, monitor, "
+              "data_manager, statistician, unblinded_statistician or dsmb")
+@click.option("--site", "sites", multiple=True, help="Site code (site roles; repeatable "
+              "for monitors).")
+@click.option("--password", is_flag=True, help="Prompt for a password to allow login.")
+def create_user_command(username, role, sites, password):
+    """Create an account and print its new API token as the last line."""
+    secret = click.prompt("Password", hide_input=True, confirmation_prompt=True) \
+        if password else None
+    actor = system_actor()
+    try:
+        user = services.create_user(actor, username=username, role=role,
+                                    site_codes=list(sites), password=secret)
+        ttl = timedelta(days=current_app.config["CLI_TOKEN_TTL_DAYS"])
+        token, row = services.issue_token(actor, user, label="command line", ttl=ttl)
+        db.session.commit()
+    except TrialError as exc:
+        db.session.rollback()
+        raise fail_on_trial_error(exc) from exc
+    click.echo(f"created {user.username} ({user.role}"
+               f"{', ' + user.site_label if user.site_label else ''}); "
+               f"token expires {row.expires_at:%Y-%m-%d %H:%M} UTC")
+    click.echo(token)
+
+
+@users_cli.command("token")
+@click.argument("username")
+def issue_token_command(username):
+    """Issue a further API token for an account and print it as the last line."""
+    user = services.get_user_by_username(username)
+    if user is None:
+        raise click.ClickException(f"no user {username!r}")
+    ttl = timedelta(days=current_app.config["CLI_TOKEN_TTL_DAYS"])
+    token, _ = services.issue_token(system_actor(), user, label="command line", ttl=ttl)
+    db.session.commit()
+    click.echo(token)
+
+
+@users_cli.command("set-role")
+@click.argument("username")
+@click.option("--role", required=True)
+@click.option("--site", "sites", multiple=True)
+@click.option("--reason", required=True)
+def set_role_command(username, role, sites, reason):
+    """Change an account's role and sites (audited with the reason)."""
+    user = services.get_user_by_username(username)
+    if user is None:
+        raise click.ClickException(f"no user {username!r}")
+    try:
+        services.change_role(system_actor(), user, role=role, site_codes=list(sites),
+                             reason=reason)
+        db.session.commit()
+    except TrialError as exc:
+        db.session.rollback()
+        raise fail_on_trial_error(exc) from exc
+    click.echo(f"{user.username} is now {user.role}")
+
+
+@users_cli.command("revoke-tokens")
+@click.argument("username")
+def revoke_tokens_command(username):
+    """Revoke every live token of an account."""
+    user = services.get_user_by_username(username)
+    if user is None:
+        raise click.ClickException(f"no user {username!r}")
+    count = services.revoke_all_tokens(system_actor(), user)
+    db.session.commit()
+    click.echo(f"revoked {count} token(s) of {user.username}")

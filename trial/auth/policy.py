@@ -1,0 +1,100 @@
+"""Deny by default: every endpoint declares who may call it, or nobody can.
+
+``allow(...)`` and ``public`` attach an ``AccessPolicy`` to a view function. A ``before_request``
+hook authenticates the bearer token and checks the policy before any view runs; an endpoint
+without a policy answers 403 to everyone. ``tests/test_access_policy.py`` walks ``app.url_map``
+and fails on any route without one, so a forgotten declaration is caught before it ships.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask, current_app, g, request
+from flask_smorest import Blueprint
+
+from trial.auth.roles import ALL_ROLES, Role
+from trial.errors import Forbidden, Unauthorized
+
+BEARER_SECURITY = [{"bearerAuth": []}]
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    public: bool
+    roles: frozenset[str]
+
+    def permits(self, role: str) -> bool:
+        return self.public or role in self.roles
+
+
+PUBLIC = AccessPolicy(public=True, roles=frozenset())
+
+# Endpoints registered by libraries, not by us, with their declared policy.
+LIBRARY_ENDPOINT_POLICIES = {
+    "api-docs.openapi_json": PUBLIC,
+}
+
+
+def allow(*roles: Role):
+    """Declare the roles that may call a view; site scoping is then the service's job."""
+    if not roles:
+        raise ValueError("allow() needs at least one role; use public for open endpoints")
+    policy = AccessPolicy(public=False, roles=frozenset(Role(r).value for r in roles))
+
+    def decorator(view):
+        view = Blueprint.doc(security=BEARER_SECURITY)(view)
+        view.access_policy = policy
+        return view
+
+    return decorator
+
+
+def allow_any_user(view):
+    return allow(*ALL_ROLES)(view)
+
+
+def public(view):
+    view.access_policy = PUBLIC
+    return view
+
+
+def policy_for(app: Flask, endpoint: str) -> AccessPolicy | None:
+    if endpoint in LIBRARY_ENDPOINT_POLICIES:
+        return LIBRARY_ENDPOINT_POLICIES[endpoint]
+    view = app.view_functions.get(endpoint)
+    return getattr(view, "access_policy", None)
+
+
+def bearer_token_from_request() -> str | None:
+    """Accept a token only from the Authorization header (never a query string or cookie)."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def enforce_access_policy():
+    """Run before every request: authenticate, then check the endpoint's declared roles."""
+    from trial.auth.services import authenticate_token
+
+    if request.endpoint is None:  # no route matched: let Flask answer 404/405
+        return None
+    policy = policy_for(current_app, request.endpoint)
+    if policy is None:
+        raise Forbidden("This endpoint declares no access policy, so it is closed to everyone.")
+    if policy.public:
+        return None
+    token = bearer_token_from_request()
+    if token is None:
+        raise Unauthorized("Send an API token as 'Authorization: Bearer TOKEN'.")
+    user, token_row = authenticate_token(token)
+    g.current_user, g.current_token = user, token_row
+    if not policy.permits(user.role):
+        raise Forbidden(f"The {user.role} role may not do this.")
+    return None
+
+
+def current_user():
+    return g.current_user

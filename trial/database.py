@@ -1,0 +1,126 @@
+"""Make both databases safe to write to, and refuse to start when they are not.
+
+SQLite: WAL, ``synchronous=FULL``, foreign keys, and write transactions opened with
+``BEGIN IMMEDIATE``. pysqlite's own transaction handling opens transactions lazily with a
+deferred ``BEGIN``; two deferred writers can both read the same row and the loser either fails
+at commit or, worse, acted on a stale read. Taking the write lock at ``BEGIN`` serialises
+writers from their first read. Reads (GET/HEAD) keep a deferred ``BEGIN`` so WAL readers never
+wait for writers.
+
+PostgreSQL: ``fsync`` and ``synchronous_commit`` must be on, or an acknowledged write can be
+lost in a crash.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Flask, has_request_context, request
+from sqlalchemy import DateTime, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.types import TypeDecorator
+
+from trial.errors import ConfigurationError
+
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SQLITE_SYNCHRONOUS_LEVELS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
+
+
+class UTCDateTime(TypeDecorator):
+    """Store timezone-aware UTC instants and always return them aware.
+
+    SQLite keeps no offset, so a value read back would otherwise be naive; the audit hash
+    chain needs the same instant from both databases.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _wants_write_lock() -> bool:
+    """Take SQLite's write lock at BEGIN for anything but a read-only HTTP request."""
+    if has_request_context():
+        return request.method not in READ_ONLY_METHODS
+    return True
+
+
+def configure_sqlite(engine: Engine, synchronous: str, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Hand transaction control to the "begin" hook below (SQLAlchemy's documented recipe).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute(f"PRAGMA synchronous = {synchronous}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if _wants_write_lock() else "BEGIN")
+
+
+def check_durability(app: Flask, engine: Engine) -> dict[str, str]:
+    """Read the durability settings in force and refuse to run on unsafe ones."""
+    allow_unsafe = app.config.get("ALLOW_UNSAFE_DURABILITY", False)
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            journal = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+            sync = connection.exec_driver_sql("PRAGMA synchronous").scalar()
+            fkeys = connection.exec_driver_sql("PRAGMA foreign_keys").scalar()
+            settings = {"journal_mode": str(journal), "synchronous": str(sync)}
+            problems = []
+            if str(journal).lower() != "wal":
+                problems.append(f"journal_mode is {journal!r}, WAL is required")
+            if int(sync) < SQLITE_SYNCHRONOUS_LEVELS["FULL"]:
+                problems.append(f"synchronous is {sync}, FULL (2) or EXTRA (3) is required")
+            if int(fkeys) != 1:
+                problems.append("foreign_keys is off")
+        elif engine.dialect.name == "postgresql":
+            fsync = connection.execute(text("SHOW fsync")).scalar()
+            commit = connection.execute(text("SHOW synchronous_commit")).scalar()
+            settings = {"fsync": fsync, "synchronous_commit": commit}
+            problems = []
+            if fsync != "on":
+                problems.append(f"fsync is {fsync!r}, it must be 'on'")
+            if commit == "off":
+                problems.append("synchronous_commit is 'off', it must not be")
+        else:
+            raise ConfigurationError(f"unsupported database {engine.dialect.name!r}")
+        connection.rollback()
+    if problems and not allow_unsafe:
+        raise ConfigurationError(
+            "refusing to start: unsafe database durability settings ("
+            + "; ".join(problems)
+            + "). A record a user was told is saved could be lost in a crash."
+        )
+    return settings
+
+
+def init_database(app: Flask, engine: Engine) -> None:
+    if engine.dialect.name == "sqlite":
+        sync = app.config["SQLITE_SYNCHRONOUS"].upper()
+        if sync not in SQLITE_SYNCHRONOUS_LEVELS:
+            raise ConfigurationError(f"SQLITE_SYNCHRONOUS={sync!r} is not a SQLite level")
+        configure_sqlite(engine, sync, app.config["SQLITE_BUSY_TIMEOUT_MS"])
+    app.extensions["trial_durability"] = check_durability(app, engine)

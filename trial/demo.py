@@ -1,0 +1,138 @@
+"""``flask trial demo``: fill an empty database with a complete synthetic trial.
+
+Sites S01-S03, one user of every role (tokens printed and kept in ``instance/demo-tokens.txt``,
+which git ignores), and N registered participants drawn from ``--seed``. Later features add
+their own steps (randomization list, visits, adverse events) through ``demo_steps``, so this
+core module never imports them.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+from sqlalchemy import func, select
+
+from trial.auth import services as auth_services
+from trial.cli_support import system_actor
+from trial.extensions import db
+from trial.participants.services import register_participant, site_today
+from trial.sites.models import Site
+from trial.sites.services import create_site
+
+trial_cli = AppGroup("trial", help="Trial-level commands.")
+
+DEMO_SITES = (
+    ("S01", "Hôpital Universitaire Nord (Lille)", "Europe/Paris"),
+    ("S02", "Centre d'Addictologie Sud (Marseille)", "Europe/Paris"),
+    ("S03", "Klinikum West (Köln)", "Europe/Berlin"),
+)
+
+DEMO_USERS = (
+    ("admin", "admin", ()),
+    ("coordinator.s01", "coordinator", ("S01",)),
+    ("coordinator.s02", "coordinator", ("S02",)),
+    ("coordinator.s03", "coordinator", ("S03",)),
+    ("investigator.s01", "investigator", ("S01",)),
+    ("investigator.s02", "investigator", ("S02",)),
+    ("investigator.s03", "investigator", ("S03",)),
+    ("monitor", "monitor", ("S01", "S02", "S03")),
+    ("data_manager", "data_manager", ()),
+    ("statistician", "statistician", ()),
+    ("unblinded_statistician", "unblinded_statistician", ()),
+    ("dsmb", "dsmb", ()),
+)
+
+DemoStep = Callable[[random.Random, dict], None]
+
+
+def register_demo_step(app: Flask, step: DemoStep) -> None:
+    """Let a feature package add to the demo (called from its own init)."""
+    app.extensions.setdefault("trial_demo_steps", []).append(step)
+
+
+def tokens_file() -> Path:
+    return Path(current_app.instance_path) / "demo-tokens.txt"
+
+
+def database_is_empty() -> bool:
+    return (db.session.scalar(select(func.count()).select_from(Site)) or 0) == 0
+
+
+def _register_demo_participants(rng: random.Random, count: int, users: dict) -> list:
+    actor_by_site = {code: users[f"coordinator.{code.lower()}"] for code, _, _ in DEMO_SITES}
+    codes = [code for code, _, _ in DEMO_SITES]
+    participants = []
+    for index in range(count):
+        code = codes[index % len(codes)]
+        site = db.session.scalar(select(Site).where(Site.code == code))
+        today = site_today(site)
+        # Consents spread over the last year, in registration order.
+        consent = today - timedelta(days=365 - (index * 300) // max(count, 1))
+        age = rng.randint(21, 68)
+        participants.append(register_participant(
+            actor_by_site[code], site=code, sex=rng.choice(("F", "M", "M")),
+            year_of_birth=consent.year - age, consent_date=min(consent, today)))
+    return participants
+
+
+def build_demo(participant_count: int, seed: int) -> dict:
+    """Create the demo trial in one transaction and return the users' tokens."""
+    actor = system_actor()
+    rng = random.Random(seed)
+    for code, name, zone in DEMO_SITES:
+        create_site(actor, code=code, name=name, timezone=zone)
+    password = secrets.token_urlsafe(12)
+    users, tokens = {}, {}
+    for username, role, sites in DEMO_USERS:
+        user = auth_services.create_user(actor, username=username, role=role,
+                                         site_codes=list(sites), password=password)
+        token, _ = auth_services.issue_token(actor, user, label="demo",
+                                             ttl=timedelta(days=365))
+        users[username], tokens[username] = user, token
+    context = {"users": users, "participants": [], "password": password}
+    context["participants"] = _register_demo_participants(rng, participant_count, users)
+    for step in current_app.extensions.get("trial_demo_steps", []):
+        step(rng, context)
+    return {"tokens": tokens, "password": password}
+
+
+def _write_tokens(result: dict) -> Path:
+    path = tokens_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = [f"# demo users; password for every demo user: {result['password']}"]
+    lines += [f"{name:<24} {token}" for name, token in result["tokens"].items()]
+    path.write_text("\n".join(lines) + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+@trial_cli.command("demo")
+@click.option("--participants", "participant_count", default=60, show_default=True,
+              type=click.IntRange(min=0), help="Participants to register (0 allowed).")
+@click.option("--seed", default=20261121, show_default=True, type=int,
+              help="Seed of the synthetic data (not of the randomization list).")
+@click.option("--if-empty", is_flag=True,
+              help="Do nothing (and succeed) when the database already holds a trial.")
+def demo_command(participant_count, seed, if_empty):
+    """Fill an empty database with a synthetic trial and print every demo user's token."""
+    if not database_is_empty():
+        if if_empty:
+            click.echo("database already holds a trial; demo not loaded")
+            return
+        raise click.ClickException("the database is not empty; the demo needs an empty one")
+    result = build_demo(participant_count, seed)
+    db.session.commit()
+    path = _write_tokens(result)
+    click.echo(f"demo trial created: {len(DEMO_SITES)} sites, {len(DEMO_USERS)} users, "
+               f"{participant_count} participants (tokens also in {path})")
+    click.echo(f"password for every demo user: {result['password']}")
+    for name, token in result["tokens"].items():
+        click.echo(f"{name:<24} {token}")

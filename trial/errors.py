@@ -1,0 +1,148 @@
+"""Give every failure one JSON shape: ``{"code", "status", "message", "errors"}``.
+
+Code raises the typed errors below; the handlers here turn them, werkzeug's HTTP errors,
+request-validation errors and anything unexpected into that shape. No stack trace, SQL or
+internal detail ever reaches a client: unexpected errors are logged with a reference id that
+the client also receives.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import marshmallow as ma
+from flask import jsonify
+from flask_smorest import Api
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ErrorSchema(ma.Schema):
+    code = ma.fields.String(required=True, metadata={"description": "Machine-readable code"})
+    status = ma.fields.Integer(required=True, metadata={"description": "HTTP status"})
+    message = ma.fields.String(required=True, metadata={"description": "What went wrong"})
+    errors = ma.fields.Dict(
+        keys=ma.fields.String(),
+        values=ma.fields.List(ma.fields.String()),
+        required=True,
+        metadata={"description": "Messages per bad field (empty when no field is at fault)"},
+    )
+
+
+class TrialError(Exception):
+    """Base of the errors services raise; each subclass fixes the HTTP status and code."""
+
+    status = 400
+    code = "bad_request"
+
+    def __init__(self, message: str, errors: dict[str, list[str]] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.errors = errors or {}
+
+
+class Unauthorized(TrialError):
+    status, code = 401, "unauthorized"
+
+
+class Forbidden(TrialError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(TrialError):
+    status, code = 404, "not_found"
+
+
+class Conflict(TrialError):
+    status, code = 409, "conflict"
+
+
+class ValidationFailed(TrialError):
+    status, code = 422, "validation_error"
+
+
+class TooManyRequests(TrialError):
+    status, code = 429, "too_many_requests"
+
+
+class ConfigurationError(RuntimeError):
+    """Raised at start when a setting would make the service unsafe or wrong."""
+
+
+def error_response(status: int, code: str, message: str, errors: dict | None = None):
+    body = {"code": code, "status": status, "message": message, "errors": errors or {}}
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def _flatten_webargs_errors(messages: dict) -> dict[str, list[str]]:
+    """Flatten webargs' ``{location: {field: [msg]}}`` into ``{field: [msg]}``.
+
+    Nested fields are joined with dots (``items.3.score``) so each bad field is named.
+    """
+    flat: dict[str, list[str]] = {}
+
+    def walk(prefix: str, value):
+        if isinstance(value, dict):
+            for key, sub in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), sub)
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            flat.setdefault(prefix or "_schema", []).extend(value)
+        else:
+            flat.setdefault(prefix or "_schema", []).append(str(value))
+
+    for location_errors in messages.values():
+        walk("", location_errors)
+    return flat
+
+
+def _http_code(exc: HTTPException) -> str:
+    return (exc.name or "error").lower().replace(" ", "_")
+
+
+def handle_trial_error(exc: TrialError):
+    return error_response(exc.status, exc.code, exc.message, exc.errors)
+
+
+def handle_http_exception(exc: HTTPException):
+    status = exc.code or 500
+    data = getattr(exc, "data", None) or {}
+    messages = data.get("messages")
+    if status == 422 and messages:
+        errors = _flatten_webargs_errors(messages)
+        named = ", ".join(sorted(errors))
+        return error_response(422, "validation_error", f"Invalid input: {named}.", errors)
+    if status == 413:
+        return error_response(413, "payload_too_large", "The request body is too large.")
+    message = data.get("message") or exc.description or exc.name
+    response = error_response(status, _http_code(exc), message)
+    if status == 405 and getattr(exc, "valid_methods", None):
+        response.headers["Allow"] = ", ".join(exc.valid_methods)
+    return response
+
+
+def handle_unexpected(exc: Exception):
+    if isinstance(exc, HTTPException):
+        return handle_http_exception(exc)
+    reference = uuid.uuid4().hex[:12]
+    log.exception("unhandled error, reference %s", reference)
+    return error_response(
+        500,
+        "internal_error",
+        f"An internal error occurred; nothing was saved. Reference: {reference}.",
+    )
+
+
+class TrialApi(Api):
+    """flask-smorest's Api with our error shape in both the responses and the spec."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def _register_error_handlers(self):
+        app = self._app
+        app.register_error_handler(TrialError, handle_trial_error)
+        app.register_error_handler(HTTPException, handle_http_exception)
+        app.register_error_handler(Exception, handle_unexpected)

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from trial.database import UTCDateTime
+from trial.extensions import db
+from trial.sites.models import Site
+
+PARTICIPANT_STATUSES = ("screened", "randomized")
+
+
+class Participant(db.Model):
+    __tablename__ = "participants"
+    __table_args__ = (
+        UniqueConstraint("site_id", "number", name="uq_participants_site_number"),
+        CheckConstraint("sex IN ('F', 'M')", name="known_sex"),
+        CheckConstraint("year_of_birth BETWEEN 1900 AND 2100", name="plausible_birth_year"),
+        CheckConstraint("number >= 1", name="number_positive"),
+        CheckConstraint("status IN ('screened', 'randomized')", name="known_status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Public identifier, e.g. S01-0007: site code and the site's registration number.
+    participant_id: Mapped[str] = mapped_column(String(20), unique=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    sex: Mapped[str] = mapped_column(String(1))
+    year_of_birth: Mapped[int] = mapped_column(Integer)
+    consent_date: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="screened")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+
+    site: Mapped[Site] = relationship(lazy="joined")
+
+    @property
+    def site_code(self) -> str:
+        return self.site.code

@@ -1,0 +1,268 @@
+"""Load the protocol file and refuse to start on any bad setting, naming it.
+
+The protocol (DESIGN section 3) is data, not code: arms, ratio, strata, blocks, visit windows,
+titration and drinking thresholds all come from one TOML file. Later features read
+``current_protocol()``; nothing else hard-codes these values.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import marshmallow as ma
+from flask import current_app
+from marshmallow import fields as f
+from marshmallow import validate as v
+
+from trial.errors import ConfigurationError
+
+SEXES = ("F", "M")
+STRATUM_FACTORS = ("site", "sex")
+
+
+@dataclass(frozen=True)
+class VisitDefinition:
+    code: str
+    label: str
+    day: int
+    window_before: int
+    window_after: int
+
+    @property
+    def earliest_day(self) -> int:
+        return self.day - self.window_before
+
+    @property
+    def latest_day(self) -> int:
+        return self.day + self.window_after
+
+
+@dataclass(frozen=True)
+class Protocol:
+    trial_code: str
+    title: str
+    planned_enrollment_per_site: int
+    min_age: int
+    max_age: int
+    arms: tuple[str, ...]
+    ratio: tuple[int, ...]
+    randomization_method: str
+    strata: tuple[str, ...]
+    block_sizes: tuple[int, ...]
+    list_margin: float
+    low_remaining_warning: float
+    minimization_factors: tuple[str, ...]
+    minimization_probability_best: float
+    kit_digits: int
+    dosing: dict
+    standard_drink_grams: float
+    heavy_drinking_threshold: dict[str, int]
+    max_drinks_per_day: int
+    baseline_days: int
+    who_risk_levels: tuple[dict, ...]
+    visits: tuple[VisitDefinition, ...]
+    source: str
+
+    def visit(self, code: str) -> VisitDefinition:
+        for visit in self.visits:
+            if visit.code == code:
+                return visit
+        raise KeyError(code)
+
+
+class _Strict(ma.Schema):
+    class Meta:
+        unknown = ma.RAISE
+
+
+def _positive_int(**kw):
+    return f.Integer(required=True, strict=True, validate=v.Range(min=1), **kw)
+
+
+class TrialSection(_Strict):
+    code = f.String(required=True, validate=v.Length(min=1, max=40))
+    title = f.String(required=True, validate=v.Length(min=1))
+    planned_enrollment_per_site = _positive_int()
+
+
+class EligibilitySection(_Strict):
+    min_age = f.Integer(required=True, strict=True, validate=v.Range(min=0, max=130))
+    max_age = f.Integer(required=True, strict=True, validate=v.Range(min=0, max=130))
+
+    @ma.validates_schema
+    def _ordered(self, data, **_):
+        if data["min_age"] > data["max_age"]:
+            raise ma.ValidationError("must not exceed max_age", "min_age")
+
+
+class ArmsSection(_Strict):
+    names = f.List(f.String(validate=v.Length(min=1, max=40)), required=True,
+                   validate=v.Length(min=2))
+    ratio = f.List(f.Integer(strict=True, validate=v.Range(min=1)), required=True)
+
+    @ma.validates_schema
+    def _consistent(self, data, **_):
+        if len(data["ratio"]) != len(data["names"]):
+            raise ma.ValidationError("needs one integer per arm name", "ratio")
+        if len(set(data["names"])) != len(data["names"]):
+            raise ma.ValidationError("arm names must be distinct", "names")
+
+
+class MinimizationSection(_Strict):
+    factors = f.List(f.String(validate=v.OneOf(STRATUM_FACTORS)), required=True,
+                     validate=v.Length(min=1))
+    probability_best = f.Float(required=True, validate=v.Range(min=0.5, max=1.0))
+
+
+class RandomizationSection(_Strict):
+    method = f.String(required=True, validate=v.OneOf(["blocks", "minimization"]))
+    strata = f.List(f.String(validate=v.OneOf(STRATUM_FACTORS)), required=True)
+    block_size_multiples = f.List(f.Integer(strict=True, validate=v.Range(min=1)),
+                                  required=True, validate=v.Length(min=1))
+    list_margin = f.Float(required=True, validate=v.Range(min=0.20))
+    low_remaining_warning = f.Float(required=True, validate=v.Range(min=0.0, max=1.0))
+    minimization = f.Nested(MinimizationSection, required=True)
+
+
+class KitsSection(_Strict):
+    digits = f.Integer(required=True, strict=True, validate=v.Range(min=4, max=12))
+
+
+class DosingSection(_Strict):
+    tablet_strength_mg = f.Float(required=True, validate=v.Range(min=0, min_inclusive=False))
+    start_tablets_per_day = f.Integer(required=True, strict=True, validate=v.Range(min=0))
+    step_tablets_per_day = _positive_int()
+    step_interval_days = f.List(f.Integer(strict=True, validate=v.Range(min=1)),
+                                required=True, validate=v.Length(min=1))
+    max_tablets_per_day = _positive_int()
+    taper_weeks = f.Integer(required=True, strict=True, validate=v.Range(min=0))
+
+    @ma.validates_schema
+    def _ordered(self, data, **_):
+        if data["start_tablets_per_day"] > data["max_tablets_per_day"]:
+            raise ma.ValidationError("must not exceed max_tablets_per_day",
+                                     "start_tablets_per_day")
+
+
+class BySex(_Strict):
+    F = f.Integer(required=True, strict=True, validate=v.Range(min=1))
+    M = f.Integer(required=True, strict=True, validate=v.Range(min=1))
+
+
+class RiskLevel(_Strict):
+    level = f.String(required=True, validate=v.Length(min=1))
+    F = f.Float(required=True, validate=v.Range(min=0, min_inclusive=False))
+    M = f.Float(required=True, validate=v.Range(min=0, min_inclusive=False))
+
+
+class DrinkingSection(_Strict):
+    standard_drink_grams = f.Float(required=True, validate=v.Range(min=0, min_inclusive=False))
+    heavy_drinking_threshold = f.Nested(BySex, required=True)
+    max_drinks_per_day = _positive_int()
+    baseline_days = _positive_int()
+    who_risk_levels = f.List(f.Nested(RiskLevel), required=True, validate=v.Length(min=1))
+
+    @ma.validates_schema
+    def _ascending(self, data, **_):
+        levels = data["who_risk_levels"]
+        for sex in SEXES:
+            bounds = [level[sex] for level in levels]
+            if bounds != sorted(bounds) or len(set(bounds)) != len(bounds):
+                raise ma.ValidationError(f"{sex} bounds must strictly increase",
+                                         "who_risk_levels")
+
+
+class VisitSection(_Strict):
+    code = f.String(required=True, validate=v.Regexp(r"^[a-z][a-z0-9_]{0,39}$"))
+    label = f.String(required=True, validate=v.Length(min=1))
+    day = f.Integer(required=True, strict=True)
+    window_before = f.Integer(required=True, strict=True, validate=v.Range(min=0))
+    window_after = f.Integer(required=True, strict=True, validate=v.Range(min=0))
+
+
+class ProtocolSchema(_Strict):
+    trial = f.Nested(TrialSection, required=True)
+    eligibility = f.Nested(EligibilitySection, required=True)
+    arms = f.Nested(ArmsSection, required=True)
+    randomization = f.Nested(RandomizationSection, required=True)
+    kits = f.Nested(KitsSection, required=True)
+    dosing = f.Nested(DosingSection, required=True)
+    drinking = f.Nested(DrinkingSection, required=True)
+    visits = f.List(f.Nested(VisitSection), required=True, validate=v.Length(min=2))
+
+    @ma.validates_schema
+    def _visits_consistent(self, data, **_):
+        visits = data["visits"]
+        codes = [visit["code"] for visit in visits]
+        if len(set(codes)) != len(codes):
+            raise ma.ValidationError("visit codes must be unique", "visits")
+        days = [visit["day"] for visit in visits]
+        if days != sorted(days):
+            raise ma.ValidationError("visits must be listed in order of day", "visits")
+        if 0 not in days:
+            raise ma.ValidationError("one visit must fall on day 0 (randomization)", "visits")
+
+
+def _flatten(messages, prefix="") -> list[str]:
+    out = []
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key == "_schema":
+                name = prefix or "(file)"
+            out.extend(_flatten(value, name))
+    elif isinstance(messages, list):
+        for message in messages:
+            out.extend(_flatten(message, prefix))
+    else:
+        out.append(f"{prefix}: {messages}")
+    return out
+
+
+def load_protocol(path: str | Path) -> Protocol:
+    """Read and validate a protocol file; raise ConfigurationError naming each bad setting."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigurationError(f"protocol file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"protocol file {path} is not valid TOML: {exc}") from exc
+    try:
+        data = ProtocolSchema().load(raw)
+    except ma.ValidationError as exc:
+        problems = "; ".join(sorted(_flatten(exc.messages)))
+        raise ConfigurationError(f"protocol file {path} has bad settings: {problems}") from exc
+
+    arms, rand = data["arms"], data["randomization"]
+    return Protocol(
+        trial_code=data["trial"]["code"],
+        title=data["trial"]["title"],
+        planned_enrollment_per_site=data["trial"]["planned_enrollment_per_site"],
+        min_age=data["eligibility"]["min_age"],
+        max_age=data["eligibility"]["max_age"],
+        arms=tuple(arms["names"]),
+        ratio=tuple(arms["ratio"]),
+        randomization_method=rand["method"],
+        strata=tuple(rand["strata"]),
+        block_sizes=tuple(m * sum(arms["ratio"]) for m in rand["block_size_multiples"]),
+        list_margin=rand["list_margin"],
+        low_remaining_warning=rand["low_remaining_warning"],
+        minimization_factors=tuple(rand["minimization"]["factors"]),
+        minimization_probability_best=rand["minimization"]["probability_best"],
+        kit_digits=data["kits"]["digits"],
+        dosing=dict(data["dosing"]),
+        standard_drink_grams=data["drinking"]["standard_drink_grams"],
+        heavy_drinking_threshold=dict(data["drinking"]["heavy_drinking_threshold"]),
+        max_drinks_per_day=data["drinking"]["max_drinks_per_day"],
+        baseline_days=data["drinking"]["baseline_days"],
+        who_risk_levels=tuple(dict(level) for level in data["drinking"]["who_risk_levels"]),
+        visits=tuple(VisitDefinition(**visit) for visit in data["visits"]),
+        source=str(path),
+    )
+
+
+def current_protocol() -> Protocol:
+    return current_app.extensions["trial_protocol"]

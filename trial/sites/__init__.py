@@ -1,0 +1,1 @@
+"""Sites of the trial: the unit of access for site staff."""
