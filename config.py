@@ -43,6 +43,7 @@ class Config:
         PROJECT_ROOT / "trial" / "protocol.toml"
     )
     MIGRATIONS_DIR = str(PROJECT_ROOT / "migrations")
+    INSTANCE_PATH = str(INSTANCE_DIR)
 
     # SQLite durability: WAL + synchronous=FULL are required; anything else is refused at
     # start unless ALLOW_UNSAFE_DURABILITY is set (only the crash test's negative control).

@@ -8,7 +8,7 @@ from pathlib import Path
 from flask import Flask
 from sqlalchemy.engine import make_url
 
-from config import INSTANCE_DIR, Config
+from config import Config
 from trial.errors import ConfigurationError
 from trial.extensions import db, migrate
 
@@ -26,8 +26,9 @@ def create_app(config_object: type[Config] | Config | None = None) -> Flask:
     from trial.database import init_database
     from trial.protocol import load_protocol
 
-    app = Flask(__name__, instance_path=str(INSTANCE_DIR), static_folder=None)
-    app.config.from_object(config_object or Config)
+    config_object = config_object or Config
+    app = Flask(__name__, instance_path=str(config_object.INSTANCE_PATH), static_folder=None)
+    app.config.from_object(config_object)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     app.extensions["trial_protocol"] = load_protocol(app.config["PROTOCOL_FILE"])

@@ -1,0 +1,199 @@
+"""Fixtures: a fresh, migrated database per test on SQLite and (with TEST_DATABASE_URL) PostgreSQL.
+
+The schema is built once per session by running the real Alembic migrations into a template;
+each test then gets its own copy (a file copy on SQLite, ``CREATE DATABASE ... TEMPLATE`` on
+PostgreSQL), so tests exercise the migrated schema, triggers included, and never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from datetime import timedelta
+
+import pytest
+from flask_migrate import upgrade
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from config import TestConfig
+from trial import create_app
+from trial.extensions import db
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if TEST_DATABASE_URL else [])
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+def make_config(database_url: str, instance_path, **overrides) -> type[TestConfig]:
+    attrs = {"SQLALCHEMY_DATABASE_URI": database_url, "INSTANCE_PATH": str(instance_path)}
+    attrs.update(overrides)
+    return type("PerTestConfig", (TestConfig,), attrs)
+
+
+def _migrate(database_url: str, instance_path) -> None:
+    app = create_app(make_config(database_url, instance_path))
+    with app.app_context():
+        upgrade(directory=app.config["MIGRATIONS_DIR"])
+        db.engine.dispose()
+
+
+def _admin_engine():
+    url = make_url(TEST_DATABASE_URL)
+    return create_engine(url, isolation_level="AUTOCOMMIT")
+
+
+def pg_url(name: str) -> str:
+    return make_url(TEST_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def create_pg_database(name: str, template: str | None = None) -> str:
+    engine = _admin_engine()
+    with engine.connect() as connection:
+        clause = f" TEMPLATE {template}" if template else ""
+        connection.execute(text(f'CREATE DATABASE "{name}"{clause}'))
+    engine.dispose()
+    return pg_url(name)
+
+
+def drop_pg_database(name: str) -> None:
+    engine = _admin_engine()
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("sqlite-template")
+    path = directory / "template.db"
+    _migrate(f"sqlite:///{path}", directory / "instance")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgresql_template(tmp_path_factory):
+    name = f"trial_tmpl_{RUN_ID}"
+    url = create_pg_database(name)
+    try:
+        _migrate(url, tmp_path_factory.mktemp("pg-template"))
+        yield name
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def database_url(backend, request, tmp_path):
+    """A freshly migrated, empty database of the test's own."""
+    if backend == "sqlite":
+        template = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "trial.db"
+        shutil.copyfile(template, path)
+        yield f"sqlite:///{path}"
+        return
+    template = request.getfixturevalue("postgresql_template")
+    name = f"trial_t_{RUN_ID}_{uuid.uuid4().hex[:10]}"
+    url = create_pg_database(name, template=template)
+    try:
+        yield url
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture
+def config_overrides() -> dict:
+    """Override in a test module to change settings for the ``app`` fixture."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url, tmp_path, config_overrides):
+    application = create_app(make_config(database_url, tmp_path / "instance",
+                                         **config_overrides))
+    with application.app_context():
+        yield application
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+# --- factories: fixtures that return callables ------------------------------------------
+
+
+@pytest.fixture
+def make_site(app):
+    from trial.cli_support import system_actor
+    from trial.sites.services import create_site, get_site_by_code
+
+    def factory(code="S01", name=None, timezone="UTC", planned_enrollment=None):
+        existing = get_site_by_code(code)
+        if existing is not None:
+            return existing
+        site = create_site(system_actor(), code=code, name=name or f"Site {code}",
+                           timezone=timezone, planned_enrollment=planned_enrollment)
+        db.session.commit()
+        return site
+
+    return factory
+
+
+@pytest.fixture
+def make_user(app, make_site):
+    """Create a user and return ``(user, token)``; site roles default to S01."""
+    from trial.auth import services
+    from trial.auth.roles import MULTI_SITE_ROLES, SINGLE_SITE_ROLES
+    from trial.cli_support import system_actor
+
+    counter = {"n": 0}
+
+    def factory(role="coordinator", sites=None, username=None, password=None,
+                ttl=timedelta(hours=1)):
+        counter["n"] += 1
+        if sites is None:
+            sites = ["S01"] if role in SINGLE_SITE_ROLES | MULTI_SITE_ROLES else []
+        for code in sites:
+            make_site(code)
+        user = services.create_user(system_actor(),
+                                    username=username or f"{role}-{counter['n']}",
+                                    role=role, site_codes=sites, password=password)
+        token, _ = services.issue_token(system_actor(), user, label="test", ttl=ttl)
+        db.session.commit()
+        return user, token
+
+    return factory
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def make_participant(client, make_user):
+    """Register a participant through the API as a coordinator of its site."""
+    coordinators: dict[str, str] = {}
+
+    def factory(site="S01", sex="F", year_of_birth=1980, consent_date="2026-01-15"):
+        if site not in coordinators:
+            coordinators[site] = make_user("coordinator", sites=[site])[1]
+        response = client.post("/api/v1/participants", headers=bearer(coordinators[site]),
+                               json={"site": site, "sex": sex, "year_of_birth": year_of_birth,
+                                     "consent_date": consent_date})
+        assert response.status_code == 201, response.json
+        return response.json
+
+    return factory
