@@ -39,6 +39,9 @@ class Config:
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL") or _default_database_url()
     SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
     SECRET_KEY = _read_secret("SECRET_KEY")
+    # Fernet key that encrypts arms and list seeds at rest (randomization module only).
+    # Without it, unblinded operations refuse; blinded allocation still works.
+    ARM_KEY = _read_secret("ARM_KEY")
     PROTOCOL_FILE = os.environ.get("PROTOCOL_FILE") or str(
         PROJECT_ROOT / "trial" / "protocol.toml"
     )
@@ -78,6 +81,7 @@ class TestConfig(Config):
 
     TESTING = True
     SECRET_KEY = "test-secret-key-not-for-production"
+    ARM_KEY = "o2rFJOBMJ0cYOm0Fq1Tcr4xh5jk7TZ3xNYXYsrm2TVY="  # test-only Fernet key
     ARGON2_TIME_COST = 1
     ARGON2_MEMORY_COST_KIB = 1024
     ARGON2_PARALLELISM = 1

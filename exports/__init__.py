@@ -1,4 +1,12 @@
-"""Everything that leaves the system: blinded CSV bundles, the key file and PDF reports.
+"""Everything that leaves the system: the key file now; blinded bundles and PDF reports next.
 
-Not built yet (issues 5 and 6). Each artefact will pass one blinding gate and one audit call.
+``trial`` imports this package only in the app factory, through ``init_app``.
 """
+
+
+def init_app(app, api) -> None:
+    from exports.cli import exports_cli
+    from exports.views import blp
+
+    api.register_blueprint(blp)
+    app.cli.add_command(exports_cli)

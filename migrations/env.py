@@ -40,6 +40,15 @@ target_db = current_app.extensions['migrate'].db
 # ... etc.
 
 
+def render_item(type_, obj, autogen_context):
+    """Render our UTCDateTime as a plain timezone-aware DateTime: migrations stay frozen."""
+    from trial.database import UTCDateTime
+
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def get_metadata():
     if hasattr(target_db, 'metadatas'):
         return target_db.metadatas[None]
@@ -95,6 +104,7 @@ def run_migrations_online():
         context.configure(
             connection=connection,
             target_metadata=get_metadata(),
+            render_item=render_item,
             **conf_args
         )
 

@@ -1,5 +1,15 @@
 """Randomization: the list, allocation, kits, and the only code that reads an arm.
 
-Not built yet (issue 3). ``trial`` may import this package only to register it in the app
-factory.
+``trial`` imports this package only in the app factory, through ``init_app``.
 """
+
+
+def init_app(app, api) -> None:
+    from randomization.cli import randomization_cli
+    from randomization.demo import randomize_demo_participants
+    from randomization.views import blp
+    from trial.demo import register_demo_step
+
+    api.register_blueprint(blp)
+    app.cli.add_command(randomization_cli)
+    register_demo_step(app, randomize_demo_participants)

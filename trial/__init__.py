@@ -63,6 +63,13 @@ def _register_api(app: Flask) -> None:
         api.register_blueprint(blueprint)
     app.before_request(enforce_access_policy)
 
+    # The only places trial touches the packages built on it: registering them.
+    import exports
+    import randomization
+
+    randomization.init_app(app, api)
+    exports.init_app(app, api)
+
 
 def _register_cli(app: Flask) -> None:
     from trial.audit.cli import audit_cli

@@ -104,6 +104,26 @@ def build_demo(participant_count: int, seed: int) -> dict:
     return {"tokens": tokens, "password": password}
 
 
+def ensure_secrets() -> list[str]:
+    """Create the secrets the demo needs under instance/secrets (never committed)."""
+    from cryptography.fernet import Fernet
+
+    created = []
+    directory = Path(current_app.instance_path) / "secrets"
+    for name in ("SECRET_KEY", "ARM_KEY"):
+        if current_app.config.get(name):
+            continue
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chmod(directory, 0o700)
+        path = directory / name.lower()
+        if not path.exists():
+            path.write_text(Fernet.generate_key().decode() + "\n")
+            os.chmod(path, 0o600)
+            created.append(str(path))
+        current_app.config[name] = path.read_text().strip()
+    return created
+
+
 def _write_tokens(result: dict) -> Path:
     path = tokens_file()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,6 +148,8 @@ def demo_command(participant_count, seed, if_empty):
             click.echo("database already holds a trial; demo not loaded")
             return
         raise click.ClickException("the database is not empty; the demo needs an empty one")
+    for path in ensure_secrets():
+        click.echo(f"generated secret {path}")
     result = build_demo(participant_count, seed)
     db.session.commit()
     path = _write_tokens(result)

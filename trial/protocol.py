@@ -192,17 +192,23 @@ class ProtocolSchema(_Strict):
     drinking = f.Nested(DrinkingSection, required=True)
     visits = f.List(f.Nested(VisitSection), required=True, validate=v.Length(min=2))
 
-    @ma.validates_schema
+    # Run even when other sections are bad, so one message names every bad setting.
+    @ma.validates_schema(skip_on_field_errors=False)
     def _visits_consistent(self, data, **_):
-        visits = data["visits"]
+        visits = data.get("visits")
+        if not visits or any(not {"code", "day"} <= visit.keys() for visit in visits):
+            return  # absent or itself invalid: already reported
+        problems = []
         codes = [visit["code"] for visit in visits]
         if len(set(codes)) != len(codes):
-            raise ma.ValidationError("visit codes must be unique", "visits")
+            problems.append("visit codes must be unique")
         days = [visit["day"] for visit in visits]
         if days != sorted(days):
-            raise ma.ValidationError("visits must be listed in order of day", "visits")
+            problems.append("visits must be listed in order of day")
         if 0 not in days:
-            raise ma.ValidationError("one visit must fall on day 0 (randomization)", "visits")
+            problems.append("one visit must fall on day 0 (randomization)")
+        if problems:
+            raise ma.ValidationError(problems, "visits")
 
 
 def _flatten(messages, prefix="") -> list[str]:

@@ -215,3 +215,13 @@ def login_refusal(username: str) -> Exception:
     if _recent_failures(name, utcnow()) >= current_app.config["LOGIN_MAX_FAILURES"]:
         return TooManyRequests("Too many failed logins for this name; try again later.")
     return Unauthorized(BAD_CREDENTIALS)
+
+
+def verify_password(user: User, password: str) -> bool:
+    """Re-check an already authenticated user's password (e.g. before a code-break)."""
+    if not user.password_hash or not password:
+        return False
+    try:
+        return _password_hasher().verify(user.password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False

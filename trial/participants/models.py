@@ -2,7 +2,16 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from trial.database import UTCDateTime
@@ -33,6 +42,13 @@ class Participant(db.Model):
     status: Mapped[str] = mapped_column(String(20), default="screened")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    # Set by randomization; readable by every role. The arm itself lives only in the
+    # randomization module's tables.
+    randomized_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set by an emergency code-break: every role may know THAT a participant was unblinded,
+    # never to which arm.
+    unblinded: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    unblinded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     site: Mapped[Site] = relationship(lazy="joined")
 

@@ -20,6 +20,8 @@ class ParticipantSchema(ma.Schema):
     year_of_birth = f.Integer(dump_only=True)
     consent_date = f.Date(dump_only=True)
     status = f.String(dump_only=True)
+    randomized_at = f.AwareDateTime(dump_only=True, allow_none=True)
+    unblinded = f.Boolean(dump_only=True)
     created_at = f.AwareDateTime(dump_only=True)
 
 
