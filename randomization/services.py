@@ -34,7 +34,7 @@ def allocation_of(participant: Participant) -> RandomizationSlot | None:
 
 
 def _lock(model, key):
-    return db.session.execute(select(model).where(model.id == key).with_for_update()
+    return db.session.execute(select(model).where(model.id == key).with_for_update(of=model)
                               .execution_options(populate_existing=True)).scalar_one()
 
 
