@@ -12,7 +12,7 @@ import os
 import random
 import secrets
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import click
