@@ -64,3 +64,15 @@ def decrypt_seed(token: str) -> bytes:
         return _fernet().decrypt(token.encode("ascii"))
     except InvalidToken as exc:
         raise ArmKeyMismatch("The list seed could not be decrypted: wrong ARM_KEY.") from exc
+
+
+def encrypt_json(payload: dict) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return _fernet().encrypt(text.encode()).decode("ascii")
+
+
+def decrypt_json(token: str) -> dict:
+    try:
+        return json.loads(_fernet().decrypt(token.encode("ascii")))
+    except InvalidToken as exc:
+        raise ArmKeyMismatch("A record could not be decrypted: wrong ARM_KEY.") from exc

@@ -90,6 +90,8 @@ def generate(actor) -> RandomizationList:
     if not lengths:
         raise Conflict("No sites exist yet: add sites before generating the list.")
     seed = secrets.token_bytes(32)
+    if protocol.randomization_method == "minimization":
+        return _generate_kit_pool(actor, seed, lengths)
     parameters = {
         "generator": GENERATOR_NAME, "arms": list(protocol.arms), "ratio": list(protocol.ratio),
         "block_sizes": list(protocol.block_sizes), "strata_factors": list(protocol.strata),
@@ -99,6 +101,51 @@ def generate(actor) -> RandomizationList:
     slots = generate_list(seed, lengths, protocol.ratio, protocol.block_sizes,
                           protocol.kit_digits)
     return _store(actor, "generated", slots, parameters, seed)
+
+
+POOL_STRATUM = "pool"
+
+
+def _generate_kit_pool(actor, seed: bytes, lengths: dict[str, int]) -> RandomizationList:
+    """For minimization: a shuffled pool of kits per arm, each arm able to take the whole trial.
+
+    Minimization decides the arm at allocation; the kit is then the first unused kit of that
+    arm. Every arm's pool holds the planned enrollment plus margin, so a pool never runs out
+    for one arm before the other (which would tell the site the next arm).
+    """
+    protocol = current_protocol()
+    planned = math.ceil(sum(lengths.values()) / len(SEXES))
+    arms = [arm for arm in range(len(protocol.arms)) for _ in range(planned)]
+    from randomization.drbg import DeterministicStream
+    from randomization.generator import draw_kits
+
+    DeterministicStream(seed, "pool").shuffle(arms)
+    kits = draw_kits(seed, len(arms), protocol.kit_digits)
+    slots = [Slot(POOL_STRATUM, sequence, None, None, arm, kit)
+             for sequence, (arm, kit) in enumerate(zip(arms, kits, strict=True), start=1)]
+    parameters = {
+        "generator": "hmac-sha256-drbg/minimization-kit-pool/v1", "method": "minimization",
+        "arms": list(protocol.arms), "ratio": list(protocol.ratio),
+        "factors": list(protocol.minimization_factors),
+        "probability_best": protocol.minimization_probability_best,
+        "pool_per_arm": planned, "kit_digits": protocol.kit_digits,
+    }
+    return _store(actor, "generated", slots, parameters, seed)
+
+
+def _regenerate(row: RandomizationList, params: dict) -> list[Slot]:
+    seed = decrypt_seed(row.seed_encrypted)
+    if params.get("method") == "minimization":
+        from randomization.drbg import DeterministicStream
+        from randomization.generator import draw_kits
+
+        arms = [arm for arm in range(len(params["arms"])) for _ in range(params["pool_per_arm"])]
+        DeterministicStream(seed, "pool").shuffle(arms)
+        kits = draw_kits(seed, len(arms), params["kit_digits"])
+        return [Slot(POOL_STRATUM, sequence, None, None, arm, kit)
+                for sequence, (arm, kit) in enumerate(zip(arms, kits, strict=True), start=1)]
+    return generate_list(seed, params["strata_lengths"], tuple(params["ratio"]),
+                         tuple(params["block_sizes"]), params["kit_digits"])
 
 
 # --- import -----------------------------------------------------------------------------
@@ -212,16 +259,15 @@ def import_list(actor, text: str, *, append: bool = False) -> RandomizationList:
     used = set(db.session.scalars(select(RandomizationSlot.kit_number)))
     used |= {row["kit"] for row in rows if row["kit"]}
     low, high = 10 ** (protocol.kit_digits - 1), 10 ** protocol.kit_digits
+    block_sizes = Counter((row["stratum"], row["block"]) for row in rows
+                          if row["block"] is not None)
     slots = []
     for row in rows:
         kit = row["kit"]
         while kit is None or (kit in used and not row["kit"]):
             kit = str(low + secrets.randbelow(high - low))
         used.add(kit)
-        size = None
-        if row["block"] is not None:
-            size = sum(1 for r in rows if r["stratum"] == row["stratum"]
-                       and r["block"] == row["block"])
+        size = block_sizes.get((row["stratum"], row["block"]))
         slots.append(Slot(row["stratum"], row["sequence"], row["block"], size, row["arm"], kit))
     parameters = {"generator": "imported", "arms": list(protocol.arms),
                   "ratio": list(protocol.ratio), "append": append}
@@ -268,16 +314,42 @@ def verify() -> VerifyReport:
         else:
             report.fail(f"list {row.id}: stored slots do not match the recorded SHA-256")
         if row.source == "generated":
-            regenerated = generate_list(decrypt_seed(row.seed_encrypted),
-                                        params["strata_lengths"], tuple(params["ratio"]),
-                                        tuple(params["block_sizes"]), params["kit_digits"])
+            regenerated = _regenerate(row, params)
             key = lambda s: (s.stratum, s.sequence)  # noqa: E731
             if sorted(regenerated, key=key) == sorted(stored, key=key):
                 report.good(f"list {row.id}: regenerated from its seed, identical")
             else:
                 report.fail(f"list {row.id}: regenerating from the seed gives a different list")
-    _verify_order(report)
+    if any(json.loads(row.parameters).get("method") == "minimization" for row in lists):
+        _verify_minimization(report)
+    else:
+        _verify_order(report)
     return report
+
+
+def _verify_minimization(report: VerifyReport) -> None:
+    """Replay every decision and check each allocated kit carries the decided arm."""
+    from randomization.crypto import decrypt_json
+    from randomization.minimization import Decision, replay
+    from randomization.models import MinimizationDecision
+
+    protocol = current_protocol()
+    rows = list(db.session.scalars(select(MinimizationDecision)
+                                   .order_by(MinimizationDecision.sequence)))
+    decisions = [Decision.from_json(decrypt_json(row.payload_encrypted)) for row in rows]
+    problems = replay(decisions, protocol.ratio)
+    if [row.sequence for row in rows] != list(range(1, len(rows) + 1)):
+        problems.append("decision sequence numbers have a gap")
+    for row, decision in zip(rows, decisions, strict=True):
+        slot = db.session.scalar(select(RandomizationSlot).where(
+            RandomizationSlot.participant_id == row.participant_id))
+        if slot is None or decrypt_arm(slot.stratum, slot.sequence,
+                                       slot.arm_encrypted) != decision.arm:
+            problems.append(f"decision {row.sequence}: the kit given does not match its arm")
+    for problem in problems:
+        report.fail(problem)
+    if not problems:
+        report.good(f"all {len(rows)} minimization decisions replay from their draws")
 
 
 def _verify_order(report: VerifyReport) -> None:

@@ -90,3 +90,17 @@ class RandomizationNotice(db.Model):
     stratum: Mapped[str | None] = mapped_column(String(120))
     participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"))
     message: Mapped[str] = mapped_column(Text)
+
+
+class MinimizationDecision(db.Model):
+    """One minimization decision; its content (levels, counts, scores, draws, arm) is
+    encrypted because the counts and the preferred arm reveal the arm."""
+
+    __tablename__ = "randomization_decisions"
+    __table_args__ = (CheckConstraint("sequence >= 1", name="sequence_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sequence: Mapped[int] = mapped_column(Integer, unique=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("participants.id"), unique=True)
+    payload_encrypted: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from randomization.crypto import decrypt_arm, require_arm_key
-from randomization.lists import require_unblinded_statistician
-from randomization.models import AllocationLock, RandomizationNotice, RandomizationSlot
+from randomization.crypto import decrypt_arm, decrypt_json, encrypt_json, require_arm_key
+from randomization.lists import POOL_STRATUM, require_unblinded_statistician
+from randomization.minimization import decide
+from randomization.models import (
+    AllocationLock,
+    MinimizationDecision,
+    RandomizationNotice,
+    RandomizationSlot,
+)
 from randomization.strata import stratum_key
 from trial.audit.services import record_event
 from trial.auth.services import verify_password
@@ -57,6 +63,35 @@ class StratumExhausted(Conflict):
     """Raised after the caller commits the notice; says nothing about arms."""
 
 
+def _minimization_slot(participant: Participant) -> RandomizationSlot | None:
+    """Decide the arm by minimization (recording the decision) and take a kit of that arm.
+
+    Runs under the allocation lock, so the history it reads is complete and final.
+    """
+    protocol = current_protocol()
+    rows = list(db.session.scalars(select(MinimizationDecision)
+                                   .order_by(MinimizationDecision.sequence)))
+    history = []
+    for row in rows:
+        past = decrypt_json(row.payload_encrypted)
+        history.append((past["levels"], past["arm"]))
+    values = {"site": participant.site_code, "sex": participant.sex}
+    levels = {factor: values[factor] for factor in protocol.minimization_factors}
+    decision = decide(history, levels, protocol.ratio, protocol.minimization_probability_best)
+    free = db.session.scalars(
+        select(RandomizationSlot)
+        .where(RandomizationSlot.stratum == POOL_STRATUM,
+               RandomizationSlot.participant_id.is_(None))
+        .order_by(RandomizationSlot.sequence))
+    for slot in free:
+        if decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted) == decision.arm:
+            db.session.add(MinimizationDecision(
+                sequence=len(rows) + 1, participant_id=participant.id,
+                payload_encrypted=encrypt_json(decision.as_json()), created_at=utcnow()))
+            return slot
+    return None
+
+
 def randomize(actor, participant_id: str, *, eligibility_confirmed: bool):
     """Allocate the next free slot of the participant's stratum; repeat calls return it again.
 
@@ -76,12 +111,17 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool):
     if participant.consent_date is None:
         raise ValidationFailed("Invalid input: consent.", {
             "consent_date": ["No informed consent is recorded for this participant."]})
-    stratum = participant_stratum(participant)
     counter = _lock(AllocationLock, 1)
-    slot = db.session.scalar(
-        select(RandomizationSlot)
-        .where(RandomizationSlot.stratum == stratum, RandomizationSlot.participant_id.is_(None))
-        .order_by(RandomizationSlot.sequence).limit(1))
+    if current_protocol().randomization_method == "minimization":
+        stratum = POOL_STRATUM
+        slot = _minimization_slot(participant)
+    else:
+        stratum = participant_stratum(participant)
+        slot = db.session.scalar(
+            select(RandomizationSlot)
+            .where(RandomizationSlot.stratum == stratum,
+                   RandomizationSlot.participant_id.is_(None))
+            .order_by(RandomizationSlot.sequence).limit(1))
     if slot is None:
         _notify_once("stratum_exhausted", stratum,
                      f"Stratum {stratum} has no slot left; participant {participant_id} "
