@@ -6,6 +6,7 @@ from flask_smorest import Blueprint
 from exports.key import build_key_csv
 from trial.auth.policy import allow
 from trial.auth.roles import Role
+from trial.database import writes_on_read
 from trial.extensions import db
 
 blp = Blueprint("exports", __name__, url_prefix="/api/v1", description="Exports")
@@ -17,6 +18,7 @@ CSV_RESPONSE = {"200": {"description": "CSV file",
 @blp.route("/exports/key", methods=["GET"])
 @allow(Role.UNBLINDED_STATISTICIAN)
 @blp.doc(responses=CSV_RESPONSE)
+@writes_on_read
 def export_key():
     """Download participant -> arm as CSV (unblinded statistician; every release audited)."""
     data, digest = build_key_csv(g.current_user)

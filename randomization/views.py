@@ -16,6 +16,7 @@ from randomization.schemas import (
 from trial.auth.policy import allow
 from trial.auth.roles import Role
 from trial.errors import NotFound
+from trial.database import writes_on_read
 from trial.extensions import db
 from trial.participants.services import get_visible_participant
 
@@ -85,6 +86,7 @@ def break_code(body, participant_id):
 @blp.route("/randomization/list", methods=["GET"])
 @allow(Role.UNBLINDED_STATISTICIAN)
 @blp.response(200, UnblindedSlotSchema(many=True))
+@writes_on_read
 def unblinded_list():
     """The allocation list with arms and kits (unblinded statistician; every read audited)."""
     rows = services.unblinded_slots(g.current_user)

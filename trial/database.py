@@ -13,9 +13,11 @@ lost in a crash.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
-from flask import Flask, has_request_context, request
+from flask import Flask, current_app, has_request_context, request
 from sqlalchemy import DateTime, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
@@ -56,10 +58,38 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_read_only = ContextVar("trial_read_only_transaction", default=False)
+
+
+@contextmanager
+def read_only_transactions():
+    """Open deferred transactions inside this block (a long read must not block writers)."""
+    token = _read_only.set(True)
+    try:
+        yield
+    finally:
+        _read_only.reset(token)
+
+
+def writes_on_read(view):
+    """Mark a GET view that writes (an audited release), so it takes the write lock at BEGIN.
+
+    Without it, a deferred read transaction that later writes its audit row fails on SQLite
+    when another writer committed in between ("database is locked").
+    """
+    view.writes_on_read = True
+    return view
+
+
 def _wants_write_lock() -> bool:
-    """Take SQLite's write lock at BEGIN for anything but a read-only HTTP request."""
+    """Take SQLite's write lock at BEGIN for anything but a read-only request or block."""
+    if _read_only.get():
+        return False
     if has_request_context():
-        return request.method not in READ_ONLY_METHODS
+        if request.method not in READ_ONLY_METHODS:
+            return True
+        view = current_app.view_functions.get(request.endpoint or "")
+        return bool(getattr(view, "writes_on_read", False))
     return True
 
 
