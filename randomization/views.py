@@ -46,9 +46,11 @@ def randomize(body, participant_id):
     except services.StratumExhausted:
         db.session.commit()  # keep the notice for the unblinded statistician
         raise
+    allocation = {"participant_id": participant_id,
+                  "randomization_number": slot.randomization_number,
+                  "kit_number": slot.kit_number, "randomized_at": slot.allocated_at}
     db.session.commit()
-    participant = get_visible_participant(g.current_user, participant_id)
-    return _blinded(participant, slot), 201 if created else 200
+    return allocation, 201 if created else 200
 
 
 @blp.route("/participants/<participant_id>/randomization", methods=["GET"])

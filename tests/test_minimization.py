@@ -12,6 +12,7 @@ from randomization.crypto import decrypt_json, encrypt_json
 from randomization.minimization import Decision, choose, decide, replay
 from randomization.models import MinimizationDecision
 from tests.conftest import bearer
+from tests.test_randomization_api import drop_randomization_guards
 from trial.extensions import db
 
 
@@ -87,7 +88,10 @@ def test_minimization_through_the_api(client, make_user, make_site, make_partici
     assert all(row.payload_encrypted.startswith("gAAAAA") for row in rows)
     report = lists.verify()
     assert report.ok, report.lines
-    # Tamper: rewrite one decision's coin draw; verify must fail.
+    # Tamper behind the app's back (triggers dropped): rewrite one decision's coin draw.
+    drop_randomization_guards()
+    rows = db.session.scalars(select(MinimizationDecision)
+                              .order_by(MinimizationDecision.sequence)).all()
     payload = decrypt_json(rows[10].payload_encrypted)
     payload["draws"][1] = 0.999 if payload["draws"][1] < 0.8 else 0.001
     rows[10].payload_encrypted = encrypt_json(payload)

@@ -206,12 +206,56 @@ def test_list_is_generated_once_and_verified(app, runner, make_user, make_site):
     assert summary.exit_code == 0 and "site=S01|sex=F" in summary.output
 
 
+def drop_randomization_guards() -> None:
+    """Tamper behind the app's back: remove the triggers that protect slots and decisions."""
+    from sqlalchemy import text
+
+    if db.engine.dialect.name == "postgresql":
+        statements = ("DROP TRIGGER randomization_slots_guard ON randomization_slots",
+                      "DROP TRIGGER randomization_decisions_append_only "
+                      "ON randomization_decisions")
+    else:
+        statements = tuple(f"DROP TRIGGER {name}" for name in (
+            "randomization_slots_allocation_is_final", "randomization_slots_content_is_fixed",
+            "randomization_slots_no_delete", "randomization_decisions_no_update",
+            "randomization_decisions_no_delete"))
+    for statement in statements:
+        db.session.execute(text(statement))
+    db.session.commit()
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE randomization_slots SET participant_id = {other} WHERE participant_id = {mine}",
+    "UPDATE randomization_slots SET randomization_number = 'R99999' "
+    "WHERE participant_id = {mine}",
+    "UPDATE randomization_slots SET arm_encrypted = 'x' WHERE sequence = 2",
+    "UPDATE randomization_slots SET kit_number = '123' WHERE sequence = 2",
+    "DELETE FROM randomization_slots WHERE sequence = 3",
+])
+def test_database_refuses_to_reallocate_or_rewrite_slots(client, make_user, trial_list,
+                                                        make_participant, statement):
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    from trial.participants.models import Participant
+
+    _, token = make_user("coordinator", sites=["S01"])
+    first, second = (make_participant(site="S01")["participant_id"] for _ in range(2))
+    randomize(client, token, first)
+    ids = dict(db.session.execute(select(Participant.participant_id, Participant.id)).all())
+    with pytest.raises(DBAPIError, match="refused"):
+        db.session.execute(text(statement.format(mine=ids[first], other=ids[second])))
+    db.session.rollback()
+    assert lists.verify().ok
+
+
 def test_verify_catches_an_altered_slot(app, runner, make_user, make_site):
     from randomization.crypto import encrypt_arm
 
     make_site("S01", planned_enrollment=5)
     lists.generate(make_user("unblinded_statistician")[0])
     db.session.commit()
+    drop_randomization_guards()
     slot = db.session.scalar(select(RandomizationSlot).where(RandomizationSlot.sequence == 1)
                              .order_by(RandomizationSlot.stratum).limit(1))
     arm = __import__("randomization.crypto", fromlist=["x"]).decrypt_arm(
@@ -260,3 +304,22 @@ def test_import_refuses_a_second_list_unless_appended(app, make_user, make_site)
     lists.import_list(user, more, append=True)
     db.session.commit()
     assert lists.verify().ok
+
+
+def test_code_break_password_guessing_locks_the_account(client, make_user, trial_list,
+                                                        make_participant):
+    """A stolen token alone cannot guess the password without limit."""
+    pid = make_participant(site="S01")["participant_id"]
+    _, coordinator = make_user("coordinator", sites=["S01"])
+    randomize(client, coordinator, pid)
+    _, investigator = make_user("investigator", sites=["S01"], password=PASSWORD)
+    url = f"/api/v1/participants/{pid}/code-break"
+    for attempt in range(10):
+        response = client.post(url, headers=bearer(investigator),
+                               json={"reason": "emergency", "password": f"guess-{attempt}"})
+        assert response.status_code == 403
+    locked = client.post(url, headers=bearer(investigator),
+                         json={"reason": "emergency", "password": PASSWORD})
+    assert locked.status_code == 429 and "arm" not in locked.json
+    participant = client.get(f"/api/v1/participants/{pid}", headers=bearer(coordinator)).json
+    assert participant["unblinded"] is False

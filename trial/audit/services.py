@@ -44,13 +44,25 @@ def _actor_columns(actor) -> dict:
 
 
 def _lock_head() -> AuditChainHead:
+    """Lock the chain head once per transaction and keep it for the transaction's events.
+
+    The lock is held until commit or rollback; later events of the same transaction reuse
+    the head in memory instead of re-reading it (one lock, one flush, whatever the count).
+    """
+    session = db.session()
+    cached = session.info.get("audit_head")
+    transaction = session.get_transaction()
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        return cached[1]
     statement = (
         select(AuditChainHead)
         .where(AuditChainHead.id == 1)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    return db.session.execute(statement).scalar_one()
+    head = db.session.execute(statement).scalar_one()
+    session.info["audit_head"] = (session.get_transaction(), head)
+    return head
 
 
 def record_event(
@@ -95,8 +107,7 @@ def record_event(
     event.occurred_at = event.occurred_at.astimezone(UTC)
     event.hash = chain_hash(event.prev_hash, event)
     head.last_seq, head.last_hash = event.seq, event.hash
-    db.session.add(event)
-    db.session.flush()
+    db.session.add(event)  # flushed with the change it records, at the latest on commit
     return event
 
 

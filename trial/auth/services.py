@@ -8,6 +8,7 @@ nor its timing tells whether an account exists.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from datetime import datetime, timedelta
 
@@ -18,13 +19,16 @@ from sqlalchemy import func, select
 
 from trial.audit.services import record_created, record_event
 from trial.auth.models import ApiToken, LoginFailure, User
-from trial.auth.roles import MULTI_SITE_ROLES, SINGLE_SITE_ROLES, Role
+from trial.auth.roles import MULTI_SITE_ROLES, SINGLE_SITE_ROLES, UNBLINDED_ROLES, Role
 from trial.database import utcnow
 from trial.errors import Conflict, Forbidden, TooManyRequests, Unauthorized, ValidationFailed
 from trial.extensions import db
 from trial.sites.services import get_site_by_code
 
 TOKEN_BYTES = 32
+# The audit trail records user names (entity_id is 80 wide), so names stay within 80.
+USERNAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{1,79}")
+USERNAME_RULE = "Use 2 to 80 letters, digits, dots, dashes or underscores."
 BAD_CREDENTIALS = "Invalid username or password."
 
 
@@ -80,12 +84,26 @@ def _resolve_sites(role: str, site_codes: list[str]):
     return sites
 
 
+def _check_may_grant(actor, role: str) -> None:
+    """Grant unblinded roles only at the server's command line, never through the API.
+
+    An admin who could create an unblinded account with a password of their choosing, or move
+    an account they control into an unblinded role, would be unblinded by being admin.
+    """
+    if role in UNBLINDED_ROLES and isinstance(actor, User):
+        raise Forbidden(f"The {role} role is granted only from the server's command line "
+                        f"(flask users create / set-role).")
+
+
 def create_user(actor, *, username: str, role: str, site_codes: list[str] | None = None,
                 password: str | None = None) -> User:
     """Add an account; site staff are bound to their site(s), trial-wide roles to none."""
     username = normalize_username(username)
+    if not USERNAME_PATTERN.fullmatch(username):
+        raise ValidationFailed("Invalid input: username.", {"username": [USERNAME_RULE]})
     if role not in {r.value for r in Role}:
         raise ValidationFailed("Invalid input: role.", {"role": [f"Unknown role {role!r}."]})
+    _check_may_grant(actor, role)
     sites = _resolve_sites(role, list(site_codes or []))
     if get_user_by_username(username) is not None:
         raise Conflict(f"User {username} already exists.", {"username": ["Already taken."]})
@@ -111,6 +129,7 @@ def change_role(actor, user: User, *, role: str, site_codes: list[str] | None,
     if getattr(actor, "id", None) == user.id:
         # An admin granting themselves an unblinded role would defeat separation of duties.
         raise Forbidden("You may not change your own role; ask another admin.")
+    _check_may_grant(actor, role)
     sites = _resolve_sites(role, list(site_codes or []))
     old_role, old_sites = user.role, user.site_codes
     user.role = role
@@ -218,10 +237,21 @@ def login_refusal(username: str) -> Exception:
 
 
 def verify_password(user: User, password: str) -> bool:
-    """Re-check an already authenticated user's password (e.g. before a code-break)."""
-    if not user.password_hash or not password:
-        return False
-    try:
-        return _password_hasher().verify(user.password_hash, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
+    """Re-check an already authenticated user's password (e.g. before a code-break).
+
+    Shares the login lockout: a wrong password counts as a failed attempt for the name, and
+    a locked name is refused (429) before the password is even checked, so a stolen token
+    cannot be used to guess the password without limit.
+    """
+    now = utcnow()
+    if _recent_failures(user.username, now) >= current_app.config["LOGIN_MAX_FAILURES"]:
+        raise TooManyRequests("Too many wrong passwords for this account; try again later.")
+    verified = False
+    if user.password_hash and password:
+        try:
+            verified = _password_hasher().verify(user.password_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            verified = False
+    if not verified:
+        db.session.add(LoginFailure(username=user.username, occurred_at=now))
+    return verified
