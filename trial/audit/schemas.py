@@ -35,6 +35,6 @@ class AuditQuerySchema(ma.Schema):
     entity_id = f.String(validate=v.Length(max=80))
     site = f.String(validate=v.Length(max=10))
     action = f.String(validate=v.Length(max=40))
-    # Bounded by the largest 64-bit integer: SQLite cannot bind a bigger one (it was a 500).
-    after_seq = f.Integer(load_default=0, validate=v.Range(min=0, max=2**63 - 1))
+    # Bounded by the seq column's range (32-bit INTEGER on PostgreSQL): anything larger was a 500.
+    after_seq = f.Integer(load_default=0, validate=v.Range(min=0, max=2**31 - 1))
     limit = f.Integer(load_default=100, validate=v.Range(min=1, max=1000))

@@ -8,7 +8,8 @@ ROLE_CHOICES = [role.value for role in Role]
 
 
 class LoginSchema(ma.Schema):
-    username = f.String(required=True, load_only=True, validate=v.Length(min=1, max=150))
+    # 80: the audit trail records the name typed (entity_id is 80 wide; longer was a 500).
+    username = f.String(required=True, load_only=True, validate=v.Length(min=1, max=80))
     password = f.String(required=True, load_only=True, validate=v.Length(min=1, max=1024))
 
 
@@ -28,9 +29,10 @@ class UserSchema(ma.Schema):
 
 
 class UserCreateSchema(ma.Schema):
+    # At most 80 characters: the audit trail's entity_id holds the name (longer was a 500).
     username = f.String(required=True, validate=v.Regexp(
-        r"^[A-Za-z0-9][A-Za-z0-9._-]{1,149}$",
-        error="Use 2 to 150 letters, digits, dots, dashes or underscores."))
+        r"^[A-Za-z0-9][A-Za-z0-9._-]{1,79}$",
+        error="Use 2 to 80 letters, digits, dots, dashes or underscores."))
     role = f.String(required=True, validate=v.OneOf(ROLE_CHOICES))
     sites = f.List(f.String(validate=v.Length(min=1, max=10)), load_default=list)
     password = f.String(load_default=None, allow_none=True, validate=v.Length(min=12, max=1024))

@@ -1,0 +1,269 @@
+"""Deny by default: every route declares who may call it, and each role gets exactly that.
+
+Three layers: a walk of ``app.url_map`` that fails on any endpoint without a declared policy
+(with a negative control proving the walk and the runtime guard both catch one); a check that
+every route has a row in the permission matrix below, so a new route cannot ship untested; and
+the matrix itself, sent over HTTP for every role.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import func, select
+
+from tests.conftest import bearer
+from trial.audit.models import AuditEvent
+from trial.auth.policy import allow, policy_for
+from trial.auth.roles import Role
+from trial.extensions import db
+
+ROLES = [role.value for role in Role]
+assert ROLES == ["admin", "coordinator", "investigator", "monitor", "data_manager",
+                 "statistician", "unblinded_statistician", "dsmb"]
+
+SITE_STAFF = {"coordinator", "investigator"}
+PARTICIPANT_READERS = SITE_STAFF | {"monitor", "data_manager"}
+EVERYONE = set(ROLES)
+
+PUBLIC_ROUTES = {
+    ("GET", "/api/v1/health"): 200,
+    ("GET", "/api/v1/openapi.json"): 200,
+    ("POST", "/api/v1/auth/token"): 422,  # login: public, but an empty body is invalid
+}
+
+PARTICIPANT_ID = "S01-0001"
+TARGET_USER = "target.user"
+
+
+def _participant_body(role):
+    return {"site": "S01", "sex": "M", "year_of_birth": 1975, "consent_date": "2026-01-10"}
+
+
+# (method, url rule) -> (roles allowed, status for an allowed role, request body for a role).
+# A status of None means "anything but 401, 403 or a 5xx": the route belongs to a feature with
+# its own tests, and here only who gets past the policy matters.
+MATRIX = {
+    # participants
+    ("GET", "/api/v1/participants"): (PARTICIPANT_READERS, 200, None),
+    ("POST", "/api/v1/participants"): (SITE_STAFF, 201, _participant_body),
+    ("GET", "/api/v1/participants/<participant_id>"): (PARTICIPANT_READERS, 200, None),
+    # audit trail
+    ("GET", "/api/v1/audit"): (
+        {"admin", "data_manager", "monitor", "coordinator", "investigator"}, 200, None),
+    # accounts
+    ("GET", "/api/v1/users"): ({"admin"}, 200, None),
+    ("POST", "/api/v1/users"): (
+        {"admin"}, 201, lambda role: {"username": f"made.by.{role}", "role": "statistician"}),
+    ("PATCH", "/api/v1/users/<username>"): (
+        {"admin"}, 200,
+        lambda role: {"role": "data_manager", "sites": [], "reason": f"matrix {role}"}),
+    ("GET", "/api/v1/auth/me"): (EVERYONE, 200, None),
+    ("DELETE", "/api/v1/auth/token"): (EVERYONE, 204, None),
+    # sites
+    ("GET", "/api/v1/sites"): (EVERYONE, 200, None),
+    ("POST", "/api/v1/sites"): (
+        {"admin"}, 201, lambda role: {"code": f"N{ROLES.index(role)}", "name": f"By {role}"}),
+    # randomization (blinded reads for site staff and readers; arms for the unblinded only)
+    ("POST", "/api/v1/participants/<participant_id>/randomize"): (
+        SITE_STAFF, None, lambda role: {"eligibility_confirmed": True}),
+    ("GET", "/api/v1/participants/<participant_id>/randomization"): (
+        PARTICIPANT_READERS, None, None),
+    # The body lacks the password, so the investigator is stopped by validation (422), not by
+    # the service's own 403 for a wrong password.
+    ("POST", "/api/v1/participants/<participant_id>/code-break"): (
+        {"investigator"}, 422, lambda role: {"reason": "emergency"}),
+    ("GET", "/api/v1/randomization/list"): ({"unblinded_statistician"}, None, None),
+    ("GET", "/api/v1/randomization/summary"): ({"unblinded_statistician"}, None, None),
+    ("GET", "/api/v1/randomization/notices"): ({"unblinded_statistician", "dsmb"}, None, None),
+    # exports
+    ("GET", "/api/v1/exports/key"): ({"unblinded_statistician"}, None, None),
+}
+
+# Roles that must never reach a route that can release an arm, whatever the matrix says.
+BLINDED_ROLES = EVERYONE - {"unblinded_statistician", "dsmb"}
+ARM_RELEASING_ROUTES = [
+    ("GET", "/api/v1/randomization/list"),
+    ("GET", "/api/v1/randomization/summary"),
+    ("GET", "/api/v1/exports/key"),
+]
+
+URL_ARGUMENTS = {"participant_id": PARTICIPANT_ID, "username": TARGET_USER}
+
+
+def concrete(rule: str) -> str:
+    return re.sub(r"<(?:[^:>]+:)?([^>]+)>", lambda m: URL_ARGUMENTS[m.group(1)], rule)
+
+
+def routes(app) -> dict[tuple[str, str], str]:
+    """Every (method, rule) the app serves, with its endpoint; HEAD/OPTIONS are implied."""
+    return {(method, rule.rule): rule.endpoint
+            for rule in app.url_map.iter_rules()
+            for method in rule.methods - {"HEAD", "OPTIONS"}}
+
+
+def endpoints_without_policy(app) -> list[str]:
+    return sorted({rule.endpoint for rule in app.url_map.iter_rules()
+                   if policy_for(app, rule.endpoint) is None})
+
+
+def audit_count() -> int:
+    return db.session.scalar(select(func.count()).select_from(AuditEvent))
+
+
+# --- (a) the walk -------------------------------------------------------------------------
+
+
+def test_every_route_declares_an_access_policy(app):
+    rules = list(app.url_map.iter_rules())
+    with_policy = [r for r in rules if policy_for(app, r.endpoint) is not None]
+    print(f"\n{len(rules)} routes, {len(with_policy)} with a declared access policy")
+    assert endpoints_without_policy(app) == []
+    assert len(with_policy) == len(rules)
+    assert len(rules) == len(set(routes(app).values())) == len(MATRIX) + len(PUBLIC_ROUTES)
+
+
+def test_every_route_has_a_row_in_the_permission_matrix(app):
+    served = set(routes(app))
+    missing = served - set(MATRIX) - set(PUBLIC_ROUTES)
+    stale = (set(MATRIX) | set(PUBLIC_ROUTES)) - served
+    assert not missing, f"add these routes to the permission matrix: {sorted(missing)}"
+    assert not stale, f"the matrix names routes the app no longer serves: {sorted(stale)}"
+
+
+def test_declared_policies_match_the_matrix(app):
+    served = routes(app)
+    for key, endpoint in served.items():
+        policy = policy_for(app, endpoint)
+        if key in PUBLIC_ROUTES:
+            assert policy.public, key
+        else:
+            assert not policy.public, key
+            assert set(policy.roles) == MATRIX[key][0], key
+
+
+# --- (b) negative control -----------------------------------------------------------------
+
+
+def test_a_route_without_a_policy_is_flagged_and_closed(app, client, make_user):
+    ran = []
+
+    def forgotten():
+        ran.append(True)
+        return {"secret": "arm A"}
+
+    def declared():
+        ran.append(True)
+        return {"ok": True}
+
+    app.add_url_rule("/api/v1/forgotten", "forgotten", forgotten, methods=["GET", "POST"])
+    app.add_url_rule("/api/v1/declared", "declared", allow(Role.ADMIN)(declared))
+
+    assert endpoints_without_policy(app) == ["forgotten"]
+
+    _, admin = make_user("admin")
+    _, coordinator = make_user("coordinator")
+    for headers in ({}, bearer(admin), bearer(coordinator)):
+        for method in ("GET", "POST"):
+            response = client.open("/api/v1/forgotten", method=method, headers=headers)
+            assert response.status_code == 403, (method, headers)
+            assert response.json["code"] == "forbidden"
+            assert "secret" not in response.get_data(as_text=True)
+    assert ran == []
+
+    # Control for the control: a declared route runs for its role only.
+    assert client.get("/api/v1/declared").status_code == 401
+    assert client.get("/api/v1/declared", headers=bearer(coordinator)).status_code == 403
+    assert ran == []
+    assert client.get("/api/v1/declared", headers=bearer(admin)).status_code == 200
+    assert ran == [True]
+
+
+# --- (c) the permission matrix ------------------------------------------------------------
+
+
+@pytest.fixture
+def tokens(make_user, make_participant, make_site):
+    """One user of every role (site roles at S01), a participant at S01 and a target user."""
+    make_site("S02")
+    participant = make_participant(site="S01")
+    assert participant["participant_id"] == PARTICIPANT_ID
+    make_user("statistician", username=TARGET_USER)
+    return {role: make_user(role)[1] for role in ROLES}
+
+
+@pytest.mark.parametrize("route", list(MATRIX), ids=lambda r: f"{r[0]} {r[1]}")
+def test_permission_matrix(client, tokens, route):
+    method, rule = route
+    allowed, success, body_for = MATRIX[route]
+    url = concrete(rule)
+    expected = {role: ("allowed" if success is None else success) if role in allowed
+                else 403 for role in ROLES}
+    actual = {}
+    for role in ROLES:
+        before = audit_count()
+        response = client.open(url, method=method, headers=bearer(tokens[role]),
+                               json=body_for(role) if body_for else None)
+        status = response.status_code
+        assert status < 500, (role, response.json)
+        if success is None and role in allowed and status not in (401, 403):
+            status = "allowed"
+        actual[role] = status
+        if response.status_code == 403:
+            # Refused by the policy itself, and nothing changed, not even the audit trail.
+            assert response.json == {"code": "forbidden", "status": 403, "errors": {},
+                                     "message": f"The {role} role may not do this."}
+            assert audit_count() == before, role
+    assert actual == expected
+
+
+def test_blinded_roles_never_reach_an_arm_releasing_route(app):
+    for key in ARM_RELEASING_ROUTES:
+        allowed = MATRIX[key][0]
+        assert not allowed & BLINDED_ROLES, key
+        policy = policy_for(app, routes(app)[key])
+        assert not set(policy.roles) & BLINDED_ROLES, key
+
+
+@pytest.mark.parametrize("route", list(MATRIX), ids=lambda r: f"{r[0]} {r[1]}")
+def test_without_a_valid_token_every_protected_route_is_401(client, tokens, route):
+    method, rule = route
+    url = concrete(rule)
+    before = audit_count()
+    for headers in ({}, bearer("not-a-real-token"), {"Authorization": "Bearer "}):
+        # Even a body that would be invalid is refused as unauthenticated, not 422.
+        response = client.open(url, method=method, headers=headers, json={"junk": 1})
+        assert response.status_code == 401, headers
+        assert response.json["code"] == "unauthorized"
+        assert set(response.json) == {"code", "status", "message", "errors"}
+    assert audit_count() == before
+
+
+def test_every_non_public_route_in_the_map_requires_a_token(app, client):
+    """Walk the map itself, so routes added later are covered even before the matrix is."""
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        policy = policy_for(app, rule.endpoint)
+        if policy is None or policy.public:
+            continue
+        url = re.sub(r"<(?:[^:>]+:)?([^>]+)>", "x", rule.rule)
+        for method in sorted(rule.methods - {"OPTIONS"}):
+            assert client.open(url, method=method).status_code == 401, (method, rule.rule)
+            checked += 1
+    assert checked >= len(MATRIX)
+
+
+@pytest.mark.parametrize("route", list(PUBLIC_ROUTES), ids=lambda r: f"{r[0]} {r[1]}")
+def test_public_routes_need_no_token(client, route):
+    method, path = route
+    response = client.open(path, method=method, json={} if method == "POST" else None)
+    assert response.status_code == PUBLIC_ROUTES[route]
+
+
+def test_health_and_spec_content(client):
+    health = client.get("/api/v1/health")
+    assert health.json["status"] == "ok"
+    spec = client.get("/api/v1/openapi.json")
+    assert spec.json["openapi"].startswith("3.")
+    assert "/api/v1/participants" in spec.json["paths"]

@@ -1,0 +1,338 @@
+"""Blinding matrix: no blinded role gets an arm, or what would decrypt one, from any output.
+
+A small trial is built (two sites, a generated list, participants of both arms randomized,
+a stratum exhausted, one emergency code-break, the unblinded statistician reading the list
+and the key). Then every GET route in ``app.url_map`` is called as each blinded role, with
+its path parameters filled with real ids, and every body and header is scanned for arm
+labels, arm ciphertexts, the list seed and the arm key. Routes the role may not call are
+scanned too (their 403 must not leak either). Positive controls prove the scan finds an arm
+where one is.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from dataclasses import dataclass, field
+
+import pytest
+from sqlalchemy import select
+
+from randomization import lists, services
+from randomization.crypto import decrypt_seed
+from randomization.models import RandomizationList, RandomizationSlot
+from tests.conftest import bearer
+from trial.auth.policy import policy_for
+from trial.extensions import db
+
+ARM_LABELS = ("baclofen", "placebo")
+PASSWORD = "correct horse battery staple"
+BLINDED_ROLES = ("admin", "coordinator", "investigator", "monitor", "data_manager",
+                 "statistician")
+# Static text that names the drug as the trial's subject, not as anyone's allocation: the
+# OpenAPI title is built at start, before any list exists, and is the same for every caller.
+STATIC_MENTIONS = ("Baclofen AUD trial data service",)
+# Query strings worth trying on list routes (the empty one is always tried).
+QUERY_VARIANTS = {
+    "participants.list_participants": ["?status=randomized", "?status=screened",
+                                       "?site=S01", "?site=S02"],
+    "audit.list_audit_events": ["?entity_type=participant", "?action=code_break",
+                                "?action=randomize", "?entity_type=randomization_list",
+                                "?entity_type=export"],
+}
+
+
+def randomize(client, token, pid):
+    return client.post(f"/api/v1/participants/{pid}/randomize", headers=bearer(token),
+                       json={"eligibility_confirmed": True})
+
+
+@dataclass
+class Trial:
+    """What the matrix needs to know about the trial it scans."""
+
+    participant_ids: list[str]
+    arm_of: dict[str, str]                   # from the key (unblinded statistician)
+    allocations: dict[str, tuple[bytes, dict]]  # pid -> (raw 201 body, headers)
+    repeats: dict[str, bytes]                # pid -> raw 200 body of a repeat
+    exhausted: object                        # the 409 response
+    code_break: object                       # the investigator's 200 (carries the arm)
+    broken_pid: str
+    investigator_token: str
+    unblinded_token: str
+    secrets: list[str] = field(default_factory=list)
+
+
+def secret_material(app) -> list[str]:
+    """Every string that would decrypt or reveal an arm: key, seed, ciphertexts."""
+    key = app.config["ARM_KEY"]
+    found = [key, base64.urlsafe_b64decode(key).hex()]
+    for row in db.session.scalars(select(RandomizationList)):
+        if row.seed_encrypted:
+            seed = decrypt_seed(row.seed_encrypted)
+            found += [row.seed_encrypted, seed.hex(),
+                      base64.b64encode(seed).decode(), base64.urlsafe_b64encode(seed).decode()]
+    found += list(db.session.scalars(select(RandomizationSlot.arm_encrypted)))
+    return found
+
+
+def leaks(text: str, secrets: list[str]) -> list[str]:
+    """Name each arm label or secret present in ``text``."""
+    for phrase in STATIC_MENTIONS:
+        text = text.replace(phrase, "")
+    lowered = text.lower()
+    found = [label for label in ARM_LABELS if label in lowered]
+    found += [f"secret {s[:12]}..." for s in secrets if s and s in text]
+    return found
+
+
+def response_text(response) -> str:
+    headers = "\n".join(f"{k}: {v}" for k, v in response.headers.items())
+    return headers + "\n\n" + response.get_data(as_text=True)
+
+
+def build_trial(app, client, make_site, make_user, make_participant,
+                before_allocations=lambda: None) -> Trial:
+    make_site("S01", planned_enrollment=10)   # 12 slots per sex stratum
+    make_site("S02", planned_enrollment=1)    # 2-6 slots per sex stratum (whole blocks)
+    unblinded_user, unblinded_token = make_user("unblinded_statistician")
+    lists.generate(unblinded_user)
+    db.session.commit()
+    secrets = secret_material(app)  # fixed once the list exists
+    coordinators = {site: make_user("coordinator", sites=[site])[1] for site in ("S01", "S02")}
+    _, investigator = make_user("investigator", sites=["S01"], password=PASSWORD)
+
+    def enrol(site, sex, n):
+        return [make_participant(site=site, sex=sex)["participant_id"] for _ in range(n)]
+
+    s02_f_slots = len(db.session.scalars(select(RandomizationSlot.id).where(
+        RandomizationSlot.stratum == "site=S02|sex=F")).all())
+    to_randomize = enrol("S01", "F", 4) + enrol("S01", "M", 4) \
+        + enrol("S02", "F", s02_f_slots) + enrol("S02", "M", 1)
+    not_randomized = enrol("S01", "F", 1)
+    refused_pid = enrol("S02", "F", 1)[0]
+    before_allocations()
+    allocations, repeats = {}, {}
+    for pid in to_randomize:
+        token = coordinators[pid[:3]]
+        first = randomize(client, token, pid)
+        assert first.status_code == 201, first.json
+        allocations[pid] = (first.get_data(), dict(first.headers))
+        again = randomize(client, token, pid)
+        assert again.status_code == 200
+        repeats[pid] = again.get_data()
+    exhausted = randomize(client, coordinators["S02"], refused_pid)
+    assert exhausted.status_code == 409, exhausted.json
+
+    broken_pid = to_randomize[0]
+    url = f"/api/v1/participants/{broken_pid}/code-break"
+    refused = client.post(url, headers=bearer(investigator),
+                          json={"reason": "wrong password first", "password": "nope"})
+    assert refused.status_code == 403
+    code_break = client.post(url, headers=bearer(investigator),
+                             json={"reason": "suspected overdose", "password": PASSWORD})
+    assert code_break.status_code == 200, code_break.json
+
+    # Unblinded reads are audit events; blinded readers of the trail must not see arms there.
+    assert client.get("/api/v1/randomization/list",
+                      headers=bearer(unblinded_token)).status_code == 200
+    assert client.get("/api/v1/exports/key", headers=bearer(unblinded_token)).status_code == 200
+    arm_of = {pid: arm for pid, _, arm in services.allocation_key(unblinded_user)}
+    db.session.rollback()
+    assert set(arm_of) == set(to_randomize)
+    assert set(arm_of.values()) == set(ARM_LABELS), "both arms must be represented"
+    return Trial(participant_ids=to_randomize + not_randomized + [refused_pid],
+                 arm_of=arm_of, allocations=allocations, repeats=repeats,
+                 exhausted=exhausted, code_break=code_break, broken_pid=broken_pid,
+                 investigator_token=investigator, unblinded_token=unblinded_token,
+                 secrets=secrets)
+
+
+@pytest.fixture
+def trial(app, client, make_site, make_user, make_participant) -> Trial:
+    return build_trial(app, client, make_site, make_user, make_participant)
+
+
+def get_routes(app):
+    """Every GET route as (endpoint, rule), from the URL map itself."""
+    return sorted(((rule.endpoint, rule) for rule in app.url_map.iter_rules()
+                   if "GET" in rule.methods), key=lambda item: item[1].rule)
+
+
+def urls_for(rule, endpoint, trial: Trial) -> list[str]:
+    """Concrete URLs for a rule: path parameters filled with every real id, plus queries."""
+    fillers = {"participant_id": trial.participant_ids + ["S09-9999"]}
+    unknown = set(rule.arguments) - set(fillers)
+    assert not unknown, (f"{rule.rule}: no filler for {sorted(unknown)}; teach the blinding "
+                         f"matrix how to fill it so the route is scanned")
+    if rule.arguments:
+        (name,) = rule.arguments
+        paths = [rule.rule.replace(f"<{name}>", value) for value in fillers[name]]
+    else:
+        paths = [rule.rule]
+    return [path + query for path in paths for query in [""] + QUERY_VARIANTS.get(endpoint, [])]
+
+
+def fetch_all_audit(client, token, query="") -> list[dict]:
+    """Page through the whole trail this token may read."""
+    events, after = [], 0
+    joiner = "&" if query else "?"
+    while True:
+        page = client.get(f"/api/v1/audit{query}{joiner}after_seq={after}&limit=1000",
+                          headers=bearer(token))
+        assert page.status_code == 200, page.json
+        if not page.json:
+            return events
+        events += page.json
+        after = page.json[-1]["seq"]
+
+
+VIEWERS = {
+    "admin": [],
+    "coordinator": ["S01"],
+    "coordinator@S02": ["S02"],
+    "investigator": ["S01"],
+    "monitor": ["S01", "S02"],
+    "data_manager": [],
+    "statistician": [],
+}
+
+
+def scan_role(app, client, token, role, trial: Trial) -> tuple[list[str], dict]:
+    """GET every route as ``role``; return the leaks found and the 200s per endpoint."""
+    problems, answered = [], {}
+    for endpoint, rule in get_routes(app):
+        policy = policy_for(app, endpoint)
+        allowed = policy is not None and policy.permits(role)
+        for url in urls_for(rule, endpoint, trial):
+            response = client.get(url, headers=bearer(token))
+            assert response.status_code < 500, (url, response.status_code)
+            if not allowed:
+                assert response.status_code == 403, (url, response.status_code)
+            elif response.status_code == 200:
+                answered[endpoint] = answered.get(endpoint, 0) + 1
+            found = leaks(response_text(response), trial.secrets)
+            if found:
+                problems.append(f"{response.status_code} GET {url}: {found}")
+    return problems, answered
+
+
+@pytest.mark.parametrize("viewer", list(VIEWERS))
+def test_blinded_role_sees_no_arm_on_any_get_route(app, client, make_user, trial, viewer):
+    role = viewer.split("@")[0]
+    assert role in BLINDED_ROLES
+    if viewer == "investigator":
+        token = trial.investigator_token  # the one who broke the code: blinded again after
+    else:
+        token = make_user(role, sites=VIEWERS[viewer])[1]
+    problems, answered = scan_role(app, client, token, role, trial)
+    assert not problems, "\n".join(problems)
+    # Not vacuous: every route the policy allows answered 200 at least once.
+    allowed_endpoints = {e for e, _ in get_routes(app) if policy_for(app, e).permits(role)}
+    assert set(answered) == allowed_endpoints, sorted(allowed_endpoints - set(answered))
+    if policy_for(app, "audit.list_audit_events").permits(role):
+        check_whole_audit_trail(client, token, VIEWERS[viewer] or ["S01", "S02"], trial)
+
+
+def check_whole_audit_trail(client, token, sites, trial: Trial) -> None:
+    """Every audit entry the role can read, all pages, carries no arm or secret."""
+    events = fetch_all_audit(client, token)
+    actions = {event["action"] for event in events}
+    assert "randomize" in actions                 # the scan reads the interesting rows
+    if "S01" in sites:
+        assert {"code_break", "code_break_refused"} <= actions
+    assert leaks(json.dumps(events), trial.secrets) == [], [
+        e for e in events if leaks(json.dumps(e), trial.secrets)]
+
+
+def test_controls_the_scan_finds_arms_where_they_are(client, trial):
+    """Positive controls: unblinded outputs and the code-break answer do name the arm."""
+    listing = client.get("/api/v1/randomization/list", headers=bearer(trial.unblinded_token))
+    assert listing.status_code == 200
+    assert set(leaks(response_text(listing), trial.secrets)) >= set(ARM_LABELS)
+    key = client.get("/api/v1/exports/key", headers=bearer(trial.unblinded_token))
+    assert set(leaks(response_text(key), trial.secrets)) >= set(ARM_LABELS)
+    assert trial.arm_of[trial.broken_pid] in leaks(response_text(trial.code_break), [])
+    # The secret half of the scan finds a ciphertext, the key and the seed when present.
+    for secret in (trial.secrets[0], trial.secrets[2], trial.secrets[-1]):
+        assert leaks(f"x{secret}y", trial.secrets), secret[:12]
+    # The static allowance hides only the spec title, never an arm elsewhere.
+    assert leaks("Baclofen AUD trial data service; arm: Baclofen", []) == ["baclofen"]
+
+
+def test_control_the_matrix_catches_a_blinded_route_that_leaks(app, client, make_user,
+                                                              trial, monkeypatch):
+    """Negative control: make the blinded allocation read carry the arm; the walk sees it."""
+    from randomization import views
+    from randomization.crypto import decrypt_arm
+
+    honest = views._blinded
+
+    def leaky(participant, slot):
+        body = honest(participant, slot)
+        body["kit_number"] = ARM_LABELS[decrypt_arm(slot.stratum, slot.sequence,
+                                                    slot.arm_encrypted)]
+        return body
+
+    monkeypatch.setattr(views, "_blinded", leaky)
+    token = make_user("monitor", sites=["S01", "S02"])[1]
+    problems, _ = scan_role(app, client, token, "monitor", trial)
+    assert problems and all("/randomization" in p for p in problems), problems
+
+
+def test_allocation_responses_have_the_same_shape_and_size_whatever_the_arm(
+        client, make_user, trial):
+    """Bodies, headers and lengths of every blinded allocation answer are arm-independent."""
+    assert set(trial.arm_of.values()) == set(ARM_LABELS)
+    monitor = make_user("monitor", sites=["S01", "S02"])[1]
+    shapes: dict[str, set] = {arm: set() for arm in ARM_LABELS}
+    for pid, (body, headers) in trial.allocations.items():
+        arm = trial.arm_of[pid]
+        got = client.get(f"/api/v1/participants/{pid}/randomization", headers=bearer(monitor))
+        assert got.status_code == 200
+        for kind, raw, head in (("created", body, headers),
+                                ("repeat", trial.repeats[pid], None),
+                                ("read", got.get_data(), dict(got.headers))):
+            parsed = json.loads(raw)
+            shape = (kind, tuple(parsed), len(raw),
+                     tuple(len(str(v)) for v in parsed.values()),
+                     tuple(sorted(head)) if head else None,
+                     head.get("Content-Length") if head else None)
+            shapes[arm].add(shape)
+        assert json.loads(trial.repeats[pid]) == json.loads(body)
+    assert shapes["baclofen"] == shapes["placebo"], shapes
+    assert len({s[2] for s in shapes["baclofen"]}) == 1, "every allocation body has one length"
+
+
+def test_exhausted_stratum_409_names_no_arm(trial):
+    response = trial.exhausted
+    assert response.status_code == 409
+    assert set(response.json) == {"code", "status", "message", "errors"}
+    assert leaks(response_text(response), trial.secrets) == []
+
+
+def test_log_output_during_randomize_and_code_break_names_no_arm(
+        app, client, make_site, make_user, make_participant, caplog):
+    """Nothing the process logs (SQL echo included) names an arm.
+
+    The application itself logs little on a good day, so SQL logging at DEBUG (statements,
+    parameters and result rows) is switched on too: the scan then reads everything the
+    allocation and the code-break touched. SQL rows do carry the ciphertexts (that is what the
+    table holds), so the secret scan covers the application's own loggers only.
+    """
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="sqlalchemy.engine")
+    # Capture from the first allocation on: list generation logs the protocol's arm names
+    # (the list's parameters row), which is not an allocation.
+    built = build_trial(app, client, make_site, make_user, make_participant,
+                        before_allocations=caplog.clear)
+    app.logger.info("control line")
+    records = caplog.records
+    assert len(records) > 100 and any(r.getMessage() == "control line" for r in records)
+    assert any("randomization_slots" in r.getMessage() for r in records)
+    text = "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in records)
+    assert [label for label in ARM_LABELS if label in text.lower()] == []
+    own = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in records
+                     if not r.name.startswith("sqlalchemy"))
+    assert leaks(own, built.secrets) == []
