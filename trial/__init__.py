@@ -49,7 +49,7 @@ def _register_api(app: Flask) -> None:
     from trial.audit.views import blp as audit_blp
     from trial.auth.policy import enforce_access_policy
     from trial.auth.views import blp as auth_blp
-    from trial.errors import TrialApi
+    from trial.errors import TrialApi, screen_request_input
     from trial.health import blp as health_blp
     from trial.participants.views import blp as participants_blp
     from trial.sites.views import blp as sites_blp
@@ -62,6 +62,7 @@ def _register_api(app: Flask) -> None:
     for blueprint in (health_blp, auth_blp, sites_blp, participants_blp, audit_blp):
         api.register_blueprint(blueprint)
     app.before_request(enforce_access_policy)
+    app.before_request(screen_request_input)  # after authentication: 401 comes first
 
     # The only places trial touches the packages built on it: registering them.
     import exports

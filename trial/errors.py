@@ -67,6 +67,10 @@ class TooManyRequests(TrialError):
     status, code = 429, "too_many_requests"
 
 
+class UnsupportedMediaType(TrialError):
+    status, code = 415, "unsupported_media_type"
+
+
 class ConfigurationError(RuntimeError):
     """Raised at start when a setting would make the service unsafe or wrong."""
 
@@ -99,6 +103,54 @@ def _flatten_webargs_errors(messages: dict) -> dict[str, list[str]]:
     return flat
 
 
+def _nul_fields(prefix: str, value) -> list[str]:
+    """Name every key or string value holding a NUL character (dotted for nested JSON)."""
+    if isinstance(value, str):
+        return [prefix or "_schema"] if "\x00" in value else []
+    found = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            found += [name] if "\x00" in str(key) else _nul_fields(name, item)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _nul_fields(f"{prefix}.{index}" if prefix else str(index), item)
+    return found
+
+
+def _takes_json_body(view) -> bool:
+    arguments = getattr(view, "_apidoc", {}).get("arguments", {})
+    return any(p.get("in") == "json" for p in arguments.get("parameters", []))
+
+
+def screen_request_input():
+    """Refuse, before any view runs, input the views would misread or a database would choke on.
+
+    A body that is not declared as JSON, sent to a view that reads JSON, would be parsed as
+    empty and answered "missing field" for every field; it gets a 415 that says what is wrong.
+    A NUL character anywhere (path, query, body) cannot be stored by PostgreSQL and used to
+    surface as a 500; it is refused on both databases with the fields named.
+    """
+    from flask import current_app, request
+
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    if view is not None and _takes_json_body(view) and not request.is_json \
+            and (request.content_length or request.mimetype):
+        raise UnsupportedMediaType(
+            f"Send the request body as JSON with 'Content-Type: application/json' "
+            f"(got {request.mimetype or 'no content type'!r}).")
+    fields = _nul_fields("", request.view_args or {})
+    for name, values in request.args.lists():
+        if "\x00" in name or any("\x00" in item for item in values):
+            fields.append(name)
+    if request.is_json:
+        fields += _nul_fields("", request.get_json(silent=True))
+    if fields:
+        errors = {name: ["Contains a NUL character, which is not allowed."] for name in fields}
+        raise ValidationFailed("Invalid input: " + ", ".join(sorted(errors)) + ".", errors)
+    return None
+
+
 def _http_code(exc: HTTPException) -> str:
     return (exc.name or "error").lower().replace(" ", "_")
 
@@ -115,12 +167,17 @@ def handle_http_exception(exc: HTTPException):
         errors = _flatten_webargs_errors(messages)
         named = ", ".join(sorted(errors))
         return error_response(422, "validation_error", f"Invalid input: {named}.", errors)
+    if status == 400 and messages:
+        # webargs' only 400: a body declared as JSON that does not parse.
+        errors = _flatten_webargs_errors(messages)
+        message = " ".join(msg for msgs in errors.values() for msg in msgs)
+        return error_response(400, "invalid_json", message or "Malformed request.", errors)
     if status == 413:
         return error_response(413, "payload_too_large", "The request body is too large.")
     message = data.get("message") or exc.description or exc.name
     response = error_response(status, _http_code(exc), message)
     if status == 405 and getattr(exc, "valid_methods", None):
-        response.headers["Allow"] = ", ".join(exc.valid_methods)
+        response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
     return response
 
 

@@ -29,7 +29,8 @@ class AuditEvent(db.Model):
     user_id: Mapped[int | None] = mapped_column(Integer)
     username: Mapped[str | None] = mapped_column(String(150))
     role: Mapped[str | None] = mapped_column(String(40))
-    user_site: Mapped[str | None] = mapped_column(String(10))
+    # All of a monitor's sites, comma-separated ("S01,S02,S03").
+    user_site: Mapped[str | None] = mapped_column(String(255))
     action: Mapped[str] = mapped_column(String(40))
     entity_type: Mapped[str | None] = mapped_column(String(40))
     entity_id: Mapped[str | None] = mapped_column(String(80))
