@@ -42,9 +42,7 @@ class Config:
     # Fernet key that encrypts arms and list seeds at rest (randomization module only).
     # Without it, unblinded operations refuse; blinded allocation still works.
     ARM_KEY = _read_secret("ARM_KEY")
-    PROTOCOL_FILE = os.environ.get("PROTOCOL_FILE") or str(
-        PROJECT_ROOT / "trial" / "protocol.toml"
-    )
+    PROTOCOL_FILE = os.environ.get("PROTOCOL_FILE") or str(PROJECT_ROOT / "trial" / "protocol.toml")
     MIGRATIONS_DIR = str(PROJECT_ROOT / "migrations")
     INSTANCE_PATH = str(INSTANCE_DIR)
 

@@ -53,6 +53,7 @@ SITES = ("S01", "S02", "S03", "S04")
 
 # --- databases -------------------------------------------------------------------------------
 
+
 @contextmanager
 def throwaway_database(kind: str, pg_url: str):
     """Yield a URL to an empty database that is removed afterwards."""
@@ -76,10 +77,19 @@ def throwaway_database(kind: str, pg_url: str):
 
 
 def bench_config(database_url: str, instance: Path, arm_key: str) -> type[Config]:
-    return type("BenchConfig", (Config,), {
-        "SQLALCHEMY_DATABASE_URI": database_url, "INSTANCE_PATH": str(instance),
-        "ARM_KEY": arm_key, "SECRET_KEY": "bench-secret", "ARGON2_TIME_COST": 1,
-        "ARGON2_MEMORY_COST_KIB": 1024, "ARGON2_PARALLELISM": 1})
+    return type(
+        "BenchConfig",
+        (Config,),
+        {
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "INSTANCE_PATH": str(instance),
+            "ARM_KEY": arm_key,
+            "SECRET_KEY": "bench-secret",
+            "ARGON2_TIME_COST": 1,
+            "ARGON2_MEMORY_COST_KIB": 1024,
+            "ARGON2_PARALLELISM": 1,
+        },
+    )
 
 
 def prepare_trial(database_url: str, instance: Path, arm_key: str, participants: int):
@@ -99,25 +109,44 @@ def prepare_trial(database_url: str, instance: Path, arm_key: str, participants:
         upgrade(directory=app.config["MIGRATIONS_DIR"])
         per_site = -(-participants // len(SITES))
         for code in SITES:  # each sex stratum can take the whole site's enrollment
-            create_site(system_actor(), code=code, name=f"Bench {code}", timezone="UTC",
-                        planned_enrollment=per_site)
-        statistician = auth.create_user(system_actor(), username="bench.ustat",
-                                        role="unblinded_statistician", site_codes=[],
-                                        password=None)
+            create_site(
+                system_actor(),
+                code=code,
+                name=f"Bench {code}",
+                timezone="UTC",
+                planned_enrollment=per_site,
+            )
+        statistician = auth.create_user(
+            system_actor(),
+            username="bench.ustat",
+            role="unblinded_statistician",
+            site_codes=[],
+            password=None,
+        )
         lists.generate(statistician)
         tokens, work = {}, []
         for code in SITES:
-            user = auth.create_user(system_actor(), username=f"bench.coord.{code}",
-                                    role="coordinator", site_codes=[code], password=None)
-            tokens[code], _ = auth.issue_token(system_actor(), user, label="bench",
-                                             ttl=timedelta(hours=2))
+            user = auth.create_user(
+                system_actor(),
+                username=f"bench.coord.{code}",
+                role="coordinator",
+                site_codes=[code],
+                password=None,
+            )
+            tokens[code], _ = auth.issue_token(
+                system_actor(), user, label="bench", ttl=timedelta(hours=2)
+            )
         db.session.commit()
         for n in range(participants):
             code = SITES[n % len(SITES)]
             user = auth.get_user_by_username(f"bench.coord.{code}")
-            participant = register_participant(user, site=code, sex="FM"[(n // 4) % 2],
-                                               year_of_birth=1980,
-                                               consent_date=date(2026, 1, 15))
+            participant = register_participant(
+                user,
+                site=code,
+                sex="FM"[(n // 4) % 2],
+                year_of_birth=1980,
+                consent_date=date(2026, 1, 15),
+            )
             work.append((participant.participant_id, tokens[code]))
         db.session.commit()
         db.session.remove()
@@ -136,16 +165,21 @@ def verify_after(app) -> tuple[bool, list[str], int]:
     with app.app_context():
         report = lists.verify()
         chain = verify_chain()
-        used = db.session.scalar(select(func.count()).select_from(RandomizationSlot)
-                                 .where(RandomizationSlot.participant_id.is_not(None)))
-        lines = report.lines + [f"audit chain: {'ok' if chain.ok else chain.problem} "
-                                f"({chain.rows_checked} rows)"]
+        used = db.session.scalar(
+            select(func.count())
+            .select_from(RandomizationSlot)
+            .where(RandomizationSlot.participant_id.is_not(None))
+        )
+        lines = report.lines + [
+            f"audit chain: {'ok' if chain.ok else chain.problem} ({chain.rows_checked} rows)"
+        ]
         db.session.remove()
         db.engine.dispose()
     return report.ok and chain.ok, lines, used
 
 
 # --- server ----------------------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -157,13 +191,33 @@ def free_port() -> int:
 def gunicorn(database_url: str, instance: Path, arm_key: str, workers: int):
     """Start ``gunicorn wsgi:app`` on a free loopback port; yield its base URL."""
     port = free_port()
-    env = dict(os.environ, DATABASE_URL=database_url, ARM_KEY=arm_key,
-               SECRET_KEY="bench-secret", TRIAL_INSTANCE_DIR=str(instance))
+    env = dict(
+        os.environ,
+        DATABASE_URL=database_url,
+        ARM_KEY=arm_key,
+        SECRET_KEY="bench-secret",
+        TRIAL_INSTANCE_DIR=str(instance),
+    )
     log = open(instance / "gunicorn.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "--workers", str(workers),
-         "--bind", f"127.0.0.1:{port}", "--backlog", "256", "--timeout", "120", "wsgi:app"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "--workers",
+            str(workers),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--backlog",
+            "256",
+            "--timeout",
+            "120",
+            "wsgi:app",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -191,6 +245,7 @@ def gunicorn(database_url: str, instance: Path, arm_key: str, workers: int):
 
 
 # --- load ------------------------------------------------------------------------------------
+
 
 def run_load(calls, clients: int) -> dict:
     """Run every call from ``clients`` threads, released together; time each one."""
@@ -224,10 +279,14 @@ def run_load(calls, clients: int) -> dict:
             future.result()
     wall = time.perf_counter() - began
     latencies.sort()
-    return {"n": len(latencies), "wall": wall, "rate": len(latencies) / wall,
-            "p50": statistics.median(latencies),
-            "p95": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
-            "statuses": statuses}
+    return {
+        "n": len(latencies),
+        "wall": wall,
+        "rate": len(latencies) / wall,
+        "p50": statistics.median(latencies),
+        "p95": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
+        "statuses": statuses,
+    }
 
 
 def bench(kind: str, args) -> dict:
@@ -237,9 +296,13 @@ def bench(kind: str, args) -> dict:
         with throwaway_database(kind, args.pg_url) as url:
             t0 = time.perf_counter()
             app, work = prepare_trial(url, instance, arm_key, args.requests)
-            print(f"[{kind}] trial ready in {time.perf_counter() - t0:.1f} s "
-                  f"({len(work)} participants)", flush=True)
+            print(
+                f"[{kind}] trial ready in {time.perf_counter() - t0:.1f} s "
+                f"({len(work)} participants)",
+                flush=True,
+            )
             with gunicorn(url, instance, arm_key, args.workers) as base:
+
                 def health(session):
                     return session.get(f"{base}/api/v1/health", timeout=120).status_code
 
@@ -248,7 +311,10 @@ def bench(kind: str, args) -> dict:
                         return session.post(
                             f"{base}/api/v1/participants/{pid}/randomize",
                             headers={"Authorization": f"Bearer {token}"},
-                            json={"eligibility_confirmed": True}, timeout=120).status_code
+                            json={"eligibility_confirmed": True},
+                            timeout=120,
+                        ).status_code
+
                     return call
 
                 run_load([health] * (4 * args.clients), args.clients)  # warm up
@@ -261,8 +327,15 @@ def bench(kind: str, args) -> dict:
         "health": [s for s in floor["statuses"] if s != 200],
         "randomize": [s for s in load["statuses"] if s != 201],
     }
-    return {"kind": kind, "health": floor, "randomize": load, "verified": ok,
-            "verify_lines": lines, "used": used, "errors": errors}
+    return {
+        "kind": kind,
+        "health": floor,
+        "randomize": load,
+        "verified": ok,
+        "verify_lines": lines,
+        "used": used,
+        "errors": errors,
+    }
 
 
 def report(result: dict) -> None:
@@ -270,15 +343,18 @@ def report(result: dict) -> None:
     print(f"\n== {kind}: {load['n']} randomizations, {floor['n']} health checks ==")
     print(f"{'endpoint':<12}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'errors':>8}")
     for name, data in (("health", floor), ("randomize", load)):
-        print(f"{name:<12}{data['rate']:>10.1f}{data['p50'] * 1000:>10.1f}"
-              f"{data['p95'] * 1000:>10.1f}{len(result['errors'][name]):>8}")
+        print(
+            f"{name:<12}{data['rate']:>10.1f}{data['p50'] * 1000:>10.1f}"
+            f"{data['p95'] * 1000:>10.1f}{len(result['errors'][name]):>8}"
+        )
     ratio50 = load["p50"] / floor["p50"]
     ratio95 = load["p95"] / floor["p95"]
-    print(f"ratio randomize/health: p50 {ratio50:.2f}x, p95 {ratio95:.2f}x, "
-          f"throughput {load['rate'] / floor['rate']:.2f}x "
-          f"(goal: p50 within 3x -> {'met' if ratio50 <= 3 else 'NOT met'})")
-    print(f"slots used {result['used']}; list verify "
-          f"{'ok' if result['verified'] else 'FAILED'}")
+    print(
+        f"ratio randomize/health: p50 {ratio50:.2f}x, p95 {ratio95:.2f}x, "
+        f"throughput {load['rate'] / floor['rate']:.2f}x "
+        f"(goal: p50 within 3x -> {'met' if ratio50 <= 3 else 'NOT met'})"
+    )
+    print(f"slots used {result['used']}; list verify {'ok' if result['verified'] else 'FAILED'}")
     for line in result["verify_lines"]:
         if not line.startswith("ok") or result["verified"] is False:
             print(f"  {line}")
@@ -290,22 +366,29 @@ def report(result: dict) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--db", choices=["both", "sqlite", "postgresql"], default="both")
-    parser.add_argument("--requests", type=int, default=400,
-                        help="randomizations (and health checks) per database")
+    parser.add_argument(
+        "--requests", type=int, default=400, help="randomizations (and health checks) per database"
+    )
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", DEFAULT_PG),
-                        help="a PostgreSQL URL whose server may create and drop databases")
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("BENCH_PG_URL", DEFAULT_PG),
+        help="a PostgreSQL URL whose server may create and drop databases",
+    )
     args = parser.parse_args(argv)
     kinds = ["postgresql", "sqlite"] if args.db == "both" else [args.db]
-    print(f"{args.clients} clients, gunicorn --workers {args.workers}, "
-          f"{os.cpu_count()} CPUs", flush=True)
+    print(
+        f"{args.clients} clients, gunicorn --workers {args.workers}, {os.cpu_count()} CPUs",
+        flush=True,
+    )
     failed = False
     for kind in kinds:
         result = bench(kind, args)
         report(result)
-        failed |= bool(result["errors"]["health"] or result["errors"]["randomize"]
-                       or not result["verified"])
+        failed |= bool(
+            result["errors"]["health"] or result["errors"]["randomize"] or not result["verified"]
+        )
     return 1 if failed else 0
 
 

@@ -19,6 +19,11 @@ def build_key_csv(actor) -> tuple[bytes, str]:
     writer.writerows(rows)
     data = buffer.getvalue().encode("utf-8")
     digest = hashlib.sha256(data).hexdigest()
-    record_event(actor, "export_key", entity_type="export", entity_id="randomization_key",
-                 detail={"rows": len(rows), "sha256": digest})
+    record_event(
+        actor,
+        "export_key",
+        entity_type="export",
+        entity_id="randomization_key",
+        detail={"rows": len(rows), "sha256": digest},
+    )
     return data, digest

@@ -11,8 +11,9 @@ from trial.extensions import db
 
 blp = Blueprint("exports", __name__, url_prefix="/api/v1", description="Exports")
 
-CSV_RESPONSE = {"200": {"description": "CSV file",
-                        "content": {"text/csv": {"schema": {"type": "string"}}}}}
+CSV_RESPONSE = {
+    "200": {"description": "CSV file", "content": {"text/csv": {"schema": {"type": "string"}}}}
+}
 
 
 @blp.route("/exports/key", methods=["GET"])
@@ -23,6 +24,11 @@ def export_key():
     """Download participant -> arm as CSV (unblinded statistician; every release audited)."""
     data, digest = build_key_csv(g.current_user)
     db.session.commit()
-    return Response(data, mimetype="text/csv", headers={
-        "Content-Disposition": 'attachment; filename="randomization-key.csv"',
-        "X-Content-SHA256": digest})
+    return Response(
+        data,
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": 'attachment; filename="randomization-key.csv"',
+            "X-Content-SHA256": digest,
+        },
+    )

@@ -59,8 +59,13 @@ def verify_command():
 
 @randomization_cli.command("summary")
 @click.option("--as", "username", required=True, help="An unblinded statistician.")
-@click.option("--simulations", default=100_000, show_default=True, type=click.IntRange(0),
-              help="Simulated allocations for the predictability figure.")
+@click.option(
+    "--simulations",
+    default=100_000,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Simulated allocations for the predictability figure.",
+)
 def summary_command(username, simulations):
     """Per stratum: slots, used, remaining, block sizes; and the design's predictability."""
     actor = user_as(username)
@@ -69,8 +74,12 @@ def summary_command(username, simulations):
     for row in rows:
         sizes = ", ".join(f"{size}x{count}" for size, count in row["block_sizes"].items())
         warn = "  LOW" if row["remaining"] < 0.1 * row["slots"] else ""
-        click.echo(f"{row['stratum']:<22} {row['slots']:>5} {row['used']:>5} "
-                   f"{row['remaining']:>5}  {sizes}{warn}")
+        click.echo(
+            f"{row['stratum']:<22} {row['slots']:>5} {row['used']:>5} "
+            f"{row['remaining']:>5}  {sizes}{warn}"
+        )
     if rows and rows[0]["predictability"] is not None:
-        click.echo(f"predictability (convergence guesser, {simulations} simulated "
-                   f"allocations): {rows[0]['predictability']:.3f} correct guesses")
+        click.echo(
+            f"predictability (convergence guesser, {simulations} simulated "
+            f"allocations): {rows[0]['predictability']:.3f} correct guesses"
+        )

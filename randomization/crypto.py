@@ -27,7 +27,8 @@ def _fernet() -> Fernet:
     if not key:
         raise ArmKeyUnavailable(
             "The arm encryption key (ARM_KEY) is not configured on this server, so unblinded "
-            "operations are refused. Set ARM_KEY in the environment or instance/secrets/arm_key.")
+            "operations are refused. Set ARM_KEY in the environment or instance/secrets/arm_key."
+        )
     try:
         return Fernet(key)
     except (ValueError, TypeError) as exc:
@@ -39,8 +40,11 @@ def require_arm_key() -> None:
 
 
 def encrypt_arm(stratum: str, sequence: int, arm: int) -> str:
-    payload = json.dumps({"stratum": stratum, "sequence": sequence, "arm": arm},
-                         sort_keys=True, separators=(",", ":"))
+    payload = json.dumps(
+        {"stratum": stratum, "sequence": sequence, "arm": arm},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
     return _fernet().encrypt(payload.encode()).decode("ascii")
 
 
@@ -48,8 +52,9 @@ def decrypt_arm(stratum: str, sequence: int, token: str) -> int:
     try:
         payload = json.loads(_fernet().decrypt(token.encode("ascii")))
     except InvalidToken as exc:
-        raise ArmKeyMismatch("An arm could not be decrypted: wrong ARM_KEY or altered data.") \
-            from exc
+        raise ArmKeyMismatch(
+            "An arm could not be decrypted: wrong ARM_KEY or altered data."
+        ) from exc
     if payload["stratum"] != stratum or payload["sequence"] != sequence:
         raise ArmKeyMismatch(f"The arm of slot {stratum} #{sequence} belongs to another slot.")
     return int(payload["arm"])

@@ -8,5 +8,6 @@ def randomize_demo_participants(rng, context) -> None:
     lists.generate(users["unblinded_statistician"])
     for participant in context["participants"]:
         site = participant.site_code.lower()
-        services.randomize(users[f"coordinator.{site}"], participant.participant_id,
-                           eligibility_confirmed=True)
+        services.randomize(
+            users[f"coordinator.{site}"], participant.participant_id, eligibility_confirmed=True
+        )

@@ -22,8 +22,9 @@ class DeterministicStream:
 
     def _bytes(self, n: int) -> bytes:
         while len(self._buffer) < n:
-            block = hmac.new(self._key, self._label + self._counter.to_bytes(8, "big"),
-                             hashlib.sha256).digest()
+            block = hmac.new(
+                self._key, self._label + self._counter.to_bytes(8, "big"), hashlib.sha256
+            ).digest()
             self._counter += 1
             self._buffer += block
         out, self._buffer = self._buffer[:n], self._buffer[n:]
@@ -36,7 +37,7 @@ class DeterministicStream:
         if n == 1:
             return 0
         nbytes = (n.bit_length() + 7) // 8
-        limit = (256 ** nbytes // n) * n
+        limit = (256**nbytes // n) * n
         while True:
             value = int.from_bytes(self._bytes(nbytes), "big")
             if value < limit:

@@ -19,10 +19,10 @@ from randomization.drbg import DeterministicStream
 @dataclass(frozen=True)
 class Slot:
     stratum: str
-    sequence: int       # 1-based position in the stratum's list
-    block: int          # 1-based block number within the stratum
+    sequence: int  # 1-based position in the stratum's list
+    block: int  # 1-based block number within the stratum
     block_size: int
-    arm: int            # index into the protocol's arm names
+    arm: int  # index into the protocol's arm names
     kit: str
 
 
@@ -34,8 +34,9 @@ def block_contents(size: int, ratio: tuple[int, ...]) -> list[int]:
     return [arm for arm, share in enumerate(ratio) for _ in range(share * per_unit)]
 
 
-def generate_stratum(seed: bytes, stratum: str, length: int, ratio: tuple[int, ...],
-                     block_sizes: tuple[int, ...]) -> list[tuple[int, int, int]]:
+def generate_stratum(
+    seed: bytes, stratum: str, length: int, ratio: tuple[int, ...], block_sizes: tuple[int, ...]
+) -> list[tuple[int, int, int]]:
     """Return (block, block_size, arm) for at least ``length`` slots, in complete blocks."""
     stream = DeterministicStream(seed, f"blocks|{stratum}")
     slots: list[tuple[int, int, int]] = []
@@ -51,7 +52,7 @@ def generate_stratum(seed: bytes, stratum: str, length: int, ratio: tuple[int, .
 
 def draw_kits(seed: bytes, count: int, digits: int) -> list[str]:
     """Draw ``count`` distinct kit numbers of ``digits`` digits (no leading zero)."""
-    low, high = 10 ** (digits - 1), 10 ** digits
+    low, high = 10 ** (digits - 1), 10**digits
     if count > (high - low) // 2:
         raise ValueError(f"{count} kits need more than {digits} digits")
     stream = DeterministicStream(seed, "kits")
@@ -65,18 +66,25 @@ def draw_kits(seed: bytes, count: int, digits: int) -> list[str]:
     return kits
 
 
-def generate_list(seed: bytes, strata_lengths: dict[str, int], ratio: tuple[int, ...],
-                  block_sizes: tuple[int, ...], kit_digits: int) -> list[Slot]:
+def generate_list(
+    seed: bytes,
+    strata_lengths: dict[str, int],
+    ratio: tuple[int, ...],
+    block_sizes: tuple[int, ...],
+    kit_digits: int,
+) -> list[Slot]:
     """The whole list: strata in sorted order, kits assigned in that order."""
     rows = []
     for stratum in sorted(strata_lengths):
         for sequence, (block, size, arm) in enumerate(
-                generate_stratum(seed, stratum, strata_lengths[stratum], ratio, block_sizes),
-                start=1):
+            generate_stratum(seed, stratum, strata_lengths[stratum], ratio, block_sizes), start=1
+        ):
             rows.append((stratum, sequence, block, size, arm))
     kits = draw_kits(seed, len(rows), kit_digits)
-    return [Slot(stratum, sequence, block, size, arm, kit)
-            for (stratum, sequence, block, size, arm), kit in zip(rows, kits, strict=True)]
+    return [
+        Slot(stratum, sequence, block, size, arm, kit)
+        for (stratum, sequence, block, size, arm), kit in zip(rows, kits, strict=True)
+    ]
 
 
 def list_digest(slots: list[Slot], arm_names: tuple[str, ...]) -> str:
@@ -84,6 +92,8 @@ def list_digest(slots: list[Slot], arm_names: tuple[str, ...]) -> str:
     digest = hashlib.sha256()
     digest.update(b"stratum,sequence,block,block_size,arm,kit\n")
     for slot in sorted(slots, key=lambda s: (s.stratum, s.sequence)):
-        digest.update(f"{slot.stratum},{slot.sequence},{slot.block},{slot.block_size},"
-                      f"{arm_names[slot.arm]},{slot.kit}\n".encode())
+        digest.update(
+            f"{slot.stratum},{slot.sequence},{slot.block},{slot.block_size},"
+            f"{arm_names[slot.arm]},{slot.kit}\n".encode()
+        )
     return digest.hexdigest()

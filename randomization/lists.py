@@ -56,27 +56,48 @@ def _strata_lengths() -> dict[str, int]:
     return lengths
 
 
-def _store(actor, source: str, slots: list[Slot], parameters: dict,
-           seed: bytes | None) -> RandomizationList:
+def _store(
+    actor, source: str, slots: list[Slot], parameters: dict, seed: bytes | None
+) -> RandomizationList:
     protocol = current_protocol()
     digest = list_digest(slots, protocol.arms)
     row = RandomizationList(
-        source=source, parameters=json.dumps(parameters, sort_keys=True),
+        source=source,
+        parameters=json.dumps(parameters, sort_keys=True),
         seed_encrypted=encrypt_seed(seed) if seed is not None else None,
-        list_sha256=digest, slot_count=len(slots), created_at=utcnow(),
-        created_by_id=getattr(actor, "id", None))
+        list_sha256=digest,
+        slot_count=len(slots),
+        created_at=utcnow(),
+        created_by_id=getattr(actor, "id", None),
+    )
     db.session.add(row)
     db.session.flush()
-    db.session.add_all(RandomizationSlot(
-        list_id=row.id, stratum=s.stratum, sequence=s.sequence, block=s.block,
-        block_size=s.block_size, arm_encrypted=encrypt_arm(s.stratum, s.sequence, s.arm),
-        kit_number=s.kit) for s in slots)
+    db.session.add_all(
+        RandomizationSlot(
+            list_id=row.id,
+            stratum=s.stratum,
+            sequence=s.sequence,
+            block=s.block,
+            block_size=s.block_size,
+            arm_encrypted=encrypt_arm(s.stratum, s.sequence, s.arm),
+            kit_number=s.kit,
+        )
+        for s in slots
+    )
     db.session.flush()
     # The audit entry says that a list exists and how to verify it; never an arm or the seed.
-    record_event(actor, f"randomization_list_{source}", entity_type="randomization_list",
-                 entity_id=str(row.id), detail={
-                     "slots": len(slots), "strata": len({s.stratum for s in slots}),
-                     "sha256": digest, "generator": parameters.get("generator")})
+    record_event(
+        actor,
+        f"randomization_list_{source}",
+        entity_type="randomization_list",
+        entity_id=str(row.id),
+        detail={
+            "slots": len(slots),
+            "strata": len({s.stratum for s in slots}),
+            "sha256": digest,
+            "generator": parameters.get("generator"),
+        },
+    )
     return row
 
 
@@ -93,13 +114,16 @@ def generate(actor) -> RandomizationList:
     if protocol.randomization_method == "minimization":
         return _generate_kit_pool(actor, seed, lengths)
     parameters = {
-        "generator": GENERATOR_NAME, "arms": list(protocol.arms), "ratio": list(protocol.ratio),
-        "block_sizes": list(protocol.block_sizes), "strata_factors": list(protocol.strata),
-        "strata_lengths": lengths, "kit_digits": protocol.kit_digits,
+        "generator": GENERATOR_NAME,
+        "arms": list(protocol.arms),
+        "ratio": list(protocol.ratio),
+        "block_sizes": list(protocol.block_sizes),
+        "strata_factors": list(protocol.strata),
+        "strata_lengths": lengths,
+        "kit_digits": protocol.kit_digits,
         "list_margin": protocol.list_margin,
     }
-    slots = generate_list(seed, lengths, protocol.ratio, protocol.block_sizes,
-                          protocol.kit_digits)
+    slots = generate_list(seed, lengths, protocol.ratio, protocol.block_sizes, protocol.kit_digits)
     return _store(actor, "generated", slots, parameters, seed)
 
 
@@ -121,14 +145,19 @@ def _generate_kit_pool(actor, seed: bytes, lengths: dict[str, int]) -> Randomiza
 
     DeterministicStream(seed, "pool").shuffle(arms)
     kits = draw_kits(seed, len(arms), protocol.kit_digits)
-    slots = [Slot(POOL_STRATUM, sequence, None, None, arm, kit)
-             for sequence, (arm, kit) in enumerate(zip(arms, kits, strict=True), start=1)]
+    slots = [
+        Slot(POOL_STRATUM, sequence, None, None, arm, kit)
+        for sequence, (arm, kit) in enumerate(zip(arms, kits, strict=True), start=1)
+    ]
     parameters = {
-        "generator": "hmac-sha256-drbg/minimization-kit-pool/v1", "method": "minimization",
-        "arms": list(protocol.arms), "ratio": list(protocol.ratio),
+        "generator": "hmac-sha256-drbg/minimization-kit-pool/v1",
+        "method": "minimization",
+        "arms": list(protocol.arms),
+        "ratio": list(protocol.ratio),
         "factors": list(protocol.minimization_factors),
         "probability_best": protocol.minimization_probability_best,
-        "pool_per_arm": planned, "kit_digits": protocol.kit_digits,
+        "pool_per_arm": planned,
+        "kit_digits": protocol.kit_digits,
     }
     return _store(actor, "generated", slots, parameters, seed)
 
@@ -142,13 +171,21 @@ def _regenerate(row: RandomizationList, params: dict) -> list[Slot]:
         arms = [arm for arm in range(len(params["arms"])) for _ in range(params["pool_per_arm"])]
         DeterministicStream(seed, "pool").shuffle(arms)
         kits = draw_kits(seed, len(arms), params["kit_digits"])
-        return [Slot(POOL_STRATUM, sequence, None, None, arm, kit)
-                for sequence, (arm, kit) in enumerate(zip(arms, kits, strict=True), start=1)]
-    return generate_list(seed, params["strata_lengths"], tuple(params["ratio"]),
-                         tuple(params["block_sizes"]), params["kit_digits"])
+        return [
+            Slot(POOL_STRATUM, sequence, None, None, arm, kit)
+            for sequence, (arm, kit) in enumerate(zip(arms, kits, strict=True), start=1)
+        ]
+    return generate_list(
+        seed,
+        params["strata_lengths"],
+        tuple(params["ratio"]),
+        tuple(params["block_sizes"]),
+        params["kit_digits"],
+    )
 
 
 # --- import -----------------------------------------------------------------------------
+
 
 @dataclass
 class _ImportProblems:
@@ -159,9 +196,11 @@ class _ImportProblems:
 
 
 def _existing_max_sequences() -> dict[str, int]:
-    rows = db.session.execute(select(RandomizationSlot.stratum,
-                                     func.max(RandomizationSlot.sequence))
-                              .group_by(RandomizationSlot.stratum))
+    rows = db.session.execute(
+        select(RandomizationSlot.stratum, func.max(RandomizationSlot.sequence)).group_by(
+            RandomizationSlot.stratum
+        )
+    )
     return {stratum: top for stratum, top in rows}
 
 
@@ -173,8 +212,10 @@ def _check_blocks(rows, ratio, problems: _ImportProblems) -> None:
     for (stratum, block), arms in sorted(by_block.items()):
         size = len(arms)
         if size % sum(ratio) or sorted(arms) != sorted(block_contents(size, ratio)):
-            problems.add(f"block {block} of {stratum}",
-                         f"is unbalanced for the ratio {':'.join(map(str, ratio))}.")
+            problems.add(
+                f"block {block} of {stratum}",
+                f"is unbalanced for the ratio {':'.join(map(str, ratio))}.",
+            )
 
 
 def parse_import(text: str, *, append: bool) -> list[dict]:
@@ -185,8 +226,10 @@ def parse_import(text: str, *, append: bool) -> list[dict]:
     header = [name.strip().lower() for name in (reader.fieldnames or [])]
     missing = {"stratum", "sequence", "arm"} - set(header)
     if missing:
-        raise ValidationFailed("The list file lacks required columns.",
-                               {"header": [f"missing column(s): {', '.join(sorted(missing))}"]})
+        raise ValidationFailed(
+            "The list file lacks required columns.",
+            {"header": [f"missing column(s): {', '.join(sorted(missing))}"]},
+        )
     site_codes = set(db.session.scalars(select(Site.code)))
     rows, seen, kits = [], set(), set()
     for line_number, raw in enumerate(reader, start=2):
@@ -197,9 +240,12 @@ def parse_import(text: str, *, append: bool) -> list[dict]:
             factors = parse_stratum(stratum)
         except ValueError:
             factors = None
-        if (factors is None or set(factors) != set(protocol.strata)
-                or factors.get("site", next(iter(site_codes), None)) not in site_codes
-                or factors.get("sex", "F") not in SEXES):
+        if (
+            factors is None
+            or set(factors) != set(protocol.strata)
+            or factors.get("site", next(iter(site_codes), None)) not in site_codes
+            or factors.get("sex", "F") not in SEXES
+        ):
             problems.add(where, f"unknown stratum {stratum!r}")
         try:
             sequence = int(raw.get("sequence", ""))
@@ -223,31 +269,37 @@ def parse_import(text: str, *, append: bool) -> list[dict]:
             if not kit.isdigit() or kit in kits:
                 problems.add(where, f"kit {kit!r} is not a unique number")
             kits.add(kit)
-        rows.append({"stratum": stratum, "sequence": sequence,
-                     "arm": protocol.arms.index(raw["arm"]),
-                     "block": int(block) if block else None, "kit": kit})
+        rows.append(
+            {
+                "stratum": stratum,
+                "sequence": sequence,
+                "arm": protocol.arms.index(raw["arm"]),
+                "block": int(block) if block else None,
+                "kit": kit,
+            }
+        )
     if not rows and not problems.errors:
         problems.add("file", "holds no slots")
     _check_blocks(rows, protocol.ratio, problems)
     existing = _existing_max_sequences()
     if existing and not append:
-        raise Conflict("A randomization list is already loaded; import with --append to add "
-                       "to it.")
+        raise Conflict("A randomization list is already loaded; import with --append to add to it.")
     by_stratum: dict[str, list[int]] = defaultdict(list)
     for row in rows:
         by_stratum[row["stratum"]].append(row["sequence"])
     for stratum, sequences in sorted(by_stratum.items()):
         start = existing.get(stratum, 0) + 1
         if sorted(sequences) != list(range(start, start + len(sequences))):
-            problems.add(f"stratum {stratum}",
-                         f"sequences must run without gaps from {start}")
-    taken = set(db.session.scalars(select(RandomizationSlot.kit_number)
-                                   .where(RandomizationSlot.kit_number.in_(kits))))
+            problems.add(f"stratum {stratum}", f"sequences must run without gaps from {start}")
+    taken = set(
+        db.session.scalars(
+            select(RandomizationSlot.kit_number).where(RandomizationSlot.kit_number.in_(kits))
+        )
+    )
     for kit in sorted(taken):
         problems.add(f"kit {kit}", "is already used in the trial")
     if problems.errors:
-        raise ValidationFailed("The list file was refused; nothing was loaded.",
-                               problems.errors)
+        raise ValidationFailed("The list file was refused; nothing was loaded.", problems.errors)
     return rows
 
 
@@ -258,9 +310,10 @@ def import_list(actor, text: str, *, append: bool = False) -> RandomizationList:
     rows = parse_import(text, append=append)
     used = set(db.session.scalars(select(RandomizationSlot.kit_number)))
     used |= {row["kit"] for row in rows if row["kit"]}
-    low, high = 10 ** (protocol.kit_digits - 1), 10 ** protocol.kit_digits
-    block_sizes = Counter((row["stratum"], row["block"]) for row in rows
-                          if row["block"] is not None)
+    low, high = 10 ** (protocol.kit_digits - 1), 10**protocol.kit_digits
+    block_sizes = Counter(
+        (row["stratum"], row["block"]) for row in rows if row["block"] is not None
+    )
     slots = []
     for row in rows:
         kit = row["kit"]
@@ -269,12 +322,17 @@ def import_list(actor, text: str, *, append: bool = False) -> RandomizationList:
         used.add(kit)
         size = block_sizes.get((row["stratum"], row["block"]))
         slots.append(Slot(row["stratum"], row["sequence"], row["block"], size, row["arm"], kit))
-    parameters = {"generator": "imported", "arms": list(protocol.arms),
-                  "ratio": list(protocol.ratio), "append": append}
+    parameters = {
+        "generator": "imported",
+        "arms": list(protocol.arms),
+        "ratio": list(protocol.ratio),
+        "append": append,
+    }
     return _store(actor, "imported", slots, parameters, None)
 
 
 # --- verification and summary ------------------------------------------------------------
+
 
 @dataclass
 class VerifyReport:
@@ -290,11 +348,18 @@ class VerifyReport:
 
 
 def _stored_slots(list_id: int) -> list[Slot]:
-    rows = db.session.scalars(select(RandomizationSlot)
-                              .where(RandomizationSlot.list_id == list_id))
-    return [Slot(r.stratum, r.sequence, r.block, r.block_size,
-                 decrypt_arm(r.stratum, r.sequence, r.arm_encrypted), r.kit_number)
-            for r in rows]
+    rows = db.session.scalars(select(RandomizationSlot).where(RandomizationSlot.list_id == list_id))
+    return [
+        Slot(
+            r.stratum,
+            r.sequence,
+            r.block,
+            r.block_size,
+            decrypt_arm(r.stratum, r.sequence, r.arm_encrypted),
+            r.kit_number,
+        )
+        for r in rows
+    ]
 
 
 def verify() -> VerifyReport:
@@ -334,17 +399,21 @@ def _verify_minimization(report: VerifyReport) -> None:
     from randomization.models import MinimizationDecision
 
     protocol = current_protocol()
-    rows = list(db.session.scalars(select(MinimizationDecision)
-                                   .order_by(MinimizationDecision.sequence)))
+    rows = list(
+        db.session.scalars(select(MinimizationDecision).order_by(MinimizationDecision.sequence))
+    )
     decisions = [Decision.from_json(decrypt_json(row.payload_encrypted)) for row in rows]
     problems = replay(decisions, protocol.ratio)
     if [row.sequence for row in rows] != list(range(1, len(rows) + 1)):
         problems.append("decision sequence numbers have a gap")
     for row, decision in zip(rows, decisions, strict=True):
-        slot = db.session.scalar(select(RandomizationSlot).where(
-            RandomizationSlot.participant_id == row.participant_id))
-        if slot is None or decrypt_arm(slot.stratum, slot.sequence,
-                                       slot.arm_encrypted) != decision.arm:
+        slot = db.session.scalar(
+            select(RandomizationSlot).where(RandomizationSlot.participant_id == row.participant_id)
+        )
+        if (
+            slot is None
+            or decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted) != decision.arm
+        ):
             problems.append(f"decision {row.sequence}: the kit given does not match its arm")
     for problem in problems:
         report.fail(problem)
@@ -353,9 +422,13 @@ def _verify_minimization(report: VerifyReport) -> None:
 
 
 def _verify_order(report: VerifyReport) -> None:
-    rows = db.session.execute(select(RandomizationSlot.stratum, RandomizationSlot.sequence,
-                                     RandomizationSlot.randomization_number)
-                              .order_by(RandomizationSlot.stratum, RandomizationSlot.sequence))
+    rows = db.session.execute(
+        select(
+            RandomizationSlot.stratum,
+            RandomizationSlot.sequence,
+            RandomizationSlot.randomization_number,
+        ).order_by(RandomizationSlot.stratum, RandomizationSlot.sequence)
+    )
     by_stratum: dict[str, list[tuple[int, str | None]]] = defaultdict(list)
     for stratum, sequence, number in rows:
         by_stratum[stratum].append((sequence, number))
@@ -377,9 +450,14 @@ def summary(actor, *, simulations: int = 20_000, seed: int | None = None) -> lis
     """Per stratum: slots, used, remaining, block-size counts and simulated predictability."""
     require_unblinded_statistician(actor)
     protocol = current_protocol()
-    rows = db.session.execute(select(RandomizationSlot.stratum, RandomizationSlot.block,
-                                     RandomizationSlot.block_size,
-                                     RandomizationSlot.participant_id))
+    rows = db.session.execute(
+        select(
+            RandomizationSlot.stratum,
+            RandomizationSlot.block,
+            RandomizationSlot.block_size,
+            RandomizationSlot.participant_id,
+        )
+    )
     strata: dict[str, dict] = {}
     blocks: dict[str, set] = defaultdict(set)
     for stratum, block, size, participant in rows:
@@ -388,14 +466,18 @@ def summary(actor, *, simulations: int = 20_000, seed: int | None = None) -> lis
         info["used"] += participant is not None
         blocks[stratum].add((block, size))
     rng = random.Random(seed)
-    share = simulate_guess_share(protocol.block_sizes, protocol.ratio, simulations, rng) \
-        if simulations else None
+    share = (
+        simulate_guess_share(protocol.block_sizes, protocol.ratio, simulations, rng)
+        if simulations
+        else None
+    )
     result = []
     for stratum in sorted(strata):
         info = strata[stratum]
         info["remaining"] = info["slots"] - info["used"]
-        info["block_sizes"] = dict(sorted(Counter(size for _, size in blocks[stratum]
-                                                  if size is not None).items()))
+        info["block_sizes"] = dict(
+            sorted(Counter(size for _, size in blocks[stratum] if size is not None).items())
+        )
         info["predictability"] = share
         result.append(info)
     return result

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Decision:
     levels: dict[str, str]
-    counts: dict[str, list[int]]    # factor -> count per arm among same-level participants
+    counts: dict[str, list[int]]  # factor -> count per arm among same-level participants
     scores: list[float]
     preferred: int
     draws: tuple[float, float, float]
@@ -26,19 +26,32 @@ class Decision:
     arm: int
 
     def as_json(self) -> dict:
-        return {"levels": self.levels, "counts": self.counts, "scores": self.scores,
-                "preferred": self.preferred, "draws": list(self.draws),
-                "probability_best": self.probability_best, "arm": self.arm}
+        return {
+            "levels": self.levels,
+            "counts": self.counts,
+            "scores": self.scores,
+            "preferred": self.preferred,
+            "draws": list(self.draws),
+            "probability_best": self.probability_best,
+            "arm": self.arm,
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> Decision:
-        return cls(levels=data["levels"], counts=data["counts"], scores=data["scores"],
-                   preferred=data["preferred"], draws=tuple(data["draws"]),
-                   probability_best=data["probability_best"], arm=data["arm"])
+        return cls(
+            levels=data["levels"],
+            counts=data["counts"],
+            scores=data["scores"],
+            preferred=data["preferred"],
+            draws=tuple(data["draws"]),
+            probability_best=data["probability_best"],
+            arm=data["arm"],
+        )
 
 
-def level_counts(history: list[tuple[dict[str, str], int]], levels: dict[str, str],
-                 arms: int) -> dict[str, list[int]]:
+def level_counts(
+    history: list[tuple[dict[str, str], int]], levels: dict[str, str], arms: int
+) -> dict[str, list[int]]:
     counts = {factor: [0] * arms for factor in levels}
     for past_levels, arm in history:
         for factor, level in levels.items():
@@ -58,8 +71,9 @@ def scores_for(counts: dict[str, list[int]], ratio: tuple[int, ...]) -> list[flo
     return scores
 
 
-def choose(scores: list[float], draws: tuple[float, float, float],
-           probability_best: float) -> tuple[int, int]:
+def choose(
+    scores: list[float], draws: tuple[float, float, float], probability_best: float
+) -> tuple[int, int]:
     """Return (preferred, arm) from the scores and three uniform draws in [0, 1)."""
     best = min(scores)
     tied = [arm for arm, score in enumerate(scores) if score == best]
@@ -70,9 +84,13 @@ def choose(scores: list[float], draws: tuple[float, float, float],
     return preferred, others[int(draws[2] * len(others))]
 
 
-def decide(history: list[tuple[dict[str, str], int]], levels: dict[str, str],
-           ratio: tuple[int, ...], probability_best: float,
-           draws: tuple[float, float, float] | None = None) -> Decision:
+def decide(
+    history: list[tuple[dict[str, str], int]],
+    levels: dict[str, str],
+    ratio: tuple[int, ...],
+    probability_best: float,
+    draws: tuple[float, float, float] | None = None,
+) -> Decision:
     if draws is None:
         system = secrets.SystemRandom()
         draws = (system.random(), system.random(), system.random())
@@ -86,10 +104,11 @@ def replay(decisions: list[Decision], ratio: tuple[int, ...]) -> list[str]:
     """Re-derive every decision from its predecessors and draws; return the problems."""
     problems, history = [], []
     for number, decision in enumerate(decisions, start=1):
-        again = decide(history, decision.levels, ratio, decision.probability_best,
-                       decision.draws)
+        again = decide(history, decision.levels, ratio, decision.probability_best, decision.draws)
         if again != decision:
-            problems.append(f"decision {number} does not follow from the decisions before it "
-                            f"and its recorded draws")
+            problems.append(
+                f"decision {number} does not follow from the decisions before it "
+                f"and its recorded draws"
+            )
         history.append((decision.levels, decision.arm))
     return problems

@@ -17,9 +17,7 @@ from trial.extensions import db
 
 class RandomizationList(db.Model):
     __tablename__ = "randomization_lists"
-    __table_args__ = (
-        CheckConstraint("source IN ('generated', 'imported')", name="known_source"),
-    )
+    __table_args__ = (CheckConstraint("source IN ('generated', 'imported')", name="known_source"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     source: Mapped[str] = mapped_column(String(20))
@@ -54,8 +52,7 @@ class RandomizationSlot(db.Model):
     arm_encrypted: Mapped[str] = mapped_column(Text)
     kit_number: Mapped[str] = mapped_column(String(20), unique=True)
     # One slot per participant, one participant per slot: both unique.
-    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"),
-                                                       unique=True)
+    participant_id: Mapped[int | None] = mapped_column(ForeignKey("participants.id"), unique=True)
     randomization_number: Mapped[str | None] = mapped_column(String(20), unique=True)
     allocated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     allocated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
@@ -80,8 +77,9 @@ class RandomizationNotice(db.Model):
 
     __tablename__ = "randomization_notices"
     __table_args__ = (
-        CheckConstraint("kind IN ('stratum_low', 'stratum_exhausted', 'code_break')",
-                        name="known_kind"),
+        CheckConstraint(
+            "kind IN ('stratum_low', 'stratum_exhausted', 'code_break')", name="known_kind"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

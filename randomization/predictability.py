@@ -20,8 +20,9 @@ def expected_fixed_block_share(block_size: int) -> float:
     return (m + 2 ** (2 * m - 1) / comb(2 * m, m) - 0.5) / (2 * m)
 
 
-def simulate_guess_share(block_sizes: tuple[int, ...], ratio: tuple[int, ...],
-                         allocations: int, rng: random.Random) -> float:
+def simulate_guess_share(
+    block_sizes: tuple[int, ...], ratio: tuple[int, ...], allocations: int, rng: random.Random
+) -> float:
     """Simulate ``allocations`` allocations of random blocks; return the correct-guess share."""
     correct = done = 0
     while done < allocations:

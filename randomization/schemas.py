@@ -13,8 +13,11 @@ class FixedTimestamp(f.Field):
 
 
 class RandomizeSchema(ma.Schema):
-    eligibility_confirmed = f.Boolean(required=True, load_only=True, metadata={
-        "description": "true once every eligibility criterion is confirmed"})
+    eligibility_confirmed = f.Boolean(
+        required=True,
+        load_only=True,
+        metadata={"description": "true once every eligibility criterion is confirmed"},
+    )
 
 
 class AllocationSchema(ma.Schema):
@@ -23,8 +26,9 @@ class AllocationSchema(ma.Schema):
     participant_id = f.String(dump_only=True)
     randomization_number = f.String(dump_only=True)
     kit_number = f.String(dump_only=True)
-    randomized_at = FixedTimestamp(dump_only=True, metadata={"type": "string",
-                                                             "format": "date-time"})
+    randomized_at = FixedTimestamp(
+        dump_only=True, metadata={"type": "string", "format": "date-time"}
+    )
 
 
 class CodeBreakSchema(ma.Schema):
@@ -35,8 +39,9 @@ class CodeBreakSchema(ma.Schema):
 class CodeBreakResultSchema(ma.Schema):
     participant_id = f.String(dump_only=True)
     arm = f.String(dump_only=True)
-    unblinded_at = FixedTimestamp(dump_only=True, metadata={"type": "string",
-                                                            "format": "date-time"})
+    unblinded_at = FixedTimestamp(
+        dump_only=True, metadata={"type": "string", "format": "date-time"}
+    )
 
 
 class UnblindedSlotSchema(ma.Schema):

@@ -35,27 +35,38 @@ def participant_stratum(participant: Participant) -> str:
 
 
 def allocation_of(participant: Participant) -> RandomizationSlot | None:
-    return db.session.scalar(select(RandomizationSlot)
-                             .where(RandomizationSlot.participant_id == participant.id))
+    return db.session.scalar(
+        select(RandomizationSlot).where(RandomizationSlot.participant_id == participant.id)
+    )
 
 
 def _lock(model, key):
-    return db.session.execute(select(model).where(model.id == key).with_for_update(of=model)
-                              .execution_options(populate_existing=True)).scalar_one()
+    return db.session.execute(
+        select(model)
+        .where(model.id == key)
+        .with_for_update(of=model)
+        .execution_options(populate_existing=True)
+    ).scalar_one()
 
 
 def _notify_once(kind: str, stratum: str, message: str) -> None:
-    exists = db.session.scalar(select(func.count()).select_from(RandomizationNotice).where(
-        RandomizationNotice.kind == kind, RandomizationNotice.stratum == stratum))
+    exists = db.session.scalar(
+        select(func.count())
+        .select_from(RandomizationNotice)
+        .where(RandomizationNotice.kind == kind, RandomizationNotice.stratum == stratum)
+    )
     if not exists:
-        db.session.add(RandomizationNotice(kind=kind, stratum=stratum, message=message,
-                                           created_at=utcnow()))
+        db.session.add(
+            RandomizationNotice(kind=kind, stratum=stratum, message=message, created_at=utcnow())
+        )
 
 
 def _stratum_counts(stratum: str) -> tuple[int, int]:
     total, used = db.session.execute(
-        select(func.count(), func.count(RandomizationSlot.participant_id))
-        .where(RandomizationSlot.stratum == stratum)).one()
+        select(func.count(), func.count(RandomizationSlot.participant_id)).where(
+            RandomizationSlot.stratum == stratum
+        )
+    ).one()
     return total, used
 
 
@@ -69,8 +80,9 @@ def _minimization_slot(participant: Participant) -> RandomizationSlot | None:
     Runs under the allocation lock, so the history it reads is complete and final.
     """
     protocol = current_protocol()
-    rows = list(db.session.scalars(select(MinimizationDecision)
-                                   .order_by(MinimizationDecision.sequence)))
+    rows = list(
+        db.session.scalars(select(MinimizationDecision).order_by(MinimizationDecision.sequence))
+    )
     history = []
     for row in rows:
         past = decrypt_json(row.payload_encrypted)
@@ -80,14 +92,21 @@ def _minimization_slot(participant: Participant) -> RandomizationSlot | None:
     decision = decide(history, levels, protocol.ratio, protocol.minimization_probability_best)
     free = db.session.scalars(
         select(RandomizationSlot)
-        .where(RandomizationSlot.stratum == POOL_STRATUM,
-               RandomizationSlot.participant_id.is_(None))
-        .order_by(RandomizationSlot.sequence))
+        .where(
+            RandomizationSlot.stratum == POOL_STRATUM, RandomizationSlot.participant_id.is_(None)
+        )
+        .order_by(RandomizationSlot.sequence)
+    )
     for slot in free:
         if decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted) == decision.arm:
-            db.session.add(MinimizationDecision(
-                sequence=len(rows) + 1, participant_id=participant.id,
-                payload_encrypted=encrypt_json(decision.as_json()), created_at=utcnow()))
+            db.session.add(
+                MinimizationDecision(
+                    sequence=len(rows) + 1,
+                    participant_id=participant.id,
+                    payload_encrypted=encrypt_json(decision.as_json()),
+                    created_at=utcnow(),
+                )
+            )
             return slot
     return None
 
@@ -105,12 +124,20 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool):
     if existing is not None:
         return existing, False
     if eligibility_confirmed is not True:
-        raise ValidationFailed("Invalid input: eligibility_confirmed.", {
-            "eligibility_confirmed": ["Confirm that the participant meets every eligibility "
-                                      "criterion (true) before randomizing."]})
+        raise ValidationFailed(
+            "Invalid input: eligibility_confirmed.",
+            {
+                "eligibility_confirmed": [
+                    "Confirm that the participant meets every eligibility "
+                    "criterion (true) before randomizing."
+                ]
+            },
+        )
     if participant.consent_date is None:
-        raise ValidationFailed("Invalid input: consent.", {
-            "consent_date": ["No informed consent is recorded for this participant."]})
+        raise ValidationFailed(
+            "Invalid input: consent.",
+            {"consent_date": ["No informed consent is recorded for this participant."]},
+        )
     counter = _lock(AllocationLock, 1)
     if current_protocol().randomization_method == "minimization":
         stratum = POOL_STRATUM
@@ -119,16 +146,21 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool):
         stratum = participant_stratum(participant)
         slot = db.session.scalar(
             select(RandomizationSlot)
-            .where(RandomizationSlot.stratum == stratum,
-                   RandomizationSlot.participant_id.is_(None))
-            .order_by(RandomizationSlot.sequence).limit(1))
+            .where(RandomizationSlot.stratum == stratum, RandomizationSlot.participant_id.is_(None))
+            .order_by(RandomizationSlot.sequence)
+            .limit(1)
+        )
     if slot is None:
-        _notify_once("stratum_exhausted", stratum,
-                     f"Stratum {stratum} has no slot left; participant {participant_id} "
-                     f"could not be randomized.")
+        _notify_once(
+            "stratum_exhausted",
+            stratum,
+            f"Stratum {stratum} has no slot left; participant {participant_id} "
+            f"could not be randomized.",
+        )
         raise StratumExhausted(
             f"No randomization slot is left in stratum {stratum}. The unblinded statistician "
-            f"has been notified; the participant was not randomized.")
+            f"has been notified; the participant was not randomized."
+        )
     now = utcnow()
     counter.last_number += 1
     slot.participant_id = participant.id
@@ -138,18 +170,40 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool):
     participant.status, participant.randomized_at = "randomized", now
     db.session.flush()
     site = participant.site_code
-    for field, value in (("randomization_number", slot.randomization_number),
-                         ("kit_number", slot.kit_number), ("randomized_at", now),
-                         ("eligibility_confirmed", True)):
-        record_event(actor, "randomize", entity_type="participant", entity_id=participant_id,
-                     entity_site=site, field=field, old=None, new=value)
-    record_event(actor, "update", entity_type="participant", entity_id=participant_id,
-                 entity_site=site, field="status", old="screened", new="randomized",
-                 reason="randomized")
+    for field, value in (
+        ("randomization_number", slot.randomization_number),
+        ("kit_number", slot.kit_number),
+        ("randomized_at", now),
+        ("eligibility_confirmed", True),
+    ):
+        record_event(
+            actor,
+            "randomize",
+            entity_type="participant",
+            entity_id=participant_id,
+            entity_site=site,
+            field=field,
+            old=None,
+            new=value,
+        )
+    record_event(
+        actor,
+        "update",
+        entity_type="participant",
+        entity_id=participant_id,
+        entity_site=site,
+        field="status",
+        old="screened",
+        new="randomized",
+        reason="randomized",
+    )
     total, used = _stratum_counts(stratum)
     if total - used < current_protocol().low_remaining_warning * total:
-        _notify_once("stratum_low", stratum,
-                     f"Stratum {stratum} is running low: {total - used} of {total} slots left.")
+        _notify_once(
+            "stratum_low",
+            stratum,
+            f"Stratum {stratum} is running low: {total - used} of {total} slots left.",
+        )
     return slot, True
 
 
@@ -161,47 +215,73 @@ def break_code(actor, participant_id: str, *, reason: str, password: str) -> tup
     """
     participant = get_visible_participant(actor, participant_id)
     if not (reason and reason.strip()):
-        raise ValidationFailed("Invalid input: reason.",
-                               {"reason": ["Say why the code must be broken."]})
+        raise ValidationFailed(
+            "Invalid input: reason.", {"reason": ["Say why the code must be broken."]}
+        )
     if not verify_password(actor, password):
-        record_event(actor, "code_break_refused", entity_type="participant",
-                     entity_id=participant_id, entity_site=participant.site_code,
-                     reason=reason.strip(), detail={"cause": "password incorrect"})
+        record_event(
+            actor,
+            "code_break_refused",
+            entity_type="participant",
+            entity_id=participant_id,
+            entity_site=participant.site_code,
+            reason=reason.strip(),
+            detail={"cause": "password incorrect"},
+        )
         return None
     require_arm_key()
     participant = _lock(Participant, participant.id)
     slot = allocation_of(participant)
     if slot is None:
-        raise Conflict(f"Participant {participant_id} is not randomized; there is no code "
-                       f"to break.")
+        raise Conflict(
+            f"Participant {participant_id} is not randomized; there is no code to break."
+        )
     if participant.unblinded:
-        raise Conflict(f"The code of {participant_id} was already broken on "
-                       f"{participant.unblinded_at:%Y-%m-%d %H:%M} UTC; ask the unblinded "
-                       f"statistician.")
+        raise Conflict(
+            f"The code of {participant_id} was already broken on "
+            f"{participant.unblinded_at:%Y-%m-%d %H:%M} UTC; ask the unblinded "
+            f"statistician."
+        )
     arm = current_protocol().arms[decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted)]
     now = utcnow()
     participant.unblinded, participant.unblinded_at = True, now
     db.session.flush()
     # The audit row records that the code was broken, by whom and why: never the arm.
-    record_event(actor, "code_break", entity_type="participant", entity_id=participant_id,
-                 entity_site=participant.site_code, field="unblinded", old=False, new=True,
-                 reason=reason.strip())
-    db.session.add(RandomizationNotice(
-        kind="code_break", participant_id=participant.id, created_at=now,
-        message=f"Emergency code-break for {participant_id} by {actor.username} "
-                f"({actor.role}, {actor.site_label}) at {now:%Y-%m-%d %H:%M} UTC. "
-                f"Reason: {reason.strip()}"))
+    record_event(
+        actor,
+        "code_break",
+        entity_type="participant",
+        entity_id=participant_id,
+        entity_site=participant.site_code,
+        field="unblinded",
+        old=False,
+        new=True,
+        reason=reason.strip(),
+    )
+    db.session.add(
+        RandomizationNotice(
+            kind="code_break",
+            participant_id=participant.id,
+            created_at=now,
+            message=f"Emergency code-break for {participant_id} by {actor.username} "
+            f"({actor.role}, {actor.site_label}) at {now:%Y-%m-%d %H:%M} UTC. "
+            f"Reason: {reason.strip()}",
+        )
+    )
     return participant, arm
 
 
 def code_break_refused() -> Forbidden:
-    return Forbidden("Password incorrect: the code was not broken. The attempt was recorded.",
-                     {"password": ["Incorrect password."]})
+    return Forbidden(
+        "Password incorrect: the code was not broken. The attempt was recorded.",
+        {"password": ["Incorrect password."]},
+    )
 
 
 def list_notices(actor) -> list[RandomizationNotice]:
-    return list(db.session.scalars(select(RandomizationNotice)
-                                   .order_by(RandomizationNotice.id.desc())))
+    return list(
+        db.session.scalars(select(RandomizationNotice).order_by(RandomizationNotice.id.desc()))
+    )
 
 
 def unblinded_slots(actor) -> list[dict]:
@@ -211,16 +291,28 @@ def unblinded_slots(actor) -> list[dict]:
     rows = db.session.execute(
         select(RandomizationSlot, Participant.participant_id)
         .outerjoin(Participant, Participant.id == RandomizationSlot.participant_id)
-        .order_by(RandomizationSlot.stratum, RandomizationSlot.sequence)).all()
-    result = [{
-        "stratum": slot.stratum, "sequence": slot.sequence, "block": slot.block,
-        "block_size": slot.block_size,
-        "arm": arms[decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted)],
-        "kit_number": slot.kit_number, "participant_id": pid,
-        "randomization_number": slot.randomization_number, "allocated_at": slot.allocated_at,
-    } for slot, pid in rows]
-    record_event(actor, "unblinded_read", entity_type="randomization_list",
-                 detail={"what": "allocation list", "rows": len(result)})
+        .order_by(RandomizationSlot.stratum, RandomizationSlot.sequence)
+    ).all()
+    result = [
+        {
+            "stratum": slot.stratum,
+            "sequence": slot.sequence,
+            "block": slot.block,
+            "block_size": slot.block_size,
+            "arm": arms[decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted)],
+            "kit_number": slot.kit_number,
+            "participant_id": pid,
+            "randomization_number": slot.randomization_number,
+            "allocated_at": slot.allocated_at,
+        }
+        for slot, pid in rows
+    ]
+    record_event(
+        actor,
+        "unblinded_read",
+        entity_type="randomization_list",
+        detail={"what": "allocation list", "rows": len(result)},
+    )
     return result
 
 
@@ -231,7 +323,13 @@ def allocation_key(actor) -> list[tuple[str, str, str]]:
     rows = db.session.execute(
         select(Participant.participant_id, RandomizationSlot)
         .join(RandomizationSlot, RandomizationSlot.participant_id == Participant.id)
-        .order_by(Participant.participant_id)).all()
-    return [(pid, slot.randomization_number,
-             arms[decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted)])
-            for pid, slot in rows]
+        .order_by(Participant.participant_id)
+    ).all()
+    return [
+        (
+            pid,
+            slot.randomization_number,
+            arms[decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted)],
+        )
+        for pid, slot in rows
+    ]

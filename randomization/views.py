@@ -15,40 +15,52 @@ from randomization.schemas import (
 )
 from trial.auth.policy import allow
 from trial.auth.roles import Role
-from trial.errors import NotFound
 from trial.database import writes_on_read
+from trial.errors import NotFound
 from trial.extensions import db
 from trial.participants.services import get_visible_participant
 
-blp = Blueprint("randomization", __name__, url_prefix="/api/v1",
-                description="Randomization and emergency unblinding")
+blp = Blueprint(
+    "randomization",
+    __name__,
+    url_prefix="/api/v1",
+    description="Randomization and emergency unblinding",
+)
 
 SITE_STAFF = (Role.COORDINATOR, Role.INVESTIGATOR)
 
 
 def _blinded(participant, slot) -> dict:
-    return {"participant_id": participant.participant_id,
-            "randomization_number": slot.randomization_number,
-            "kit_number": slot.kit_number, "randomized_at": slot.allocated_at}
+    return {
+        "participant_id": participant.participant_id,
+        "randomization_number": slot.randomization_number,
+        "kit_number": slot.kit_number,
+        "randomized_at": slot.allocated_at,
+    }
 
 
 @blp.route("/participants/<participant_id>/randomize", methods=["POST"])
 @allow(*SITE_STAFF)
 @blp.arguments(RandomizeSchema)
 @blp.response(201, AllocationSchema)
-@blp.alt_response(200, schema=AllocationSchema, description="Already randomized: the same "
-                  "allocation again")
+@blp.alt_response(
+    200, schema=AllocationSchema, description="Already randomized: the same allocation again"
+)
 def randomize(body, participant_id):
     """Randomize a consented, eligible participant of your site (idempotent)."""
     try:
-        slot, created = services.randomize(g.current_user, participant_id,
-                                           eligibility_confirmed=body["eligibility_confirmed"])
+        slot, created = services.randomize(
+            g.current_user, participant_id, eligibility_confirmed=body["eligibility_confirmed"]
+        )
     except services.StratumExhausted:
         db.session.commit()  # keep the notice for the unblinded statistician
         raise
-    allocation = {"participant_id": participant_id,
-                  "randomization_number": slot.randomization_number,
-                  "kit_number": slot.kit_number, "randomized_at": slot.allocated_at}
+    allocation = {
+        "participant_id": participant_id,
+        "randomization_number": slot.randomization_number,
+        "kit_number": slot.kit_number,
+        "randomized_at": slot.allocated_at,
+    }
     db.session.commit()
     return allocation, 201 if created else 200
 
@@ -75,14 +87,18 @@ def break_code(body, participant_id):
     Needs the investigator's password again and a reason; recorded (without the arm), flags
     the participant as unblinded, and notifies the unblinded statistician and the DSMB.
     """
-    result = services.break_code(g.current_user, participant_id, reason=body["reason"],
-                                 password=body["password"])
+    result = services.break_code(
+        g.current_user, participant_id, reason=body["reason"], password=body["password"]
+    )
     db.session.commit()
     if result is None:
         raise services.code_break_refused()
     participant, arm = result
-    return {"participant_id": participant.participant_id, "arm": arm,
-            "unblinded_at": participant.unblinded_at}
+    return {
+        "participant_id": participant.participant_id,
+        "arm": arm,
+        "unblinded_at": participant.unblinded_at,
+    }
 
 
 @blp.route("/randomization/list", methods=["GET"])

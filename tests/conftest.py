@@ -114,8 +114,7 @@ def config_overrides() -> dict:
 
 @pytest.fixture
 def app(database_url, tmp_path, config_overrides):
-    application = create_app(make_config(database_url, tmp_path / "instance",
-                                         **config_overrides))
+    application = create_app(make_config(database_url, tmp_path / "instance", **config_overrides))
     with application.app_context():
         yield application
         db.session.remove()
@@ -144,8 +143,13 @@ def make_site(app):
         existing = get_site_by_code(code)
         if existing is not None:
             return existing
-        site = create_site(system_actor(), code=code, name=name or f"Site {code}",
-                           timezone=timezone, planned_enrollment=planned_enrollment)
+        site = create_site(
+            system_actor(),
+            code=code,
+            name=name or f"Site {code}",
+            timezone=timezone,
+            planned_enrollment=planned_enrollment,
+        )
         db.session.commit()
         return site
 
@@ -161,16 +165,21 @@ def make_user(app, make_site):
 
     counter = {"n": 0}
 
-    def factory(role="coordinator", sites=None, username=None, password=None,
-                ttl=timedelta(hours=1)):
+    def factory(
+        role="coordinator", sites=None, username=None, password=None, ttl=timedelta(hours=1)
+    ):
         counter["n"] += 1
         if sites is None:
             sites = ["S01"] if role in SINGLE_SITE_ROLES | MULTI_SITE_ROLES else []
         for code in sites:
             make_site(code)
-        user = services.create_user(system_actor(),
-                                    username=username or f"{role}-{counter['n']}",
-                                    role=role, site_codes=sites, password=password)
+        user = services.create_user(
+            system_actor(),
+            username=username or f"{role}-{counter['n']}",
+            role=role,
+            site_codes=sites,
+            password=password,
+        )
         token, _ = services.issue_token(system_actor(), user, label="test", ttl=ttl)
         db.session.commit()
         return user, token
@@ -190,9 +199,16 @@ def make_participant(client, make_user):
     def factory(site="S01", sex="F", year_of_birth=1980, consent_date="2026-01-15"):
         if site not in coordinators:
             coordinators[site] = make_user("coordinator", sites=[site])[1]
-        response = client.post("/api/v1/participants", headers=bearer(coordinators[site]),
-                               json={"site": site, "sex": sex, "year_of_birth": year_of_birth,
-                                     "consent_date": consent_date})
+        response = client.post(
+            "/api/v1/participants",
+            headers=bearer(coordinators[site]),
+            json={
+                "site": site,
+                "sex": sex,
+                "year_of_birth": year_of_birth,
+                "consent_date": consent_date,
+            },
+        )
         assert response.status_code == 201, response.json
         return response.json
 

@@ -118,19 +118,22 @@ class LiveServer:
         self.stopped = True
 
 
-def server_environment(database_url: str, instance_path: Path,
-                       extra: dict[str, str] | None = None) -> dict[str, str]:
+def server_environment(
+    database_url: str, instance_path: Path, extra: dict[str, str] | None = None
+) -> dict[str, str]:
     env = {name: os.environ[name] for name in INHERITED if name in os.environ}
-    env.update({
-        "DATABASE_URL": database_url,
-        "TRIAL_INSTANCE_DIR": str(instance_path),
-        "SECRET_KEY": TestConfig.SECRET_KEY,
-        "ARM_KEY": TestConfig.ARM_KEY,
-        "ARGON2_TIME_COST": str(TestConfig.ARGON2_TIME_COST),
-        "ARGON2_MEMORY_COST_KIB": str(TestConfig.ARGON2_MEMORY_COST_KIB),
-        "ARGON2_PARALLELISM": str(TestConfig.ARGON2_PARALLELISM),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "DATABASE_URL": database_url,
+            "TRIAL_INSTANCE_DIR": str(instance_path),
+            "SECRET_KEY": TestConfig.SECRET_KEY,
+            "ARM_KEY": TestConfig.ARM_KEY,
+            "ARGON2_TIME_COST": str(TestConfig.ARGON2_TIME_COST),
+            "ARGON2_MEMORY_COST_KIB": str(TestConfig.ARGON2_MEMORY_COST_KIB),
+            "ARGON2_PARALLELISM": str(TestConfig.ARGON2_PARALLELISM),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra or {})
     return env
 
@@ -139,8 +142,9 @@ def _wait_until_ready(server: LiveServer, workers: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not server.is_running():
-            raise ServerFailed(f"gunicorn exited with {server.process.returncode}:\n"
-                               f"{server.log_tail()}")
+            raise ServerFailed(
+                f"gunicorn exited with {server.process.returncode}:\n{server.log_tail()}"
+            )
         log = server.log()
         if not server.port:
             match = LISTENING.search(log)
@@ -157,10 +161,17 @@ def _wait_until_ready(server: LiveServer, workers: int, timeout: float) -> None:
 
 
 @contextmanager
-def live_server(database_url: str, instance_path: Path | str, *, workers: int = 4,
-                env: dict[str, str] | None = None, app: str = "wsgi:app",
-                port: int = 0, timeout: float = 60.0,
-                gunicorn_args: tuple[str, ...] = ()) -> Iterator[LiveServer]:
+def live_server(
+    database_url: str,
+    instance_path: Path | str,
+    *,
+    workers: int = 4,
+    env: dict[str, str] | None = None,
+    app: str = "wsgi:app",
+    port: int = 0,
+    timeout: float = 60.0,
+    gunicorn_args: tuple[str, ...] = (),
+) -> Iterator[LiveServer]:
     """Run gunicorn with ``workers`` processes on 127.0.0.1 until the block ends.
 
     ``app`` is a gunicorn app spec run from the project root (``module:factory()`` works, for
@@ -170,23 +181,33 @@ def live_server(database_url: str, instance_path: Path | str, *, workers: int = 
     instance_path.mkdir(parents=True, exist_ok=True)
     log_path = instance_path / f"gunicorn-{time.time_ns()}.log"
     command = [
-        sys.executable, "-m", "gunicorn",
-        "--chdir", str(PROJECT_ROOT),
-        "--bind", f"127.0.0.1:{port}",
-        "--workers", str(workers),
-        "--graceful-timeout", "10",
-        "--access-logfile", "-",
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--chdir",
+        str(PROJECT_ROOT),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--graceful-timeout",
+        "10",
+        "--access-logfile",
+        "-",
         *gunicorn_args,
         app,
     ]
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
-            command, cwd=PROJECT_ROOT, env=server_environment(database_url, instance_path, env),
-            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            command,
+            cwd=PROJECT_ROOT,
+            env=server_environment(database_url, instance_path, env),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: kill() reaches only its processes
         )
-    server = LiveServer(process=process, port=port, log_path=log_path,
-                        instance_path=instance_path)
+    server = LiveServer(process=process, port=port, log_path=log_path, instance_path=instance_path)
     try:
         _wait_until_ready(server, workers, timeout)
         yield server

@@ -20,8 +20,16 @@ from trial.auth.roles import Role
 from trial.extensions import db
 
 ROLES = [role.value for role in Role]
-assert ROLES == ["admin", "coordinator", "investigator", "monitor", "data_manager",
-                 "statistician", "unblinded_statistician", "dsmb"]
+assert ROLES == [
+    "admin",
+    "coordinator",
+    "investigator",
+    "monitor",
+    "data_manager",
+    "statistician",
+    "unblinded_statistician",
+    "dsmb",
+]
 
 SITE_STAFF = {"coordinator", "investigator"}
 PARTICIPANT_READERS = SITE_STAFF | {"monitor", "data_manager"}
@@ -51,29 +59,49 @@ MATRIX = {
     ("GET", "/api/v1/participants/<participant_id>"): (PARTICIPANT_READERS, 200, None),
     # audit trail
     ("GET", "/api/v1/audit"): (
-        {"admin", "data_manager", "monitor", "coordinator", "investigator"}, 200, None),
+        {"admin", "data_manager", "monitor", "coordinator", "investigator"},
+        200,
+        None,
+    ),
     # accounts
     ("GET", "/api/v1/users"): ({"admin"}, 200, None),
     ("POST", "/api/v1/users"): (
-        {"admin"}, 201, lambda role: {"username": f"made.by.{role}", "role": "statistician"}),
+        {"admin"},
+        201,
+        lambda role: {"username": f"made.by.{role}", "role": "statistician"},
+    ),
     ("PATCH", "/api/v1/users/<username>"): (
-        {"admin"}, 200,
-        lambda role: {"role": "data_manager", "sites": [], "reason": f"matrix {role}"}),
+        {"admin"},
+        200,
+        lambda role: {"role": "data_manager", "sites": [], "reason": f"matrix {role}"},
+    ),
     ("GET", "/api/v1/auth/me"): (EVERYONE, 200, None),
     ("DELETE", "/api/v1/auth/token"): (EVERYONE, 204, None),
     # sites
     ("GET", "/api/v1/sites"): (EVERYONE, 200, None),
     ("POST", "/api/v1/sites"): (
-        {"admin"}, 201, lambda role: {"code": f"N{ROLES.index(role)}", "name": f"By {role}"}),
+        {"admin"},
+        201,
+        lambda role: {"code": f"N{ROLES.index(role)}", "name": f"By {role}"},
+    ),
     # randomization (blinded reads for site staff and readers; arms for the unblinded only)
     ("POST", "/api/v1/participants/<participant_id>/randomize"): (
-        SITE_STAFF, None, lambda role: {"eligibility_confirmed": True}),
+        SITE_STAFF,
+        None,
+        lambda role: {"eligibility_confirmed": True},
+    ),
     ("GET", "/api/v1/participants/<participant_id>/randomization"): (
-        PARTICIPANT_READERS, None, None),
+        PARTICIPANT_READERS,
+        None,
+        None,
+    ),
     # The body lacks the password, so the investigator is stopped by validation (422), not by
     # the service's own 403 for a wrong password.
     ("POST", "/api/v1/participants/<participant_id>/code-break"): (
-        {"investigator"}, 422, lambda role: {"reason": "emergency"}),
+        {"investigator"},
+        422,
+        lambda role: {"reason": "emergency"},
+    ),
     ("GET", "/api/v1/randomization/list"): ({"unblinded_statistician"}, None, None),
     ("GET", "/api/v1/randomization/summary"): ({"unblinded_statistician"}, None, None),
     ("GET", "/api/v1/randomization/notices"): ({"unblinded_statistician", "dsmb"}, None, None),
@@ -98,14 +126,21 @@ def concrete(rule: str) -> str:
 
 def routes(app) -> dict[tuple[str, str], str]:
     """Every (method, rule) the app serves, with its endpoint; HEAD/OPTIONS are implied."""
-    return {(method, rule.rule): rule.endpoint
-            for rule in app.url_map.iter_rules()
-            for method in rule.methods - {"HEAD", "OPTIONS"}}
+    return {
+        (method, rule.rule): rule.endpoint
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
 
 
 def endpoints_without_policy(app) -> list[str]:
-    return sorted({rule.endpoint for rule in app.url_map.iter_rules()
-                   if policy_for(app, rule.endpoint) is None})
+    return sorted(
+        {
+            rule.endpoint
+            for rule in app.url_map.iter_rules()
+            if policy_for(app, rule.endpoint) is None
+        }
+    )
 
 
 def audit_count() -> int:
@@ -198,13 +233,19 @@ def test_permission_matrix(client, tokens, route):
     method, rule = route
     allowed, success, body_for = MATRIX[route]
     url = concrete(rule)
-    expected = {role: ("allowed" if success is None else success) if role in allowed
-                else 403 for role in ROLES}
+    expected = {
+        role: ("allowed" if success is None else success) if role in allowed else 403
+        for role in ROLES
+    }
     actual = {}
     for role in ROLES:
         before = audit_count()
-        response = client.open(url, method=method, headers=bearer(tokens[role]),
-                               json=body_for(role) if body_for else None)
+        response = client.open(
+            url,
+            method=method,
+            headers=bearer(tokens[role]),
+            json=body_for(role) if body_for else None,
+        )
         status = response.status_code
         assert status < 500, (role, response.json)
         if success is None and role in allowed and status not in (401, 403):
@@ -212,8 +253,12 @@ def test_permission_matrix(client, tokens, route):
         actual[role] = status
         if response.status_code == 403:
             # Refused by the policy itself, and nothing changed, not even the audit trail.
-            assert response.json == {"code": "forbidden", "status": 403, "errors": {},
-                                     "message": f"The {role} role may not do this."}
+            assert response.json == {
+                "code": "forbidden",
+                "status": 403,
+                "errors": {},
+                "message": f"The {role} role may not do this.",
+            }
             assert audit_count() == before, role
     assert actual == expected
 

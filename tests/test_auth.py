@@ -63,8 +63,11 @@ def text_values_in_database() -> dict[tuple[str, str], list[str]]:
 
 
 def places_holding(secret: str) -> list[tuple[str, str]]:
-    return sorted(place for place, values in text_values_in_database().items()
-                  if any(secret in value for value in values))
+    return sorted(
+        place
+        for place, values in text_values_in_database().items()
+        if any(secret in value for value in values)
+    )
 
 
 def login(client, username, password):
@@ -161,8 +164,7 @@ def test_token_has_at_least_32_random_bytes(runner):
     assert len(set(tokens)) == 3
     for token in tokens:
         assert len(token) >= 43
-        assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                 "0123456789-_")
+        assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         assert len(raw) >= 32
 
@@ -200,8 +202,11 @@ def test_expired_token_is_refused(client, make_user):
 
     _, token = make_user("admin")
     assert client.get(ME, headers=bearer(token)).status_code == 200
-    db.session.execute(update(ApiToken).where(ApiToken.token_hash == hash_token(token))
-                       .values(expires_at=utcnow() - timedelta(seconds=1)))
+    db.session.execute(
+        update(ApiToken)
+        .where(ApiToken.token_hash == hash_token(token))
+        .values(expires_at=utcnow() - timedelta(seconds=1))
+    )
     db.session.commit()
     assert client.get(ME, headers=bearer(token)).status_code == 401
 
@@ -313,8 +318,11 @@ def test_password_login_issues_a_working_token_and_is_audited(client, make_user)
 
 def test_api_created_password_is_argon2id(client, make_user):
     _, admin = make_user("admin")
-    response = client.post("/api/v1/users", headers=bearer(admin), json={
-        "username": "heidi", "role": "statistician", "password": PASSWORD})
+    response = client.post(
+        "/api/v1/users",
+        headers=bearer(admin),
+        json={"username": "heidi", "role": "statistician", "password": PASSWORD},
+    )
     assert response.status_code == 201, response.json
     assert "password" not in response.json
     stored = db.session.scalar(select(User.password_hash).where(User.username == "heidi"))
@@ -365,13 +373,17 @@ def test_each_failure_is_a_recorded_security_event(client, make_user):
     login(client, "mallory", "guess")
     failed = audit_rows("login_failed")
     assert [(r.username, r.entity_id) for r in failed] == [
-        ("ivan", "ivan"), ("ivan", "ivan"), ("mallory", "mallory")]
+        ("ivan", "ivan"),
+        ("ivan", "ivan"),
+        ("mallory", "mallory"),
+    ]
     # The attempt is not by the account holder: no user, role or site is attributed.
     assert all(r.user_id is None and r.role is None and r.user_site is None for r in failed)
     assert count(LoginFailure) == 3
     assert places_holding("wrong-1") == [] and places_holding("guess") == []
-    response = client.get("/api/v1/audit?action=login_failed",
-                          headers=bearer(make_user("admin")[1]))
+    response = client.get(
+        "/api/v1/audit?action=login_failed", headers=bearer(make_user("admin")[1])
+    )
     assert [e["username"] for e in response.json] == ["ivan", "ivan", "mallory"]
     assert user.id not in {r.user_id for r in failed}
 
@@ -404,8 +416,7 @@ def test_unknown_name_locks_the_same_way_with_the_same_answers(client, make_user
     make_user("coordinator", username="ivan", password=PASSWORD)
     known = _fail_ten_times_then_try(client, "ivan", PASSWORD)
     unknown = _fail_ten_times_then_try(client, "nobody-here", PASSWORD)
-    assert [(r.status_code, r.data) for r in known] == \
-           [(r.status_code, r.data) for r in unknown]
+    assert [(r.status_code, r.data) for r in known] == [(r.status_code, r.data) for r in unknown]
     assert len(audit_rows("login_failed", username="nobody-here")) == 10
     assert len(audit_rows("login_locked", username="nobody-here")) == 2
 
@@ -466,14 +477,15 @@ def patch_role(client, token, username, **body):
 def test_role_change_needs_a_reason(client, make_user):
     admin, token = make_user("admin")
     make_user("coordinator", username="olivia", sites=["S01"])
-    for body in ({"role": "statistician"},
-                 {"role": "statistician", "reason": ""},
-                 {"role": "statistician", "reason": "   "}):
+    for body in (
+        {"role": "statistician"},
+        {"role": "statistician", "reason": ""},
+        {"role": "statistician", "reason": "   "},
+    ):
         response = patch_role(client, token, "olivia", **body)
         assert response.status_code == 422, response.json
         assert set(response.json["errors"]) == {"reason"}
-    assert db.session.scalar(select(User.role).where(User.username == "olivia")) == \
-        "coordinator"
+    assert db.session.scalar(select(User.role).where(User.username == "olivia")) == "coordinator"
     assert audit_rows("role_changed") == []
 
 
@@ -482,14 +494,19 @@ def test_role_change_is_audited_with_old_and_new_values(client, make_user):
     olivia, olivia_token = make_user("coordinator", username="olivia", sites=["S01"])
     assert client.get("/api/v1/participants", headers=bearer(olivia_token)).status_code == 200
 
-    response = patch_role(client, token, "olivia", role="statistician", sites=[],
-                          reason="moved to the statistics team")
+    response = patch_role(
+        client,
+        token,
+        "olivia",
+        role="statistician",
+        sites=[],
+        reason="moved to the statistics team",
+    )
     assert response.status_code == 200, response.json
     assert response.json["role"] == "statistician" and response.json["sites"] == []
 
     rows = audit_rows("role_changed", entity_id="olivia")
-    changes = {row.field: (json.loads(row.old_value), json.loads(row.new_value))
-               for row in rows}
+    changes = {row.field: (json.loads(row.old_value), json.loads(row.new_value)) for row in rows}
     assert changes == {"role": ("coordinator", "statistician"), "sites": (["S01"], [])}
     for row in rows:
         assert row.reason == "moved to the statistics team"
@@ -502,20 +519,23 @@ def test_role_change_is_audited_with_old_and_new_values(client, make_user):
 def test_unchanged_sites_are_not_recorded_as_a_change(client, make_user):
     _, token = make_user("admin")
     make_user("coordinator", username="olivia", sites=["S01"])
-    response = patch_role(client, token, "olivia", role="investigator", sites=["S01"],
-                          reason="promoted")
+    response = patch_role(
+        client, token, "olivia", role="investigator", sites=["S01"], reason="promoted"
+    )
     assert response.status_code == 200
     rows = audit_rows("role_changed", entity_id="olivia")
     assert [(r.field, r.old_value, r.new_value) for r in rows] == [
-        ("role", '"coordinator"', '"investigator"')]
+        ("role", '"coordinator"', '"investigator"')
+    ]
 
 
 @pytest.mark.parametrize("spelling", ["root", "ROOT"])
 def test_admin_cannot_change_their_own_role(client, make_user, spelling):
     admin, token = make_user("admin", username="root")
     for role in ("data_manager", "unblinded_statistician"):
-        response = patch_role(client, token, spelling, role=role, sites=[],
-                              reason="I want to see more")
+        response = patch_role(
+            client, token, spelling, role=role, sites=[], reason="I want to see more"
+        )
         assert response.status_code == 403, role
         assert response.json["code"] == "forbidden"
         assert "own role" in response.json["message"]
@@ -540,27 +560,39 @@ def test_role_change_refuses_bad_input(client, make_user, make_site):
         response = patch_role(client, token, "olivia", **body)
         assert response.status_code == status, (body, response.json)
     assert patch_role(client, token, "nobody", role="dsmb", reason="r").status_code == 404
-    assert db.session.scalar(select(User.role).where(User.username == "olivia")) == \
-        "coordinator"
+    assert db.session.scalar(select(User.role).where(User.username == "olivia")) == "coordinator"
     assert audit_rows("role_changed") == []
 
 
 def test_cli_set_role_changes_and_audits(client, runner, make_user, make_site):
     make_site("S02")
     olivia, token = make_user("coordinator", username="olivia", sites=["S01"])
-    result = runner.invoke(args=["users", "set-role", "olivia", "--role", "monitor",
-                                 "--site", "S01", "--site", "S02",
-                                 "--reason", "now monitors two sites"])
+    result = runner.invoke(
+        args=[
+            "users",
+            "set-role",
+            "olivia",
+            "--role",
+            "monitor",
+            "--site",
+            "S01",
+            "--site",
+            "S02",
+            "--reason",
+            "now monitors two sites",
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert "olivia is now monitor" in result.output
     me = client.get(ME, headers=bearer(token)).json
     assert me["role"] == "monitor" and me["sites"] == ["S01", "S02"]
     rows = audit_rows("role_changed", entity_id="olivia")
-    changes = {row.field: (json.loads(row.old_value), json.loads(row.new_value))
-               for row in rows}
+    changes = {row.field: (json.loads(row.old_value), json.loads(row.new_value)) for row in rows}
     assert changes == {"role": ("coordinator", "monitor"), "sites": (["S01"], ["S01", "S02"])}
-    assert all(r.reason == "now monitors two sites" and r.role == "system"
-               and r.username.startswith("cli") for r in rows)
+    assert all(
+        r.reason == "now monitors two sites" and r.role == "system" and r.username.startswith("cli")
+        for r in rows
+    )
 
 
 BAD_SET_ROLE_ARGS = [
@@ -580,8 +612,7 @@ def test_cli_set_role_refuses_bad_input(runner, make_user):
         assert result.exit_code != 0, args
         assert expected in result.output, (args, result.output)
     db.session.expire_all()
-    assert db.session.scalar(select(User.role).where(User.username == "olivia")) == \
-        "coordinator"
+    assert db.session.scalar(select(User.role).where(User.username == "olivia")) == "coordinator"
     assert audit_rows("role_changed") == []
 
 
@@ -592,8 +623,11 @@ def test_cli_set_role_refuses_bad_input(runner, make_user):
 def test_admin_cannot_create_an_unblinded_account_through_the_api(client, make_user, role):
     _, admin = make_user("admin")
     before = (count(User), count(AuditEvent))
-    response = client.post("/api/v1/users", headers=bearer(admin), json={
-        "username": "sock.puppet", "role": role, "password": PASSWORD})
+    response = client.post(
+        "/api/v1/users",
+        headers=bearer(admin),
+        json={"username": "sock.puppet", "role": role, "password": PASSWORD},
+    )
     assert response.status_code == 403, response.json
     assert (count(User), count(AuditEvent)) == before
     assert login(client, "sock.puppet", PASSWORD).status_code == 401
@@ -603,13 +637,17 @@ def test_admin_cannot_create_an_unblinded_account_through_the_api(client, make_u
 def test_admin_cannot_move_an_account_into_an_unblinded_role(client, make_user, role):
     _, admin = make_user("admin")
     # An account whose password the admin chose: the route to the key if this were allowed.
-    response = client.post("/api/v1/users", headers=bearer(admin), json={
-        "username": "sock.puppet", "role": "statistician", "password": PASSWORD})
+    response = client.post(
+        "/api/v1/users",
+        headers=bearer(admin),
+        json={"username": "sock.puppet", "role": "statistician", "password": PASSWORD},
+    )
     assert response.status_code == 201
     response = patch_role(client, admin, "sock.puppet", role=role, reason="need the key")
     assert response.status_code == 403, response.json
-    assert db.session.scalar(select(User.role).where(User.username == "sock.puppet")) == \
-        "statistician"
+    assert (
+        db.session.scalar(select(User.role).where(User.username == "sock.puppet")) == "statistician"
+    )
     assert audit_rows("role_changed") == []
     puppet = login(client, "sock.puppet", PASSWORD).json["token"]
     assert client.get("/api/v1/exports/key", headers=bearer(puppet)).status_code == 403
@@ -618,8 +656,17 @@ def test_admin_cannot_move_an_account_into_an_unblinded_role(client, make_user, 
 def test_unblinded_roles_are_granted_and_removed_at_the_command_line(client, runner, make_user):
     _, admin = make_user("admin")
     user, token = make_user("statistician", username="uma")
-    result = runner.invoke(args=["users", "set-role", "uma", "--role",
-                                 "unblinded_statistician", "--reason", "holds the key"])
+    result = runner.invoke(
+        args=[
+            "users",
+            "set-role",
+            "uma",
+            "--role",
+            "unblinded_statistician",
+            "--reason",
+            "holds the key",
+        ]
+    )
     assert result.exit_code == 0, result.output
     assert client.get(ME, headers=bearer(token)).json["role"] == "unblinded_statistician"
     # An admin may take the role away again through the API.

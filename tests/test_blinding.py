@@ -28,24 +28,34 @@ from trial.extensions import db
 
 ARM_LABELS = ("baclofen", "placebo")
 PASSWORD = "correct horse battery staple"
-BLINDED_ROLES = ("admin", "coordinator", "investigator", "monitor", "data_manager",
-                 "statistician")
+BLINDED_ROLES = ("admin", "coordinator", "investigator", "monitor", "data_manager", "statistician")
 # Static text that names the drug as the trial's subject, not as anyone's allocation: the
 # OpenAPI title is built at start, before any list exists, and is the same for every caller.
 STATIC_MENTIONS = ("Baclofen AUD trial data service",)
 # Query strings worth trying on list routes (the empty one is always tried).
 QUERY_VARIANTS = {
-    "participants.list_participants": ["?status=randomized", "?status=screened",
-                                       "?site=S01", "?site=S02"],
-    "audit.list_audit_events": ["?entity_type=participant", "?action=code_break",
-                                "?action=randomize", "?entity_type=randomization_list",
-                                "?entity_type=export"],
+    "participants.list_participants": [
+        "?status=randomized",
+        "?status=screened",
+        "?site=S01",
+        "?site=S02",
+    ],
+    "audit.list_audit_events": [
+        "?entity_type=participant",
+        "?action=code_break",
+        "?action=randomize",
+        "?entity_type=randomization_list",
+        "?entity_type=export",
+    ],
 }
 
 
 def randomize(client, token, pid):
-    return client.post(f"/api/v1/participants/{pid}/randomize", headers=bearer(token),
-                       json={"eligibility_confirmed": True})
+    return client.post(
+        f"/api/v1/participants/{pid}/randomize",
+        headers=bearer(token),
+        json={"eligibility_confirmed": True},
+    )
 
 
 @dataclass
@@ -53,11 +63,11 @@ class Trial:
     """What the matrix needs to know about the trial it scans."""
 
     participant_ids: list[str]
-    arm_of: dict[str, str]                   # from the key (unblinded statistician)
+    arm_of: dict[str, str]  # from the key (unblinded statistician)
     allocations: dict[str, tuple[bytes, dict]]  # pid -> (raw 201 body, headers)
-    repeats: dict[str, bytes]                # pid -> raw 200 body of a repeat
-    exhausted: object                        # the 409 response
-    code_break: object                       # the investigator's 200 (carries the arm)
+    repeats: dict[str, bytes]  # pid -> raw 200 body of a repeat
+    exhausted: object  # the 409 response
+    code_break: object  # the investigator's 200 (carries the arm)
     broken_pid: str
     investigator_token: str
     unblinded_token: str
@@ -71,8 +81,12 @@ def secret_material(app) -> list[str]:
     for row in db.session.scalars(select(RandomizationList)):
         if row.seed_encrypted:
             seed = decrypt_seed(row.seed_encrypted)
-            found += [row.seed_encrypted, seed.hex(),
-                      base64.b64encode(seed).decode(), base64.urlsafe_b64encode(seed).decode()]
+            found += [
+                row.seed_encrypted,
+                seed.hex(),
+                base64.b64encode(seed).decode(),
+                base64.urlsafe_b64encode(seed).decode(),
+            ]
     found += list(db.session.scalars(select(RandomizationSlot.arm_encrypted)))
     return found
 
@@ -92,10 +106,11 @@ def response_text(response) -> str:
     return headers + "\n\n" + response.get_data(as_text=True)
 
 
-def build_trial(app, client, make_site, make_user, make_participant,
-                before_allocations=lambda: None) -> Trial:
-    make_site("S01", planned_enrollment=10)   # 12 slots per sex stratum
-    make_site("S02", planned_enrollment=1)    # 2-6 slots per sex stratum (whole blocks)
+def build_trial(
+    app, client, make_site, make_user, make_participant, before_allocations=lambda: None
+) -> Trial:
+    make_site("S01", planned_enrollment=10)  # 12 slots per sex stratum
+    make_site("S02", planned_enrollment=1)  # 2-6 slots per sex stratum (whole blocks)
     unblinded_user, unblinded_token = make_user("unblinded_statistician")
     lists.generate(unblinded_user)
     db.session.commit()
@@ -106,10 +121,17 @@ def build_trial(app, client, make_site, make_user, make_participant,
     def enrol(site, sex, n):
         return [make_participant(site=site, sex=sex)["participant_id"] for _ in range(n)]
 
-    s02_f_slots = len(db.session.scalars(select(RandomizationSlot.id).where(
-        RandomizationSlot.stratum == "site=S02|sex=F")).all())
-    to_randomize = enrol("S01", "F", 4) + enrol("S01", "M", 4) \
-        + enrol("S02", "F", s02_f_slots) + enrol("S02", "M", 1)
+    s02_f_slots = len(
+        db.session.scalars(
+            select(RandomizationSlot.id).where(RandomizationSlot.stratum == "site=S02|sex=F")
+        ).all()
+    )
+    to_randomize = (
+        enrol("S01", "F", 4)
+        + enrol("S01", "M", 4)
+        + enrol("S02", "F", s02_f_slots)
+        + enrol("S02", "M", 1)
+    )
     not_randomized = enrol("S01", "F", 1)
     refused_pid = enrol("S02", "F", 1)[0]
     before_allocations()
@@ -127,26 +149,40 @@ def build_trial(app, client, make_site, make_user, make_participant,
 
     broken_pid = to_randomize[0]
     url = f"/api/v1/participants/{broken_pid}/code-break"
-    refused = client.post(url, headers=bearer(investigator),
-                          json={"reason": "wrong password first", "password": "nope"})
+    refused = client.post(
+        url,
+        headers=bearer(investigator),
+        json={"reason": "wrong password first", "password": "nope"},
+    )
     assert refused.status_code == 403
-    code_break = client.post(url, headers=bearer(investigator),
-                             json={"reason": "suspected overdose", "password": PASSWORD})
+    code_break = client.post(
+        url,
+        headers=bearer(investigator),
+        json={"reason": "suspected overdose", "password": PASSWORD},
+    )
     assert code_break.status_code == 200, code_break.json
 
     # Unblinded reads are audit events; blinded readers of the trail must not see arms there.
-    assert client.get("/api/v1/randomization/list",
-                      headers=bearer(unblinded_token)).status_code == 200
+    assert (
+        client.get("/api/v1/randomization/list", headers=bearer(unblinded_token)).status_code == 200
+    )
     assert client.get("/api/v1/exports/key", headers=bearer(unblinded_token)).status_code == 200
     arm_of = {pid: arm for pid, _, arm in services.allocation_key(unblinded_user)}
     db.session.rollback()
     assert set(arm_of) == set(to_randomize)
     assert set(arm_of.values()) == set(ARM_LABELS), "both arms must be represented"
-    return Trial(participant_ids=to_randomize + not_randomized + [refused_pid],
-                 arm_of=arm_of, allocations=allocations, repeats=repeats,
-                 exhausted=exhausted, code_break=code_break, broken_pid=broken_pid,
-                 investigator_token=investigator, unblinded_token=unblinded_token,
-                 secrets=secrets)
+    return Trial(
+        participant_ids=to_randomize + not_randomized + [refused_pid],
+        arm_of=arm_of,
+        allocations=allocations,
+        repeats=repeats,
+        exhausted=exhausted,
+        code_break=code_break,
+        broken_pid=broken_pid,
+        investigator_token=investigator,
+        unblinded_token=unblinded_token,
+        secrets=secrets,
+    )
 
 
 @pytest.fixture
@@ -156,16 +192,20 @@ def trial(app, client, make_site, make_user, make_participant) -> Trial:
 
 def get_routes(app):
     """Every GET route as (endpoint, rule), from the URL map itself."""
-    return sorted(((rule.endpoint, rule) for rule in app.url_map.iter_rules()
-                   if "GET" in rule.methods), key=lambda item: item[1].rule)
+    return sorted(
+        ((rule.endpoint, rule) for rule in app.url_map.iter_rules() if "GET" in rule.methods),
+        key=lambda item: item[1].rule,
+    )
 
 
 def urls_for(rule, endpoint, trial: Trial) -> list[str]:
     """Concrete URLs for a rule: path parameters filled with every real id, plus queries."""
     fillers = {"participant_id": trial.participant_ids + ["S09-9999"]}
     unknown = set(rule.arguments) - set(fillers)
-    assert not unknown, (f"{rule.rule}: no filler for {sorted(unknown)}; teach the blinding "
-                         f"matrix how to fill it so the route is scanned")
+    assert not unknown, (
+        f"{rule.rule}: no filler for {sorted(unknown)}; teach the blinding "
+        f"matrix how to fill it so the route is scanned"
+    )
     if rule.arguments:
         (name,) = rule.arguments
         paths = [rule.rule.replace(f"<{name}>", value) for value in fillers[name]]
@@ -179,8 +219,9 @@ def fetch_all_audit(client, token, query="") -> list[dict]:
     events, after = [], 0
     joiner = "&" if query else "?"
     while True:
-        page = client.get(f"/api/v1/audit{query}{joiner}after_seq={after}&limit=1000",
-                          headers=bearer(token))
+        page = client.get(
+            f"/api/v1/audit{query}{joiner}after_seq={after}&limit=1000", headers=bearer(token)
+        )
         assert page.status_code == 200, page.json
         if not page.json:
             return events
@@ -239,11 +280,12 @@ def check_whole_audit_trail(client, token, sites, trial: Trial) -> None:
     """Every audit entry the role can read, all pages, carries no arm or secret."""
     events = fetch_all_audit(client, token)
     actions = {event["action"] for event in events}
-    assert "randomize" in actions                 # the scan reads the interesting rows
+    assert "randomize" in actions  # the scan reads the interesting rows
     if "S01" in sites:
         assert {"code_break", "code_break_refused"} <= actions
     assert leaks(json.dumps(events), trial.secrets) == [], [
-        e for e in events if leaks(json.dumps(e), trial.secrets)]
+        e for e in events if leaks(json.dumps(e), trial.secrets)
+    ]
 
 
 def test_controls_the_scan_finds_arms_where_they_are(client, trial):
@@ -261,8 +303,9 @@ def test_controls_the_scan_finds_arms_where_they_are(client, trial):
     assert leaks("Baclofen AUD trial data service; arm: Baclofen", []) == ["baclofen"]
 
 
-def test_control_the_matrix_catches_a_blinded_route_that_leaks(app, client, make_user,
-                                                              trial, monkeypatch):
+def test_control_the_matrix_catches_a_blinded_route_that_leaks(
+    app, client, make_user, trial, monkeypatch
+):
     """Negative control: make the blinded allocation read carry the arm; the walk sees it."""
     from randomization import views
     from randomization.crypto import decrypt_arm
@@ -271,8 +314,9 @@ def test_control_the_matrix_catches_a_blinded_route_that_leaks(app, client, make
 
     def leaky(participant, slot):
         body = honest(participant, slot)
-        body["kit_number"] = ARM_LABELS[decrypt_arm(slot.stratum, slot.sequence,
-                                                    slot.arm_encrypted)]
+        body["kit_number"] = ARM_LABELS[
+            decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted)
+        ]
         return body
 
     monkeypatch.setattr(views, "_blinded", leaky)
@@ -282,7 +326,8 @@ def test_control_the_matrix_catches_a_blinded_route_that_leaks(app, client, make
 
 
 def test_allocation_responses_have_the_same_shape_and_size_whatever_the_arm(
-        client, make_user, trial):
+    client, make_user, trial
+):
     """Bodies, headers and lengths of every blinded allocation answer are arm-independent."""
     assert set(trial.arm_of.values()) == set(ARM_LABELS)
     monitor = make_user("monitor", sites=["S01", "S02"])[1]
@@ -291,14 +336,20 @@ def test_allocation_responses_have_the_same_shape_and_size_whatever_the_arm(
         arm = trial.arm_of[pid]
         got = client.get(f"/api/v1/participants/{pid}/randomization", headers=bearer(monitor))
         assert got.status_code == 200
-        for kind, raw, head in (("created", body, headers),
-                                ("repeat", trial.repeats[pid], None),
-                                ("read", got.get_data(), dict(got.headers))):
+        for kind, raw, head in (
+            ("created", body, headers),
+            ("repeat", trial.repeats[pid], None),
+            ("read", got.get_data(), dict(got.headers)),
+        ):
             parsed = json.loads(raw)
-            shape = (kind, tuple(parsed), len(raw),
-                     tuple(len(str(v)) for v in parsed.values()),
-                     tuple(sorted(head)) if head else None,
-                     head.get("Content-Length") if head else None)
+            shape = (
+                kind,
+                tuple(parsed),
+                len(raw),
+                tuple(len(str(v)) for v in parsed.values()),
+                tuple(sorted(head)) if head else None,
+                head.get("Content-Length") if head else None,
+            )
             shapes[arm].add(shape)
         assert json.loads(trial.repeats[pid]) == json.loads(body)
     assert shapes["baclofen"] == shapes["placebo"], shapes
@@ -313,7 +364,8 @@ def test_exhausted_stratum_409_names_no_arm(trial):
 
 
 def test_log_output_during_randomize_and_code_break_names_no_arm(
-        app, client, make_site, make_user, make_participant, caplog):
+    app, client, make_site, make_user, make_participant, caplog
+):
     """Nothing the process logs (SQL echo included) names an arm.
 
     The application itself logs little on a good day, so SQL logging at DEBUG (statements,
@@ -325,14 +377,18 @@ def test_log_output_during_randomize_and_code_break_names_no_arm(
     caplog.set_level(logging.DEBUG, logger="sqlalchemy.engine")
     # Capture from the first allocation on: list generation logs the protocol's arm names
     # (the list's parameters row), which is not an allocation.
-    built = build_trial(app, client, make_site, make_user, make_participant,
-                        before_allocations=caplog.clear)
+    built = build_trial(
+        app, client, make_site, make_user, make_participant, before_allocations=caplog.clear
+    )
     app.logger.info("control line")
     records = caplog.records
     assert len(records) > 100 and any(r.getMessage() == "control line" for r in records)
     assert any("randomization_slots" in r.getMessage() for r in records)
     text = "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in records)
     assert [label for label in ARM_LABELS if label in text.lower()] == []
-    own = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in records
-                     if not r.name.startswith("sqlalchemy"))
+    own = "\n".join(
+        f"{r.getMessage()} {r.exc_text or ''}"
+        for r in records
+        if not r.name.startswith("sqlalchemy")
+    )
     assert leaks(own, built.secrets) == []

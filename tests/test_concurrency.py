@@ -39,8 +39,12 @@ REGISTRATION_FIELDS = {"site", "sex", "year_of_birth", "consent_date", "status"}
 def payload(index: int) -> dict:
     """A distinct, valid registration per client, so each can be traced in the database."""
     consent = date.today() - timedelta(days=2 + index)
-    return {"site": "S01", "sex": "FM"[index % 2], "year_of_birth": consent.year - 20 - index % 45,
-            "consent_date": consent.isoformat()}
+    return {
+        "site": "S01",
+        "sex": "FM"[index % 2],
+        "year_of_birth": consent.year - 20 - index % 45,
+        "consent_date": consent.isoformat(),
+    }
 
 
 def fire(url: str, token: str, clients: int = CLIENTS) -> list[tuple[dict, int, dict | str]]:
@@ -80,40 +84,63 @@ def find_problems(results, site_code: str = "S01") -> list[str]:
         problems.append(f"ids handed out twice: {duplicates}")
     expected = {f"{site_code}-{n:04d}" for n in range(1, len(results) + 1)}
     if set(told) != expected:
-        problems.append(f"ids are not exactly {site_code}-0001..{len(results):04d}: missing "
-                        f"{sorted(expected - set(told))[:10]}, unexpected "
-                        f"{sorted(set(told) - expected)[:10]}")
+        problems.append(
+            f"ids are not exactly {site_code}-0001..{len(results):04d}: missing "
+            f"{sorted(expected - set(told))[:10]}, unexpected "
+            f"{sorted(set(told) - expected)[:10]}"
+        )
 
     # The database, read fresh, must hold exactly what each client was told.
     db.session.remove()
-    rows = {p.participant_id: p for p in db.session.scalars(
-        select(Participant).join(Participant.site).where(Site.code == site_code))}
+    rows = {
+        p.participant_id: p
+        for p in db.session.scalars(
+            select(Participant).join(Participant.site).where(Site.code == site_code)
+        )
+    }
     if set(rows) != set(told):
-        problems.append(f"database holds {len(rows)} participants, clients were told of "
-                        f"{len(told)}: {sorted(set(rows) ^ set(told))[:10]}")
+        problems.append(
+            f"database holds {len(rows)} participants, clients were told of "
+            f"{len(told)}: {sorted(set(rows) ^ set(told))[:10]}"
+        )
     for pid, answers in told.items():
         row = rows.get(pid)
         for body, answer in answers:
             if row is None:
                 continue
-            stored = {"site": row.site_code, "sex": row.sex, "year_of_birth": row.year_of_birth,
-                      "consent_date": row.consent_date.isoformat()}
-            if stored != body or answer.get("sex") != row.sex \
-                    or answer.get("consent_date") != stored["consent_date"]:
-                problems.append(f"{pid}: client sent {body}, was told {answer}, "
-                                f"database holds {stored}")
+            stored = {
+                "site": row.site_code,
+                "sex": row.sex,
+                "year_of_birth": row.year_of_birth,
+                "consent_date": row.consent_date.isoformat(),
+            }
+            if (
+                stored != body
+                or answer.get("sex") != row.sex
+                or answer.get("consent_date") != stored["consent_date"]
+            ):
+                problems.append(
+                    f"{pid}: client sent {body}, was told {answer}, database holds {stored}"
+                )
     counter = db.session.scalar(select(Site.participant_counter).where(Site.code == site_code))
     if counter != len(rows):
         problems.append(f"site counter is {counter}, {len(rows)} participants stored")
 
     # One audited creation per participant, in a chain that still verifies.
-    audited = Counter(e.entity_id for e in db.session.scalars(
-        select(AuditEvent).where(AuditEvent.entity_type == "participant",
-                                 AuditEvent.action == "create")))
+    audited = Counter(
+        e.entity_id
+        for e in db.session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.entity_type == "participant", AuditEvent.action == "create"
+            )
+        )
+    )
     wrong = {pid: n for pid, n in audited.items() if n != len(REGISTRATION_FIELDS)}
     if set(audited) != set(rows) or wrong:
-        problems.append(f"audit creations do not match participants: {len(audited)} audited, "
-                        f"{len(rows)} stored, wrong field counts {wrong}")
+        problems.append(
+            f"audit creations do not match participants: {len(audited)} audited, "
+            f"{len(rows)} stored, wrong field counts {wrong}"
+        )
     report = verify_chain()
     if not report.ok:
         problems.append(f"audit chain broken at {report.broken_seq}: {report.problem}")
@@ -128,8 +155,7 @@ def coordinator_token(app, make_user):
     return token
 
 
-def test_concurrent_registrations_get_exact_gapless_ids(database_url, tmp_path,
-                                                        coordinator_token):
+def test_concurrent_registrations_get_exact_gapless_ids(database_url, tmp_path, coordinator_token):
     with live_server(database_url, tmp_path / "server", workers=WORKERS) as server:
         assert len(server.worker_pids()) == WORKERS
         started = time.monotonic()
@@ -177,31 +203,48 @@ def make_unsafe_app():
             time.sleep(0.005)
             site.participant_counter = number
             participant = Participant(
-                participant_id=f"{site.code}-{number:04d}", site_id=site.id, number=number,
-                sex=body["sex"], year_of_birth=body["year_of_birth"],
-                consent_date=date.fromisoformat(body["consent_date"]), status="screened",
-                created_at=utcnow(), created_by_id=user_id)
+                participant_id=f"{site.code}-{number:04d}",
+                site_id=site.id,
+                number=number,
+                sex=body["sex"],
+                year_of_birth=body["year_of_birth"],
+                consent_date=date.fromisoformat(body["consent_date"]),
+                status="screened",
+                created_at=utcnow(),
+                created_by_id=user_id,
+            )
             session.add(participant)
             session.commit()
-            return {"participant_id": participant.participant_id, "sex": participant.sex,
-                    "consent_date": body["consent_date"]}, 201
+            return {
+                "participant_id": participant.participant_id,
+                "sex": participant.sex,
+                "consent_date": body["consent_date"],
+            }, 201
 
-    app.add_url_rule("/api/v1/_unsafe/participants", "unsafe_register",
-                     allow(Role.COORDINATOR)(unsafe_register), methods=["POST"])
+    app.add_url_rule(
+        "/api/v1/_unsafe/participants",
+        "unsafe_register",
+        allow(Role.COORDINATOR)(unsafe_register),
+        methods=["POST"],
+    )
     return app
 
 
-def test_negative_control_unlocked_counter_is_caught(database_url, tmp_path,
-                                                     coordinator_token):
+def test_negative_control_unlocked_counter_is_caught(database_url, tmp_path, coordinator_token):
     """The same load and checks against the unlocked counter report duplicates or errors."""
-    with live_server(database_url, tmp_path / "server", workers=WORKERS,
-                     app="tests.test_concurrency:make_unsafe_app()") as server:
+    with live_server(
+        database_url,
+        tmp_path / "server",
+        workers=WORKERS,
+        app="tests.test_concurrency:make_unsafe_app()",
+    ) as server:
         results = fire(f"{server.api}/_unsafe/participants", coordinator_token)
         log = server.log()
     problems = find_problems(results)
     statuses = Counter(status for _, status, _ in results)
-    print(f"negative control: statuses {dict(statuses)}; problems found:\n  "
-          + "\n  ".join(problems))
+    print(
+        f"negative control: statuses {dict(statuses)}; problems found:\n  " + "\n  ".join(problems)
+    )
     assert problems, "the checks did not notice an unlocked counter"
     # Specifically the race: requests failed on a duplicate id, or ids were handed out twice.
     assert statuses[201] < CLIENTS or any("twice" in p for p in problems), problems

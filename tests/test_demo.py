@@ -47,7 +47,10 @@ def test_demo_with_no_participants_sets_up_sites_and_every_role(app, runner, cli
 
     db.session.remove()
     assert [s.code for s in db.session.scalars(select(Site).order_by(Site.code))][:3] == [
-        "S01", "S02", "S03"]
+        "S01",
+        "S02",
+        "S03",
+    ]
     users = list(db.session.scalars(select(User)))
     assert {u.role for u in users} == {role.value for role in ALL_ROLES}
     for user in users:
@@ -66,9 +69,11 @@ def test_demo_with_no_participants_sets_up_sites_and_every_role(app, runner, cli
         roles.add(response.json["role"])
     assert roles == {role.value for role in ALL_ROLES}
     # A coordinator's token reaches the participant list (empty, but allowed).
-    coordinator = next(t for n, t in tokens.items()
-                       if client.get("/api/v1/auth/me", headers=bearer(t)).json["role"]
-                       == "coordinator")
+    coordinator = next(
+        t
+        for n, t in tokens.items()
+        if client.get("/api/v1/auth/me", headers=bearer(t)).json["role"] == "coordinator"
+    )
     listed = client.get("/api/v1/participants", headers=bearer(coordinator))
     assert listed.status_code == 200 and listed.json == []
 
@@ -86,19 +91,27 @@ def test_demo_registers_the_participants_asked_for(app, runner, client):
     result = run_demo(runner, "--participants", "12")
     assert result.exit_code == 0, result.output
     assert count(Participant) == 12
-    per_site = dict(db.session.execute(
-        select(Site.code, func.count(Participant.id)).join(Participant.site)
-        .group_by(Site.code)).all())
+    per_site = dict(
+        db.session.execute(
+            select(Site.code, func.count(Participant.id)).join(Participant.site).group_by(Site.code)
+        ).all()
+    )
     assert set(per_site) <= {"S01", "S02", "S03"} and sum(per_site.values()) == 12
     ids = sorted(db.session.scalars(select(Participant.participant_id)))
     assert all(re.fullmatch(r"S0[123]-\d{4}", pid) for pid in ids)
     # Each site numbers its own participants from 0001 without gaps.
     for code, n in per_site.items():
         assert [pid for pid in ids if pid.startswith(code)] == [
-            f"{code}-{i:04d}" for i in range(1, n + 1)]
+            f"{code}-{i:04d}" for i in range(1, n + 1)
+        ]
     # Every registration is in the audit trail, and the chain verifies.
-    audited = set(db.session.scalars(select(AuditEvent.entity_id).where(
-        AuditEvent.entity_type == "participant", AuditEvent.action == "create")))
+    audited = set(
+        db.session.scalars(
+            select(AuditEvent.entity_id).where(
+                AuditEvent.entity_type == "participant", AuditEvent.action == "create"
+            )
+        )
+    )
     assert audited == set(ids)
     assert verify_chain().ok
     assert runner.invoke(args=["audit", "verify"]).exit_code == 0

@@ -40,14 +40,17 @@ def assert_error(response, status: int) -> dict:
     assert isinstance(body["code"], str) and re.fullmatch(r"[a-z_]+", body["code"])
     assert isinstance(body["message"], str) and body["message"].strip()
     assert isinstance(body["errors"], dict)
-    assert all(isinstance(v, list) and all(isinstance(m, str) for m in v)
-               for v in body["errors"].values())
+    assert all(
+        isinstance(v, list) and all(isinstance(m, str) for m in v) for v in body["errors"].values()
+    )
     return body
 
 
 def stored() -> tuple[int, int]:
-    return (db.session.scalar(select(func.count()).select_from(Participant)),
-            db.session.scalar(select(func.count()).select_from(AuditEvent)))
+    return (
+        db.session.scalar(select(func.count()).select_from(Participant)),
+        db.session.scalar(select(func.count()).select_from(AuditEvent)),
+    )
 
 
 @pytest.fixture
@@ -58,8 +61,10 @@ def coordinator(make_user):
 # --- routing ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/api/v1/nope", "/nope", "/", "/api/v1/participants/S01-0001/x",
-                                  "/api/v2/participants"])
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/nope", "/nope", "/", "/api/v1/participants/S01-0001/x", "/api/v2/participants"],
+)
 @pytest.mark.parametrize("with_token", [False, True])
 def test_unknown_route_is_404_in_the_shape(client, coordinator, path, with_token):
     headers = bearer(coordinator) if with_token else {}
@@ -67,16 +72,20 @@ def test_unknown_route_is_404_in_the_shape(client, coordinator, path, with_token
     assert body["code"] == "not_found"
 
 
-@pytest.mark.parametrize(("method", "path", "allowed"), [
-    ("delete", "/api/v1/participants", {"GET", "POST"}),
-    ("put", "/api/v1/sites", {"GET", "POST"}),
-    ("get", "/api/v1/auth/token", {"POST", "DELETE"}),
-    ("post", "/api/v1/health", {"GET"}),
-    ("patch", "/api/v1/participants/S01-0001", {"GET"}),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("delete", "/api/v1/participants", {"GET", "POST"}),
+        ("put", "/api/v1/sites", {"GET", "POST"}),
+        ("get", "/api/v1/auth/token", {"POST", "DELETE"}),
+        ("post", "/api/v1/health", {"GET"}),
+        ("patch", "/api/v1/participants/S01-0001", {"GET"}),
+    ],
+)
 @pytest.mark.parametrize("with_token", [False, True])
-def test_wrong_method_is_405_in_the_shape_with_allow(client, coordinator, method, path, allowed,
-                                                      with_token):
+def test_wrong_method_is_405_in_the_shape_with_allow(
+    client, coordinator, method, path, allowed, with_token
+):
     headers = bearer(coordinator) if with_token else {}
     response = getattr(client, method)(path, headers=headers)
     body = assert_error(response, 405)
@@ -88,12 +97,17 @@ def test_wrong_method_is_405_in_the_shape_with_allow(client, coordinator, method
 # --- malformed bodies -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("data", [b'{"site": "S01", "sex": ', b"{not json}", b"\xff\xfe\x00",
-                                  b"{'site': 'S01'}"])
+@pytest.mark.parametrize(
+    "data", [b'{"site": "S01", "sex": ', b"{not json}", b"\xff\xfe\x00", b"{'site': 'S01'}"]
+)
 def test_invalid_json_body_is_400_naming_the_problem(client, coordinator, data):
     before = stored()
-    response = client.post("/api/v1/participants", headers=bearer(coordinator), data=data,
-                           content_type="application/json")
+    response = client.post(
+        "/api/v1/participants",
+        headers=bearer(coordinator),
+        data=data,
+        content_type="application/json",
+    )
     body = assert_error(response, 400)
     assert body["code"] == "invalid_json"
     assert "JSON" in body["message"]
@@ -102,16 +116,20 @@ def test_invalid_json_body_is_400_naming_the_problem(client, coordinator, data):
 
 @pytest.mark.parametrize("data", [b"[1, 2]", b'"S01"', b"null", b"42"])
 def test_json_that_is_not_an_object_is_422(client, coordinator, data):
-    response = client.post("/api/v1/participants", headers=bearer(coordinator), data=data,
-                           content_type="application/json")
+    response = client.post(
+        "/api/v1/participants",
+        headers=bearer(coordinator),
+        data=data,
+        content_type="application/json",
+    )
     body = assert_error(response, 422)
     assert body["errors"], body
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
-                                          "application/xml", None])
-def test_body_not_sent_as_json_is_415_naming_the_content_type(client, coordinator,
-                                                              content_type):
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml", None]
+)
+def test_body_not_sent_as_json_is_415_naming_the_content_type(client, coordinator, content_type):
     import json
 
     before = stored()
@@ -130,9 +148,12 @@ def test_body_not_sent_as_json_is_415_naming_the_content_type(client, coordinato
 def test_json_with_charset_is_accepted(client, coordinator):
     import json
 
-    response = client.post("/api/v1/participants", headers=bearer(coordinator),
-                           data=json.dumps(VALID),
-                           content_type="application/json; charset=utf-8")
+    response = client.post(
+        "/api/v1/participants",
+        headers=bearer(coordinator),
+        data=json.dumps(VALID),
+        content_type="application/json; charset=utf-8",
+    )
     assert response.status_code == 201, response.json
 
 
@@ -142,15 +163,22 @@ def test_body_over_max_content_length_is_413(app, client, coordinator):
     before = stored()
     padding = "x" * limit
     data = '{"site": "S01", "pad": "' + padding + '"}'
-    response = client.post("/api/v1/participants", headers=bearer(coordinator), data=data,
-                           content_type="application/json")
+    response = client.post(
+        "/api/v1/participants",
+        headers=bearer(coordinator),
+        data=data,
+        content_type="application/json",
+    )
     body = assert_error(response, 413)
     assert body["code"] == "payload_too_large"
     assert stored() == before
     # Just under the limit the body is read (and judged on its content, not its size).
-    small = client.post("/api/v1/participants", headers=bearer(coordinator),
-                        data='{"site": "S01", "pad": "' + "x" * 1000 + '"}',
-                        content_type="application/json")
+    small = client.post(
+        "/api/v1/participants",
+        headers=bearer(coordinator),
+        data='{"site": "S01", "pad": "' + "x" * 1000 + '"}',
+        content_type="application/json",
+    )
     assert_error(small, 422)
 
 
@@ -163,17 +191,32 @@ def test_auth_and_validation_refusals_share_the_shape(client, make_user, make_pa
     _, statistician = make_user("statistician")
     cases = [
         (client.get("/api/v1/participants"), 401, "unauthorized"),
-        (client.get("/api/v1/participants", headers=bearer("not-a-token")), 401,
-         "unauthorized"),
-        (client.get("/api/v1/participants", headers={"Authorization": "Basic abc"}), 401,
-         "unauthorized"),
+        (client.get("/api/v1/participants", headers=bearer("not-a-token")), 401, "unauthorized"),
+        (
+            client.get("/api/v1/participants", headers={"Authorization": "Basic abc"}),
+            401,
+            "unauthorized",
+        ),
         (client.get("/api/v1/participants", headers=bearer(statistician)), 403, "forbidden"),
-        (client.get(f"/api/v1/participants/{other}", headers=bearer(coordinator)), 404,
-         "not_found"),
-        (client.post("/api/v1/participants", headers=bearer(coordinator),
-                     json={**VALID, "sex": "X", "extra": 1}), 422, "validation_error"),
-        (client.get("/api/v1/participants?status=bogus", headers=bearer(coordinator)), 422,
-         "validation_error"),
+        (
+            client.get(f"/api/v1/participants/{other}", headers=bearer(coordinator)),
+            404,
+            "not_found",
+        ),
+        (
+            client.post(
+                "/api/v1/participants",
+                headers=bearer(coordinator),
+                json={**VALID, "sex": "X", "extra": 1},
+            ),
+            422,
+            "validation_error",
+        ),
+        (
+            client.get("/api/v1/participants?status=bogus", headers=bearer(coordinator)),
+            422,
+            "validation_error",
+        ),
     ]
     for response, status, code in cases:
         assert assert_error(response, status)["code"] == code
@@ -184,15 +227,19 @@ def test_auth_and_validation_refusals_share_the_shape(client, make_user, make_pa
 # --- inputs the fuzzer found to be 500s, pinned ------------------------------------------
 
 
-@pytest.mark.parametrize(("method", "path", "kwargs", "field"), [
-    ("post", "/api/v1/participants", {"json": {**VALID, "site": "S0\x001"}}, "site"),
-    ("post", "/api/v1/participants", {"json": {**VALID, "x\x00": 1}}, "x\x00"),
-    ("get", "/api/v1/participants?site=S%0001", {}, "site"),
-    ("get", "/api/v1/participants/S01-%0001", {}, "participant_id"),
-    ("get", "/api/v1/audit?entity_id=a%00b", {}, "entity_id"),
-])
-def test_nul_characters_are_refused_with_the_field_named(client, make_user, method, path,
-                                                         kwargs, field):
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "field"),
+    [
+        ("post", "/api/v1/participants", {"json": {**VALID, "site": "S0\x001"}}, "site"),
+        ("post", "/api/v1/participants", {"json": {**VALID, "x\x00": 1}}, "x\x00"),
+        ("get", "/api/v1/participants?site=S%0001", {}, "site"),
+        ("get", "/api/v1/participants/S01-%0001", {}, "participant_id"),
+        ("get", "/api/v1/audit?entity_id=a%00b", {}, "entity_id"),
+    ],
+)
+def test_nul_characters_are_refused_with_the_field_named(
+    client, make_user, method, path, kwargs, field
+):
     """PostgreSQL cannot store NUL in text; it was a 500 there. Now a 422 on both."""
     _, token = make_user("coordinator", sites=["S01"])
     response = getattr(client, method)(path, headers=bearer(token), **kwargs)
@@ -222,11 +269,13 @@ def test_overlong_usernames_are_422_not_500(client, make_user):
     _, admin = make_user("admin")
     login = client.post("/api/v1/auth/token", json={"username": "u" * 81, "password": "x"})
     assert set(assert_error(login, 422)["errors"]) == {"username"}
-    created = client.post("/api/v1/users", headers=bearer(admin),
-                          json={"username": "u" * 81, "role": "statistician"})
+    created = client.post(
+        "/api/v1/users", headers=bearer(admin), json={"username": "u" * 81, "role": "statistician"}
+    )
     assert set(assert_error(created, 422)["errors"]) == {"username"}
-    longest = client.post("/api/v1/users", headers=bearer(admin),
-                          json={"username": "u" * 80, "role": "statistician"})
+    longest = client.post(
+        "/api/v1/users", headers=bearer(admin), json={"username": "u" * 80, "role": "statistician"}
+    )
     assert longest.status_code == 201, longest.json
     failed = client.post("/api/v1/auth/token", json={"username": "v" * 80, "password": "x"})
     assert assert_error(failed, 401)["code"] == "unauthorized"
@@ -234,10 +283,15 @@ def test_overlong_usernames_are_422_not_500(client, make_user):
 
 def test_monitor_of_three_sites_can_log_in(client, make_user):
     """The audit trail records the user's sites ("S01,S02,S03": 11 characters)."""
-    make_user("monitor", sites=["S01", "S02", "S03"], username="mon3",
-              password="correct horse battery staple")
-    response = client.post("/api/v1/auth/token",
-                           json={"username": "mon3", "password": "correct horse battery staple"})
+    make_user(
+        "monitor",
+        sites=["S01", "S02", "S03"],
+        username="mon3",
+        password="correct horse battery staple",
+    )
+    response = client.post(
+        "/api/v1/auth/token", json={"username": "mon3", "password": "correct horse battery staple"}
+    )
     assert response.status_code == 201, response.json
     row = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "login"))
     assert row.user_site == "S01,S02,S03"
@@ -262,15 +316,25 @@ def failing_app(database_url, tmp_path, monkeypatch):
         raise RuntimeError("secret-detail: SELECT password_hash FROM users; /srv/trial/x.py")
 
     def violate_unique():
-        db.session.add(Site(code="S01", name="duplicate", timezone="UTC", planned_enrollment=1,
-                            participant_counter=0, created_at=utcnow()))
+        db.session.add(
+            Site(
+                code="S01",
+                name="duplicate",
+                timezone="UTC",
+                planned_enrollment=1,
+                participant_counter=0,
+                created_at=utcnow(),
+            )
+        )
         db.session.flush()
         return {"unreachable": True}
 
-    application.add_url_rule("/api/v1/_test/explode", "test_explode", public(explode),
-                             methods=["POST"])
-    application.add_url_rule("/api/v1/_test/integrity", "test_integrity",
-                             public(violate_unique), methods=["POST"])
+    application.add_url_rule(
+        "/api/v1/_test/explode", "test_explode", public(explode), methods=["POST"]
+    )
+    application.add_url_rule(
+        "/api/v1/_test/integrity", "test_integrity", public(violate_unique), methods=["POST"]
+    )
     with application.app_context():
         create_site(system_actor(), code="S01", name="Site S01")
         db.session.commit()

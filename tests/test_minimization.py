@@ -18,8 +18,8 @@ from trial.extensions import db
 
 def test_choose_follows_the_draws():
     scores = [0.0, 2.0]
-    assert choose(scores, (0.5, 0.79, 0.0), 0.8) == (0, 0)   # coin under p: preferred arm
-    assert choose(scores, (0.5, 0.80, 0.0), 0.8) == (0, 1)   # coin over p: the other arm
+    assert choose(scores, (0.5, 0.79, 0.0), 0.8) == (0, 0)  # coin under p: preferred arm
+    assert choose(scores, (0.5, 0.80, 0.0), 0.8) == (0, 1)  # coin over p: the other arm
     assert choose([1.0, 1.0], (0.49, 0.0, 0.0), 0.8)[0] == 0  # tie broken by the first draw
     assert choose([1.0, 1.0], (0.51, 0.0, 0.0), 0.8)[0] == 1
 
@@ -29,8 +29,7 @@ def test_minimization_balances_every_factor_level():
     history = []
     for _ in range(300):
         levels = {"site": rng.choice(["S01", "S02", "S03"]), "sex": rng.choice("FMM")}
-        decision = decide(history, levels, (1, 1), 0.8,
-                          (rng.random(), rng.random(), rng.random()))
+        decision = decide(history, levels, (1, 1), 0.8, (rng.random(), rng.random(), rng.random()))
         history.append((levels, decision.arm))
     counts = Counter()
     for levels, arm in history:
@@ -51,10 +50,16 @@ def test_replay_detects_an_altered_draw():
     assert replay(decisions, (1, 1)) == []
     flipped = [d for d in decisions if d.arm == d.preferred][5]
     index = decisions.index(flipped)
-    altered = Decision(flipped.levels, flipped.counts, flipped.scores, flipped.preferred,
-                       (flipped.draws[0], 0.95, flipped.draws[2]), flipped.probability_best,
-                       flipped.arm)
-    problems = replay(decisions[:index] + [altered] + decisions[index + 1:], (1, 1))
+    altered = Decision(
+        flipped.levels,
+        flipped.counts,
+        flipped.scores,
+        flipped.preferred,
+        (flipped.draws[0], 0.95, flipped.draws[2]),
+        flipped.probability_best,
+        flipped.arm,
+    )
+    problems = replay(decisions[:index] + [altered] + decisions[index + 1 :], (1, 1))
     assert problems and problems[0].startswith(f"decision {index + 1} ")
 
 
@@ -77,12 +82,15 @@ def test_minimization_through_the_api(client, make_user, make_site, make_partici
     for _ in range(40):
         site = rng.choice(["S01", "S02"])
         pid = make_participant(site=site, sex=rng.choice("FM"))["participant_id"]
-        response = client.post(f"/api/v1/participants/{pid}/randomize",
-                               headers=bearer(tokens[site]),
-                               json={"eligibility_confirmed": True})
+        response = client.post(
+            f"/api/v1/participants/{pid}/randomize",
+            headers=bearer(tokens[site]),
+            json={"eligibility_confirmed": True},
+        )
         assert response.status_code == 201, response.json
-    rows = db.session.scalars(select(MinimizationDecision)
-                              .order_by(MinimizationDecision.sequence)).all()
+    rows = db.session.scalars(
+        select(MinimizationDecision).order_by(MinimizationDecision.sequence)
+    ).all()
     assert [row.sequence for row in rows] == list(range(1, 41))
     # Encrypted at rest: Fernet tokens, not readable JSON.
     assert all(row.payload_encrypted.startswith("gAAAAA") for row in rows)
@@ -90,8 +98,9 @@ def test_minimization_through_the_api(client, make_user, make_site, make_partici
     assert report.ok, report.lines
     # Tamper behind the app's back (triggers dropped): rewrite one decision's coin draw.
     drop_randomization_guards()
-    rows = db.session.scalars(select(MinimizationDecision)
-                              .order_by(MinimizationDecision.sequence)).all()
+    rows = db.session.scalars(
+        select(MinimizationDecision).order_by(MinimizationDecision.sequence)
+    ).all()
     payload = decrypt_json(rows[10].payload_encrypted)
     payload["draws"][1] = 0.999 if payload["draws"][1] < 0.8 else 0.001
     rows[10].payload_encrypted = encrypt_json(payload)

@@ -140,8 +140,10 @@ def test_every_api_route_is_in_the_spec_with_its_security(app, spec):
         elif policy.public and security:
             problems.append(f"public {method.upper()} {path} declares security")
         elif not policy.public and security != BEARER:
-            problems.append(f"{method.upper()} {path} needs a token but does not declare "
-                            f"bearer security: {security}")
+            problems.append(
+                f"{method.upper()} {path} needs a token but does not declare "
+                f"bearer security: {security}"
+            )
     for method, path in documented:
         if (method, path) not in routes:
             problems.append(f"spec lists {method.upper()} {path}, which no route serves")
@@ -156,7 +158,11 @@ def test_error_responses_use_the_error_schema(spec):
     body = spec["components"]["responses"]["DEFAULT_ERROR"]["content"]["application/json"]
     assert body["schema"] == {"$ref": "#/components/schemas/Error"}
     assert set(spec["components"]["schemas"]["Error"]["required"]) == {
-        "code", "status", "message", "errors"}
+        "code",
+        "status",
+        "message",
+        "errors",
+    }
 
 
 # --- schemathesis ---------------------------------------------------------------------------
@@ -179,8 +185,11 @@ class RoleTokens:
         self.counter += 1
         actor = system_actor()
         user = auth_services.create_user(
-            actor, username=f"fuzz.{role.value}.{self.counter}", role=role.value,
-            site_codes=SITES_OF_ROLE.get(role, []))
+            actor,
+            username=f"fuzz.{role.value}.{self.counter}",
+            role=role.value,
+            site_codes=SITES_OF_ROLE.get(role, []),
+        )
         token, _ = auth_services.issue_token(actor, user, label="fuzz", ttl=timedelta(hours=2))
         db.session.commit()
         return token
@@ -213,13 +222,16 @@ def seed_trial(app) -> None:
     with app.app_context():
         build_demo(participant_count=DEMO_PARTICIPANTS, seed=20261121)
         coordinator = auth_services.create_user(
-            system_actor(), username="seed.coordinator.s01", role="coordinator",
-            site_codes=["S01"])
+            system_actor(), username="seed.coordinator.s01", role="coordinator", site_codes=["S01"]
+        )
         for index in range(3):
-            register_participant(coordinator, site="S01", sex="FM"[index % 2],
-                                 year_of_birth=1970 + index,
-                                 consent_date=site_today(coordinator.home_site)
-                                 - timedelta(days=30))
+            register_participant(
+                coordinator,
+                site="S01",
+                sex="FM"[index % 2],
+                year_of_birth=1970 + index,
+                consent_date=site_today(coordinator.home_site) - timedelta(days=30),
+            )
         db.session.commit()
         db.session.remove()
 
@@ -235,13 +247,19 @@ def fuzz_app(database_url, tmp_path):
 
 
 def schemathesis_config() -> SchemathesisConfig:
-    return SchemathesisConfig.from_dict({
-        "seed": int(os.environ.get("SCHEMATHESIS_SEED", "20261121")),
-        "generation": {"max-examples": MAX_EXAMPLES, "database": "none", "mode": "all",
-                       # We send a real token per operation; generated ones would only be 401s.
-                       "with-security-parameters": False},
-        "phases": {"stateful": {"enabled": False}},
-    })
+    return SchemathesisConfig.from_dict(
+        {
+            "seed": int(os.environ.get("SCHEMATHESIS_SEED", "20261121")),
+            "generation": {
+                "max-examples": MAX_EXAMPLES,
+                "database": "none",
+                "mode": "all",
+                # We send a real token per operation; generated ones would only be 401s.
+                "with-security-parameters": False,
+            },
+            "phases": {"stateful": {"enabled": False}},
+        }
+    )
 
 
 def endpoint_for(routes: dict, method: str, path: str) -> str:
@@ -300,8 +318,11 @@ class Fuzzer:
                 self._harvest(item)
         elif isinstance(value, dict):
             for key, item in value.items():
-                if isinstance(item, str | int) and not isinstance(item, bool) \
-                        and 0 < len(str(item)) <= 100:
+                if (
+                    isinstance(item, str | int)
+                    and not isinstance(item, bool)
+                    and 0 < len(str(item)) <= 100
+                ):
                     self.known.setdefault(key, set()).add(item)
                 else:
                     self._harvest(item)
@@ -312,8 +333,13 @@ class Fuzzer:
         from hypothesis import HealthCheck, given, settings
         from hypothesis.errors import Unsatisfiable
 
-        @settings(max_examples=self.max_examples, deadline=None, database=None,
-                  derandomize=True, suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=self.max_examples,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+        )
         @given(case=strategy)
         def fuzz(case):
             self.run_case(case)
@@ -331,14 +357,20 @@ class Fuzzer:
         generation = schema.config.generation_for(operation=operation, phase="coverage")
         try:
             for case in schema.iter_coverage_cases(
-                    operation, generation_modes=list(schemathesis.GenerationMode),
-                    generation_config=generation):
+                operation,
+                generation_modes=list(schemathesis.GenerationMode),
+                generation_config=generation,
+            ):
                 self.run_case(case)
         except (Exception, FailureGroup) as exc:
             self.failures.append(f"{operation.label} [coverage]: {exc}")
         for mode in schemathesis.GenerationMode:
-            self._given(operation.as_strategy(generation_mode=mode), mode.value,
-                        operation.label, negative=mode is schemathesis.GenerationMode.NEGATIVE)
+            self._given(
+                operation.as_strategy(generation_mode=mode),
+                mode.value,
+                operation.label,
+                negative=mode is schemathesis.GenerationMode.NEGATIVE,
+            )
 
     def run_with_known_values(self, operation) -> None:
         """Fuzz positively with values that exist: ids in the path, fields in the body.
@@ -353,7 +385,8 @@ class Fuzzer:
         if not all(self.known.get(name) for name in names):
             return
         ids = st.fixed_dictionaries(
-            {name: st.sampled_from(sorted(self.known[name], key=repr)) for name in names})
+            {name: st.sampled_from(sorted(self.known[name], key=repr)) for name in names}
+        )
         known = {key: sorted(values, key=repr) for key, values in self.known.items()}
 
         def with_known_body(case, draw_known):
@@ -368,9 +401,12 @@ class Fuzzer:
         @st.composite
         def cases(draw):
             path_parameters = draw(ids) if names else None
-            case = draw(operation.as_strategy(
-                generation_mode=schemathesis.GenerationMode.POSITIVE,
-                path_parameters=path_parameters))
+            case = draw(
+                operation.as_strategy(
+                    generation_mode=schemathesis.GenerationMode.POSITIVE,
+                    path_parameters=path_parameters,
+                )
+            )
             return with_known_body(case, draw)
 
         if names or operation.body:
@@ -394,11 +430,15 @@ class Fuzzer:
         return operations
 
     def summary(self, backend: str) -> str:
-        lines = [f"schemathesis on {backend}: {sum(self.cases.values())} cases over "
-                 f"{len(self.cases)} operations, {len(self.failures)} failures"]
+        lines = [
+            f"schemathesis on {backend}: {sum(self.cases.values())} cases over "
+            f"{len(self.cases)} operations, {len(self.failures)} failures"
+        ]
         for label in sorted(self.cases):
-            statuses = ", ".join(f"{status}: {count}" for status, count
-                                 in sorted(self.statuses.get(label, Counter()).items()))
+            statuses = ", ".join(
+                f"{status}: {count}"
+                for status, count in sorted(self.statuses.get(label, Counter()).items())
+            )
             lines.append(f"  {self.cases[label]:5d}  {label:<45} {statuses}")
         return "\n".join(lines)
 
@@ -461,8 +501,7 @@ def broken_blueprint():
     return blp
 
 
-def test_the_fuzzer_covers_new_routes_and_catches_what_is_wrong(database_url, tmp_path,
-                                                                 backend):
+def test_the_fuzzer_covers_new_routes_and_catches_what_is_wrong(database_url, tmp_path, backend):
     """Routes added after this file was written are fuzzed with a token their policy admits,
     and a 500 and an answer off the spec are both reported."""
     application = create_app(make_config(database_url, tmp_path / "instance"))
@@ -470,14 +509,17 @@ def test_the_fuzzer_covers_new_routes_and_catches_what_is_wrong(database_url, tm
     api.register_blueprint(broken_blueprint())
     runner = Fuzzer(application, max_examples=20)
     try:
-        schema = schemathesis.openapi.from_wsgi(SPEC_PATH, application,
-                                                config=schemathesis_config())
+        schema = schemathesis.openapi.from_wsgi(
+            SPEC_PATH, application, config=schemathesis_config()
+        )
         operations = runner.run(schema, only=lambda operation: "/_test/" in operation.path)
     finally:
         with application.app_context():
             db.engine.dispose()
     assert {operation.label for operation in operations} == {
-        "GET /api/v1/_test/crash/{n}", "GET /api/v1/_test/off-spec"}
+        "GET /api/v1/_test/crash/{n}",
+        "GET /api/v1/_test/off-spec",
+    }
     failures = "\n".join(runner.failures)
     assert "crash/{n}" in failures and "Server error" in failures, failures
     assert "off-spec" in failures and "Response violates schema" in failures, failures

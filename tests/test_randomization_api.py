@@ -31,35 +31,50 @@ def trial_list(make_site, unblinded):
 
 
 def randomize(client, token, pid, confirmed=True):
-    return client.post(f"/api/v1/participants/{pid}/randomize", headers=bearer(token),
-                       json={"eligibility_confirmed": confirmed})
+    return client.post(
+        f"/api/v1/participants/{pid}/randomize",
+        headers=bearer(token),
+        json={"eligibility_confirmed": confirmed},
+    )
 
 
-def test_randomize_then_repeat_returns_the_same_allocation(client, make_user, trial_list,
-                                                           make_participant):
+def test_randomize_then_repeat_returns_the_same_allocation(
+    client, make_user, trial_list, make_participant
+):
     pid = make_participant(site="S01")["participant_id"]
     _, token = make_user("coordinator", sites=["S01"])
     first = randomize(client, token, pid)
     assert first.status_code == 201
-    assert set(first.json) == {"participant_id", "randomization_number", "kit_number",
-                               "randomized_at"}
+    assert set(first.json) == {
+        "participant_id",
+        "randomization_number",
+        "kit_number",
+        "randomized_at",
+    }
     again = randomize(client, token, pid)
     assert again.status_code == 200 and again.json == first.json
     participant = client.get(f"/api/v1/participants/{pid}", headers=bearer(token)).json
     assert participant["status"] == "randomized" and participant["unblinded"] is False
-    slot = db.session.scalar(select(RandomizationSlot).where(
-        RandomizationSlot.randomization_number == first.json["randomization_number"]))
+    slot = db.session.scalar(
+        select(RandomizationSlot).where(
+            RandomizationSlot.randomization_number == first.json["randomization_number"]
+        )
+    )
     assert slot.sequence == 1 and slot.kit_number == first.json["kit_number"]
 
 
-def test_allocations_take_the_first_free_slots_in_order(client, make_user, trial_list,
-                                                       make_participant):
+def test_allocations_take_the_first_free_slots_in_order(
+    client, make_user, trial_list, make_participant
+):
     _, token = make_user("coordinator", sites=["S01"])
     pids = [make_participant(site="S01", sex="M")["participant_id"] for _ in range(4)]
     numbers = [randomize(client, token, pid).json["randomization_number"] for pid in pids]
     assert numbers == ["R00001", "R00002", "R00003", "R00004"]
-    used = db.session.scalars(select(RandomizationSlot.sequence).where(
-        RandomizationSlot.participant_id.is_not(None)).order_by(RandomizationSlot.sequence))
+    used = db.session.scalars(
+        select(RandomizationSlot.sequence)
+        .where(RandomizationSlot.participant_id.is_not(None))
+        .order_by(RandomizationSlot.sequence)
+    )
     assert list(used) == [1, 2, 3, 4]
     assert lists.verify().ok
 
@@ -68,30 +83,45 @@ def test_eligibility_must_be_confirmed(client, make_user, trial_list, make_parti
     pid = make_participant(site="S01")["participant_id"]
     _, token = make_user("coordinator", sites=["S01"])
     for body in ({"eligibility_confirmed": False}, {}):
-        response = client.post(f"/api/v1/participants/{pid}/randomize",
-                               headers=bearer(token), json=body)
+        response = client.post(
+            f"/api/v1/participants/{pid}/randomize", headers=bearer(token), json=body
+        )
         assert response.status_code == 422
         assert set(response.json["errors"]) == {"eligibility_confirmed"}
-    assert db.session.scalar(select(RandomizationSlot).where(
-        RandomizationSlot.participant_id.is_not(None))) is None
+    assert (
+        db.session.scalar(
+            select(RandomizationSlot).where(RandomizationSlot.participant_id.is_not(None))
+        )
+        is None
+    )
 
 
-def test_other_site_and_other_roles_cannot_randomize(client, make_user, trial_list,
-                                                     make_participant):
+def test_other_site_and_other_roles_cannot_randomize(
+    client, make_user, trial_list, make_participant
+):
     pid = make_participant(site="S01")["participant_id"]
     _, other_site = make_user("coordinator", sites=["S02"])
     assert randomize(client, other_site, pid).status_code == 404
-    for role in ("monitor", "data_manager", "statistician", "unblinded_statistician",
-                 "dsmb", "admin"):
+    for role in (
+        "monitor",
+        "data_manager",
+        "statistician",
+        "unblinded_statistician",
+        "dsmb",
+        "admin",
+    ):
         _, token = make_user(role)
         assert randomize(client, token, pid).status_code == 403, role
 
 
-def test_exhausted_stratum_is_409_without_arms_and_notifies(client, make_user, make_site,
-                                                            unblinded, make_participant):
+def test_exhausted_stratum_is_409_without_arms_and_notifies(
+    client, make_user, make_site, unblinded, make_participant
+):
     make_site("S01")
-    lists.import_list(unblinded[0], "stratum,sequence,arm,block\n"
-                      "site=S01|sex=F,1,placebo,1\nsite=S01|sex=F,2,baclofen,1\n")
+    lists.import_list(
+        unblinded[0],
+        "stratum,sequence,arm,block\nsite=S01|sex=F,1,placebo,1\nsite=S01|sex=F,2,baclofen,1\n",
+    )
     db.session.commit()
     _, token = make_user("coordinator", sites=["S01"])
     pids = [make_participant(site="S01", sex="F")["participant_id"] for _ in range(3)]
@@ -105,42 +135,58 @@ def test_exhausted_stratum_is_409_without_arms_and_notifies(client, make_user, m
     assert {"stratum_low", "stratum_exhausted"} <= kinds
 
 
-def test_code_break_by_investigator_with_password(client, make_user, trial_list,
-                                                  make_participant):
+def test_code_break_by_investigator_with_password(client, make_user, trial_list, make_participant):
     pid = make_participant(site="S01")["participant_id"]
     _, coordinator = make_user("coordinator", sites=["S01"])
     randomize(client, coordinator, pid)
     _, investigator = make_user("investigator", sites=["S01"], password=PASSWORD)
     url = f"/api/v1/participants/{pid}/code-break"
 
-    wrong = client.post(url, headers=bearer(investigator),
-                        json={"reason": "anaphylaxis", "password": "nope"})
+    wrong = client.post(
+        url, headers=bearer(investigator), json={"reason": "anaphylaxis", "password": "nope"}
+    )
     assert wrong.status_code == 403 and "password" in wrong.json["errors"]
     no_reason = client.post(url, headers=bearer(investigator), json={"password": PASSWORD})
     assert no_reason.status_code == 422 and set(no_reason.json["errors"]) == {"reason"}
-    assert client.post(url, headers=bearer(coordinator),
-                       json={"reason": "x", "password": PASSWORD}).status_code == 403
+    assert (
+        client.post(
+            url, headers=bearer(coordinator), json={"reason": "x", "password": PASSWORD}
+        ).status_code
+        == 403
+    )
     _, other_investigator = make_user("investigator", sites=["S02"], password=PASSWORD)
-    assert client.post(url, headers=bearer(other_investigator),
-                       json={"reason": "x", "password": PASSWORD}).status_code == 404
+    assert (
+        client.post(
+            url, headers=bearer(other_investigator), json={"reason": "x", "password": PASSWORD}
+        ).status_code
+        == 404
+    )
 
-    ok = client.post(url, headers=bearer(investigator),
-                     json={"reason": "suspected overdose, ICU", "password": PASSWORD})
+    ok = client.post(
+        url,
+        headers=bearer(investigator),
+        json={"reason": "suspected overdose, ICU", "password": PASSWORD},
+    )
     assert ok.status_code == 200 and ok.json["arm"] in ARMS
-    key = dict((p, a) for p, _, a in
-               __import__("randomization.services", fromlist=["x"]).allocation_key(
-                   make_user("unblinded_statistician")[0]))
+    key = dict(
+        (p, a)
+        for p, _, a in __import__("randomization.services", fromlist=["x"]).allocation_key(
+            make_user("unblinded_statistician")[0]
+        )
+    )
     assert ok.json["arm"] == key[pid]
-    again = client.post(url, headers=bearer(investigator),
-                        json={"reason": "again", "password": PASSWORD})
+    again = client.post(
+        url, headers=bearer(investigator), json={"reason": "again", "password": PASSWORD}
+    )
     assert again.status_code == 409
     participant = client.get(f"/api/v1/participants/{pid}", headers=bearer(coordinator)).json
     assert participant["unblinded"] is True
     events = db.session.scalars(select(AuditEvent).where(AuditEvent.action.like("code_break%")))
     actions = [e.action for e in events]
     assert actions == ["code_break_refused", "code_break"]
-    notices = db.session.scalars(select(RandomizationNotice).where(
-        RandomizationNotice.kind == "code_break")).all()
+    notices = db.session.scalars(
+        select(RandomizationNotice).where(RandomizationNotice.kind == "code_break")
+    ).all()
     assert len(notices) == 1 and pid in notices[0].message
 
 
@@ -151,24 +197,35 @@ def test_no_arm_in_any_audit_row(client, make_user, trial_list, make_participant
     pids = [make_participant(site="S01")["participant_id"] for _ in range(6)]
     for pid in pids:
         randomize(client, coordinator, pid)
-    client.post(f"/api/v1/participants/{pids[0]}/code-break", headers=bearer(investigator),
-                json={"reason": "emergency", "password": PASSWORD})
+    client.post(
+        f"/api/v1/participants/{pids[0]}/code-break",
+        headers=bearer(investigator),
+        json={"reason": "emergency", "password": PASSWORD},
+    )
     rows = db.session.scalars(select(AuditEvent)).all()
-    blob = " ".join(json.dumps([r.old_value, r.new_value, r.detail, r.reason])
-                    for r in rows).lower()
+    blob = " ".join(
+        json.dumps([r.old_value, r.new_value, r.detail, r.reason]) for r in rows
+    ).lower()
     assert not any(arm in blob for arm in ARMS)
     # Control: the same scan does find an arm where one is.
     assert "placebo" in json.dumps(["placebo"]).lower()
 
 
-def test_key_export_only_for_unblinded_statistician_and_audited(client, make_user,
-                                                                trial_list, unblinded,
-                                                                make_participant):
+def test_key_export_only_for_unblinded_statistician_and_audited(
+    client, make_user, trial_list, unblinded, make_participant
+):
     _, coordinator = make_user("coordinator", sites=["S01"])
     pid = make_participant(site="S01")["participant_id"]
     randomize(client, coordinator, pid)
-    for role in ("admin", "coordinator", "investigator", "monitor", "data_manager",
-                 "statistician", "dsmb"):
+    for role in (
+        "admin",
+        "coordinator",
+        "investigator",
+        "monitor",
+        "data_manager",
+        "statistician",
+        "dsmb",
+    ):
         _, token = make_user(role)
         assert client.get("/api/v1/exports/key", headers=bearer(token)).status_code == 403
     response = client.get("/api/v1/exports/key", headers=bearer(unblinded[1]))
@@ -181,7 +238,8 @@ def test_key_export_only_for_unblinded_statistician_and_audited(client, make_use
 
 
 def test_without_the_key_unblinded_operations_refuse_but_allocation_works(
-        app, client, make_user, trial_list, unblinded, make_participant):
+    app, client, make_user, trial_list, unblinded, make_participant
+):
     pid = make_participant(site="S01")["participant_id"]
     _, coordinator = make_user("coordinator", sites=["S01"])
     app.config["ARM_KEY"] = None
@@ -201,8 +259,9 @@ def test_list_is_generated_once_and_verified(app, runner, make_user, make_site):
     assert runner.invoke(args=["randomization", "generate", "--as", "ustat"]).exit_code != 0
     verified = runner.invoke(args=["randomization", "verify"])
     assert verified.exit_code == 0 and "identical" in verified.output
-    summary = runner.invoke(args=["randomization", "summary", "--as", "ustat",
-                                  "--simulations", "2000"])
+    summary = runner.invoke(
+        args=["randomization", "summary", "--as", "ustat", "--simulations", "2000"]
+    )
     assert summary.exit_code == 0 and "site=S01|sex=F" in summary.output
 
 
@@ -211,29 +270,40 @@ def drop_randomization_guards() -> None:
     from sqlalchemy import text
 
     if db.engine.dialect.name == "postgresql":
-        statements = ("DROP TRIGGER randomization_slots_guard ON randomization_slots",
-                      "DROP TRIGGER randomization_decisions_append_only "
-                      "ON randomization_decisions")
+        statements = (
+            "DROP TRIGGER randomization_slots_guard ON randomization_slots",
+            "DROP TRIGGER randomization_decisions_append_only ON randomization_decisions",
+        )
     else:
-        statements = tuple(f"DROP TRIGGER {name}" for name in (
-            "randomization_slots_allocation_is_final", "randomization_slots_content_is_fixed",
-            "randomization_slots_no_delete", "randomization_decisions_no_update",
-            "randomization_decisions_no_delete"))
+        statements = tuple(
+            f"DROP TRIGGER {name}"
+            for name in (
+                "randomization_slots_allocation_is_final",
+                "randomization_slots_content_is_fixed",
+                "randomization_slots_no_delete",
+                "randomization_decisions_no_update",
+                "randomization_decisions_no_delete",
+            )
+        )
     for statement in statements:
         db.session.execute(text(statement))
     db.session.commit()
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE randomization_slots SET participant_id = {other} WHERE participant_id = {mine}",
-    "UPDATE randomization_slots SET randomization_number = 'R99999' "
-    "WHERE participant_id = {mine}",
-    "UPDATE randomization_slots SET arm_encrypted = 'x' WHERE sequence = 2",
-    "UPDATE randomization_slots SET kit_number = '123' WHERE sequence = 2",
-    "DELETE FROM randomization_slots WHERE sequence = 3",
-])
-def test_database_refuses_to_reallocate_or_rewrite_slots(client, make_user, trial_list,
-                                                        make_participant, statement):
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE randomization_slots SET participant_id = {other} WHERE participant_id = {mine}",
+        "UPDATE randomization_slots SET randomization_number = 'R99999' "
+        "WHERE participant_id = {mine}",
+        "UPDATE randomization_slots SET arm_encrypted = 'x' WHERE sequence = 2",
+        "UPDATE randomization_slots SET kit_number = '123' WHERE sequence = 2",
+        "DELETE FROM randomization_slots WHERE sequence = 3",
+    ],
+)
+def test_database_refuses_to_reallocate_or_rewrite_slots(
+    client, make_user, trial_list, make_participant, statement
+):
     from sqlalchemy import text
     from sqlalchemy.exc import DBAPIError
 
@@ -256,28 +326,36 @@ def test_verify_catches_an_altered_slot(app, runner, make_user, make_site):
     lists.generate(make_user("unblinded_statistician")[0])
     db.session.commit()
     drop_randomization_guards()
-    slot = db.session.scalar(select(RandomizationSlot).where(RandomizationSlot.sequence == 1)
-                             .order_by(RandomizationSlot.stratum).limit(1))
+    slot = db.session.scalar(
+        select(RandomizationSlot)
+        .where(RandomizationSlot.sequence == 1)
+        .order_by(RandomizationSlot.stratum)
+        .limit(1)
+    )
     arm = __import__("randomization.crypto", fromlist=["x"]).decrypt_arm(
-        slot.stratum, slot.sequence, slot.arm_encrypted)
+        slot.stratum, slot.sequence, slot.arm_encrypted
+    )
     slot.arm_encrypted = encrypt_arm(slot.stratum, slot.sequence, 1 - arm)
     db.session.commit()
     result = runner.invoke(args=["randomization", "verify"])
     assert result.exit_code == 1 and "FAIL" in result.output
 
 
-@pytest.mark.parametrize(("body", "problem"), [
-    ("stratum,sequence,arm,block\nsite=S01|sex=F,1,placebo,1\nsite=S01|sex=F,2,placebo,1\n",
-     "unbalanced"),
-    ("stratum,sequence,arm\nsite=S01|sex=F,1,placebo\nsite=S01|sex=F,1,baclofen\n",
-     "repeats"),
-    ("stratum,sequence,arm\nsite=S01|sex=F,1,aspirin\n", "unknown arm"),
-    ("stratum,sequence,arm\nsite=S77|sex=F,1,placebo\n", "unknown stratum"),
-    ("stratum,sequence\nsite=S01|sex=F,1\n", "missing column"),
-    ("stratum,sequence,arm\nsite=S01|sex=F,2,placebo\n", "without gaps"),
-])
-def test_import_refuses_bad_lists_and_writes_nothing(app, make_user, make_site, body,
-                                                     problem):
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (
+            "stratum,sequence,arm,block\nsite=S01|sex=F,1,placebo,1\nsite=S01|sex=F,2,placebo,1\n",
+            "unbalanced",
+        ),
+        ("stratum,sequence,arm\nsite=S01|sex=F,1,placebo\nsite=S01|sex=F,1,baclofen\n", "repeats"),
+        ("stratum,sequence,arm\nsite=S01|sex=F,1,aspirin\n", "unknown arm"),
+        ("stratum,sequence,arm\nsite=S77|sex=F,1,placebo\n", "unknown stratum"),
+        ("stratum,sequence\nsite=S01|sex=F,1\n", "missing column"),
+        ("stratum,sequence,arm\nsite=S01|sex=F,2,placebo\n", "without gaps"),
+    ],
+)
+def test_import_refuses_bad_lists_and_writes_nothing(app, make_user, make_site, body, problem):
     from trial.errors import ValidationFailed
 
     make_site("S01")
@@ -294,8 +372,11 @@ def test_import_refuses_a_second_list_unless_appended(app, make_user, make_site)
 
     make_site("S01")
     user, _ = make_user("unblinded_statistician")
-    lists.import_list(user, "stratum,sequence,arm,block,kit\n"
-                      "site=S01|sex=F,1,placebo,1,111111\nsite=S01|sex=F,2,baclofen,1,222222\n")
+    lists.import_list(
+        user,
+        "stratum,sequence,arm,block,kit\n"
+        "site=S01|sex=F,1,placebo,1,111111\nsite=S01|sex=F,2,baclofen,1,222222\n",
+    )
     db.session.commit()
     more = "stratum,sequence,arm,block\nsite=S01|sex=F,3,baclofen,2\nsite=S01|sex=F,4,placebo,2\n"
     with pytest.raises(Conflict):
@@ -306,8 +387,9 @@ def test_import_refuses_a_second_list_unless_appended(app, make_user, make_site)
     assert lists.verify().ok
 
 
-def test_code_break_password_guessing_locks_the_account(client, make_user, trial_list,
-                                                        make_participant):
+def test_code_break_password_guessing_locks_the_account(
+    client, make_user, trial_list, make_participant
+):
     """A stolen token alone cannot guess the password without limit."""
     pid = make_participant(site="S01")["participant_id"]
     _, coordinator = make_user("coordinator", sites=["S01"])
@@ -315,11 +397,15 @@ def test_code_break_password_guessing_locks_the_account(client, make_user, trial
     _, investigator = make_user("investigator", sites=["S01"], password=PASSWORD)
     url = f"/api/v1/participants/{pid}/code-break"
     for attempt in range(10):
-        response = client.post(url, headers=bearer(investigator),
-                               json={"reason": "emergency", "password": f"guess-{attempt}"})
+        response = client.post(
+            url,
+            headers=bearer(investigator),
+            json={"reason": "emergency", "password": f"guess-{attempt}"},
+        )
         assert response.status_code == 403
-    locked = client.post(url, headers=bearer(investigator),
-                         json={"reason": "emergency", "password": PASSWORD})
+    locked = client.post(
+        url, headers=bearer(investigator), json={"reason": "emergency", "password": PASSWORD}
+    )
     assert locked.status_code == 429 and "arm" not in locked.json
     participant = client.get(f"/api/v1/participants/{pid}", headers=bearer(coordinator)).json
     assert participant["unblinded"] is False

@@ -70,16 +70,25 @@ def trial(app, make_site, make_user) -> Trial:
     lists.generate(make_user("unblinded_statistician")[0])
     coordinator, coordinator_token = make_user("coordinator", sites=["S01"])
     _, investigator_token = make_user("investigator", sites=["S01"])
-    pids = [register_participant(coordinator, site="S01", sex="F", year_of_birth=1980,
-                                 consent_date=date(2026, 1, 15)).participant_id
-            for _ in range(PARTICIPANTS + 1)]
+    pids = [
+        register_participant(
+            coordinator, site="S01", sex="F", year_of_birth=1980, consent_date=date(2026, 1, 15)
+        ).participant_id
+        for _ in range(PARTICIPANTS + 1)
+    ]
     db.session.commit()
-    length = len(db.session.scalars(select(RandomizationSlot.id)
-                                    .where(RandomizationSlot.stratum == STRATUM)).all())
+    length = len(
+        db.session.scalars(
+            select(RandomizationSlot.id).where(RandomizationSlot.stratum == STRATUM)
+        ).all()
+    )
     assert length >= PARTICIPANTS + 1
     db.session.remove()
-    return Trial(participant_ids=pids[:PARTICIPANTS],
-                 tokens=[coordinator_token, investigator_token], repeat_pid=pids[-1])
+    return Trial(
+        participant_ids=pids[:PARTICIPANTS],
+        tokens=[coordinator_token, investigator_token],
+        repeat_pid=pids[-1],
+    )
 
 
 def fire(calls: list[tuple[str, str]], clients: int) -> list[tuple[str, int | None, object]]:
@@ -98,8 +107,9 @@ def fire(calls: list[tuple[str, str]], clients: int) -> list[tuple[str, int | No
                 return
             url, token = call
             try:
-                response = requests.post(url, json={"eligibility_confirmed": True},
-                                         headers=bearer(token), timeout=120)
+                response = requests.post(
+                    url, json={"eligibility_confirmed": True}, headers=bearer(token), timeout=120
+                )
                 try:
                     answer = response.json()
                 except ValueError:
@@ -117,8 +127,10 @@ def fire(calls: list[tuple[str, str]], clients: int) -> list[tuple[str, int | No
 
 
 def randomize_all(server, trial: Trial, route: str = "randomize"):
-    calls = [(f"{server.api}/participants/{pid}/{route}", trial.tokens[n % len(trial.tokens)])
-             for n, pid in enumerate(trial.participant_ids)]
+    calls = [
+        (f"{server.api}/participants/{pid}/{route}", trial.tokens[n % len(trial.tokens)])
+        for n, pid in enumerate(trial.participant_ids)
+    ]
     started = time.monotonic()
     results = fire(calls, CLIENTS)
     return results, time.monotonic() - started
@@ -130,7 +142,8 @@ def stratum_slots() -> list[tuple[RandomizationSlot, str | None]]:
         select(RandomizationSlot, Participant.participant_id)
         .outerjoin(Participant, Participant.id == RandomizationSlot.participant_id)
         .where(RandomizationSlot.stratum == STRATUM)
-        .order_by(RandomizationSlot.sequence)).all()
+        .order_by(RandomizationSlot.sequence)
+    ).all()
 
 
 def check_allocations(results) -> tuple[list[str], dict]:
@@ -146,27 +159,38 @@ def check_allocations(results) -> tuple[list[str], dict]:
     n_told = len(told)
 
     kits_told = Counter(a["kit_number"] for answers in told.values() for a in answers)
-    numbers_told = Counter(a["randomization_number"] for answers in told.values()
-                           for a in answers)
-    duplicates = sum(n - 1 for n in kits_told.values() if n > 1) \
-        + sum(n - 1 for n in numbers_told.values() if n > 1)
+    numbers_told = Counter(a["randomization_number"] for answers in told.values() for a in answers)
+    duplicates = sum(n - 1 for n in kits_told.values() if n > 1) + sum(
+        n - 1 for n in numbers_told.values() if n > 1
+    )
     mismatches = 0
     for pid, answers in told.items():
         slot = held.get(pid)
         for answer in answers:
-            stored = None if slot is None else {
-                "participant_id": pid, "randomization_number": slot.randomization_number,
-                "kit_number": slot.kit_number,
-                "randomized_at": FixedTimestamp()._serialize(slot.allocated_at, None, None)}
+            stored = (
+                None
+                if slot is None
+                else {
+                    "participant_id": pid,
+                    "randomization_number": slot.randomization_number,
+                    "kit_number": slot.kit_number,
+                    "randomized_at": FixedTimestamp()._serialize(slot.allocated_at, None, None),
+                }
+            )
             mismatches += stored != answer
     expected = set(range(1, n_told + 1))
-    gaps = len(expected - used)          # slots among the first N left unused
-    beyond = len(used - expected)        # slots used past the first N (skips)
+    gaps = len(expected - used)  # slots among the first N left unused
+    beyond = len(used - expected)  # slots used past the first N (skips)
     db_numbers = [slot.randomization_number for slot in held.values()]
     figures = {
-        "requests": len(results), "statuses": dict(statuses), "told_201": n_told,
-        "slots_used": len(used), "duplicates": duplicates, "mismatches": mismatches,
-        "gaps": gaps, "beyond_first_n": beyond,
+        "requests": len(results),
+        "statuses": dict(statuses),
+        "told_201": n_told,
+        "slots_used": len(used),
+        "duplicates": duplicates,
+        "mismatches": mismatches,
+        "gaps": gaps,
+        "beyond_first_n": beyond,
         "untold_allocations": len(set(held) - set(told)),
     }
     problems = []
@@ -178,11 +202,12 @@ def check_allocations(results) -> tuple[list[str], dict]:
     if duplicates:
         problems.append(f"{duplicates} kit or randomization number(s) told to two clients")
     if mismatches:
-        problems.append(f"{mismatches} client(s) were told something the database does not "
-                        f"hold")
+        problems.append(f"{mismatches} client(s) were told something the database does not hold")
     if gaps or beyond:
-        problems.append(f"slots used are not exactly 1..{n_told}: {gaps} unused among them, "
-                        f"{beyond} beyond them")
+        problems.append(
+            f"slots used are not exactly 1..{n_told}: {gaps} unused among them, "
+            f"{beyond} beyond them"
+        )
     if figures["untold_allocations"]:
         problems.append(f"{figures['untold_allocations']} allocation(s) no client was told of")
     if len(set(db_numbers)) != len(db_numbers):
@@ -191,15 +216,18 @@ def check_allocations(results) -> tuple[list[str], dict]:
 
 
 def report(label: str, figures: dict, elapsed: float) -> None:
-    print(f"\n[{label}] {figures['requests']} requests from {CLIENTS} clients through "
-          f"{WORKERS} workers in {elapsed:.2f}s: statuses {figures['statuses']}; "
-          f"slots used {figures['slots_used']}; duplicates {figures['duplicates']}; "
-          f"mismatches {figures['mismatches']}; gaps {figures['gaps']} "
-          f"(+{figures['beyond_first_n']} beyond N)")
+    print(
+        f"\n[{label}] {figures['requests']} requests from {CLIENTS} clients through "
+        f"{WORKERS} workers in {elapsed:.2f}s: statuses {figures['statuses']}; "
+        f"slots used {figures['slots_used']}; duplicates {figures['duplicates']}; "
+        f"mismatches {figures['mismatches']}; gaps {figures['gaps']} "
+        f"(+{figures['beyond_first_n']} beyond N)"
+    )
 
 
-def test_concurrent_randomizations_take_exactly_the_first_n_slots(backend, database_url,
-                                                                  tmp_path, trial):
+def test_concurrent_randomizations_take_exactly_the_first_n_slots(
+    backend, database_url, tmp_path, trial
+):
     with live_server(database_url, tmp_path / "server", workers=WORKERS) as server:
         assert len(server.worker_pids()) == WORKERS
         results, elapsed = randomize_all(server, trial)
@@ -215,20 +243,25 @@ def test_concurrent_randomizations_take_exactly_the_first_n_slots(backend, datab
     assert verified.ok, verified.lines
     chain = verify_chain()
     assert chain.ok, chain.problem
-    randomized = db.session.scalars(select(Participant.status).where(
-        Participant.participant_id.in_(trial.participant_ids))).all()
+    randomized = db.session.scalars(
+        select(Participant.status).where(Participant.participant_id.in_(trial.participant_ids))
+    ).all()
     assert Counter(randomized) == {"randomized": PARTICIPANTS}
-    audited = Counter(db.session.scalars(select(AuditEvent.entity_id).where(
-        AuditEvent.action == "randomize")))
+    audited = Counter(
+        db.session.scalars(select(AuditEvent.entity_id).where(AuditEvent.action == "randomize"))
+    )
     assert audited == {pid: 4 for pid in trial.participant_ids}  # number, kit, time, eligibility
 
 
-def test_concurrent_repeats_for_one_participant_give_one_allocation(backend, database_url,
-                                                                    tmp_path, trial):
+def test_concurrent_repeats_for_one_participant_give_one_allocation(
+    backend, database_url, tmp_path, trial
+):
     pid = trial.repeat_pid
     with live_server(database_url, tmp_path / "server", workers=WORKERS) as server:
-        calls = [(f"{server.api}/participants/{pid}/randomize", trial.tokens[n % 2])
-                 for n in range(REPEATS)]
+        calls = [
+            (f"{server.api}/participants/{pid}/randomize", trial.tokens[n % 2])
+            for n in range(REPEATS)
+        ]
         results = fire(calls, REPEATS)
     statuses = Counter(status for _, status, _ in results)
     print(f"\n[{backend} repeats] {REPEATS} concurrent requests for {pid}: {dict(statuses)}")
@@ -238,23 +271,40 @@ def test_concurrent_repeats_for_one_participant_give_one_allocation(backend, dat
     rows = [(slot, holder) for slot, holder in stratum_slots() if holder is not None]
     assert [(slot.sequence, holder) for slot, holder in rows] == [(1, pid)]
     assert dict(bodies.pop())["kit_number"] == rows[0][0].kit_number
-    audited = db.session.scalars(select(AuditEvent.field).where(
-        AuditEvent.action == "randomize", AuditEvent.entity_id == pid)).all()
-    assert sorted(audited) == ["eligibility_confirmed", "kit_number", "randomization_number",
-                               "randomized_at"]
+    audited = db.session.scalars(
+        select(AuditEvent.field).where(
+            AuditEvent.action == "randomize", AuditEvent.entity_id == pid
+        )
+    ).all()
+    assert sorted(audited) == [
+        "eligibility_confirmed",
+        "kit_number",
+        "randomization_number",
+        "randomized_at",
+    ]
     assert verify_chain().ok
 
 
-def test_negative_control_read_then_write_allocation_is_caught(backend, database_url,
-                                                               tmp_path, trial):
+def test_negative_control_read_then_write_allocation_is_caught(
+    backend, database_url, tmp_path, trial
+):
     """The same load against an unlocked read-then-write allocation fails the same checks."""
-    with live_server(database_url, tmp_path / "server", workers=WORKERS, app=UNSAFE_APP,
-                     env={"UNSAFE_ALLOCATION_DELAY_MS": UNSAFE_DELAY_MS}) as server:
+    with live_server(
+        database_url,
+        tmp_path / "server",
+        workers=WORKERS,
+        app=UNSAFE_APP,
+        env={"UNSAFE_ALLOCATION_DELAY_MS": UNSAFE_DELAY_MS},
+    ) as server:
         results, elapsed = randomize_all(server, trial, route="randomize-unsafe")
     problems, figures = check_allocations(results)
     report(f"{backend} UNSAFE read-then-write", figures, elapsed)
     print("  caught: " + "; ".join(problems))
     assert problems, "the checks did not notice an allocation without a lock"
     # Specifically the race: slots handed out twice or lost, or requests refused by the lock.
-    assert (figures["duplicates"] or figures["mismatches"] or figures["gaps"]
-            or figures["statuses"].get(201, 0) < PARTICIPANTS), figures
+    assert (
+        figures["duplicates"]
+        or figures["mismatches"]
+        or figures["gaps"]
+        or figures["statuses"].get(201, 0) < PARTICIPANTS
+    ), figures

@@ -12,10 +12,15 @@ from randomization.generator import block_contents, draw_kits, generate_list, li
 from randomization.predictability import expected_fixed_block_share, simulate_guess_share
 
 ratios = st.lists(st.integers(min_value=1, max_value=4), min_size=2, max_size=4).map(tuple)
-multiples = st.lists(st.integers(min_value=1, max_value=4), min_size=1, max_size=3,
-                     unique=True).map(lambda xs: tuple(sorted(xs)))
-strata = st.dictionaries(st.from_regex(r"site=S0[1-9]\|sex=[FM]", fullmatch=True),
-                         st.integers(min_value=1, max_value=60), min_size=1, max_size=4)
+multiples = st.lists(
+    st.integers(min_value=1, max_value=4), min_size=1, max_size=3, unique=True
+).map(lambda xs: tuple(sorted(xs)))
+strata = st.dictionaries(
+    st.from_regex(r"site=S0[1-9]\|sex=[FM]", fullmatch=True),
+    st.integers(min_value=1, max_value=60),
+    min_size=1,
+    max_size=4,
+)
 seeds = st.binary(min_size=16, max_size=32)
 
 
@@ -32,7 +37,7 @@ def test_blocks_hold_the_ratio_and_imbalance_stays_bounded(seed, ratio, mults, l
         for slot in mine:
             blocks.setdefault(slot.block, []).append(slot.arm)
             assert slot.block_size in sizes
-        for arms in blocks.values():   # every block is complete and holds the ratio exactly
+        for arms in blocks.values():  # every block is complete and holds the ratio exactly
             unit = len(arms) // sum(ratio)
             assert Counter(arms) == Counter({a: r * unit for a, r in enumerate(ratio)})
         # Running imbalance (vs the ratio) never exceeds half the largest block.
@@ -69,8 +74,13 @@ def test_a_broken_generator_is_caught():
 
 
 def test_kits_are_unrelated_to_arm_and_position():
-    slots = generate_list(b"k" * 32, {f"site=S0{i}|sex={s}": 300 for i in range(1, 4)
-                                      for s in "FM"}, (1, 1), (2, 4, 6), 6)
+    slots = generate_list(
+        b"k" * 32,
+        {f"site=S0{i}|sex={s}": 300 for i in range(1, 4) for s in "FM"},
+        (1, 1),
+        (2, 4, 6),
+        6,
+    )
     by_arm = {arm: [int(s.kit) for s in slots if s.arm == arm] for arm in (0, 1)}
     means = {arm: sum(v) / len(v) for arm, v in by_arm.items()}
     # Uniform on [100000, 999999]: sd of a mean of ~900 draws is ~8,700.
@@ -91,9 +101,15 @@ def test_drbg_is_uniform_and_reproducible():
     assert draw_kits(b"s", 50, 6) == draw_kits(b"s", 50, 6)
 
 
-@pytest.mark.parametrize(("sizes", "expected"), [
-    ((2,), 0.750), ((4,), 0.708), ((6,), 0.683), ((2, 4, 6), 0.703),
-])
+@pytest.mark.parametrize(
+    ("sizes", "expected"),
+    [
+        ((2,), 0.750),
+        ((4,), 0.708),
+        ((6,), 0.683),
+        ((2, 4, 6), 0.703),
+    ],
+)
 def test_predictability_matches_the_closed_form(sizes, expected):
     share = simulate_guess_share(sizes, (1, 1), 100_000, random.Random(7))
     assert share == pytest.approx(expected, abs=0.01)

@@ -48,8 +48,12 @@ def _plain_engine(url: str):
 
 
 def _body(participant_id: str, number: str, kit: str, at) -> dict:
-    return {"participant_id": participant_id, "randomization_number": number,
-            "kit_number": kit, "randomized_at": FixedTimestamp()._serialize(at, None, None)}
+    return {
+        "participant_id": participant_id,
+        "randomization_number": number,
+        "kit_number": kit,
+        "randomized_at": FixedTimestamp()._serialize(at, None, None),
+    }
 
 
 def randomize_unsafe(participant_id):
@@ -60,29 +64,38 @@ def randomize_unsafe(participant_id):
     db.session.commit()  # release the app's transaction (on SQLite, its write lock)
     slots = RandomizationSlot.__table__
     with _plain_engine(url).begin() as connection:
-        mine = connection.execute(select(slots.c.randomization_number, slots.c.kit_number,
-                                         slots.c.allocated_at)
-                                  .where(slots.c.participant_id == key)).first()
+        mine = connection.execute(
+            select(slots.c.randomization_number, slots.c.kit_number, slots.c.allocated_at).where(
+                slots.c.participant_id == key
+            )
+        ).first()
         if mine is not None:
             return jsonify(_body(participant_id, *mine)), 200
-        free = connection.execute(select(slots.c.id, slots.c.kit_number)
-                                  .where(slots.c.stratum == stratum,
-                                         slots.c.participant_id.is_(None))
-                                  .order_by(slots.c.sequence).limit(1)).first()
+        free = connection.execute(
+            select(slots.c.id, slots.c.kit_number)
+            .where(slots.c.stratum == stratum, slots.c.participant_id.is_(None))
+            .order_by(slots.c.sequence)
+            .limit(1)
+        ).first()
         if free is None:
-            return jsonify({"code": "conflict", "status": 409, "message": "stratum exhausted",
-                            "errors": {}}), 409
+            return jsonify(
+                {"code": "conflict", "status": 409, "message": "stratum exhausted", "errors": {}}
+            ), 409
         if DELAY_MS:
             time.sleep(DELAY_MS / 1000)
         now, number = utcnow(), f"U{key:05d}"
-        connection.execute(update(slots).where(slots.c.id == free.id).values(
-            participant_id=key, randomization_number=number, allocated_at=now))
+        connection.execute(
+            update(slots)
+            .where(slots.c.id == free.id)
+            .values(participant_id=key, randomization_number=number, allocated_at=now)
+        )
     return jsonify(_body(participant_id, number, free.kit_number, now)), 201
 
 
 def build_app():
     application = create_app()
     view = allow(Role.COORDINATOR, Role.INVESTIGATOR)(randomize_unsafe)
-    application.add_url_rule(UNSAFE_RULE, endpoint="unsafe_randomize", view_func=view,
-                             methods=["POST"])
+    application.add_url_rule(
+        UNSAFE_RULE, endpoint="unsafe_randomize", view_func=view, methods=["POST"]
+    )
     return application

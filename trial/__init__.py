@@ -35,8 +35,7 @@ def create_app(config_object: type[Config] | Config | None = None) -> Flask:
 
     _prepare_sqlite_directory(app.config["SQLALCHEMY_DATABASE_URI"])
     db.init_app(app)
-    migrate.init_app(app, db, directory=app.config["MIGRATIONS_DIR"],
-                     render_as_batch=True)
+    migrate.init_app(app, db, directory=app.config["MIGRATIONS_DIR"], render_as_batch=True)
     with app.app_context():
         init_database(app, db.engine)
 
@@ -57,8 +56,13 @@ def _register_api(app: Flask) -> None:
     # One Api per app: flask-smorest keeps the spec on the Api object.
     api = TrialApi(app)
     api.spec.components.security_scheme(
-        "bearerAuth", {"type": "http", "scheme": "bearer",
-                       "description": "API token from `users create` or POST /auth/token"})
+        "bearerAuth",
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "API token from `users create` or POST /auth/token",
+        },
+    )
     for blueprint in (health_blp, auth_blp, sites_blp, participants_blp, audit_blp):
         api.register_blueprint(blueprint)
     app.before_request(enforce_access_policy)

@@ -77,9 +77,15 @@ def _register_demo_participants(rng: random.Random, count: int, users: dict) -> 
         # Consents spread over the last year, in registration order.
         consent = today - timedelta(days=365 - (index * 300) // max(count, 1))
         age = rng.randint(21, 68)
-        participants.append(register_participant(
-            actor_by_site[code], site=code, sex=rng.choice(("F", "M", "M")),
-            year_of_birth=consent.year - age, consent_date=min(consent, today)))
+        participants.append(
+            register_participant(
+                actor_by_site[code],
+                site=code,
+                sex=rng.choice(("F", "M", "M")),
+                year_of_birth=consent.year - age,
+                consent_date=min(consent, today),
+            )
+        )
     return participants
 
 
@@ -92,10 +98,10 @@ def build_demo(participant_count: int, seed: int) -> dict:
     password = secrets.token_urlsafe(12)
     users, tokens = {}, {}
     for username, role, sites in DEMO_USERS:
-        user = auth_services.create_user(actor, username=username, role=role,
-                                         site_codes=list(sites), password=password)
-        token, _ = auth_services.issue_token(actor, user, label="demo",
-                                             ttl=timedelta(days=365))
+        user = auth_services.create_user(
+            actor, username=username, role=role, site_codes=list(sites), password=password
+        )
+        token, _ = auth_services.issue_token(actor, user, label="demo", ttl=timedelta(days=365))
         users[username], tokens[username] = user, token
     context = {"users": users, "participants": [], "password": password}
     context["participants"] = _register_demo_participants(rng, participant_count, users)
@@ -135,12 +141,26 @@ def _write_tokens(result: dict) -> Path:
 
 
 @trial_cli.command("demo")
-@click.option("--participants", "participant_count", default=60, show_default=True,
-              type=click.IntRange(min=0), help="Participants to register (0 allowed).")
-@click.option("--seed", default=20261121, show_default=True, type=int,
-              help="Seed of the synthetic data (not of the randomization list).")
-@click.option("--if-empty", is_flag=True,
-              help="Do nothing (and succeed) when the database already holds a trial.")
+@click.option(
+    "--participants",
+    "participant_count",
+    default=60,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Participants to register (0 allowed).",
+)
+@click.option(
+    "--seed",
+    default=20261121,
+    show_default=True,
+    type=int,
+    help="Seed of the synthetic data (not of the randomization list).",
+)
+@click.option(
+    "--if-empty",
+    is_flag=True,
+    help="Do nothing (and succeed) when the database already holds a trial.",
+)
 def demo_command(participant_count, seed, if_empty):
     """Fill an empty database with a synthetic trial and print every demo user's token."""
     if not database_is_empty():
@@ -153,8 +173,10 @@ def demo_command(participant_count, seed, if_empty):
     result = build_demo(participant_count, seed)
     db.session.commit()
     path = _write_tokens(result)
-    click.echo(f"demo trial created: {len(DEMO_SITES)} sites, {len(DEMO_USERS)} users, "
-               f"{participant_count} participants (tokens also in {path})")
+    click.echo(
+        f"demo trial created: {len(DEMO_SITES)} sites, {len(DEMO_USERS)} users, "
+        f"{participant_count} participants (tokens also in {path})"
+    )
     click.echo(f"password for every demo user: {result['password']}")
     for name, token in result["tokens"].items():
         click.echo(f"{name:<24} {token}")

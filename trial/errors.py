@@ -134,11 +134,16 @@ def screen_request_input():
     from flask import current_app, request
 
     view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
-    if view is not None and _takes_json_body(view) and not request.is_json \
-            and (request.content_length or request.mimetype):
+    if (
+        view is not None
+        and _takes_json_body(view)
+        and not request.is_json
+        and (request.content_length or request.mimetype)
+    ):
         raise UnsupportedMediaType(
             f"Send the request body as JSON with 'Content-Type: application/json' "
-            f"(got {request.mimetype or 'no content type'!r}).")
+            f"(got {request.mimetype or 'no content type'!r})."
+        )
     fields = _nul_fields("", request.view_args or {})
     for name, values in request.args.lists():
         if "\x00" in name or any("\x00" in item for item in values):

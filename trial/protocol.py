@@ -98,8 +98,9 @@ class EligibilitySection(_Strict):
 
 
 class ArmsSection(_Strict):
-    names = f.List(f.String(validate=v.Length(min=1, max=40)), required=True,
-                   validate=v.Length(min=2))
+    names = f.List(
+        f.String(validate=v.Length(min=1, max=40)), required=True, validate=v.Length(min=2)
+    )
     ratio = f.List(f.Integer(strict=True, validate=v.Range(min=1)), required=True)
 
     @ma.validates_schema
@@ -111,16 +112,18 @@ class ArmsSection(_Strict):
 
 
 class MinimizationSection(_Strict):
-    factors = f.List(f.String(validate=v.OneOf(STRATUM_FACTORS)), required=True,
-                     validate=v.Length(min=1))
+    factors = f.List(
+        f.String(validate=v.OneOf(STRATUM_FACTORS)), required=True, validate=v.Length(min=1)
+    )
     probability_best = f.Float(required=True, validate=v.Range(min=0.5, max=1.0))
 
 
 class RandomizationSection(_Strict):
     method = f.String(required=True, validate=v.OneOf(["blocks", "minimization"]))
     strata = f.List(f.String(validate=v.OneOf(STRATUM_FACTORS)), required=True)
-    block_size_multiples = f.List(f.Integer(strict=True, validate=v.Range(min=1)),
-                                  required=True, validate=v.Length(min=1))
+    block_size_multiples = f.List(
+        f.Integer(strict=True, validate=v.Range(min=1)), required=True, validate=v.Length(min=1)
+    )
     list_margin = f.Float(required=True, validate=v.Range(min=0.20))
     low_remaining_warning = f.Float(required=True, validate=v.Range(min=0.0, max=1.0))
     minimization = f.Nested(MinimizationSection, required=True)
@@ -134,16 +137,16 @@ class DosingSection(_Strict):
     tablet_strength_mg = f.Float(required=True, validate=v.Range(min=0, min_inclusive=False))
     start_tablets_per_day = f.Integer(required=True, strict=True, validate=v.Range(min=0))
     step_tablets_per_day = _positive_int()
-    step_interval_days = f.List(f.Integer(strict=True, validate=v.Range(min=1)),
-                                required=True, validate=v.Length(min=1))
+    step_interval_days = f.List(
+        f.Integer(strict=True, validate=v.Range(min=1)), required=True, validate=v.Length(min=1)
+    )
     max_tablets_per_day = _positive_int()
     taper_weeks = f.Integer(required=True, strict=True, validate=v.Range(min=0))
 
     @ma.validates_schema
     def _ordered(self, data, **_):
         if data["start_tablets_per_day"] > data["max_tablets_per_day"]:
-            raise ma.ValidationError("must not exceed max_tablets_per_day",
-                                     "start_tablets_per_day")
+            raise ma.ValidationError("must not exceed max_tablets_per_day", "start_tablets_per_day")
 
 
 class BySex(_Strict):
@@ -170,8 +173,7 @@ class DrinkingSection(_Strict):
         for sex in SEXES:
             bounds = [level[sex] for level in levels]
             if bounds != sorted(bounds) or len(set(bounds)) != len(bounds):
-                raise ma.ValidationError(f"{sex} bounds must strictly increase",
-                                         "who_risk_levels")
+                raise ma.ValidationError(f"{sex} bounds must strictly increase", "who_risk_levels")
 
 
 class VisitSection(_Strict):

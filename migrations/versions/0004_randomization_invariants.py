@@ -10,6 +10,7 @@ The application already allocates under a lock; these triggers make any other pa
 tries to re-allocate or rewrite a slot (a bug, a hand-written UPDATE) fail loudly instead of
 silently handing one kit to two participants.
 """
+
 from alembic import op
 
 revision = "0004"
@@ -90,7 +91,11 @@ def downgrade():
         op.execute("DROP TRIGGER randomization_slots_guard ON randomization_slots")
         op.execute("DROP FUNCTION randomization_slots_guard()")
     else:
-        for name in ("randomization_slots_allocation_is_final",
-                     "randomization_slots_content_is_fixed", "randomization_slots_no_delete",
-                     "randomization_decisions_no_update", "randomization_decisions_no_delete"):
+        for name in (
+            "randomization_slots_allocation_is_final",
+            "randomization_slots_content_is_fixed",
+            "randomization_slots_no_delete",
+            "randomization_decisions_no_update",
+            "randomization_decisions_no_delete",
+        ):
             op.execute(f"DROP TRIGGER {name}")

@@ -7,6 +7,7 @@ Create Date: 2026-11-21
 On SQLite the batch operation rebuilds the table, so the append-only triggers are dropped
 first and re-created after (SQLite keeps no trigger across a table rebuild).
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -29,8 +30,12 @@ def _alter(length: int) -> None:
         op.execute("DROP TRIGGER audit_events_no_update")
         op.execute("DROP TRIGGER audit_events_no_delete")
     with op.batch_alter_table("audit_events", schema=None) as batch_op:
-        batch_op.alter_column("user_site", existing_type=sa.String(),
-                              type_=sa.String(length=length), existing_nullable=True)
+        batch_op.alter_column(
+            "user_site",
+            existing_type=sa.String(),
+            type_=sa.String(length=length),
+            existing_nullable=True,
+        )
     if sqlite:
         for statement in SQLITE_TRIGGERS:
             op.execute(statement)

@@ -8,9 +8,21 @@ import json
 GENESIS_HASH = "0" * 64
 
 HASHED_COLUMNS = (
-    "seq", "occurred_at", "user_id", "username", "role", "user_site", "action",
-    "entity_type", "entity_id", "entity_site", "field", "old_value", "new_value",
-    "reason", "detail",
+    "seq",
+    "occurred_at",
+    "user_id",
+    "username",
+    "role",
+    "user_site",
+    "action",
+    "entity_type",
+    "entity_id",
+    "entity_site",
+    "field",
+    "old_value",
+    "new_value",
+    "reason",
+    "detail",
 )
 
 

@@ -17,6 +17,9 @@ def verify_command():
     if report.ok:
         click.echo(f"audit chain intact: {report.rows_checked} rows verified")
         return
-    click.echo(f"audit chain BROKEN at row {report.broken_seq}: {report.problem} "
-               f"({report.rows_checked} rows verified before it)", err=True)
+    click.echo(
+        f"audit chain BROKEN at row {report.broken_seq}: {report.problem} "
+        f"({report.rows_checked} rows verified before it)",
+        err=True,
+    )
     raise SystemExit(1)

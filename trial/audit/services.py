@@ -111,17 +111,39 @@ def record_event(
     return event
 
 
-def record_created(actor, entity_type: str, entity_id: str, values: dict,
-                   *, entity_site: str | None = None, action: str = "create") -> None:
+def record_created(
+    actor,
+    entity_type: str,
+    entity_id: str,
+    values: dict,
+    *,
+    entity_site: str | None = None,
+    action: str = "create",
+) -> None:
     """Record a first entry: one row per field, old value empty, no reason needed."""
     for field, value in values.items():
-        record_event(actor, action, entity_type=entity_type, entity_id=entity_id,
-                     entity_site=entity_site, field=field, old=None, new=value)
+        record_event(
+            actor,
+            action,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            entity_site=entity_site,
+            field=field,
+            old=None,
+            new=value,
+        )
 
 
-def record_changes(actor, entity_type: str, entity_id: str, changes: dict[str, tuple],
-                   *, reason: str | None, entity_site: str | None = None,
-                   action: str = "update") -> int:
+def record_changes(
+    actor,
+    entity_type: str,
+    entity_id: str,
+    changes: dict[str, tuple],
+    *,
+    reason: str | None,
+    entity_site: str | None = None,
+    action: str = "update",
+) -> int:
     """Record each changed field as (old, new); a reason is required for any change.
 
     A change to or from empty counts; unchanged fields are not recorded. Returns how many
@@ -129,12 +151,22 @@ def record_changes(actor, entity_type: str, entity_id: str, changes: dict[str, t
     """
     changed = {f: (o, n) for f, (o, n) in changes.items() if encode_value(o) != encode_value(n)}
     if changed and not (reason and reason.strip()):
-        raise ValidationFailed("A reason is required to change a record.",
-                               {"reason": ["Give the reason for this change."]})
+        raise ValidationFailed(
+            "A reason is required to change a record.",
+            {"reason": ["Give the reason for this change."]},
+        )
     for field, (old, new) in changed.items():
-        record_event(actor, action, entity_type=entity_type, entity_id=entity_id,
-                     entity_site=entity_site, field=field, old=old, new=new,
-                     reason=reason.strip())
+        record_event(
+            actor,
+            action,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            entity_site=entity_site,
+            field=field,
+            old=old,
+            new=new,
+            reason=reason.strip(),
+        )
     return len(changed)
 
 
@@ -151,27 +183,38 @@ def verify_chain(batch_size: int = 5000) -> ChainReport:
     expected_seq = 1
     prev_hash = GENESIS_HASH
     checked = 0
-    statement = select(AuditEvent).order_by(AuditEvent.seq).execution_options(
-        yield_per=batch_size)
+    statement = select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=batch_size)
     for event in db.session.scalars(statement):
         if event.seq != expected_seq:
-            return ChainReport(False, checked, expected_seq,
-                               f"row {expected_seq} is missing (next row present is {event.seq})")
+            return ChainReport(
+                False,
+                checked,
+                expected_seq,
+                f"row {expected_seq} is missing (next row present is {event.seq})",
+            )
         if event.prev_hash != prev_hash:
-            return ChainReport(False, checked, event.seq,
-                               f"row {event.seq} does not link to row {event.seq - 1}")
+            return ChainReport(
+                False, checked, event.seq, f"row {event.seq} does not link to row {event.seq - 1}"
+            )
         if chain_hash(prev_hash, event) != event.hash:
-            return ChainReport(False, checked, event.seq,
-                               f"row {event.seq} was altered: its content does not match its hash")
+            return ChainReport(
+                False,
+                checked,
+                event.seq,
+                f"row {event.seq} was altered: its content does not match its hash",
+            )
         prev_hash = event.hash
         expected_seq += 1
         checked += 1
     head = db.session.get(AuditChainHead, 1)
     if head is None or head.last_seq != checked or head.last_hash != prev_hash:
-        return ChainReport(False, checked, checked + 1 if head and head.last_seq > checked
-                           else checked,
-                           f"chain head says {head.last_seq if head else 'nothing'} rows, "
-                           f"found {checked}: rows were removed from the end")
+        return ChainReport(
+            False,
+            checked,
+            checked + 1 if head and head.last_seq > checked else checked,
+            f"chain head says {head.last_seq if head else 'nothing'} rows, "
+            f"found {checked}: rows were removed from the end",
+        )
     return ChainReport(True, checked)
 
 

@@ -16,28 +16,37 @@ users_cli = AppGroup("users", help="Manage user accounts and tokens.")
 
 @users_cli.command("create")
 @click.argument("username")
-@click.option("--role", required=True, help="admin, coordinator, investigator, monitor, "
-              "data_manager, statistician, unblinded_statistician or dsmb")
-@click.option("--site", "sites", multiple=True, help="Site code (site roles; repeatable "
-              "for monitors).")
+@click.option(
+    "--role",
+    required=True,
+    help="admin, coordinator, investigator, monitor, "
+    "data_manager, statistician, unblinded_statistician or dsmb",
+)
+@click.option(
+    "--site", "sites", multiple=True, help="Site code (site roles; repeatable for monitors)."
+)
 @click.option("--password", is_flag=True, help="Prompt for a password to allow login.")
 def create_user_command(username, role, sites, password):
     """Create an account and print its new API token as the last line."""
-    secret = click.prompt("Password", hide_input=True, confirmation_prompt=True) \
-        if password else None
+    secret = (
+        click.prompt("Password", hide_input=True, confirmation_prompt=True) if password else None
+    )
     actor = system_actor()
     try:
-        user = services.create_user(actor, username=username, role=role,
-                                    site_codes=list(sites), password=secret)
+        user = services.create_user(
+            actor, username=username, role=role, site_codes=list(sites), password=secret
+        )
         ttl = timedelta(days=current_app.config["CLI_TOKEN_TTL_DAYS"])
         token, row = services.issue_token(actor, user, label="command line", ttl=ttl)
         db.session.commit()
     except TrialError as exc:
         db.session.rollback()
         raise fail_on_trial_error(exc) from exc
-    click.echo(f"created {user.username} ({user.role}"
-               f"{', ' + user.site_label if user.site_label else ''}); "
-               f"token expires {row.expires_at:%Y-%m-%d %H:%M} UTC")
+    click.echo(
+        f"created {user.username} ({user.role}"
+        f"{', ' + user.site_label if user.site_label else ''}); "
+        f"token expires {row.expires_at:%Y-%m-%d %H:%M} UTC"
+    )
     click.echo(token)
 
 
@@ -65,8 +74,7 @@ def set_role_command(username, role, sites, reason):
     if user is None:
         raise click.ClickException(f"no user {username!r}")
     try:
-        services.change_role(system_actor(), user, role=role, site_codes=list(sites),
-                             reason=reason)
+        services.change_role(system_actor(), user, role=role, site_codes=list(sites), reason=reason)
         db.session.commit()
     except TrialError as exc:
         db.session.rollback()

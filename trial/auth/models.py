@@ -32,8 +32,9 @@ class User(db.Model):
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
-    sites: Mapped[list[Site]] = relationship(secondary=user_sites, lazy="selectin",
-                                             order_by=Site.code)
+    sites: Mapped[list[Site]] = relationship(
+        secondary=user_sites, lazy="selectin", order_by=Site.code
+    )
 
     @property
     def is_site_bound(self) -> bool:

@@ -30,9 +30,13 @@ class UserSchema(ma.Schema):
 
 class UserCreateSchema(ma.Schema):
     # At most 80 characters: the audit trail's entity_id holds the name (longer was a 500).
-    username = f.String(required=True, validate=v.Regexp(
-        r"^[A-Za-z0-9][A-Za-z0-9._-]{1,79}$",
-        error="Use 2 to 80 letters, digits, dots, dashes or underscores."))
+    username = f.String(
+        required=True,
+        validate=v.Regexp(
+            r"^[A-Za-z0-9][A-Za-z0-9._-]{1,79}$",
+            error="Use 2 to 80 letters, digits, dots, dashes or underscores.",
+        ),
+    )
     role = f.String(required=True, validate=v.OneOf(ROLE_CHOICES))
     sites = f.List(f.String(validate=v.Length(min=1, max=10)), load_default=list)
     password = f.String(load_default=None, allow_none=True, validate=v.Length(min=12, max=1024))

@@ -91,12 +91,20 @@ def _check_may_grant(actor, role: str) -> None:
     an account they control into an unblinded role, would be unblinded by being admin.
     """
     if role in UNBLINDED_ROLES and isinstance(actor, User):
-        raise Forbidden(f"The {role} role is granted only from the server's command line "
-                        f"(flask users create / set-role).")
+        raise Forbidden(
+            f"The {role} role is granted only from the server's command line "
+            f"(flask users create / set-role)."
+        )
 
 
-def create_user(actor, *, username: str, role: str, site_codes: list[str] | None = None,
-                password: str | None = None) -> User:
+def create_user(
+    actor,
+    *,
+    username: str,
+    role: str,
+    site_codes: list[str] | None = None,
+    password: str | None = None,
+) -> User:
     """Add an account; site staff are bound to their site(s), trial-wide roles to none."""
     username = normalize_username(username)
     if not USERNAME_PATTERN.fullmatch(username):
@@ -107,20 +115,31 @@ def create_user(actor, *, username: str, role: str, site_codes: list[str] | None
     sites = _resolve_sites(role, list(site_codes or []))
     if get_user_by_username(username) is not None:
         raise Conflict(f"User {username} already exists.", {"username": ["Already taken."]})
-    user = User(username=username, role=role, is_active=True, created_at=utcnow(),
-                password_hash=hash_password(password) if password else None)
+    user = User(
+        username=username,
+        role=role,
+        is_active=True,
+        created_at=utcnow(),
+        password_hash=hash_password(password) if password else None,
+    )
     user.sites = sites
     db.session.add(user)
     db.session.flush()
-    record_created(actor, "user", username, {
-        "username": username, "role": role, "sites": [s.code for s in sites],
-        "password_set": bool(password),
-    })
+    record_created(
+        actor,
+        "user",
+        username,
+        {
+            "username": username,
+            "role": role,
+            "sites": [s.code for s in sites],
+            "password_set": bool(password),
+        },
+    )
     return user
 
 
-def change_role(actor, user: User, *, role: str, site_codes: list[str] | None,
-                reason: str) -> User:
+def change_role(actor, user: User, *, role: str, site_codes: list[str] | None, reason: str) -> User:
     """Change a user's role and sites; recorded with old and new values and the reason."""
     if role not in {r.value for r in Role}:
         raise ValidationFailed("Invalid input: role.", {"role": [f"Unknown role {role!r}."]})
@@ -135,11 +154,21 @@ def change_role(actor, user: User, *, role: str, site_codes: list[str] | None,
     user.role = role
     user.sites = sites
     db.session.flush()
-    for field, old, new in (("role", old_role, role),
-                            ("sites", old_sites, [s.code for s in sites])):
+    for field, old, new in (
+        ("role", old_role, role),
+        ("sites", old_sites, [s.code for s in sites]),
+    ):
         if old != new:
-            record_event(actor, "role_changed", entity_type="user", entity_id=user.username,
-                         field=field, old=old, new=new, reason=reason.strip())
+            record_event(
+                actor,
+                "role_changed",
+                entity_type="user",
+                entity_id=user.username,
+                field=field,
+                old=old,
+                new=new,
+                reason=reason.strip(),
+            )
     return user
 
 
@@ -153,13 +182,22 @@ def issue_token(actor, user: User, *, label: str, ttl: timedelta) -> tuple[str, 
     """Create a token and return it in clear text once; only its hash is stored."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
     now = utcnow()
-    row = ApiToken(user_id=user.id, token_hash=hash_token(token), label=label,
-                   created_at=now, expires_at=now + ttl)
+    row = ApiToken(
+        user_id=user.id,
+        token_hash=hash_token(token),
+        label=label,
+        created_at=now,
+        expires_at=now + ttl,
+    )
     db.session.add(row)
     db.session.flush()
-    record_event(actor, "token_created", entity_type="user", entity_id=user.username,
-                 detail={"token_id": row.id, "label": label,
-                         "expires_at": row.expires_at.isoformat()})
+    record_event(
+        actor,
+        "token_created",
+        entity_type="user",
+        entity_id=user.username,
+        detail={"token_id": row.id, "label": label, "expires_at": row.expires_at.isoformat()},
+    )
     return token, row
 
 
@@ -167,13 +205,19 @@ def revoke_token(actor, token_row: ApiToken) -> None:
     if token_row.revoked_at is None:
         token_row.revoked_at = utcnow()
         db.session.flush()
-        record_event(actor, "token_revoked", entity_type="user",
-                     entity_id=token_row.user.username, detail={"token_id": token_row.id})
+        record_event(
+            actor,
+            "token_revoked",
+            entity_type="user",
+            entity_id=token_row.user.username,
+            detail={"token_id": token_row.id},
+        )
 
 
 def revoke_all_tokens(actor, user: User) -> int:
-    rows = db.session.scalars(select(ApiToken).where(ApiToken.user_id == user.id,
-                                                     ApiToken.revoked_at.is_(None)))
+    rows = db.session.scalars(
+        select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+    )
     count = 0
     for row in rows:
         revoke_token(actor, row)
@@ -184,18 +228,26 @@ def revoke_all_tokens(actor, user: User) -> int:
 def authenticate_token(token: str) -> tuple[User, ApiToken]:
     """Return the user behind a bearer token, or raise 401 (one message for every cause)."""
     row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-    if (row is None or row.revoked_at is not None or row.expires_at <= utcnow()
-            or not row.user.is_active):
+    if (
+        row is None
+        or row.revoked_at is not None
+        or row.expires_at <= utcnow()
+        or not row.user.is_active
+    ):
         raise Unauthorized("The token is missing, invalid, expired or revoked.")
     return row.user, row
 
 
 def _recent_failures(username: str, now: datetime) -> int:
     window = timedelta(minutes=current_app.config["LOGIN_FAILURE_WINDOW_MINUTES"])
-    return db.session.scalar(
-        select(func.count()).select_from(LoginFailure).where(
-            LoginFailure.username == username, LoginFailure.occurred_at > now - window)
-    ) or 0
+    return (
+        db.session.scalar(
+            select(func.count())
+            .select_from(LoginFailure)
+            .where(LoginFailure.username == username, LoginFailure.occurred_at > now - window)
+        )
+        or 0
+    )
 
 
 def login(username: str, password: str) -> tuple[str, ApiToken] | None:

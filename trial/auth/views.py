@@ -34,8 +34,12 @@ def create_token(body):
     if issued is None:
         raise services.login_refusal(body["username"])
     token, row = issued
-    return {"token": token, "expires_at": row.expires_at, "username": row.user.username,
-            "role": row.user.role}
+    return {
+        "token": token,
+        "expires_at": row.expires_at,
+        "username": row.user.username,
+        "role": row.user.role,
+    }
 
 
 @blp.route("/auth/token", methods=["DELETE"])
@@ -73,8 +77,13 @@ def list_users():
 @blp.response(201, UserSchema)
 def create_user(body):
     """Create an account (admins); tokens come from login or the command line."""
-    user = services.create_user(g.current_user, username=body["username"], role=body["role"],
-                                site_codes=body["sites"], password=body["password"])
+    user = services.create_user(
+        g.current_user,
+        username=body["username"],
+        role=body["role"],
+        site_codes=body["sites"],
+        password=body["password"],
+    )
     db.session.commit()
     return user
 
@@ -88,7 +97,8 @@ def change_user_role(body, username):
     user = services.get_user_by_username(username)
     if user is None:
         raise NotFound(f"No user {username!r}.")
-    services.change_role(g.current_user, user, role=body["role"], site_codes=body["sites"],
-                         reason=body["reason"])
+    services.change_role(
+        g.current_user, user, role=body["role"], site_codes=body["sites"], reason=body["reason"]
+    )
     db.session.commit()
     return user

@@ -5,12 +5,15 @@ from marshmallow import validate as v
 
 class ParticipantCreateSchema(ma.Schema):
     site = f.String(required=True, load_only=True, validate=v.Length(min=1, max=10))
-    sex = f.String(required=True, load_only=True, validate=v.OneOf(
-        ["F", "M"], error="Use F or M."))
-    year_of_birth = f.Integer(required=True, load_only=True, strict=True,
-                              validate=v.Range(min=1900, max=2100))
-    consent_date = f.Date(required=True, load_only=True,
-                          metadata={"description": "ISO date the informed consent was signed"})
+    sex = f.String(required=True, load_only=True, validate=v.OneOf(["F", "M"], error="Use F or M."))
+    year_of_birth = f.Integer(
+        required=True, load_only=True, strict=True, validate=v.Range(min=1900, max=2100)
+    )
+    consent_date = f.Date(
+        required=True,
+        load_only=True,
+        metadata={"description": "ISO date the informed consent was signed"},
+    )
 
 
 class ParticipantSchema(ma.Schema):

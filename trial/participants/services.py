@@ -28,45 +28,66 @@ def _check_registration(site: Site, year_of_birth: int, consent_date: date) -> N
     errors: dict[str, list[str]] = {}
     today = site_today(site)
     if consent_date > today:
-        errors["consent_date"] = [f"Consent date {consent_date} is in the future "
-                                  f"(today at site {site.code} is {today})."]
+        errors["consent_date"] = [
+            f"Consent date {consent_date} is in the future (today at site {site.code} is {today})."
+        ]
     age = consent_date.year - year_of_birth
     if not protocol.min_age <= age <= protocol.max_age:
         errors["year_of_birth"] = [
             f"Age at consent would be {age} (consent year minus birth year); the protocol "
-            f"admits {protocol.min_age} to {protocol.max_age}."]
+            f"admits {protocol.min_age} to {protocol.max_age}."
+        ]
     if errors:
         raise ValidationFailed("Invalid input: " + ", ".join(sorted(errors)) + ".", errors)
 
 
-def register_participant(actor, *, site: str, sex: str, year_of_birth: int,
-                         consent_date: date) -> Participant:
+def register_participant(
+    actor, *, site: str, sex: str, year_of_birth: int, consent_date: date
+) -> Participant:
     """Register a consented participant at the actor's own site and give them an id."""
     site_row = get_site_by_code(site)
     if site_row is None:
         raise ValidationFailed("Invalid input: site.", {"site": [f"Unknown site {site!r}."]})
     if actor.role not in SINGLE_SITE_ROLES or site_row.id not in actor.visible_site_ids():
-        raise Forbidden(f"You may register participants only at your own site "
-                        f"({actor.site_label or 'none'}).")
+        raise Forbidden(
+            f"You may register participants only at your own site ({actor.site_label or 'none'})."
+        )
     _check_registration(site_row, year_of_birth, consent_date)
     # Lock the site row so concurrent registrations get consecutive, unique numbers.
     locked = db.session.execute(
-        select(Site).where(Site.id == site_row.id).with_for_update()
+        select(Site)
+        .where(Site.id == site_row.id)
+        .with_for_update()
         .execution_options(populate_existing=True)
     ).scalar_one()
     locked.participant_counter += 1
     number = locked.participant_counter
     participant = Participant(
-        participant_id=f"{locked.code}-{number:04d}", site_id=locked.id, number=number,
-        sex=sex, year_of_birth=year_of_birth, consent_date=consent_date, status="screened",
-        created_at=utcnow(), created_by_id=actor.id,
+        participant_id=f"{locked.code}-{number:04d}",
+        site_id=locked.id,
+        number=number,
+        sex=sex,
+        year_of_birth=year_of_birth,
+        consent_date=consent_date,
+        status="screened",
+        created_at=utcnow(),
+        created_by_id=actor.id,
     )
     db.session.add(participant)
     db.session.flush()
-    record_created(actor, "participant", participant.participant_id, {
-        "site": locked.code, "sex": sex, "year_of_birth": year_of_birth,
-        "consent_date": consent_date, "status": "screened",
-    }, entity_site=locked.code)
+    record_created(
+        actor,
+        "participant",
+        participant.participant_id,
+        {
+            "site": locked.code,
+            "sex": sex,
+            "year_of_birth": year_of_birth,
+            "consent_date": consent_date,
+            "status": "screened",
+        },
+        entity_site=locked.code,
+    )
     return participant
 
 
@@ -85,7 +106,8 @@ def visible_participants(actor, *, site: str | None = None, status: str | None =
 def get_visible_participant(actor, participant_id: str) -> Participant:
     """Return the participant, or 404 whether it does not exist or is at another site."""
     participant = db.session.scalar(
-        select(Participant).where(Participant.participant_id == participant_id))
+        select(Participant).where(Participant.participant_id == participant_id)
+    )
     site_ids = actor.visible_site_ids()
     if participant is None or (site_ids is not None and participant.site_id not in site_ids):
         raise NotFound(f"No participant {participant_id!r}.")

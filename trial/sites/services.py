@@ -22,24 +22,40 @@ def list_sites() -> list[Site]:
     return list(db.session.scalars(select(Site).order_by(Site.code)))
 
 
-def create_site(actor, *, code: str, name: str, timezone: str = "UTC",
-                planned_enrollment: int | None = None) -> Site:
+def create_site(
+    actor, *, code: str, name: str, timezone: str = "UTC", planned_enrollment: int | None = None
+) -> Site:
     """Add a site; its planned enrollment defaults to the protocol's per-site figure."""
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValidationFailed("Invalid input: timezone.",
-                               {"timezone": [f"Unknown time zone {timezone!r}."]}) from None
+        raise ValidationFailed(
+            "Invalid input: timezone.", {"timezone": [f"Unknown time zone {timezone!r}."]}
+        ) from None
     if get_site_by_code(code) is not None:
         raise Conflict(f"Site {code} already exists.", {"code": ["Already exists."]})
     if planned_enrollment is None:
         planned_enrollment = current_protocol().planned_enrollment_per_site
-    site = Site(code=code, name=name, timezone=timezone, planned_enrollment=planned_enrollment,
-                participant_counter=0, created_at=utcnow())
+    site = Site(
+        code=code,
+        name=name,
+        timezone=timezone,
+        planned_enrollment=planned_enrollment,
+        participant_counter=0,
+        created_at=utcnow(),
+    )
     db.session.add(site)
     db.session.flush()
-    record_created(actor, "site", site.code, {
-        "code": code, "name": name, "timezone": timezone,
-        "planned_enrollment": planned_enrollment,
-    }, entity_site=site.code)
+    record_created(
+        actor,
+        "site",
+        site.code,
+        {
+            "code": code,
+            "name": name,
+            "timezone": timezone,
+            "planned_enrollment": planned_enrollment,
+        },
+        entity_site=site.code,
+    )
     return site
