@@ -1,0 +1,115 @@
+"""Create, correct and mark captured records, each step audited field by field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from trial.audit.services import encode_value, record_event
+from trial.database import utcnow
+from trial.errors import Conflict, NotFound, ValidationFailed
+from trial.extensions import db
+from trial.participants.models import Participant
+
+# entity name -> model class, filled by ``register_record_type``; used by corrections,
+# data queries and signatures to find a record from its audit name.
+RECORD_TYPES: dict[str, type] = {}
+
+
+def register_record_type(model: type) -> type:
+    RECORD_TYPES[model.ENTITY] = model
+    return model
+
+
+def _site_code(participant: Participant) -> str:
+    return participant.site_code
+
+
+def create_record(actor, model: type, participant: Participant, values: dict[str, Any],
+                  **extra) -> Any:
+    """Insert a record and record every entered field (old value empty, no reason)."""
+    now = utcnow()
+    record = model(participant_id=participant.id, created_at=now, updated_at=now,
+                   created_by_id=actor.id, version=1, entered_in_error=False,
+                   **values, **extra)
+    db.session.add(record)
+    db.session.flush()
+    for field in model.AUDITED_FIELDS:
+        record_event(actor, "create", entity_type=model.ENTITY, entity_id=record.entity_id,
+                     entity_site=_site_code(participant), field=field, old=None,
+                     new=getattr(record, field))
+    return record
+
+
+def correct_record(actor, record, participant: Participant, changes: dict[str, Any],
+                   reason: str | None) -> int:
+    """Apply changes with a reason; each changed field is audited with old and new value.
+
+    Returns the number of fields that changed (0 changes nothing and needs no reason).
+    """
+    if record.entered_in_error:
+        raise Conflict("This record was marked as entered in error and can no longer change.")
+    changed = {}
+    for field, new in changes.items():
+        old = getattr(record, field)
+        if encode_value(old) != encode_value(new):
+            changed[field] = (old, new)
+    if not changed:
+        return 0
+    if not (reason and reason.strip()):
+        raise ValidationFailed("A reason is required to change a saved record.",
+                               {"reason": ["Say why this record is being changed."]})
+    for field, (old, new) in changed.items():
+        setattr(record, field, new)
+        record_event(actor, "update", entity_type=record.ENTITY, entity_id=record.entity_id,
+                     entity_site=_site_code(participant), field=field, old=old, new=new,
+                     reason=reason.strip())
+    record.version += 1
+    record.updated_at = utcnow()
+    db.session.flush()
+    return len(changed)
+
+
+def mark_entered_in_error(actor, record, participant: Participant, reason: str | None) -> None:
+    """Withdraw a record from every output without deleting it."""
+    if record.entered_in_error:
+        raise Conflict("This record is already marked as entered in error.")
+    if not (reason and reason.strip()):
+        raise ValidationFailed("A reason is required.",
+                               {"reason": ["Say why this record was entered in error."]})
+    record.entered_in_error = True
+    record.error_reason = reason.strip()
+    record.version += 1
+    record.updated_at = utcnow()
+    db.session.flush()
+    record_event(actor, "entered_in_error", entity_type=record.ENTITY,
+                 entity_id=record.entity_id, entity_site=_site_code(participant),
+                 field="entered_in_error", old=False, new=True, reason=reason.strip())
+
+
+def get_visible_record(actor, entity: str, record_id: int):
+    """Return (record, participant) or 404 when missing or at a site the actor cannot see."""
+    model = RECORD_TYPES.get(entity)
+    if model is None:
+        raise NotFound(f"No record type {entity!r}.")
+    record = db.session.get(model, record_id)
+    if record is None:
+        raise NotFound(f"No {entity} {record_id}.")
+    participant = db.session.get(Participant, record.participant_id)
+    site_ids = actor.visible_site_ids()
+    if site_ids is not None and participant.site_id not in site_ids:
+        raise NotFound(f"No {entity} {record_id}.")
+    return record, participant
+
+
+def active(statement, model):
+    """Restrict a query to records not entered in error."""
+    return statement.where(model.entered_in_error.is_(False))
+
+
+def records_of(model, participant: Participant, *, include_errors: bool = False):
+    statement = select(model).where(model.participant_id == participant.id)
+    if not include_errors:
+        statement = active(statement, model)
+    return list(db.session.scalars(statement.order_by(model.id)))
