@@ -23,6 +23,13 @@ def site_today(site: Site, now: datetime | None = None) -> date:
     return (now or utcnow()).astimezone(ZoneInfo(site.timezone)).date()
 
 
+def randomization_date(participant: Participant) -> date | None:
+    """Day 0 of the schedule: the site-local date of randomization (None before it)."""
+    if participant.randomized_at is None:
+        return None
+    return site_today(participant.site, participant.randomized_at)
+
+
 def _check_registration(site: Site, year_of_birth: int, consent_date: date) -> None:
     protocol = current_protocol()
     errors: dict[str, list[str]] = {}

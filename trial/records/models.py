@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import Boolean, ForeignKey, Integer, Text, false
-from sqlalchemy.orm import Mapped, declared_attr, mapped_column
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from trial.database import UTCDateTime
 
@@ -22,8 +22,7 @@ class CapturedRecord:
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     version: Mapped[int] = mapped_column(Integer, default=1)
-    entered_in_error: Mapped[bool] = mapped_column(Boolean, default=False,
-                                                   server_default=false())
+    entered_in_error: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     error_reason: Mapped[str | None] = mapped_column(Text)
 
     @declared_attr
@@ -34,6 +33,14 @@ class CapturedRecord:
     def created_by_id(cls) -> Mapped[int]:  # noqa: N805
         return mapped_column(ForeignKey("users.id"))
 
+    @declared_attr
+    def participant(cls):  # noqa: N805
+        return relationship("Participant", lazy="joined")
+
     @property
     def entity_id(self) -> str:
         return str(self.id)
+
+    @property
+    def participant_code(self) -> str:
+        return self.participant.participant_id

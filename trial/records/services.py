@@ -26,24 +26,40 @@ def _site_code(participant: Participant) -> str:
     return participant.site_code
 
 
-def create_record(actor, model: type, participant: Participant, values: dict[str, Any],
-                  **extra) -> Any:
+def create_record(
+    actor, model: type, participant: Participant, values: dict[str, Any], **extra
+) -> Any:
     """Insert a record and record every entered field (old value empty, no reason)."""
     now = utcnow()
-    record = model(participant_id=participant.id, created_at=now, updated_at=now,
-                   created_by_id=actor.id, version=1, entered_in_error=False,
-                   **values, **extra)
+    record = model(
+        participant_id=participant.id,
+        created_at=now,
+        updated_at=now,
+        created_by_id=actor.id,
+        version=1,
+        entered_in_error=False,
+        **values,
+        **extra,
+    )
     db.session.add(record)
     db.session.flush()
     for field in model.AUDITED_FIELDS:
-        record_event(actor, "create", entity_type=model.ENTITY, entity_id=record.entity_id,
-                     entity_site=_site_code(participant), field=field, old=None,
-                     new=getattr(record, field))
+        record_event(
+            actor,
+            "create",
+            entity_type=model.ENTITY,
+            entity_id=record.entity_id,
+            entity_site=_site_code(participant),
+            field=field,
+            old=None,
+            new=getattr(record, field),
+        )
     return record
 
 
-def correct_record(actor, record, participant: Participant, changes: dict[str, Any],
-                   reason: str | None) -> int:
+def correct_record(
+    actor, record, participant: Participant, changes: dict[str, Any], reason: str | None
+) -> int:
     """Apply changes with a reason; each changed field is audited with old and new value.
 
     Returns the number of fields that changed (0 changes nothing and needs no reason).
@@ -58,13 +74,23 @@ def correct_record(actor, record, participant: Participant, changes: dict[str, A
     if not changed:
         return 0
     if not (reason and reason.strip()):
-        raise ValidationFailed("A reason is required to change a saved record.",
-                               {"reason": ["Say why this record is being changed."]})
+        raise ValidationFailed(
+            "A reason is required to change a saved record.",
+            {"reason": ["Say why this record is being changed."]},
+        )
     for field, (old, new) in changed.items():
         setattr(record, field, new)
-        record_event(actor, "update", entity_type=record.ENTITY, entity_id=record.entity_id,
-                     entity_site=_site_code(participant), field=field, old=old, new=new,
-                     reason=reason.strip())
+        record_event(
+            actor,
+            "update",
+            entity_type=record.ENTITY,
+            entity_id=record.entity_id,
+            entity_site=_site_code(participant),
+            field=field,
+            old=old,
+            new=new,
+            reason=reason.strip(),
+        )
     record.version += 1
     record.updated_at = utcnow()
     db.session.flush()
@@ -76,16 +102,25 @@ def mark_entered_in_error(actor, record, participant: Participant, reason: str |
     if record.entered_in_error:
         raise Conflict("This record is already marked as entered in error.")
     if not (reason and reason.strip()):
-        raise ValidationFailed("A reason is required.",
-                               {"reason": ["Say why this record was entered in error."]})
+        raise ValidationFailed(
+            "A reason is required.", {"reason": ["Say why this record was entered in error."]}
+        )
     record.entered_in_error = True
     record.error_reason = reason.strip()
     record.version += 1
     record.updated_at = utcnow()
     db.session.flush()
-    record_event(actor, "entered_in_error", entity_type=record.ENTITY,
-                 entity_id=record.entity_id, entity_site=_site_code(participant),
-                 field="entered_in_error", old=False, new=True, reason=reason.strip())
+    record_event(
+        actor,
+        "entered_in_error",
+        entity_type=record.ENTITY,
+        entity_id=record.entity_id,
+        entity_site=_site_code(participant),
+        field="entered_in_error",
+        old=False,
+        new=True,
+        reason=reason.strip(),
+    )
 
 
 def get_visible_record(actor, entity: str, record_id: int):

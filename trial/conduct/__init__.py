@@ -1,0 +1,1 @@
+"""Trial conduct: final disposition and protocol deviations."""

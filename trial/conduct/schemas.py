@@ -1,0 +1,36 @@
+import marshmallow as ma
+from marshmallow import fields as f
+from marshmallow import validate as v
+
+from trial.conduct.models import DEVIATION_CATEGORIES, DISPOSITIONS
+from trial.records.schemas import RecordMetaSchema, patch_schema_for
+
+
+class DispositionCreateSchema(ma.Schema):
+    status = f.String(required=True, validate=v.OneOf(DISPOSITIONS))
+    date = f.Date(required=True)
+    reason = f.String(load_default=None, allow_none=True, validate=v.Length(min=1, max=2000))
+
+
+class DispositionSchema(RecordMetaSchema):
+    status = f.String(dump_only=True)
+    date = f.Date(dump_only=True)
+    reason = f.String(dump_only=True, allow_none=True)
+
+
+class DeviationCreateSchema(ma.Schema):
+    category = f.String(required=True, validate=v.OneOf(DEVIATION_CATEGORIES))
+    description = f.String(required=True, validate=v.Length(min=1, max=4000))
+    date = f.Date(required=True)
+
+
+class DeviationSchema(RecordMetaSchema):
+    category = f.String(dump_only=True)
+    description = f.String(dump_only=True)
+    date = f.Date(dump_only=True)
+    automatic = f.Boolean(dump_only=True)
+    visit_id = f.Integer(dump_only=True, allow_none=True)
+
+
+DispositionPatchSchema = patch_schema_for(DispositionCreateSchema, "DispositionPatch")
+DeviationPatchSchema = patch_schema_for(DeviationCreateSchema, "DeviationPatch")

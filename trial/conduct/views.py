@@ -1,0 +1,86 @@
+"""Record and read dispositions and protocol deviations."""
+
+from flask import g
+from flask_smorest import Blueprint
+
+from trial.auth.policy import allow
+from trial.conduct import services
+from trial.conduct.models import Disposition, ProtocolDeviation
+from trial.conduct.schemas import (
+    DeviationCreateSchema,
+    DeviationPatchSchema,
+    DeviationSchema,
+    DispositionCreateSchema,
+    DispositionPatchSchema,
+    DispositionSchema,
+)
+from trial.extensions import db
+from trial.participants.services import get_visible_participant
+from trial.records.services import records_of
+from trial.records.views import READERS, SITE_STAFF, add_record_endpoints
+
+blp = Blueprint(
+    "conduct", __name__, url_prefix="/api/v1", description="Disposition and protocol deviations"
+)
+
+
+@blp.route("/participants/<participant_id>/disposition", methods=["POST"])
+@allow(*SITE_STAFF)
+@blp.arguments(DispositionCreateSchema)
+@blp.response(201, DispositionSchema)
+def record_disposition(body, participant_id):
+    """Record the final disposition (one per participant)."""
+    participant = get_visible_participant(g.current_user, participant_id)
+    record = services.record_disposition(g.current_user, participant, body)
+    db.session.commit()
+    return record
+
+
+@blp.route("/participants/<participant_id>/disposition", methods=["GET"])
+@allow(*READERS)
+@blp.response(200, DispositionSchema(many=True))
+def list_disposition(participant_id):
+    """The participant's final disposition (an empty list until recorded)."""
+    participant = get_visible_participant(g.current_user, participant_id)
+    return records_of(Disposition, participant)
+
+
+@blp.route("/participants/<participant_id>/deviations", methods=["POST"])
+@allow(*SITE_STAFF)
+@blp.arguments(DeviationCreateSchema)
+@blp.response(201, DeviationSchema)
+def record_deviation(body, participant_id):
+    """Record a protocol deviation."""
+    participant = get_visible_participant(g.current_user, participant_id)
+    record = services.record_deviation(g.current_user, participant, body)
+    db.session.commit()
+    return record
+
+
+@blp.route("/participants/<participant_id>/deviations", methods=["GET"])
+@allow(*READERS)
+@blp.response(200, DeviationSchema(many=True))
+def list_deviations(participant_id):
+    """List protocol deviations, including those raised automatically for late visits."""
+    participant = get_visible_participant(g.current_user, participant_id)
+    return records_of(ProtocolDeviation, participant)
+
+
+add_record_endpoints(
+    blp,
+    model=Disposition,
+    path="dispositions",
+    dump_schema=DispositionSchema,
+    patch_schema=DispositionPatchSchema,
+    revalidate=lambda record, participant, values: services.check_disposition(
+        participant, values, exclude_id=record.id
+    ),
+)
+add_record_endpoints(
+    blp,
+    model=ProtocolDeviation,
+    path="deviations",
+    dump_schema=DeviationSchema,
+    patch_schema=DeviationPatchSchema,
+    revalidate=lambda record, participant, values: services.check_deviation(participant, values),
+)

@@ -1,0 +1,1 @@
+"""Study drug: tablets per day (never mg), dose changes with reasons, returns, first dose."""

@@ -1,0 +1,1 @@
+"""The visit forms: drinking calendar (TLFB), OCDS, CIWA-Ar, vitals and labs."""

@@ -1,0 +1,183 @@
+"""Visit forms. Derived scores (totals, subscales) are computed from the items on read, never
+stored, so a corrected item can never leave a stale total behind."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import CheckConstraint, Date, Float, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from trial.extensions import db
+from trial.records.models import CapturedRecord
+from trial.records.services import register_record_type
+
+OCDS_ITEMS = tuple(f"item_{n}" for n in range(1, 15))
+OCDS_OBSESSIVE = OCDS_ITEMS[:6]  # items 1-6: obsessive thoughts about drinking
+OCDS_COMPULSIVE = OCDS_ITEMS[6:]  # items 7-14: drinking behaviour
+# CIWA-Ar items and their maxima (orientation 0-4, the others 0-7): total 0-67.
+CIWA_ITEMS = {
+    "nausea_vomiting": 7,
+    "tremor": 7,
+    "paroxysmal_sweats": 7,
+    "anxiety": 7,
+    "agitation": 7,
+    "tactile_disturbances": 7,
+    "auditory_disturbances": 7,
+    "visual_disturbances": 7,
+    "headache": 7,
+    "orientation": 4,
+}
+LAB_UNITS = {
+    "GGT": ("U/L", "ukat/L"),
+    "ALT": ("U/L", "ukat/L"),
+    "AST": ("U/L", "ukat/L"),
+    "bilirubin": ("umol/L", "mg/dL"),
+    "CDT": ("%",),
+}
+
+
+def _active_unique(name: str, *columns: str) -> Index:
+    return Index(
+        name,
+        *columns,
+        unique=True,
+        sqlite_where=db.text("entered_in_error = 0"),
+        postgresql_where=db.text("entered_in_error = false"),
+    )
+
+
+@register_record_type
+class DrinkingDay(CapturedRecord, db.Model):
+    """Timeline Followback: standard drinks on one calendar day (one row per day)."""
+
+    __tablename__ = "drinking_days"
+    __table_args__ = (
+        CheckConstraint("standard_drinks >= 0 AND standard_drinks <= 60", name="drinks_range"),
+        _active_unique("uq_drinking_days_participant_day", "participant_id", "day"),
+    )
+    ENTITY = "drinking_day"
+    AUDITED_FIELDS = ("day", "standard_drinks")
+
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"), index=True)
+    day: Mapped[date] = mapped_column(Date)
+    standard_drinks: Mapped[float] = mapped_column(Float)
+
+
+@register_record_type
+class OcdsAssessment(CapturedRecord, db.Model):
+    """Obsessive Compulsive Drinking Scale: 14 items scored 0-4."""
+
+    __tablename__ = "ocds_assessments"
+    __table_args__ = (
+        *(CheckConstraint(f"{item} BETWEEN 0 AND 4", name=f"{item}_range") for item in OCDS_ITEMS),
+        _active_unique("uq_ocds_assessments_visit", "visit_id"),
+    )
+    ENTITY = "ocds"
+    AUDITED_FIELDS = OCDS_ITEMS
+
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id"))
+    item_1: Mapped[int] = mapped_column(Integer)
+    item_2: Mapped[int] = mapped_column(Integer)
+    item_3: Mapped[int] = mapped_column(Integer)
+    item_4: Mapped[int] = mapped_column(Integer)
+    item_5: Mapped[int] = mapped_column(Integer)
+    item_6: Mapped[int] = mapped_column(Integer)
+    item_7: Mapped[int] = mapped_column(Integer)
+    item_8: Mapped[int] = mapped_column(Integer)
+    item_9: Mapped[int] = mapped_column(Integer)
+    item_10: Mapped[int] = mapped_column(Integer)
+    item_11: Mapped[int] = mapped_column(Integer)
+    item_12: Mapped[int] = mapped_column(Integer)
+    item_13: Mapped[int] = mapped_column(Integer)
+    item_14: Mapped[int] = mapped_column(Integer)
+
+    @property
+    def total(self) -> int:
+        return sum(getattr(self, item) for item in OCDS_ITEMS)
+
+    @property
+    def obsessive_subscale(self) -> int:
+        return sum(getattr(self, item) for item in OCDS_OBSESSIVE)
+
+    @property
+    def compulsive_subscale(self) -> int:
+        return sum(getattr(self, item) for item in OCDS_COMPULSIVE)
+
+
+@register_record_type
+class CiwaAssessment(CapturedRecord, db.Model):
+    """CIWA-Ar alcohol withdrawal scale: 10 items, total 0-67."""
+
+    __tablename__ = "ciwa_assessments"
+    __table_args__ = (
+        *(
+            CheckConstraint(f"{item} BETWEEN 0 AND {top}", name=f"{item}_range")
+            for item, top in CIWA_ITEMS.items()
+        ),
+        _active_unique("uq_ciwa_assessments_visit", "visit_id"),
+    )
+    ENTITY = "ciwa"
+    AUDITED_FIELDS = tuple(CIWA_ITEMS)
+
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id"))
+    nausea_vomiting: Mapped[int] = mapped_column(Integer)
+    tremor: Mapped[int] = mapped_column(Integer)
+    paroxysmal_sweats: Mapped[int] = mapped_column(Integer)
+    anxiety: Mapped[int] = mapped_column(Integer)
+    agitation: Mapped[int] = mapped_column(Integer)
+    tactile_disturbances: Mapped[int] = mapped_column(Integer)
+    auditory_disturbances: Mapped[int] = mapped_column(Integer)
+    visual_disturbances: Mapped[int] = mapped_column(Integer)
+    headache: Mapped[int] = mapped_column(Integer)
+    orientation: Mapped[int] = mapped_column(Integer)
+
+    @property
+    def total(self) -> int:
+        return sum(getattr(self, item) for item in CIWA_ITEMS)
+
+
+@register_record_type
+class Vitals(CapturedRecord, db.Model):
+    __tablename__ = "vitals"
+    __table_args__ = (
+        CheckConstraint("systolic_bp BETWEEN 60 AND 260", name="systolic_range"),
+        CheckConstraint("diastolic_bp BETWEEN 30 AND 160", name="diastolic_range"),
+        CheckConstraint("diastolic_bp < systolic_bp", name="diastolic_below_systolic"),
+        CheckConstraint("heart_rate BETWEEN 30 AND 220", name="heart_rate_range"),
+        CheckConstraint("weight_kg IS NULL OR weight_kg BETWEEN 30 AND 300", name="weight_range"),
+        _active_unique("uq_vitals_visit", "visit_id"),
+    )
+    ENTITY = "vitals"
+    AUDITED_FIELDS = ("systolic_bp", "diastolic_bp", "heart_rate", "weight_kg")
+
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id"))
+    systolic_bp: Mapped[int] = mapped_column(Integer)
+    diastolic_bp: Mapped[int] = mapped_column(Integer)
+    heart_rate: Mapped[int] = mapped_column(Integer)
+    weight_kg: Mapped[float | None] = mapped_column(Float)
+
+
+@register_record_type
+class LabResult(CapturedRecord, db.Model):
+    """One liver or alcohol marker with its unit and the lab's upper limit of normal."""
+
+    __tablename__ = "lab_results"
+    __table_args__ = (
+        CheckConstraint(f"test IN ({', '.join(repr(t) for t in LAB_UNITS)})", name="known_test"),
+        CheckConstraint("value > 0", name="value_positive"),
+        CheckConstraint("upper_limit_normal > 0", name="uln_positive"),
+        _active_unique("uq_lab_results_visit_test", "visit_id", "test"),
+    )
+    ENTITY = "lab_result"
+    AUDITED_FIELDS = ("test", "value", "unit", "upper_limit_normal")
+
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id"))
+    test: Mapped[str] = mapped_column(String(20))
+    value: Mapped[float] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(20))
+    upper_limit_normal: Mapped[float] = mapped_column(Float)
+
+    @property
+    def times_uln(self) -> float:
+        return self.value / self.upper_limit_normal

@@ -1,0 +1,118 @@
+import marshmallow as ma
+from marshmallow import fields as f
+from marshmallow import validate as v
+
+from trial.forms.models import CIWA_ITEMS, LAB_UNITS, OCDS_ITEMS
+from trial.records.schemas import RecordMetaSchema, patch_schema_for
+
+
+def _score(maximum: int, **kwargs):
+    return f.Integer(
+        strict=True,
+        validate=v.Range(min=0, max=maximum, error=f"Score {{input}} is outside 0 to {maximum}."),
+        **kwargs,
+    )
+
+
+class DrinkingDayInput(ma.Schema):
+    date = f.Date(required=True, attribute="day", data_key="date")
+    standard_drinks = f.Float(
+        required=True,
+        allow_nan=False,
+        validate=v.Range(min=0, max=60, error="Standard drinks must be between 0 and 60."),
+    )
+
+
+OcdsInput = ma.Schema.from_dict(
+    {item: _score(4, required=True) for item in OCDS_ITEMS}, name="OcdsInput"
+)
+CiwaInput = ma.Schema.from_dict(
+    {item: _score(top, required=True) for item, top in CIWA_ITEMS.items()}, name="CiwaInput"
+)
+
+
+class VitalsInput(ma.Schema):
+    systolic_bp = f.Integer(required=True, strict=True, validate=v.Range(min=60, max=260))
+    diastolic_bp = f.Integer(required=True, strict=True, validate=v.Range(min=30, max=160))
+    heart_rate = f.Integer(required=True, strict=True, validate=v.Range(min=30, max=220))
+    weight_kg = f.Float(
+        load_default=None, allow_none=True, allow_nan=False, validate=v.Range(min=30, max=300)
+    )
+
+    @ma.validates_schema
+    def _pressure_order(self, data, **_):
+        if (
+            data.get("diastolic_bp") is not None
+            and data.get("systolic_bp") is not None
+            and data["diastolic_bp"] >= data["systolic_bp"]
+        ):
+            raise ma.ValidationError("Diastolic must be below systolic.", "diastolic_bp")
+
+
+class LabInput(ma.Schema):
+    test = f.String(required=True, validate=v.OneOf(list(LAB_UNITS)))
+    value = f.Float(
+        required=True, allow_nan=False, validate=v.Range(min=0, min_inclusive=False, max=100_000)
+    )
+    unit = f.String(required=True, validate=v.Length(min=1, max=20))
+    upper_limit_normal = f.Float(
+        required=True, allow_nan=False, validate=v.Range(min=0, min_inclusive=False, max=100_000)
+    )
+
+    @ma.validates_schema
+    def _unit_known(self, data, **_):
+        units = LAB_UNITS.get(data.get("test"), ())
+        if data.get("test") in LAB_UNITS and data.get("unit") not in units:
+            raise ma.ValidationError(
+                f"Unit for {data['test']} must be one of {', '.join(units)}.", "unit"
+            )
+
+
+class DrinkingDaySchema(RecordMetaSchema):
+    visit_id = f.Integer(dump_only=True, allow_none=True)
+    date = f.Date(dump_only=True, attribute="day")
+    standard_drinks = f.Float(dump_only=True)
+
+
+OcdsSchema = RecordMetaSchema.from_dict(
+    {
+        "visit_id": f.Integer(dump_only=True),
+        **{item: f.Integer(dump_only=True) for item in OCDS_ITEMS},
+        "total": f.Integer(dump_only=True),
+        "obsessive_subscale": f.Integer(dump_only=True),
+        "compulsive_subscale": f.Integer(dump_only=True),
+    },
+    name="Ocds",
+)
+CiwaSchema = RecordMetaSchema.from_dict(
+    {
+        "visit_id": f.Integer(dump_only=True),
+        **{item: f.Integer(dump_only=True) for item in CIWA_ITEMS},
+        "total": f.Integer(dump_only=True),
+    },
+    name="Ciwa",
+)
+
+
+class VitalsSchema(RecordMetaSchema):
+    visit_id = f.Integer(dump_only=True)
+    systolic_bp = f.Integer(dump_only=True)
+    diastolic_bp = f.Integer(dump_only=True)
+    heart_rate = f.Integer(dump_only=True)
+    weight_kg = f.Float(dump_only=True, allow_none=True)
+
+
+class LabSchema(RecordMetaSchema):
+    visit_id = f.Integer(dump_only=True)
+    test = f.String(dump_only=True)
+    value = f.Float(dump_only=True)
+    unit = f.String(dump_only=True)
+    upper_limit_normal = f.Float(dump_only=True)
+    times_uln = f.Float(dump_only=True)
+
+
+DrinkingDayPatchSchema = patch_schema_for(DrinkingDayInput, "DrinkingDayPatch")
+OcdsPatchSchema = patch_schema_for(OcdsInput, "OcdsPatch")
+CiwaPatchSchema = patch_schema_for(CiwaInput, "CiwaPatch")
+VitalsPatchSchema = patch_schema_for(VitalsInput, "VitalsPatch")
+LabPatchSchema = patch_schema_for(LabInput, "LabPatch")

@@ -1,0 +1,137 @@
+"""Check and save the forms of a visit; re-check a form when it is corrected."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import select
+
+from trial.errors import ValidationFailed
+from trial.extensions import db
+from trial.forms.models import (
+    LAB_UNITS,
+    CiwaAssessment,
+    DrinkingDay,
+    LabResult,
+    OcdsAssessment,
+    Vitals,
+)
+from trial.participants.models import Participant
+from trial.participants.services import site_today
+from trial.protocol import current_protocol
+from trial.records.services import create_record
+
+
+def _recorded_days(participant: Participant, exclude_id: int | None = None) -> set[date]:
+    rows = db.session.scalars(
+        select(DrinkingDay.day).where(
+            DrinkingDay.participant_id == participant.id,
+            DrinkingDay.entered_in_error.is_(False),
+            DrinkingDay.id != (exclude_id or -1),
+        )
+    )
+    return set(rows)
+
+
+def check_drinking_days(
+    participant: Participant,
+    days: list[dict],
+    period: tuple[date, date],
+    errors: dict,
+    exclude_id: int | None = None,
+    prefix: str = "drinking",
+) -> None:
+    """0-60 drinks, no day twice, none in the future, all inside the visit's period."""
+    limit = current_protocol().max_drinks_per_day
+    first, last = period
+    today = site_today(participant.site)
+    recorded = _recorded_days(participant, exclude_id)
+    seen: set[date] = set()
+    for index, entry in enumerate(days):
+        where = f"{prefix}.{index}" if prefix else ""
+        day = entry["day"]
+        key = f"{where}.date" if where else "date"
+        if day > today:
+            errors.setdefault(key, []).append(f"{day} is in the future.")
+        elif not first <= day <= last:
+            errors.setdefault(key, []).append(
+                f"{day} is outside the period this visit covers ({first} to {last})."
+            )
+        if day in seen or day in recorded:
+            errors.setdefault(key, []).append(f"{day} is already recorded.")
+        seen.add(day)
+        if entry["standard_drinks"] > limit:
+            errors.setdefault(
+                f"{where}.standard_drinks" if where else "standard_drinks", []
+            ).append(f"At most {limit} standard drinks in a day.")
+
+
+def check_labs(labs: list[dict], errors: dict, prefix: str = "labs") -> None:
+    seen = set()
+    for index, lab in enumerate(labs):
+        where = f"{prefix}.{index}" if prefix else ""
+        if lab["test"] in seen:
+            errors.setdefault(f"{where}.test" if where else "test", []).append(
+                f"{lab['test']} is listed twice."
+            )
+        seen.add(lab["test"])
+        if lab["unit"] not in LAB_UNITS[lab["test"]]:
+            errors.setdefault(f"{where}.unit" if where else "unit", []).append(
+                f"Unit for {lab['test']} must be one of {', '.join(LAB_UNITS[lab['test']])}."
+            )
+
+
+def create_forms(actor, participant: Participant, visit, data: dict) -> None:
+    for entry in data["drinking"]:
+        create_record(actor, DrinkingDay, participant, dict(entry), visit_id=visit.id)
+    for key, model in (("ocds", OcdsAssessment), ("ciwa", CiwaAssessment), ("vitals", Vitals)):
+        if data[key] is not None:
+            create_record(actor, model, participant, dict(data[key]), visit_id=visit.id)
+    for lab in data["labs"]:
+        create_record(actor, LabResult, participant, dict(lab), visit_id=visit.id)
+
+
+def _raise(errors: dict) -> None:
+    if errors:
+        raise ValidationFailed("Invalid input: " + ", ".join(sorted(errors)) + ".", errors)
+
+
+# --- re-validation of corrected forms ---------------------------------------------------
+
+
+def revalidate_drinking_day(record: DrinkingDay, participant: Participant, merged: dict):
+    from trial.visits.models import Visit
+    from trial.visits.services import calendar_period
+
+    visit = db.session.get(Visit, record.visit_id)
+    period = calendar_period(
+        participant, visit.visit_code, visit.visit_date, exclude_visit_id=visit.id
+    )
+    errors: dict = {}
+    check_drinking_days(participant, [merged], period, errors, exclude_id=record.id, prefix="")
+    _raise(errors)
+
+
+def revalidate_vitals(record, participant, merged: dict) -> None:
+    if merged["diastolic_bp"] >= merged["systolic_bp"]:
+        _raise({"diastolic_bp": ["Diastolic must be below systolic."]})
+
+
+def revalidate_lab(record, participant, merged: dict) -> None:
+    errors: dict = {}
+    check_labs([merged], errors, prefix="")
+    others = db.session.scalar(
+        select(LabResult).where(
+            LabResult.visit_id == record.visit_id,
+            LabResult.test == merged["test"],
+            LabResult.id != record.id,
+            LabResult.entered_in_error.is_(False),
+        )
+    )
+    if others is not None:
+        errors.setdefault("test", []).append(f"{merged['test']} is already recorded at this visit.")
+    _raise(errors)
+
+
+def no_cross_field_rules(record, participant, merged: dict) -> None:
+    """OCDS and CIWA-Ar items are independent: their ranges are checked by the schema."""

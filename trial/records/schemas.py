@@ -1,0 +1,33 @@
+import copy
+
+import marshmallow as ma
+from marshmallow import fields as f
+from marshmallow import validate as v
+
+
+class ReasonSchema(ma.Schema):
+    reason = f.String(required=True, load_only=True, validate=v.Length(min=1, max=2000))
+
+
+class RecordMetaSchema(ma.Schema):
+    """The columns every captured record shows."""
+
+    id = f.Integer(dump_only=True)
+    participant_id = f.String(dump_only=True, attribute="participant_code")
+    version = f.Integer(dump_only=True)
+    entered_in_error = f.Boolean(dump_only=True)
+    error_reason = f.String(dump_only=True, allow_none=True)
+    created_at = f.AwareDateTime(dump_only=True)
+    updated_at = f.AwareDateTime(dump_only=True)
+
+
+def patch_schema_for(create_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
+    """The PATCH body of a form: any of its fields, none required, plus a required reason."""
+    fields = {}
+    for field_name, field in create_schema().load_fields.items():
+        clone = copy.deepcopy(field)
+        clone.required = False
+        clone.load_default = ma.missing
+        fields[field_name] = clone
+    fields["reason"] = f.String(required=True, load_only=True, validate=v.Length(min=1, max=2000))
+    return ma.Schema.from_dict(fields, name=name)

@@ -1,0 +1,1 @@
+"""Visits: the schedule from the protocol, visit records with their forms, and signatures."""

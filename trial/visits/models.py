@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from trial.database import UTCDateTime
+from trial.extensions import db
+from trial.records.models import CapturedRecord
+from trial.records.services import register_record_type
+
+SIGNATURE_MEANING = "reviewed and approved"
+
+
+@register_record_type
+class Visit(CapturedRecord, db.Model):
+    """A scheduled visit, completed (with its forms) or recorded as missed."""
+
+    __tablename__ = "visits"
+    __table_args__ = (
+        CheckConstraint("status IN ('completed', 'missed')", name="known_status"),
+        CheckConstraint("status = 'missed' OR visit_date IS NOT NULL", name="completed_has_date"),
+        CheckConstraint(
+            "signature_status IN ('unsigned', 'signed', 'invalidated')",
+            name="known_signature_status",
+        ),
+        Index(
+            "uq_visits_participant_code",
+            "participant_id",
+            "visit_code",
+            unique=True,
+            sqlite_where=db.text("entered_in_error = 0"),
+            postgresql_where=db.text("entered_in_error = false"),
+        ),
+    )
+    ENTITY = "visit"
+    AUDITED_FIELDS = ("visit_code", "visit_date", "status", "missed_reason")
+
+    visit_code: Mapped[str] = mapped_column(String(40))
+    visit_date: Mapped[date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20))
+    missed_reason: Mapped[str | None] = mapped_column(Text)
+    signature_status: Mapped[str] = mapped_column(String(20), default="unsigned")
+    signed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    signature_meaning: Mapped[str | None] = mapped_column(String(80))
+
+    signer = relationship("User", foreign_keys="Visit.signed_by_id", lazy="joined")
+
+    @property
+    def signer_name(self) -> str | None:
+        return self.signer.username if self.signer is not None else None
+
+
+def _forms(model: str, *, many: bool = True, order_by: str | None = None):
+    """Read-only link from a visit to its active (not entered-in-error) forms."""
+    return relationship(
+        model,
+        primaryjoin=f"and_(Visit.id == foreign({model}.visit_id), "
+        f"{model}.entered_in_error.is_(False))",
+        viewonly=True,
+        uselist=many,
+        order_by=order_by,
+        lazy="select",
+    )
+
+
+Visit.drinking_days = _forms("DrinkingDay", order_by="DrinkingDay.day")
+Visit.ocds = _forms("OcdsAssessment", many=False)
+Visit.ciwa = _forms("CiwaAssessment", many=False)
+Visit.vitals = _forms("Vitals", many=False)
+Visit.labs = _forms("LabResult", order_by="LabResult.test")

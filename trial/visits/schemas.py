@@ -1,0 +1,85 @@
+import marshmallow as ma
+from marshmallow import fields as f
+from marshmallow import validate as v
+
+from trial.forms.schemas import (
+    CiwaInput,
+    CiwaSchema,
+    DrinkingDayInput,
+    DrinkingDaySchema,
+    LabInput,
+    LabSchema,
+    OcdsInput,
+    OcdsSchema,
+    VitalsInput,
+    VitalsSchema,
+)
+from trial.records.schemas import RecordMetaSchema
+
+
+class VisitCreateSchema(ma.Schema):
+    visit_code = f.String(
+        required=True,
+        validate=v.Length(min=1, max=40),
+        metadata={
+            "description": "a visit code of the protocol, e.g. baseline, titration_w1, week_8"
+        },
+    )
+    status = f.String(load_default="completed", validate=v.OneOf(["completed", "missed"]))
+    visit_date = f.Date(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "required for a completed visit"},
+    )
+    missed_reason = f.String(load_default=None, allow_none=True, validate=v.Length(min=1, max=2000))
+    drinking = f.List(
+        f.Nested(DrinkingDayInput),
+        load_default=list,
+        validate=v.Length(max=400),
+        metadata={"description": "Timeline Followback days since the last visit"},
+    )
+    ocds = f.Nested(OcdsInput, load_default=None, allow_none=True)
+    ciwa = f.Nested(CiwaInput, load_default=None, allow_none=True)
+    vitals = f.Nested(VitalsInput, load_default=None, allow_none=True)
+    labs = f.List(f.Nested(LabInput), load_default=list, validate=v.Length(max=20))
+
+
+class VisitPatchSchema(ma.Schema):
+    visit_date = f.Date(allow_none=True)
+    status = f.String(validate=v.OneOf(["completed", "missed"]))
+    missed_reason = f.String(allow_none=True, validate=v.Length(min=1, max=2000))
+    reason = f.String(required=True, load_only=True, validate=v.Length(min=1, max=2000))
+
+
+class SignSchema(ma.Schema):
+    password = f.String(required=True, load_only=True, validate=v.Length(min=1, max=1024))
+
+
+class VisitSchema(RecordMetaSchema):
+    visit_code = f.String(dump_only=True)
+    visit_date = f.Date(dump_only=True, allow_none=True)
+    status = f.String(dump_only=True)
+    missed_reason = f.String(dump_only=True, allow_none=True)
+    signature_status = f.String(dump_only=True)
+    signed_at = f.AwareDateTime(dump_only=True, allow_none=True)
+    signature_meaning = f.String(dump_only=True, allow_none=True)
+    signed_by = f.String(dump_only=True, allow_none=True, attribute="signer_name")
+    drinking = f.List(f.Nested(DrinkingDaySchema), dump_only=True, attribute="drinking_days")
+    ocds = f.Nested(OcdsSchema, dump_only=True, allow_none=True)
+    ciwa = f.Nested(CiwaSchema, dump_only=True, allow_none=True)
+    vitals = f.Nested(VitalsSchema, dump_only=True, allow_none=True)
+    labs = f.List(f.Nested(LabSchema), dump_only=True)
+
+
+class ScheduledVisitSchema(ma.Schema):
+    code = f.String(dump_only=True)
+    label = f.String(dump_only=True)
+    day = f.Integer(dump_only=True)
+    target_date = f.Date(dump_only=True, allow_none=True)
+    earliest_date = f.Date(dump_only=True, allow_none=True)
+    latest_date = f.Date(dump_only=True, allow_none=True)
+    status = f.String(
+        dump_only=True, metadata={"description": "upcoming, due, overdue, completed or missed"}
+    )
+    visit_id = f.Integer(dump_only=True, allow_none=True)
+    visit_date = f.Date(dump_only=True, allow_none=True)

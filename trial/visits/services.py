@@ -1,0 +1,238 @@
+"""Record visits with their forms, correct them, and sign them.
+
+A visit is refused whole when any part is wrong (the errors name each field, forms
+prefixed: ``drinking.2.date``, ``vitals.diastolic_bp``). A visit outside its window is
+accepted and raises an automatic protocol deviation.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+from sqlalchemy import select
+
+from trial.audit.services import record_event
+from trial.auth.services import verify_password
+from trial.conduct.models import ProtocolDeviation
+from trial.conduct.services import record_deviation
+from trial.database import utcnow
+from trial.errors import Conflict, Forbidden, ValidationFailed
+from trial.extensions import db
+from trial.forms import services as forms
+from trial.participants.models import Participant
+from trial.participants.services import randomization_date, site_today
+from trial.protocol import VisitDefinition, current_protocol
+from trial.records.services import create_record, records_of
+from trial.visits.models import SIGNATURE_MEANING, Visit
+from trial.visits.schedule import in_window, window_dates
+
+
+def _definition(code: str) -> VisitDefinition | None:
+    try:
+        return current_protocol().visit(code)
+    except KeyError:
+        return None
+
+
+def check_visit(
+    participant: Participant,
+    values: dict,
+    *,
+    exclude_id: int | None = None,
+    errors: dict | None = None,
+) -> dict:
+    """Check visit-level fields; return the errors dict (raise nothing)."""
+    errors = {} if errors is None else errors
+    definition = _definition(values["visit_code"])
+    if definition is None:
+        codes = ", ".join(v.code for v in current_protocol().visits)
+        errors["visit_code"] = [f"Unknown visit {values['visit_code']!r}; use one of {codes}."]
+        return errors
+    day0 = randomization_date(participant)
+    if definition.day >= 0 and day0 is None:
+        raise Conflict(
+            f"Participant {participant.participant_id} is not randomized yet: only "
+            f"the screening visit can be recorded."
+        )
+    if values["status"] == "missed":
+        if not values.get("missed_reason"):
+            errors["missed_reason"] = ["Say why the visit was missed."]
+    else:
+        visit_date = values.get("visit_date")
+        if visit_date is None:
+            errors["visit_date"] = ["A completed visit needs its date."]
+        elif visit_date > site_today(participant.site):
+            errors["visit_date"] = [f"{visit_date} is in the future."]
+        elif visit_date < participant.consent_date:
+            errors["visit_date"] = [f"{visit_date} is before consent ({participant.consent_date})."]
+        elif definition.day >= 0 and visit_date < day0:
+            errors["visit_date"] = [f"{visit_date} is before randomization ({day0})."]
+    taken = [
+        v
+        for v in records_of(Visit, participant)
+        if v.visit_code == values["visit_code"] and v.id != exclude_id
+    ]
+    if taken:
+        raise Conflict(
+            f"Visit {values['visit_code']} is already recorded for "
+            f"{participant.participant_id} (visit {taken[0].id}); correct it "
+            f"instead.",
+            {"visit_code": ["Already recorded."]},
+        )
+    return errors
+
+
+def calendar_period(
+    participant: Participant, visit_code: str, visit_date: date, exclude_visit_id: int | None = None
+) -> tuple[date, date]:
+    """Days a visit's drinking calendar may cover: the baseline days before screening, or
+    the days since the previous completed visit, up to the day before this visit."""
+    last = visit_date - timedelta(days=1)
+    if _definition(visit_code).day < 0:
+        return visit_date - timedelta(days=current_protocol().baseline_days), last
+    earlier = [
+        v.visit_date
+        for v in records_of(Visit, participant)
+        if v.status == "completed"
+        and v.visit_date is not None
+        and v.visit_date < visit_date
+        and v.id != exclude_visit_id
+    ]
+    first = (
+        max(earlier) if earlier else visit_date - timedelta(days=current_protocol().baseline_days)
+    )
+    return first, last
+
+
+def _raise(errors: dict) -> None:
+    if errors:
+        raise ValidationFailed("Invalid input: " + ", ".join(sorted(errors)) + ".", errors)
+
+
+def record_visit(actor, participant: Participant, data: dict) -> Visit:
+    """Create a visit and its forms in one step; refuse everything if anything is wrong."""
+    visit_values = {k: data[k] for k in ("visit_code", "visit_date", "status", "missed_reason")}
+    errors = check_visit(participant, visit_values)
+    form_keys = [k for k in ("drinking", "labs") if data[k]] + [
+        k for k in ("ocds", "ciwa", "vitals") if data[k] is not None
+    ]
+    if visit_values["status"] == "missed" and form_keys:
+        for key in form_keys:
+            errors[key] = ["A missed visit carries no forms."]
+    if visit_values["status"] == "missed":
+        visit_values["visit_date"] = None
+    if not errors and data["drinking"]:
+        period = calendar_period(
+            participant, visit_values["visit_code"], visit_values["visit_date"]
+        )
+        forms.check_drinking_days(participant, data["drinking"], period, errors)
+    if not errors:
+        forms.check_labs(data["labs"], errors)
+    _raise(errors)
+
+    visit = create_record(actor, Visit, participant, visit_values, signature_status="unsigned")
+    _flag_window(actor, participant, visit)
+    forms.create_forms(actor, participant, visit, data)
+    return visit
+
+
+def _flag_window(actor, participant: Participant, visit: Visit) -> None:
+    """Raise an automatic deviation for a completed visit outside its window (once)."""
+    if visit.status != "completed":
+        return
+    definition = _definition(visit.visit_code)
+    day0 = randomization_date(participant)
+    if in_window(definition, day0, visit.visit_date):
+        return
+    existing = db.session.scalar(
+        select(ProtocolDeviation).where(
+            ProtocolDeviation.visit_id == visit.id,
+            ProtocolDeviation.automatic.is_(True),
+            ProtocolDeviation.entered_in_error.is_(False),
+        )
+    )
+    if existing is not None:
+        return
+    _, earliest, latest = window_dates(definition, day0)
+    record_deviation(
+        actor,
+        participant,
+        {
+            "category": "visit_out_of_window",
+            "date": visit.visit_date,
+            "description": f"{definition.label} on {visit.visit_date}, outside its window "
+            f"{earliest} to {latest} (day {definition.day}, "
+            f"-{definition.window_before}/+{definition.window_after} days).",
+        },
+        automatic=True,
+        visit_id=visit.id,
+    )
+
+
+def revalidate_visit(actor, participant: Participant, visit: Visit, merged: dict) -> None:
+    _raise(check_visit(participant, merged, exclude_id=visit.id))
+
+
+def after_visit_corrected(actor, participant: Participant, visit: Visit) -> None:
+    if visit.status == "missed" and visit.visit_date is not None:
+        visit.visit_date = None
+    _flag_window(actor, participant, visit)
+
+
+def sign_visit(actor, visit: Visit, participant: Participant, password: str) -> bool:
+    """An investigator signs a visit: name, server UTC time, meaning. False: bad password."""
+    if actor.role != "investigator":
+        raise Forbidden("Only an investigator signs visits.")
+    if visit.entered_in_error:
+        raise Conflict("A visit marked as entered in error cannot be signed.")
+    if not verify_password(actor, password):
+        record_event(
+            actor,
+            "sign_refused",
+            entity_type="visit",
+            entity_id=visit.entity_id,
+            entity_site=participant.site_code,
+            detail={"cause": "password incorrect"},
+        )
+        return False
+    old = visit.signature_status
+    visit.signature_status = "signed"
+    visit.signed_by_id, visit.signed_at = actor.id, utcnow()
+    visit.signature_meaning = SIGNATURE_MEANING
+    db.session.flush()
+    record_event(
+        actor,
+        "sign",
+        entity_type="visit",
+        entity_id=visit.entity_id,
+        entity_site=participant.site_code,
+        field="signature_status",
+        old=old,
+        new="signed",
+        detail={"meaning": SIGNATURE_MEANING, "signed_at": visit.signed_at.isoformat()},
+    )
+    return True
+
+
+def invalidate_signature(actor, record) -> None:
+    """Any change to a signed visit or to one of its forms voids the signature."""
+    visit = (
+        record
+        if isinstance(record, Visit)
+        else (db.session.get(Visit, record.visit_id) if getattr(record, "visit_id", None) else None)
+    )
+    if visit is None or visit.signature_status != "signed":
+        return
+    visit.signature_status = "invalidated"
+    db.session.flush()
+    record_event(
+        actor,
+        "signature_invalidated",
+        entity_type="visit",
+        entity_id=visit.entity_id,
+        entity_site=visit.participant.site_code,
+        field="signature_status",
+        old="signed",
+        new="invalidated",
+        reason=f"{record.ENTITY} {record.id} changed after signature",
+    )

@@ -1,0 +1,121 @@
+"""Record, read, correct and sign visits; the participant's schedule."""
+
+from flask import g
+from flask_smorest import Blueprint
+
+from trial.auth.policy import allow
+from trial.auth.roles import Role
+from trial.errors import Forbidden
+from trial.extensions import db
+from trial.participants.services import get_visible_participant
+from trial.records.schemas import ReasonSchema
+from trial.records.services import (
+    correct_record,
+    get_visible_record,
+    mark_entered_in_error,
+    records_of,
+)
+from trial.records.views import READERS, SITE_STAFF, after_change_hooks
+from trial.visits import services
+from trial.visits.models import Visit
+from trial.visits.schedule import build_schedule
+from trial.visits.schemas import (
+    ScheduledVisitSchema,
+    SignSchema,
+    VisitCreateSchema,
+    VisitPatchSchema,
+    VisitSchema,
+)
+
+blp = Blueprint("visits", __name__, url_prefix="/api/v1", description="Visits and schedule")
+after_change_hooks.append(services.invalidate_signature)
+
+
+@blp.route("/participants/<participant_id>/schedule", methods=["GET"])
+@allow(*READERS)
+@blp.response(200, ScheduledVisitSchema(many=True))
+def schedule(participant_id):
+    """Each protocol visit with its target date, window and status."""
+    participant = get_visible_participant(g.current_user, participant_id)
+    return build_schedule(participant, records_of(Visit, participant))
+
+
+@blp.route("/participants/<participant_id>/visits", methods=["POST"])
+@allow(*SITE_STAFF)
+@blp.arguments(VisitCreateSchema)
+@blp.response(201, VisitSchema)
+def record_visit(body, participant_id):
+    """Record a visit with its forms (drinking calendar, OCDS, CIWA-Ar, vitals, labs).
+
+    Refused whole when any part is wrong; a visit outside its window is accepted and
+    raises a protocol deviation.
+    """
+    participant = get_visible_participant(g.current_user, participant_id)
+    visit = services.record_visit(g.current_user, participant, body)
+    db.session.commit()
+    return visit
+
+
+@blp.route("/participants/<participant_id>/visits", methods=["GET"])
+@allow(*READERS)
+@blp.response(200, VisitSchema(many=True))
+def list_visits(participant_id):
+    """List a participant's visits with their forms (entered-in-error ones excluded)."""
+    participant = get_visible_participant(g.current_user, participant_id)
+    return records_of(Visit, participant)
+
+
+@blp.route("/visits/<int:visit_id>", methods=["GET"])
+@allow(*READERS)
+@blp.response(200, VisitSchema)
+def get_visit(visit_id):
+    """Show one visit with its forms."""
+    return get_visible_record(g.current_user, "visit", visit_id)[0]
+
+
+@blp.route("/visits/<int:visit_id>", methods=["PATCH"])
+@allow(*SITE_STAFF)
+@blp.arguments(VisitPatchSchema)
+@blp.response(200, VisitSchema)
+def correct_visit(body, visit_id):
+    """Correct a visit (date, status, missed reason) with a reason; voids its signature."""
+    visit, participant = get_visible_record(g.current_user, "visit", visit_id)
+    reason = body.pop("reason")
+    merged = {field: getattr(visit, field) for field in Visit.AUDITED_FIELDS}
+    merged.update(body)
+    services.revalidate_visit(g.current_user, participant, visit, merged)
+    if correct_record(g.current_user, visit, participant, body, reason):
+        services.after_visit_corrected(g.current_user, participant, visit)
+        services.invalidate_signature(g.current_user, visit)
+    db.session.commit()
+    return visit
+
+
+@blp.route("/visits/<int:visit_id>/entered-in-error", methods=["POST"])
+@allow(*SITE_STAFF)
+@blp.arguments(ReasonSchema)
+@blp.response(200, VisitSchema)
+def mark_visit_in_error(body, visit_id):
+    """Mark a visit as entered in error (kept, audited, out of every output)."""
+    visit, participant = get_visible_record(g.current_user, "visit", visit_id)
+    mark_entered_in_error(g.current_user, visit, participant, body["reason"])
+    services.invalidate_signature(g.current_user, visit)
+    db.session.commit()
+    return visit
+
+
+@blp.route("/visits/<int:visit_id>/sign", methods=["POST"])
+@allow(Role.INVESTIGATOR)
+@blp.arguments(SignSchema)
+@blp.response(200, VisitSchema)
+def sign_visit(body, visit_id):
+    """Sign a visit as reviewed and approved (investigator, password re-entered)."""
+    visit, participant = get_visible_record(g.current_user, "visit", visit_id)
+    signed = services.sign_visit(g.current_user, visit, participant, body["password"])
+    db.session.commit()
+    if not signed:
+        raise Forbidden(
+            "Password incorrect: the visit was not signed. The attempt was recorded.",
+            {"password": ["Incorrect password."]},
+        )
+    return visit
