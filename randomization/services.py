@@ -111,12 +111,14 @@ def _minimization_slot(participant: Participant) -> RandomizationSlot | None:
     return None
 
 
-def randomize(actor, participant_id: str, *, eligibility_confirmed: bool):
+def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=None):
     """Allocate the next free slot of the participant's stratum; repeat calls return it again.
 
     Returns ``(slot, created)``. The participant row is locked first so concurrent repeats
     for one participant wait and then find the allocation; the trial-wide allocation lock is
-    then taken so that the next free slot is read by one request at a time.
+    then taken so that the next free slot is read by one request at a time. ``at`` (an aware
+    instant, for loading a trial's history such as the demo; never taken from a request)
+    dates the allocation in the past; the audit rows still carry the server time.
     """
     participant = get_visible_participant(actor, participant_id)
     participant = _lock(Participant, participant.id)
@@ -161,7 +163,7 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool):
             f"No randomization slot is left in stratum {stratum}. The unblinded statistician "
             f"has been notified; the participant was not randomized."
         )
-    now = utcnow()
+    now = at or utcnow()
     counter.last_number += 1
     slot.participant_id = participant.id
     slot.randomization_number = f"R{counter.last_number:0{NUMBER_WIDTH}d}"

@@ -33,6 +33,7 @@ assert ROLES == [
 
 SITE_STAFF = {"coordinator", "investigator"}
 PARTICIPANT_READERS = SITE_STAFF | {"monitor", "data_manager"}
+QUERY_OWNERS = {"monitor", "data_manager"}
 EVERYONE = set(ROLES)
 
 PUBLIC_ROUTES = {
@@ -107,6 +108,66 @@ MATRIX = {
     ("GET", "/api/v1/randomization/notices"): ({"unblinded_statistician", "dsmb"}, None, None),
     # exports
     ("GET", "/api/v1/exports/key"): ({"unblinded_statistician"}, None, None),
+    # visit capture: reads for site staff, monitors and data managers; writes for site staff
+    ("GET", "/api/v1/participants/<participant_id>/schedule"): (PARTICIPANT_READERS, None, None),
+    ("GET", "/api/v1/participants/<participant_id>/drinking"): (PARTICIPANT_READERS, None, None),
+    ("POST", "/api/v1/visits/<int:visit_id>/sign"): ({"investigator"}, None, None),
+    ("GET", "/api/v1/visits/<int:visit_id>"): (PARTICIPANT_READERS, None, None),
+    ("PATCH", "/api/v1/visits/<int:visit_id>"): (SITE_STAFF, None, None),
+    ("POST", "/api/v1/visits/<int:visit_id>/entered-in-error"): (SITE_STAFF, None, None),
+    **{
+        (method, f"/api/v1/participants/<participant_id>/{form}"): (
+            SITE_STAFF if method == "POST" else PARTICIPANT_READERS,
+            None,
+            None,
+        )
+        for form in ("visits", "dosing", "disposition", "deviations")
+        for method in ("POST", "GET")
+    },
+    **{
+        route: roles
+        for path in ("drinking-days", "ocds", "ciwa", "vitals", "labs", "dosing",
+                     "dispositions", "deviations")
+        for route, roles in (
+            (("GET", f"/api/v1/{path}/<int:record_id>"), (PARTICIPANT_READERS, None, None)),
+            (("PATCH", f"/api/v1/{path}/<int:record_id>"), (SITE_STAFF, None, None)),
+            (("POST", f"/api/v1/{path}/<int:record_id>/entered-in-error"),
+             (SITE_STAFF, None, None)),
+        )
+    },
+    # data queries: monitors and data managers raise, close and re-open; site staff answer
+    ("POST", "/api/v1/queries"): (QUERY_OWNERS, None, None),
+    ("GET", "/api/v1/queries"): (PARTICIPANT_READERS, 200, None),
+    ("GET", "/api/v1/queries/summary"): (PARTICIPANT_READERS, 200, None),
+    ("GET", "/api/v1/queries/<query_id>"): (PARTICIPANT_READERS, None, None),
+    ("POST", "/api/v1/queries/<query_id>/answer"): (SITE_STAFF, None, None),
+    ("POST", "/api/v1/queries/<query_id>/close"): (QUERY_OWNERS, None, None),
+    ("POST", "/api/v1/queries/<query_id>/reopen"): (QUERY_OWNERS, None, None),
+    # adverse events: site staff report and correct, readers read; expedited reports for the
+    # unblinded statistician and the DSMB only
+    ("POST", "/api/v1/participants/<participant_id>/adverse-events"): (
+        SITE_STAFF,
+        201,
+        lambda role: {
+            "term": f"headache ({role})",
+            "onset_date": "2026-01-20",
+            "grade": 1,
+            "serious": False,
+            "relatedness": "unlikely",
+            "action_taken": "none",
+            "outcome": "recovering",
+        },
+    ),
+    ("GET", "/api/v1/participants/<participant_id>/adverse-events"): (
+        PARTICIPANT_READERS,
+        200,
+        None,
+    ),
+    ("GET", "/api/v1/adverse-events/uncoded"): (PARTICIPANT_READERS, 200, None),
+    ("GET", "/api/v1/adverse-events/<int:record_id>"): (PARTICIPANT_READERS, None, None),
+    ("PATCH", "/api/v1/adverse-events/<int:record_id>"): (SITE_STAFF, None, None),
+    ("POST", "/api/v1/adverse-events/<int:record_id>/entered-in-error"): (SITE_STAFF, None, None),
+    ("GET", "/api/v1/expedited-reports"): ({"unblinded_statistician", "dsmb"}, 200, None),
 }
 
 # Roles that must never reach a route that can release an arm, whatever the matrix says.
@@ -117,7 +178,9 @@ ARM_RELEASING_ROUTES = [
     ("GET", "/api/v1/exports/key"),
 ]
 
-URL_ARGUMENTS = {"participant_id": PARTICIPANT_ID, "username": TARGET_USER}
+# Record ids that need not exist: an allowed role then gets a 404, never a 401 or 403.
+URL_ARGUMENTS = {"participant_id": PARTICIPANT_ID, "username": TARGET_USER,
+                 "record_id": "1", "visit_id": "1", "query_id": "1"}
 
 
 def concrete(rule: str) -> str:
@@ -292,7 +355,8 @@ def test_every_non_public_route_in_the_map_requires_a_token(app, client):
         policy = policy_for(app, rule.endpoint)
         if policy is None or policy.public:
             continue
-        url = re.sub(r"<(?:[^:>]+:)?([^>]+)>", "x", rule.rule)
+        # "1" fits both string and <int:...> placeholders, so every route is reached.
+        url = re.sub(r"<(?:[^:>]+:)?([^>]+)>", "1", rule.rule)
         for method in sorted(rule.methods - {"OPTIONS"}):
             assert client.open(url, method=method).status_code == 401, (method, rule.rule)
             checked += 1

@@ -14,7 +14,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -72,6 +74,9 @@ class Trial:
     investigator_token: str
     unblinded_token: str
     secrets: list[str] = field(default_factory=list)
+    query_ids: list[str] = field(default_factory=list)  # data queries at S01 and S02
+    record_ids: list[str] = field(default_factory=list)  # captured records (AEs, ...)
+    visit_ids: list[str] = field(default_factory=list)  # visits with their forms
 
 
 def secret_material(app) -> list[str]:
@@ -171,6 +176,9 @@ def build_trial(
     db.session.rollback()
     assert set(arm_of) == set(to_randomize)
     assert set(arm_of.values()) == set(ARM_LABELS), "both arms must be represented"
+    query_ids = raise_queries(client, make_user, coordinators, [broken_pid, to_randomize[-1]])
+    record_ids = report_adverse_events(client, coordinators, [broken_pid, to_randomize[-1]])
+    visit_ids, form_ids = record_visits(client, coordinators, [broken_pid, to_randomize[-1]])
     return Trial(
         participant_ids=to_randomize + not_randomized + [refused_pid],
         arm_of=arm_of,
@@ -182,7 +190,118 @@ def build_trial(
         investigator_token=investigator,
         unblinded_token=unblinded_token,
         secrets=secrets,
+        query_ids=query_ids,
+        record_ids=record_ids + form_ids,
+        visit_ids=visit_ids,
     )
+
+
+def record_visits(client, coordinators, pids) -> tuple[list[str], list[str]]:
+    """A baseline visit with every form, plus a dose, per participant, so visit and form
+    reads have content."""
+    visit_ids, form_ids = [], []
+    today = date.today()
+    for pid in pids:
+        headers = bearer(coordinators[pid[:3]])
+        visit = client.post(
+            f"/api/v1/participants/{pid}/visits",
+            headers=headers,
+            json={
+                "visit_code": "baseline",
+                "visit_date": today.isoformat(),
+                "drinking": [{"date": (today - timedelta(days=1)).isoformat(),
+                              "standard_drinks": 7}],
+                "ocds": {f"item_{n}": 2 for n in range(1, 15)},
+                "ciwa": {"nausea_vomiting": 1, "tremor": 1, "paroxysmal_sweats": 0,
+                         "anxiety": 2, "agitation": 0, "tactile_disturbances": 0,
+                         "auditory_disturbances": 0, "visual_disturbances": 0,
+                         "headache": 1, "orientation": 0},
+                "vitals": {"systolic_bp": 128, "diastolic_bp": 82, "heart_rate": 70},
+                "labs": [{"test": "GGT", "value": 90, "unit": "U/L",
+                          "upper_limit_normal": 55}],
+            },
+        )
+        assert visit.status_code == 201, visit.json
+        body = visit.json
+        visit_ids.append(str(body["id"]))
+        form_ids += [str(body[k]["id"]) for k in ("ocds", "ciwa", "vitals")]
+        form_ids += [str(r["id"]) for r in body["drinking"] + body["labs"]]
+        dose = client.post(f"/api/v1/participants/{pid}/dosing", headers=headers,
+                           json={"date": today.isoformat(), "tablets_per_day": 3})
+        assert dose.status_code == 201, dose.json
+        form_ids.append(str(dose.json["id"]))
+        deviation = client.post(f"/api/v1/participants/{pid}/deviations", headers=headers,
+                                json={"category": "procedure", "description": "Late labs.",
+                                      "date": today.isoformat()})
+        assert deviation.status_code == 201, deviation.json
+        disposition = client.post(f"/api/v1/participants/{pid}/disposition", headers=headers,
+                                  json={"status": "withdrew", "date": today.isoformat(),
+                                        "reason": "moved away"})
+        assert disposition.status_code == 201, disposition.json
+        form_ids += [str(deviation.json["id"]), str(disposition.json["id"])]
+    return visit_ids, form_ids
+
+
+def raise_queries(client, make_user, coordinators, pids) -> list[str]:
+    """A data query per participant (one per site), answered, so query reads have content."""
+    _, data_manager = make_user("data_manager")
+    ids = []
+    for pid in pids:
+        raised = client.post(
+            "/api/v1/queries",
+            headers=bearer(data_manager),
+            json={"entity": "participant", "record_id": pid, "field": "sex", "text": "Check."},
+        )
+        assert raised.status_code == 201, raised.json
+        query_id = str(raised.json["query_id"])
+        answer = client.post(
+            f"/api/v1/queries/{query_id}/answer",
+            headers=bearer(coordinators[pid[:3]]),
+            json={"text": "Checked against the source."},
+        )
+        assert answer.status_code == 200, answer.json
+        ids.append(query_id)
+    return ids
+
+
+def report_adverse_events(client, coordinators, pids) -> list[str]:
+    """Per participant (one per site): a coded, a serious and an uncoded AE, and one corrected
+    and one entered in error, so AE reads, lists and the audit trail have content."""
+    ids = []
+    for pid in pids:
+        headers = bearer(coordinators[pid[:3]])
+        for term, extra in (
+            ("Somnolence", {"serious": False, "grade": 2}),
+            ("Fall", {"serious": True, "seriousness_criteria": ["hospitalisation"], "grade": 3}),
+            ("feels odd in a way not in any dictionary", {"serious": False, "grade": 1}),
+        ):
+            created = client.post(
+                f"/api/v1/participants/{pid}/adverse-events",
+                headers=headers,
+                json={
+                    "term": term,
+                    "onset_date": date.today().isoformat(),
+                    "relatedness": "possible",
+                    "action_taken": "none",
+                    "outcome": "recovering",
+                    **extra,
+                },
+            )
+            assert created.status_code == 201, created.json
+            ids.append(str(created.json["id"]))
+        corrected = client.patch(
+            f"/api/v1/adverse-events/{ids[-3]}",
+            headers=headers,
+            json={"grade": 3, "reason": "source document"},
+        )
+        assert corrected.status_code == 200, corrected.json
+        withdrawn = client.post(
+            f"/api/v1/adverse-events/{ids[-1]}/entered-in-error",
+            headers=headers,
+            json={"reason": "duplicate"},
+        )
+        assert withdrawn.status_code == 200, withdrawn.json
+    return ids
 
 
 @pytest.fixture
@@ -200,7 +319,12 @@ def get_routes(app):
 
 def urls_for(rule, endpoint, trial: Trial) -> list[str]:
     """Concrete URLs for a rule: path parameters filled with every real id, plus queries."""
-    fillers = {"participant_id": trial.participant_ids + ["S09-9999"]}
+    fillers = {
+        "participant_id": trial.participant_ids + ["S09-9999"],
+        "query_id": trial.query_ids + ["999999"],
+        "record_id": trial.record_ids + ["999999"],
+        "visit_id": trial.visit_ids + ["999999"],
+    }
     unknown = set(rule.arguments) - set(fillers)
     assert not unknown, (
         f"{rule.rule}: no filler for {sorted(unknown)}; teach the blinding "
@@ -208,7 +332,8 @@ def urls_for(rule, endpoint, trial: Trial) -> list[str]:
     )
     if rule.arguments:
         (name,) = rule.arguments
-        paths = [rule.rule.replace(f"<{name}>", value) for value in fillers[name]]
+        placeholder = re.compile(rf"<(?:[^<>:]+:)?{name}>")  # <name> or <int:name>
+        paths = [placeholder.sub(value, rule.rule) for value in fillers[name]]
     else:
         paths = [rule.rule]
     return [path + query for path in paths for query in [""] + QUERY_VARIANTS.get(endpoint, [])]

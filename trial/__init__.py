@@ -48,10 +48,16 @@ def _register_api(app: Flask) -> None:
     from trial.audit.views import blp as audit_blp
     from trial.auth.policy import enforce_access_policy
     from trial.auth.views import blp as auth_blp
+    from trial.conduct.views import blp as conduct_blp
+    from trial.dosing.views import blp as dosing_blp
     from trial.errors import TrialApi, screen_request_input
+    from trial.forms.views import blp as forms_blp
     from trial.health import blp as health_blp
     from trial.participants.views import blp as participants_blp
+    from trial.queries.views import blp as queries_blp
+    from trial.safety.views import blp as safety_blp
     from trial.sites.views import blp as sites_blp
+    from trial.visits.views import blp as visits_blp
 
     # One Api per app: flask-smorest keeps the spec on the Api object.
     api = TrialApi(app)
@@ -63,7 +69,8 @@ def _register_api(app: Flask) -> None:
             "description": "API token from `users create` or POST /auth/token",
         },
     )
-    for blueprint in (health_blp, auth_blp, sites_blp, participants_blp, audit_blp):
+    for blueprint in (health_blp, auth_blp, sites_blp, participants_blp, audit_blp,
+                      visits_blp, forms_blp, dosing_blp, conduct_blp, queries_blp, safety_blp):
         api.register_blueprint(blueprint)
     app.before_request(enforce_access_policy)
     app.before_request(screen_request_input)  # after authentication: 401 comes first
@@ -80,6 +87,7 @@ def _register_cli(app: Flask) -> None:
     from trial.audit.cli import audit_cli
     from trial.auth.cli import users_cli
     from trial.demo import trial_cli
+    from trial.safety.cli import meddra_cli
 
-    for group in (users_cli, audit_cli, trial_cli):
+    for group in (users_cli, audit_cli, trial_cli, meddra_cli):
         app.cli.add_command(group)

@@ -32,5 +32,10 @@ class DeviationSchema(RecordMetaSchema):
     visit_id = f.Integer(dump_only=True, allow_none=True)
 
 
-DispositionPatchSchema = patch_schema_for(DispositionCreateSchema, "DispositionPatch")
+# In a PATCH body "reason" says why the record changes; the disposition's own reason is
+# corrected under this key.
+DISPOSITION_PATCH_KEYS = {"reason": "disposition_reason"}
+DispositionPatchSchema = patch_schema_for(
+    DispositionCreateSchema, "DispositionPatch", DISPOSITION_PATCH_KEYS
+)
 DeviationPatchSchema = patch_schema_for(DeviationCreateSchema, "DeviationPatch")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trial.conduct.models import DISPOSITIONS_NEEDING_REASON, Disposition, ProtocolDeviation
-from trial.errors import ValidationFailed
+from trial.errors import Conflict, ValidationFailed
 from trial.participants.models import Participant
 from trial.participants.services import site_today
 from trial.records.services import create_record, records_of
@@ -17,6 +17,12 @@ def _raise(errors: dict) -> None:
 def check_disposition(
     participant: Participant, values: dict, *, exclude_id: int | None = None
 ) -> None:
+    if any(r.id != exclude_id for r in records_of(Disposition, participant)):
+        raise Conflict(
+            "A final disposition is already recorded; correct it (PATCH) or mark it "
+            "entered in error instead.",
+            {"status": ["A final disposition is already recorded."]},
+        )
     errors: dict[str, list[str]] = {}
     if values["date"] > site_today(participant.site):
         errors["date"] = ["The date is in the future."]
@@ -24,11 +30,6 @@ def check_disposition(
         errors["date"] = [f"The date is before consent ({participant.consent_date})."]
     if values["status"] in DISPOSITIONS_NEEDING_REASON and not values.get("reason"):
         errors["reason"] = [f"Give the reason for '{values['status']}'."]
-    if any(r.id != exclude_id for r in records_of(Disposition, participant)):
-        errors["status"] = [
-            "A final disposition is already recorded; correct it (PATCH) or "
-            "mark it entered in error instead."
-        ]
     _raise(errors)
 
 

@@ -7,6 +7,7 @@ from trial.auth.policy import allow
 from trial.conduct import services
 from trial.conduct.models import Disposition, ProtocolDeviation
 from trial.conduct.schemas import (
+    DISPOSITION_PATCH_KEYS,
     DeviationCreateSchema,
     DeviationPatchSchema,
     DeviationSchema,
@@ -75,6 +76,7 @@ add_record_endpoints(
     revalidate=lambda record, participant, values: services.check_disposition(
         participant, values, exclude_id=record.id
     ),
+    patch_keys=DISPOSITION_PATCH_KEYS,
 )
 add_record_endpoints(
     blp,

@@ -21,13 +21,29 @@ class RecordMetaSchema(ma.Schema):
     updated_at = f.AwareDateTime(dump_only=True)
 
 
-def patch_schema_for(create_schema: type[ma.Schema], name: str) -> type[ma.Schema]:
-    """The PATCH body of a form: any of its fields, none required, plus a required reason."""
+# Where a PATCH body's "reason" (why the record changes) lands after loading: not under
+# "reason", which a form may use for a field of its own (a disposition's reason).
+CHANGE_REASON = "reason_for_change"
+
+
+def patch_schema_for(
+    create_schema: type[ma.Schema], name: str, keys: dict[str, str] | None = None
+) -> type[ma.Schema]:
+    """The PATCH body of a form: any of its fields, none required, plus a required reason.
+
+    ``keys`` gives a field another JSON key in the PATCH body when its own is taken by the
+    reason for the change (a disposition's ``reason`` is corrected as ``disposition_reason``).
+    """
+    keys = keys or {}
     fields = {}
     for field_name, field in create_schema().load_fields.items():
         clone = copy.deepcopy(field)
         clone.required = False
         clone.load_default = ma.missing
+        if field_name in keys:
+            clone.data_key = keys[field_name]
         fields[field_name] = clone
-    fields["reason"] = f.String(required=True, load_only=True, validate=v.Length(min=1, max=2000))
+    fields[CHANGE_REASON] = f.String(
+        required=True, load_only=True, data_key="reason", validate=v.Length(min=1, max=2000)
+    )
     return ma.Schema.from_dict(fields, name=name)

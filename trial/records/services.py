@@ -15,6 +15,7 @@ from trial.participants.models import Participant
 # entity name -> model class, filled by ``register_record_type``; used by corrections,
 # data queries and signatures to find a record from its audit name.
 RECORD_TYPES: dict[str, type] = {}
+MAX_RECORD_ID = 2**31 - 1
 
 
 def register_record_type(model: type) -> type:
@@ -57,6 +58,12 @@ def create_record(
     return record
 
 
+def ensure_correctable(record) -> None:
+    """Refuse any correction of a record marked in error, before its input is checked."""
+    if record.entered_in_error:
+        raise Conflict("This record was marked as entered in error and can no longer change.")
+
+
 def correct_record(
     actor, record, participant: Participant, changes: dict[str, Any], reason: str | None
 ) -> int:
@@ -64,8 +71,7 @@ def correct_record(
 
     Returns the number of fields that changed (0 changes nothing and needs no reason).
     """
-    if record.entered_in_error:
-        raise Conflict("This record was marked as entered in error and can no longer change.")
+    ensure_correctable(record)
     changed = {}
     for field, new in changes.items():
         old = getattr(record, field)
@@ -78,21 +84,24 @@ def correct_record(
             "A reason is required to change a saved record.",
             {"reason": ["Say why this record is being changed."]},
         )
-    for field, (old, new) in changed.items():
-        setattr(record, field, new)
-        record_event(
-            actor,
-            "update",
-            entity_type=record.ENTITY,
-            entity_id=record.entity_id,
-            entity_site=_site_code(participant),
-            field=field,
-            old=old,
-            new=new,
-            reason=reason.strip(),
-        )
-    record.version += 1
-    record.updated_at = utcnow()
+    # No autoflush while fields change one by one: a check constraint spanning two columns
+    # (diastolic < systolic) must see the record whole, at the flush below.
+    with db.session.no_autoflush:
+        for field, (old, new) in changed.items():
+            setattr(record, field, new)
+            record_event(
+                actor,
+                "update",
+                entity_type=record.ENTITY,
+                entity_id=record.entity_id,
+                entity_site=_site_code(participant),
+                field=field,
+                old=old,
+                new=new,
+                reason=reason.strip(),
+            )
+        record.version += 1
+        record.updated_at = utcnow()
     db.session.flush()
     return len(changed)
 
@@ -128,6 +137,8 @@ def get_visible_record(actor, entity: str, record_id: int):
     model = RECORD_TYPES.get(entity)
     if model is None:
         raise NotFound(f"No record type {entity!r}.")
+    if not 1 <= record_id <= MAX_RECORD_ID:  # beyond the id column: cannot exist
+        raise NotFound(f"No {entity} {record_id}.")
     record = db.session.get(model, record_id)
     if record is None:
         raise NotFound(f"No {entity} {record_id}.")

@@ -13,9 +13,15 @@ from flask_smorest import Blueprint
 
 from trial.auth.policy import allow
 from trial.auth.roles import Role
+from trial.errors import ValidationFailed
 from trial.extensions import db
-from trial.records.schemas import ReasonSchema
-from trial.records.services import correct_record, get_visible_record, mark_entered_in_error
+from trial.records.schemas import CHANGE_REASON, ReasonSchema
+from trial.records.services import (
+    correct_record,
+    ensure_correctable,
+    get_visible_record,
+    mark_entered_in_error,
+)
 
 SITE_STAFF = (Role.COORDINATOR, Role.INVESTIGATOR)
 READERS = (*SITE_STAFF, Role.MONITOR, Role.DATA_MANAGER)
@@ -30,12 +36,20 @@ def _after_change(actor, record) -> None:
 
 
 def add_record_endpoints(
-    blp: Blueprint, *, model, path: str, dump_schema, patch_schema, revalidate: Callable
+    blp: Blueprint,
+    *,
+    model,
+    path: str,
+    dump_schema,
+    patch_schema,
+    revalidate: Callable,
+    patch_keys: dict[str, str] | None = None,
 ) -> None:
     """GET /{path}/{id}, PATCH /{path}/{id} and POST /{path}/{id}/entered-in-error.
 
     ``revalidate(record, participant, merged_values)`` checks the record as it would be
-    after the change and raises ValidationFailed naming each bad field.
+    after the change and raises ValidationFailed naming each bad field. ``patch_keys`` are
+    the PATCH body keys of fields renamed there (see ``patch_schema_for``); errors name them.
     """
     entity = model.ENTITY
 
@@ -53,10 +67,16 @@ def add_record_endpoints(
     @blp.response(200, dump_schema)
     def correct(body, record_id):
         record, participant = get_visible_record(g.current_user, entity, record_id)
-        reason = body.pop("reason")
+        ensure_correctable(record)
+        reason = body.pop(CHANGE_REASON)
         merged = {field: getattr(record, field) for field in model.AUDITED_FIELDS}
         merged.update(body)
-        revalidate(record, participant, merged)
+        try:
+            revalidate(record, participant, merged)
+        except ValidationFailed as error:
+            keys = patch_keys or {}
+            error.errors = {keys.get(k, k): messages for k, messages in error.errors.items()}
+            raise
         if correct_record(g.current_user, record, participant, body, reason):
             _after_change(g.current_user, record)
         db.session.commit()

@@ -22,7 +22,7 @@ from trial.forms import services as forms
 from trial.participants.models import Participant
 from trial.participants.services import randomization_date, site_today
 from trial.protocol import VisitDefinition, current_protocol
-from trial.records.services import create_record, records_of
+from trial.records.services import create_record, mark_entered_in_error, records_of
 from trial.visits.models import SIGNATURE_MEANING, Visit
 from trial.visits.schedule import in_window, window_dates
 
@@ -136,13 +136,28 @@ def record_visit(actor, participant: Participant, data: dict) -> Visit:
     return visit
 
 
+def out_of_window_deviation(participant: Participant, visit_code: str, visit_date: date):
+    """The automatic deviation a completed visit on ``visit_date`` raises, or None in window."""
+    definition = _definition(visit_code)
+    day0 = randomization_date(participant)
+    if in_window(definition, day0, visit_date):
+        return None
+    _, earliest, latest = window_dates(definition, day0)
+    return {
+        "category": "visit_out_of_window",
+        "date": visit_date,
+        "description": f"{definition.label} on {visit_date}, outside its window "
+        f"{earliest} to {latest} (day {definition.day}, "
+        f"-{definition.window_before}/+{definition.window_after} days).",
+    }
+
+
 def _flag_window(actor, participant: Participant, visit: Visit) -> None:
     """Raise an automatic deviation for a completed visit outside its window (once)."""
     if visit.status != "completed":
         return
-    definition = _definition(visit.visit_code)
-    day0 = randomization_date(participant)
-    if in_window(definition, day0, visit.visit_date):
+    values = out_of_window_deviation(participant, visit.visit_code, visit.visit_date)
+    if values is None:
         return
     existing = db.session.scalar(
         select(ProtocolDeviation).where(
@@ -153,30 +168,72 @@ def _flag_window(actor, participant: Participant, visit: Visit) -> None:
     )
     if existing is not None:
         return
-    _, earliest, latest = window_dates(definition, day0)
-    record_deviation(
-        actor,
-        participant,
-        {
-            "category": "visit_out_of_window",
-            "date": visit.visit_date,
-            "description": f"{definition.label} on {visit.visit_date}, outside its window "
-            f"{earliest} to {latest} (day {definition.day}, "
-            f"-{definition.window_before}/+{definition.window_after} days).",
-        },
-        automatic=True,
-        visit_id=visit.id,
-    )
+    record_deviation(actor, participant, values, automatic=True, visit_id=visit.id)
+
+
+def coherent_visit_changes(visit: Visit, changes: dict) -> dict:
+    """Complete a correction so the visit stays coherent, with every change audited.
+
+    A visit corrected to missed loses its date (as a missed visit is recorded without one);
+    a missed visit corrected to completed loses its missed reason unless one is given.
+    """
+    changes = dict(changes)
+    status = changes.get("status", visit.status)
+    if status == "missed":
+        changes["visit_date"] = None
+    elif visit.status == "missed" and "missed_reason" not in changes:
+        changes["missed_reason"] = None
+    return changes
+
+
+def _active_forms(visit: Visit) -> list:
+    singles = [visit.ocds, visit.ciwa, visit.vitals]
+    return [*visit.drinking_days, *(form for form in singles if form is not None), *visit.labs]
 
 
 def revalidate_visit(actor, participant: Participant, visit: Visit, merged: dict) -> None:
-    _raise(check_visit(participant, merged, exclude_id=visit.id))
+    """Check the visit as corrected, and that its forms still fit it."""
+    errors = check_visit(participant, merged, exclude_id=visit.id)
+    if not errors and merged["status"] == "missed" and _active_forms(visit):
+        errors["status"] = [
+            "This visit has forms; a missed visit carries none. Mark its forms as entered "
+            "in error first."
+        ]
+    if not errors and merged["status"] == "completed" and visit.drinking_days:
+        first, last = calendar_period(
+            participant, visit.visit_code, merged["visit_date"], exclude_visit_id=visit.id
+        )
+        outside = sorted(d.day for d in visit.drinking_days if not first <= d.day <= last)
+        if outside:
+            errors["visit_date"] = [
+                f"On {merged['visit_date']} this visit's drinking calendar would cover "
+                f"{first} to {last}, but it holds "
+                f"{', '.join(str(day) for day in outside)}: correct those days first."
+            ]
+    _raise(errors)
 
 
 def after_visit_corrected(actor, participant: Participant, visit: Visit) -> None:
-    if visit.status == "missed" and visit.visit_date is not None:
-        visit.visit_date = None
     _flag_window(actor, participant, visit)
+
+
+def mark_visit_in_error(actor, visit: Visit, participant: Participant, reason: str) -> None:
+    """Mark a visit in error with its forms and its automatic deviation, each audited.
+
+    The forms and the deviation describe the visit; left active they would stay in every
+    output and block the days and the visit from being entered again correctly.
+    """
+    mark_entered_in_error(actor, visit, participant, reason)
+    deviations = db.session.scalars(
+        select(ProtocolDeviation).where(
+            ProtocolDeviation.visit_id == visit.id,
+            ProtocolDeviation.automatic.is_(True),
+            ProtocolDeviation.entered_in_error.is_(False),
+        )
+    )
+    because = f"Visit {visit.id} was entered in error: {reason.strip()}"
+    for record in [*_active_forms(visit), *deviations]:
+        mark_entered_in_error(actor, record, participant, because)
 
 
 def sign_visit(actor, visit: Visit, participant: Participant, password: str) -> bool:

@@ -11,8 +11,8 @@ from trial.participants.services import get_visible_participant
 from trial.records.schemas import ReasonSchema
 from trial.records.services import (
     correct_record,
+    ensure_correctable,
     get_visible_record,
-    mark_entered_in_error,
     records_of,
 )
 from trial.records.views import READERS, SITE_STAFF, after_change_hooks
@@ -80,11 +80,13 @@ def get_visit(visit_id):
 def correct_visit(body, visit_id):
     """Correct a visit (date, status, missed reason) with a reason; voids its signature."""
     visit, participant = get_visible_record(g.current_user, "visit", visit_id)
+    ensure_correctable(visit)
     reason = body.pop("reason")
+    changes = services.coherent_visit_changes(visit, body)
     merged = {field: getattr(visit, field) for field in Visit.AUDITED_FIELDS}
-    merged.update(body)
+    merged.update(changes)
     services.revalidate_visit(g.current_user, participant, visit, merged)
-    if correct_record(g.current_user, visit, participant, body, reason):
+    if correct_record(g.current_user, visit, participant, changes, reason):
         services.after_visit_corrected(g.current_user, participant, visit)
         services.invalidate_signature(g.current_user, visit)
     db.session.commit()
@@ -96,9 +98,9 @@ def correct_visit(body, visit_id):
 @blp.arguments(ReasonSchema)
 @blp.response(200, VisitSchema)
 def mark_visit_in_error(body, visit_id):
-    """Mark a visit as entered in error (kept, audited, out of every output)."""
+    """Mark a visit as entered in error with its forms (kept, audited, out of every output)."""
     visit, participant = get_visible_record(g.current_user, "visit", visit_id)
-    mark_entered_in_error(g.current_user, visit, participant, body["reason"])
+    services.mark_visit_in_error(g.current_user, visit, participant, body["reason"])
     services.invalidate_signature(g.current_user, visit)
     db.session.commit()
     return visit

@@ -1,0 +1,80 @@
+"""The demo's randomization step: generate the list, screen, randomize, and follow everyone.
+
+It lives here because the course of a randomized participant depends on their arm, and only
+this package reads arms. Arms are read the sanctioned way, through ``allocation_key`` as the
+unblinded statistician, and that release is audited like any other.
+
+Reproducibility: the list seed is cryptographic (never taken from ``--seed``), so two runs
+allocate differently. Everything else comes from ``--seed``: each participant's draws come
+from streams seeded by the demo seed and their participant id (``profile.participant_rng``),
+arm-free ones (profile, screening, baseline drinking) apart from arm-dependent ones (the
+course). So a participant given the same arm gets the same data on every run, whatever the
+others got, and a run with the same list (e.g. an imported one) is the same trial. Dates are
+relative to the day the demo runs.
+
+Writes go through the bulk paths of the capture services (``record_visits_bulk``,
+``create_records_bulk``), which store and audit each record field by field exactly as the
+single-record services do; serious AEs go through the safety service itself, which opens
+their expedited reports.
+"""
+
+from __future__ import annotations
+
+from randomization import lists, services
+from randomization.demo.course import simulate_course
+from randomization.demo.profile import draw_profile, screening_visit
+from randomization.demo.writer import write_courses, write_visits
+from trial.audit.services import record_event
+from trial.participants.services import site_today
+from trial.protocol import current_protocol
+
+CHUNK = 200  # participants simulated and written together (bounds memory)
+
+
+def randomize_demo_participants(rng, context) -> None:
+    users = context["users"]
+    statistician = users["unblinded_statistician"]
+    protocol = current_protocol()
+    lists.generate(statistician)
+    base = rng.getrandbits(64)
+    today = {}
+    for participant in context["participants"]:
+        if participant.site_code not in today:
+            today[participant.site_code] = site_today(participant.site)
+    profiles = [
+        draw_profile(base, p, today[p.site_code], protocol) for p in context["participants"]
+    ]
+
+    def coordinator(site: str):
+        return users[f"coordinator.{site.lower()}"]
+
+    write_visits(users, [(p.participant, screening_visit(p, protocol)) for p in profiles])
+
+    eligible = sorted(
+        (p for p in profiles if p.randomized_at is not None), key=lambda p: (p.randomized_at, p.pid)
+    )
+    for profile in eligible:
+        services.randomize(
+            coordinator(profile.participant.site_code),
+            profile.pid,
+            eligibility_confirmed=True,
+            at=profile.randomized_at,
+        )
+    if not eligible:
+        return
+    key = services.allocation_key(statistician)
+    record_event(
+        statistician,
+        "unblinded_read",
+        entity_type="randomization_key",
+        detail={"purpose": "demo: simulate the arm-dependent course", "rows": len(key)},
+    )
+    arms = {pid: arm for pid, _number, arm in key}
+    by_id = sorted(eligible, key=lambda p: p.pid)
+    for start in range(0, len(by_id), CHUNK):
+        chunk = by_id[start : start + CHUNK]
+        courses = [
+            (p, simulate_course(p, arms[p.pid], today[p.participant.site_code], protocol))
+            for p in chunk
+        ]
+        write_courses(users, courses)

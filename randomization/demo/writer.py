@@ -1,0 +1,100 @@
+"""Store simulated data through the capture services, as site staff would enter it.
+
+Coordinators record visits, study drug, deviations and dispositions; investigators report
+adverse events. By default the services' bulk paths are used (same checks the data was made
+to pass, same rows, same field-by-field audit rows, far fewer round trips): non-serious AEs
+are checked and coded as ``report_adverse_event`` does, and serious ones go through
+``report_adverse_event`` itself so each opens its expedited report. With ``BULK = False``
+everything goes through the single-record services one record at a time, with all their
+checks: the test suite does that to show both paths store the same trial.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from functools import cache
+
+from trial.conduct.models import Disposition, ProtocolDeviation
+from trial.conduct.services import record_deviation, record_disposition
+from trial.dosing.models import DosingRecord
+from trial.dosing.services import record_dosing
+from trial.records.bulk import create_records_bulk
+from trial.safety.meddra import code_term
+from trial.safety.models import AdverseEvent
+from trial.safety.services import check_adverse_event, report_adverse_event, stored_values
+from trial.visits.bulk import record_visits_bulk
+from trial.visits.services import record_visit
+
+BULK = True
+VISIT_DEFAULTS = {"drinking": [], "ocds": None, "ciwa": None, "vitals": None, "labs": []}
+
+
+@cache
+def _coding(term: str) -> dict:
+    return code_term(term).as_values()
+
+
+def _staff(users: dict, site: str, role: str):
+    return users[f"{role}.{site.lower()}"]
+
+
+def write_visits(users: dict, entries: list) -> None:
+    """Record ``[(participant, visit)]`` (visit in the shape of a loaded POST body)."""
+    by_site = defaultdict(list)
+    for participant, visit in entries:
+        by_site[participant.site_code].append((participant, {**VISIT_DEFAULTS, **visit}))
+    for site, items in sorted(by_site.items()):
+        coordinator = _staff(users, site, "coordinator")
+        if BULK:
+            record_visits_bulk(coordinator, items)
+        else:
+            for participant, visit in items:
+                record_visit(coordinator, participant, visit)
+
+
+def write_courses(users: dict, courses: list) -> None:
+    """Write ``[(profile, course)]``: visits with forms, dosing, AEs, deviations, dispositions."""
+    _coding.cache_clear()  # a dictionary loaded between two demos must count
+    sites = sorted({profile.participant.site_code for profile, _ in courses})
+    for site in sites:
+        mine = [(p.participant, c) for p, c in courses if p.participant.site_code == site]
+        write_visits(users, [(p, visit) for p, c in mine for visit in c.visits])
+        coordinator = _staff(users, site, "coordinator")
+        investigator = _staff(users, site, "investigator")
+        dosing = [(p, record) for p, c in mine for record in c.dosing]
+        events = [(p, event.body(), event.serious) for p, c in mine for event in c.events]
+        deviations = [
+            (p, {**deviation, "automatic": False, "visit_id": None})
+            for p, c in mine
+            for deviation in c.deviations
+        ]
+        dispositions = [(p, c.disposition) for p, c in mine if c.disposition is not None]
+        if not BULK:
+            for participant, record in dosing:
+                record_dosing(coordinator, participant, dict(record))
+            for participant, body, _serious in events:
+                report_adverse_event(investigator, participant.participant_id, body)
+            for participant, values in deviations:
+                record_deviation(
+                    coordinator,
+                    participant,
+                    {k: values[k] for k in ("category", "description", "date")},
+                )
+            for participant, values in dispositions:
+                record_disposition(coordinator, participant, dict(values))
+            continue
+        create_records_bulk(coordinator, DosingRecord, dosing)
+        coded = []
+        for participant, body, serious in events:
+            if serious:
+                continue
+            check_adverse_event(body, participant)
+            stored = stored_values(body)
+            stored.update(_coding(stored["term"]))
+            coded.append((participant, stored))
+        create_records_bulk(investigator, AdverseEvent, coded)
+        for participant, body, serious in events:
+            if serious:
+                report_adverse_event(investigator, participant.participant_id, body)
+        create_records_bulk(coordinator, ProtocolDeviation, deviations)
+        create_records_bulk(coordinator, Disposition, dispositions)

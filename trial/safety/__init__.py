@@ -1,0 +1,1 @@
+"""Safety: adverse events, MedDRA coding and expedited reports of serious events."""

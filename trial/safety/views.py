@@ -1,0 +1,105 @@
+"""Adverse events: report, read, correct, withdraw; uncoded terms; expedited reports.
+
+Site staff write at their own site; monitors and data managers read; another site's AE is a
+404. Expedited reports are for the unblinded statistician and the DSMB and carry no arm.
+"""
+
+from flask import g
+from flask_smorest import Blueprint
+
+from trial.auth.policy import allow
+from trial.auth.roles import Role
+from trial.extensions import db
+from trial.safety import services
+from trial.safety.expedited import expedited_reports
+from trial.safety.schemas import (
+    AdverseEventCorrectionSchema,
+    AdverseEventCreateSchema,
+    AdverseEventListQuerySchema,
+    AdverseEventSchema,
+    EnteredInErrorSchema,
+    ExpeditedReportQuerySchema,
+    ExpeditedReportSchema,
+)
+
+blp = Blueprint("safety", __name__, url_prefix="/api/v1", description="Adverse events")
+
+SITE_STAFF = (Role.COORDINATOR, Role.INVESTIGATOR)
+READERS = (*SITE_STAFF, Role.MONITOR, Role.DATA_MANAGER)
+RECORD = "/adverse-events/<int:record_id>"
+
+
+@blp.route("/participants/<participant_id>/adverse-events", methods=["POST"])
+@allow(*SITE_STAFF)
+@blp.arguments(AdverseEventCreateSchema)
+@blp.response(201, AdverseEventSchema)
+def report_adverse_event(body, participant_id):
+    """Report an adverse event; the term is coded to MedDRA and a serious event opens its
+    24-hour expedited report."""
+    record, participant = services.report_adverse_event(g.current_user, participant_id, body)
+    response = services.present_one(record, participant)
+    db.session.commit()
+    return response
+
+
+@blp.route("/participants/<participant_id>/adverse-events", methods=["GET"])
+@allow(*READERS)
+@blp.arguments(AdverseEventListQuerySchema, location="query")
+@blp.response(200, AdverseEventSchema(many=True))
+def list_adverse_events(args, participant_id):
+    """List a participant's adverse events by onset (entered-in-error ones only on request)."""
+    rows = services.adverse_events_of(
+        g.current_user, participant_id, include_errors=args["include_entered_in_error"]
+    )
+    return services.present(rows)
+
+
+@blp.route("/adverse-events/uncoded", methods=["GET"])
+@allow(*READERS)
+@blp.response(200, AdverseEventSchema(many=True))
+def list_uncoded_adverse_events():
+    """List adverse events whose term is not in any MedDRA dictionary yet (your sites)."""
+    return services.present(services.uncoded_adverse_events(g.current_user))
+
+
+@blp.route(RECORD, methods=["GET"])
+@allow(*READERS)
+@blp.response(200, AdverseEventSchema)
+def get_adverse_event(record_id):
+    """Show one adverse event; another site's is a 404."""
+    record, participant = services.get_adverse_event(g.current_user, record_id)
+    return services.present_one(record, participant)
+
+
+@blp.route(RECORD, methods=["PATCH"])
+@allow(*SITE_STAFF)
+@blp.arguments(AdverseEventCorrectionSchema)
+@blp.response(200, AdverseEventSchema)
+def correct_adverse_event(body, record_id):
+    """Correct an adverse event with a reason; the whole record is checked again, a changed
+    term is coded again, and every changed field is audited with old and new value."""
+    record, participant = services.correct_adverse_event(g.current_user, record_id, body)
+    response = services.present_one(record, participant)
+    db.session.commit()
+    return response
+
+
+@blp.route(f"{RECORD}/entered-in-error", methods=["POST"])
+@allow(*SITE_STAFF)
+@blp.arguments(EnteredInErrorSchema)
+@blp.response(200, AdverseEventSchema)
+def mark_adverse_event_in_error(body, record_id):
+    """Mark an adverse event as entered in error: kept and audited, left out of every list."""
+    record, participant = services.withdraw_adverse_event(g.current_user, record_id, body["reason"])
+    response = services.present_one(record, participant)
+    db.session.commit()
+    return response
+
+
+@blp.route("/expedited-reports", methods=["GET"])
+@allow(Role.UNBLINDED_STATISTICIAN, Role.DSMB)
+@blp.arguments(ExpeditedReportQuerySchema, location="query")
+@blp.response(200, ExpeditedReportSchema(many=True))
+def list_expedited_reports(args):
+    """List expedited reports of serious adverse events, most urgent first (no arm)."""
+    return expedited_reports(args.get("status"))
