@@ -14,8 +14,9 @@ from datetime import timedelta
 
 import pytest
 from flask_migrate import upgrade
-from sqlalchemy import create_engine, text
+from sqlalchemy import MetaData, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from config import TestConfig
 from trial import create_app
@@ -83,6 +84,94 @@ def postgresql_template(tmp_path_factory):
         drop_pg_database(name)
 
 
+class ReusablePostgresDatabase:
+    """One migrated PostgreSQL database per test session, emptied between tests.
+
+    Creating and dropping a database per test costs about a second on PostgreSQL (both force a
+    checkpoint); truncating every table costs a few milliseconds. The reset empties all tables
+    (with triggers off for that transaction only, so the append-only audit table can be
+    emptied) and puts back the rows the migrations seeded. A test that changed the schema
+    itself (dropped a trigger to play the attacker, downgraded a migration) is detected by a
+    fingerprint of the schema, and the database is then re-created from the template, so no
+    test can leak a weakened schema into the next.
+    """
+
+    def __init__(self, template: str, suffix: str = "work"):
+        self.template = template
+        self.name = f"trial_w_{RUN_ID}_{suffix}"
+        self.url = create_pg_database(self.name, template=template)
+        self.engine = create_engine(self.url, poolclass=NullPool)
+        self.fingerprint = self._fingerprint()
+        self.tables, self.seed = self._snapshot()
+
+    def _fingerprint(self) -> tuple:
+        with self.engine.connect() as connection:
+            rows = connection.execute(text("""
+                SELECT 'column', table_name || '.' || column_name || ':' || data_type || ':'
+                       || is_nullable || ':' || coalesce(column_default, '')
+                  FROM information_schema.columns WHERE table_schema = 'public'
+                UNION ALL
+                SELECT 'trigger', tgrelid::regclass::text || '.' || tgname || ':' || tgenabled::text
+                  FROM pg_trigger WHERE NOT tgisinternal
+                UNION ALL
+                SELECT 'index', indexname || ':' || indexdef FROM pg_indexes
+                 WHERE schemaname = 'public'
+                UNION ALL
+                SELECT 'constraint', conrelid::regclass::text || '.' || conname
+                  FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+                UNION ALL
+                SELECT 'version', version_num FROM alembic_version
+                ORDER BY 1, 2""")).all()
+        return tuple(rows)
+
+    def _snapshot(self):
+        metadata = MetaData()
+        metadata.reflect(self.engine)
+        tables = [t for t in metadata.sorted_tables if t.name != "alembic_version"]
+        seed = {}
+        with self.engine.connect() as connection:
+            for table in tables:
+                rows = [dict(row._mapping) for row in connection.execute(table.select())]
+                if rows:
+                    seed[table] = rows
+        return tables, seed
+
+    def _terminate_other_connections(self) -> None:
+        engine = _admin_engine()
+        with engine.connect() as connection:
+            connection.execute(text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": self.name})
+        engine.dispose()
+
+    def reset(self) -> None:
+        self._terminate_other_connections()
+        if self._fingerprint() != self.fingerprint:
+            self.engine.dispose()
+            drop_pg_database(self.name)
+            create_pg_database(self.name, template=self.template)
+            return
+        names = ", ".join(f'"{table.name}"' for table in self.tables)
+        with self.engine.begin() as connection:
+            connection.execute(text("SET LOCAL session_replication_role = replica"))
+            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            for table, rows in self.seed.items():
+                connection.execute(table.insert(), rows)
+
+    def close(self) -> None:
+        self.engine.dispose()
+        drop_pg_database(self.name)
+
+
+@pytest.fixture(scope="session")
+def postgresql_work_database(postgresql_template):
+    work = ReusablePostgresDatabase(postgresql_template)
+    try:
+        yield work
+    finally:
+        work.close()
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request) -> str:
     return request.param
@@ -97,13 +186,11 @@ def database_url(backend, request, tmp_path):
         shutil.copyfile(template, path)
         yield f"sqlite:///{path}"
         return
-    template = request.getfixturevalue("postgresql_template")
-    name = f"trial_t_{RUN_ID}_{uuid.uuid4().hex[:10]}"
-    url = create_pg_database(name, template=template)
+    work = request.getfixturevalue("postgresql_work_database")
     try:
-        yield url
+        yield work.url
     finally:
-        drop_pg_database(name)
+        work.reset()
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ SPEC_PATH = f"{API_PREFIX}/openapi.json"
 BEARER = [{"bearerAuth": []}]
 HTTP_METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 # Examples per operation and generation mode in the fuzzing phase; raise it for a deeper run.
-MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "40"))
+MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "25"))
 # When a route admits several roles, fuzz it as the first of these it admits: admin for
 # accounts, sites and the audit trail, site staff (at S01) for participant work, then the rest.
 ROLE_PREFERENCE = (
