@@ -12,15 +12,19 @@ course). So a participant given the same arm gets the same data on every run, wh
 others got, and a run with the same list (e.g. an imported one) is the same trial. Dates are
 relative to the day the demo runs.
 
-Writes go through the bulk paths of the capture services (``record_visits_bulk``,
-``create_records_bulk``), which store and audit each record field by field exactly as the
-single-record services do; serious AEs go through the safety service itself, which opens
-their expedited reports.
+Writes go through the bulk paths of the services (``register_participants_bulk``,
+``randomize_many``, ``record_visits_bulk``, ``create_records_bulk``), which store and audit
+each record field by field exactly as the single-record services do (the test suite loads a
+demo both ways and compares); serious AEs go through the safety service itself, which opens
+their expedited reports. Participants are randomized in the order of their (past) day 0, each
+dated then; the audit rows carry the time of the load.
 """
 
 from __future__ import annotations
 
 from randomization import lists, services
+from randomization.bulk import randomize_many
+from randomization.demo import writer
 from randomization.demo.course import simulate_course
 from randomization.demo.profile import draw_profile, screening_visit
 from randomization.demo.writer import write_courses, write_visits
@@ -53,13 +57,12 @@ def randomize_demo_participants(rng, context) -> None:
     eligible = sorted(
         (p for p in profiles if p.randomized_at is not None), key=lambda p: (p.randomized_at, p.pid)
     )
-    for profile in eligible:
-        services.randomize(
-            coordinator(profile.participant.site_code),
-            profile.pid,
-            eligibility_confirmed=True,
-            at=profile.randomized_at,
-        )
+    allocations = [(coordinator(p.participant.site_code), p.pid, p.randomized_at) for p in eligible]
+    if writer.BULK:
+        randomize_many(allocations)
+    else:
+        for actor, participant_id, at in allocations:
+            services.randomize(actor, participant_id, eligibility_confirmed=True, at=at)
     if not eligible:
         return
     key = services.allocation_key(statistician)
