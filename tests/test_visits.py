@@ -486,6 +486,7 @@ def test_a_refused_visit_writes_nothing(trial, broken, field):
         "vitals": vitals(),
         "labs": [lab()],
     }
+    broken = dict(broken)  # the parameter is shared by every backend's run
     if broken.pop("drinking_last_day", None):
         body["drinking"][-1]["standard_drinks"] = 61
     if broken.pop("drinking_extra_day", None):
