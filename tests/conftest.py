@@ -106,7 +106,8 @@ class ReusablePostgresDatabase:
 
     def _fingerprint(self) -> tuple:
         with self.engine.connect() as connection:
-            rows = connection.execute(text("""
+            rows = connection.execute(
+                text("""
                 SELECT 'column', table_name || '.' || column_name || ':' || data_type || ':'
                        || is_nullable || ':' || coalesce(column_default, '')
                   FROM information_schema.columns WHERE table_schema = 'public'
@@ -121,7 +122,8 @@ class ReusablePostgresDatabase:
                   FROM pg_constraint WHERE connamespace = 'public'::regnamespace
                 UNION ALL
                 SELECT 'version', version_num FROM alembic_version
-                ORDER BY 1, 2""")).all()
+                ORDER BY 1, 2""")
+            ).all()
         return tuple(rows)
 
     def _snapshot(self):
@@ -139,9 +141,13 @@ class ReusablePostgresDatabase:
     def _terminate_other_connections(self) -> None:
         engine = _admin_engine()
         with engine.connect() as connection:
-            connection.execute(text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = :name AND pid <> pg_backend_pid()"), {"name": self.name})
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": self.name},
+            )
         engine.dispose()
 
     def reset(self) -> None:

@@ -126,13 +126,23 @@ MATRIX = {
     },
     **{
         route: roles
-        for path in ("drinking-days", "ocds", "ciwa", "vitals", "labs", "dosing",
-                     "dispositions", "deviations")
+        for path in (
+            "drinking-days",
+            "ocds",
+            "ciwa",
+            "vitals",
+            "labs",
+            "dosing",
+            "dispositions",
+            "deviations",
+        )
         for route, roles in (
             (("GET", f"/api/v1/{path}/<int:record_id>"), (PARTICIPANT_READERS, None, None)),
             (("PATCH", f"/api/v1/{path}/<int:record_id>"), (SITE_STAFF, None, None)),
-            (("POST", f"/api/v1/{path}/<int:record_id>/entered-in-error"),
-             (SITE_STAFF, None, None)),
+            (
+                ("POST", f"/api/v1/{path}/<int:record_id>/entered-in-error"),
+                (SITE_STAFF, None, None),
+            ),
         )
     },
     # data queries: monitors and data managers raise, close and re-open; site staff answer
@@ -179,8 +189,13 @@ ARM_RELEASING_ROUTES = [
 ]
 
 # Record ids that need not exist: an allowed role then gets a 404, never a 401 or 403.
-URL_ARGUMENTS = {"participant_id": PARTICIPANT_ID, "username": TARGET_USER,
-                 "record_id": "1", "visit_id": "1", "query_id": "1"}
+URL_ARGUMENTS = {
+    "participant_id": PARTICIPANT_ID,
+    "username": TARGET_USER,
+    "record_id": "1",
+    "visit_id": "1",
+    "query_id": "1",
+}
 
 
 def concrete(rule: str) -> str:

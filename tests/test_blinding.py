@@ -209,16 +209,24 @@ def record_visits(client, coordinators, pids) -> tuple[list[str], list[str]]:
             json={
                 "visit_code": "baseline",
                 "visit_date": today.isoformat(),
-                "drinking": [{"date": (today - timedelta(days=1)).isoformat(),
-                              "standard_drinks": 7}],
+                "drinking": [
+                    {"date": (today - timedelta(days=1)).isoformat(), "standard_drinks": 7}
+                ],
                 "ocds": {f"item_{n}": 2 for n in range(1, 15)},
-                "ciwa": {"nausea_vomiting": 1, "tremor": 1, "paroxysmal_sweats": 0,
-                         "anxiety": 2, "agitation": 0, "tactile_disturbances": 0,
-                         "auditory_disturbances": 0, "visual_disturbances": 0,
-                         "headache": 1, "orientation": 0},
+                "ciwa": {
+                    "nausea_vomiting": 1,
+                    "tremor": 1,
+                    "paroxysmal_sweats": 0,
+                    "anxiety": 2,
+                    "agitation": 0,
+                    "tactile_disturbances": 0,
+                    "auditory_disturbances": 0,
+                    "visual_disturbances": 0,
+                    "headache": 1,
+                    "orientation": 0,
+                },
                 "vitals": {"systolic_bp": 128, "diastolic_bp": 82, "heart_rate": 70},
-                "labs": [{"test": "GGT", "value": 90, "unit": "U/L",
-                          "upper_limit_normal": 55}],
+                "labs": [{"test": "GGT", "value": 90, "unit": "U/L", "upper_limit_normal": 55}],
             },
         )
         assert visit.status_code == 201, visit.json
@@ -226,17 +234,24 @@ def record_visits(client, coordinators, pids) -> tuple[list[str], list[str]]:
         visit_ids.append(str(body["id"]))
         form_ids += [str(body[k]["id"]) for k in ("ocds", "ciwa", "vitals")]
         form_ids += [str(r["id"]) for r in body["drinking"] + body["labs"]]
-        dose = client.post(f"/api/v1/participants/{pid}/dosing", headers=headers,
-                           json={"date": today.isoformat(), "tablets_per_day": 3})
+        dose = client.post(
+            f"/api/v1/participants/{pid}/dosing",
+            headers=headers,
+            json={"date": today.isoformat(), "tablets_per_day": 3},
+        )
         assert dose.status_code == 201, dose.json
         form_ids.append(str(dose.json["id"]))
-        deviation = client.post(f"/api/v1/participants/{pid}/deviations", headers=headers,
-                                json={"category": "procedure", "description": "Late labs.",
-                                      "date": today.isoformat()})
+        deviation = client.post(
+            f"/api/v1/participants/{pid}/deviations",
+            headers=headers,
+            json={"category": "procedure", "description": "Late labs.", "date": today.isoformat()},
+        )
         assert deviation.status_code == 201, deviation.json
-        disposition = client.post(f"/api/v1/participants/{pid}/disposition", headers=headers,
-                                  json={"status": "withdrew", "date": today.isoformat(),
-                                        "reason": "moved away"})
+        disposition = client.post(
+            f"/api/v1/participants/{pid}/disposition",
+            headers=headers,
+            json={"status": "withdrew", "date": today.isoformat(), "reason": "moved away"},
+        )
         assert disposition.status_code == 201, disposition.json
         form_ids += [str(deviation.json["id"]), str(disposition.json["id"])]
     return visit_ids, form_ids

@@ -7,8 +7,9 @@ from tests.conftest import TEST_DATABASE_URL, ReusablePostgresDatabase
 
 pytestmark = pytest.mark.skipif(not TEST_DATABASE_URL, reason="needs TEST_DATABASE_URL")
 
-TRIGGER_COUNT = ("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal "
-                 "AND tgrelid = 'audit_events'::regclass")
+TRIGGER_COUNT = (
+    "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal AND tgrelid = 'audit_events'::regclass"
+)
 
 
 def test_reset_empties_tables_and_restores_seed_rows(postgresql_template):
@@ -16,9 +17,12 @@ def test_reset_empties_tables_and_restores_seed_rows(postgresql_template):
     engine = create_engine(work.url)
     try:
         with engine.begin() as connection:
-            connection.execute(text(
-                "INSERT INTO sites (code, name, timezone, planned_enrollment, "
-                "participant_counter, created_at) VALUES ('S01', 'x', 'UTC', 1, 0, now())"))
+            connection.execute(
+                text(
+                    "INSERT INTO sites (code, name, timezone, planned_enrollment, "
+                    "participant_counter, created_at) VALUES ('S01', 'x', 'UTC', 1, 0, now())"
+                )
+            )
             connection.execute(text("UPDATE audit_chain_head SET last_seq = 5"))
         engine.dispose()
         work.reset()

@@ -69,8 +69,19 @@ def _register_api(app: Flask) -> None:
             "description": "API token from `users create` or POST /auth/token",
         },
     )
-    for blueprint in (health_blp, auth_blp, sites_blp, participants_blp, audit_blp,
-                      visits_blp, forms_blp, dosing_blp, conduct_blp, queries_blp, safety_blp):
+    for blueprint in (
+        health_blp,
+        auth_blp,
+        sites_blp,
+        participants_blp,
+        audit_blp,
+        visits_blp,
+        forms_blp,
+        dosing_blp,
+        conduct_blp,
+        queries_blp,
+        safety_blp,
+    ):
         api.register_blueprint(blueprint)
     app.before_request(enforce_access_policy)
     app.before_request(screen_request_input)  # after authentication: 401 comes first
