@@ -20,14 +20,15 @@ from sqlalchemy import func, select
 from randomization.models import AllocationLock, RandomizationSlot
 from randomization.services import (
     NUMBER_WIDTH,
-    StratumExhausted,
     _lock,
     _notify_once,
+    check_consent,
     participant_stratum,
     randomize,
+    refuse_exhausted,
 )
 from trial.audit.services import record_events
-from trial.errors import NotFound, ValidationFailed
+from trial.errors import NotFound
 from trial.extensions import db
 from trial.participants.models import Participant
 from trial.protocol import current_protocol
@@ -81,23 +82,10 @@ def randomize_many(entries: Sequence[tuple[object, str, datetime]]) -> None:
             raise NotFound(f"No participant {participant_id!r}.")
         if participant.id in allocated:
             continue
-        if participant.consent_date is None:
-            raise ValidationFailed(
-                "Invalid input: consent.",
-                {"consent_date": ["No informed consent is recorded for this participant."]},
-            )
+        check_consent(participant)
         stratum = participant_stratum(participant)
         if not free[stratum]:
-            _notify_once(
-                "stratum_exhausted",
-                stratum,
-                f"Stratum {stratum} has no slot left; participant {participant_id} "
-                f"could not be randomized.",
-            )
-            raise StratumExhausted(
-                f"No randomization slot is left in stratum {stratum}. The unblinded "
-                f"statistician has been notified; the participant was not randomized."
-            )
+            refuse_exhausted(stratum, participant_id)
         slot = free[stratum].popleft()
         counter.last_number += 1
         slot.participant_id = participant.id

@@ -111,6 +111,28 @@ def _minimization_slot(participant: Participant) -> RandomizationSlot | None:
     return None
 
 
+def check_consent(participant: Participant) -> None:
+    if participant.consent_date is None:
+        raise ValidationFailed(
+            "Invalid input: consent.",
+            {"consent_date": ["No informed consent is recorded for this participant."]},
+        )
+
+
+def refuse_exhausted(stratum: str, participant_id: str) -> None:
+    """Notify the unblinded statistician (once per stratum), then refuse without an arm."""
+    _notify_once(
+        "stratum_exhausted",
+        stratum,
+        f"Stratum {stratum} has no slot left; participant {participant_id} "
+        f"could not be randomized.",
+    )
+    raise StratumExhausted(
+        f"No randomization slot is left in stratum {stratum}. The unblinded statistician "
+        f"has been notified; the participant was not randomized."
+    )
+
+
 def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=None):
     """Allocate the next free slot of the participant's stratum; repeat calls return it again.
 
@@ -135,11 +157,7 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
                 ]
             },
         )
-    if participant.consent_date is None:
-        raise ValidationFailed(
-            "Invalid input: consent.",
-            {"consent_date": ["No informed consent is recorded for this participant."]},
-        )
+    check_consent(participant)
     counter = _lock(AllocationLock, 1)
     if current_protocol().randomization_method == "minimization":
         stratum = POOL_STRATUM
@@ -153,16 +171,7 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
             .limit(1)
         )
     if slot is None:
-        _notify_once(
-            "stratum_exhausted",
-            stratum,
-            f"Stratum {stratum} has no slot left; participant {participant_id} "
-            f"could not be randomized.",
-        )
-        raise StratumExhausted(
-            f"No randomization slot is left in stratum {stratum}. The unblinded statistician "
-            f"has been notified; the participant was not randomized."
-        )
+        refuse_exhausted(stratum, participant_id)
     now = at or utcnow()
     counter.last_number += 1
     slot.participant_id = participant.id

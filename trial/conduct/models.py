@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import Boolean, CheckConstraint, Date, ForeignKey, Index, String, Text, false
+from sqlalchemy import Boolean, CheckConstraint, Date, ForeignKey, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from trial.extensions import db
-from trial.records.models import CapturedRecord
+from trial.records.models import CapturedRecord, active_unique_index
 from trial.records.services import register_record_type
 
 DISPOSITIONS = ("completed", "discontinued_treatment", "withdrew", "lost_to_follow_up", "death")
@@ -33,13 +33,7 @@ class Disposition(CapturedRecord, db.Model):
     __tablename__ = "dispositions"
     __table_args__ = (
         CheckConstraint(f"status IN ({_in(DISPOSITIONS)})", name="known_status"),
-        Index(
-            "uq_dispositions_participant",
-            "participant_id",
-            unique=True,
-            sqlite_where=db.text("entered_in_error = 0"),
-            postgresql_where=db.text("entered_in_error = false"),
-        ),
+        active_unique_index("uq_dispositions_participant", "participant_id"),
     )
     ENTITY = "disposition"
     AUDITED_FIELDS = ("status", "date", "reason")

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 from trial.conduct.models import DISPOSITIONS_NEEDING_REASON, Disposition, ProtocolDeviation
-from trial.errors import Conflict, ValidationFailed
+from trial.errors import Conflict
 from trial.participants.models import Participant
 from trial.participants.services import site_today
-from trial.records.services import create_record, records_of
-
-
-def _raise(errors: dict) -> None:
-    if errors:
-        raise ValidationFailed("Invalid input: " + ", ".join(sorted(errors)) + ".", errors)
+from trial.records.services import create_record, raise_if_errors, records_of
 
 
 def check_disposition(
@@ -30,7 +25,7 @@ def check_disposition(
         errors["date"] = [f"The date is before consent ({participant.consent_date})."]
     if values["status"] in DISPOSITIONS_NEEDING_REASON and not values.get("reason"):
         errors["reason"] = [f"Give the reason for '{values['status']}'."]
-    _raise(errors)
+    raise_if_errors(errors)
 
 
 def record_disposition(actor, participant: Participant, values: dict) -> Disposition:
@@ -40,7 +35,7 @@ def record_disposition(actor, participant: Participant, values: dict) -> Disposi
 
 def check_deviation(participant: Participant, values: dict) -> None:
     if values["date"] > site_today(participant.site):
-        _raise({"date": ["The date is in the future."]})
+        raise_if_errors({"date": ["The date is in the future."]})
 
 
 def record_deviation(

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import CheckConstraint, Date, Index, Integer, Text
+from sqlalchemy import CheckConstraint, Date, Integer, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from trial.extensions import db
-from trial.records.models import CapturedRecord
+from trial.records.models import CapturedRecord, active_unique_index
 from trial.records.services import register_record_type
 
 
@@ -21,14 +21,7 @@ class DosingRecord(CapturedRecord, db.Model):
         CheckConstraint(
             "tablets_returned IS NULL OR tablets_returned >= 0", name="returned_not_negative"
         ),
-        Index(
-            "uq_dosing_records_participant_date",
-            "participant_id",
-            "date",
-            unique=True,
-            sqlite_where=db.text("entered_in_error = 0"),
-            postgresql_where=db.text("entered_in_error = false"),
-        ),
+        active_unique_index("uq_dosing_records_participant_date", "participant_id", "date"),
     )
     ENTITY = "dosing"
     AUDITED_FIELDS = ("date", "tablets_per_day", "change_reason", "tablets_returned")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import CheckConstraint, Date, Float, ForeignKey, Index, Integer, String
+from sqlalchemy import CheckConstraint, Date, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from trial.extensions import db
-from trial.records.models import CapturedRecord
+from trial.records.models import CapturedRecord, active_unique_index
 from trial.records.services import register_record_type
 
 OCDS_ITEMS = tuple(f"item_{n}" for n in range(1, 15))
@@ -37,16 +37,6 @@ LAB_UNITS = {
 }
 
 
-def _active_unique(name: str, *columns: str) -> Index:
-    return Index(
-        name,
-        *columns,
-        unique=True,
-        sqlite_where=db.text("entered_in_error = 0"),
-        postgresql_where=db.text("entered_in_error = false"),
-    )
-
-
 @register_record_type
 class DrinkingDay(CapturedRecord, db.Model):
     """Timeline Followback: standard drinks on one calendar day (one row per day)."""
@@ -54,7 +44,7 @@ class DrinkingDay(CapturedRecord, db.Model):
     __tablename__ = "drinking_days"
     __table_args__ = (
         CheckConstraint("standard_drinks >= 0 AND standard_drinks <= 60", name="drinks_range"),
-        _active_unique("uq_drinking_days_participant_day", "participant_id", "day"),
+        active_unique_index("uq_drinking_days_participant_day", "participant_id", "day"),
     )
     ENTITY = "drinking_day"
     AUDITED_FIELDS = ("day", "standard_drinks")
@@ -71,7 +61,7 @@ class OcdsAssessment(CapturedRecord, db.Model):
     __tablename__ = "ocds_assessments"
     __table_args__ = (
         *(CheckConstraint(f"{item} BETWEEN 0 AND 4", name=f"{item}_range") for item in OCDS_ITEMS),
-        _active_unique("uq_ocds_assessments_visit", "visit_id"),
+        active_unique_index("uq_ocds_assessments_visit", "visit_id"),
     )
     ENTITY = "ocds"
     AUDITED_FIELDS = OCDS_ITEMS
@@ -115,7 +105,7 @@ class CiwaAssessment(CapturedRecord, db.Model):
             CheckConstraint(f"{item} BETWEEN 0 AND {top}", name=f"{item}_range")
             for item, top in CIWA_ITEMS.items()
         ),
-        _active_unique("uq_ciwa_assessments_visit", "visit_id"),
+        active_unique_index("uq_ciwa_assessments_visit", "visit_id"),
     )
     ENTITY = "ciwa"
     AUDITED_FIELDS = tuple(CIWA_ITEMS)
@@ -146,7 +136,7 @@ class Vitals(CapturedRecord, db.Model):
         CheckConstraint("diastolic_bp < systolic_bp", name="diastolic_below_systolic"),
         CheckConstraint("heart_rate BETWEEN 30 AND 220", name="heart_rate_range"),
         CheckConstraint("weight_kg IS NULL OR weight_kg BETWEEN 30 AND 300", name="weight_range"),
-        _active_unique("uq_vitals_visit", "visit_id"),
+        active_unique_index("uq_vitals_visit", "visit_id"),
     )
     ENTITY = "vitals"
     AUDITED_FIELDS = ("systolic_bp", "diastolic_bp", "heart_rate", "weight_kg")
@@ -167,7 +157,7 @@ class LabResult(CapturedRecord, db.Model):
         CheckConstraint(f"test IN ({', '.join(repr(t) for t in LAB_UNITS)})", name="known_test"),
         CheckConstraint("value > 0", name="value_positive"),
         CheckConstraint("upper_limit_normal > 0", name="uln_positive"),
-        _active_unique("uq_lab_results_visit_test", "visit_id", "test"),
+        active_unique_index("uq_lab_results_visit_test", "visit_id", "test"),
     )
     ENTITY = "lab_result"
     AUDITED_FIELDS = ("test", "value", "unit", "upper_limit_normal")

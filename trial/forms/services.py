@@ -6,7 +6,6 @@ from datetime import date
 
 from sqlalchemy import select
 
-from trial.errors import ValidationFailed
 from trial.extensions import db
 from trial.forms.models import (
     LAB_UNITS,
@@ -20,6 +19,7 @@ from trial.participants.models import Participant
 from trial.participants.services import site_today
 from trial.protocol import current_protocol
 from trial.records.bulk import RecordBatch
+from trial.records.services import raise_if_errors
 
 
 def _recorded_days(participant: Participant, exclude_id: int | None = None) -> set[date]:
@@ -112,11 +112,6 @@ def add_forms(batch: RecordBatch, participant: Participant, visit_id: int, data:
         batch.add(LabResult, participant, {"visit_id": visit_id, **lab})
 
 
-def _raise(errors: dict) -> None:
-    if errors:
-        raise ValidationFailed("Invalid input: " + ", ".join(sorted(errors)) + ".", errors)
-
-
 # --- re-validation of corrected forms ---------------------------------------------------
 
 
@@ -130,12 +125,12 @@ def revalidate_drinking_day(record: DrinkingDay, participant: Participant, merge
     )
     errors: dict = {}
     check_drinking_days(participant, [merged], period, errors, exclude_id=record.id, prefix="")
-    _raise(errors)
+    raise_if_errors(errors)
 
 
 def revalidate_vitals(record, participant, merged: dict) -> None:
     if merged["diastolic_bp"] >= merged["systolic_bp"]:
-        _raise({"diastolic_bp": ["Diastolic must be below systolic."]})
+        raise_if_errors({"diastolic_bp": ["Diastolic must be below systolic."]})
 
 
 def revalidate_lab(record, participant, merged: dict) -> None:
@@ -151,7 +146,7 @@ def revalidate_lab(record, participant, merged: dict) -> None:
     )
     if others is not None:
         errors.setdefault("test", []).append(f"{merged['test']} is already recorded at this visit.")
-    _raise(errors)
+    raise_if_errors(errors)
 
 
 def no_cross_field_rules(record, participant, merged: dict) -> None:

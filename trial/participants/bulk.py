@@ -13,36 +13,21 @@ from datetime import date
 from sqlalchemy import select
 
 from trial.audit.services import record_events
-from trial.auth.roles import SINGLE_SITE_ROLES
 from trial.bulk import bulk_insert, reserve_ids
 from trial.database import utcnow
-from trial.errors import Forbidden, ValidationFailed
 from trial.extensions import db
 from trial.participants.models import Participant
-from trial.participants.services import _check_registration
-from trial.sites.models import Site
-from trial.sites.services import get_site_by_code
+from trial.participants.services import _check_registration, lock_site, registration_site
 
 
 def register_participants_bulk(
     actor, site: str, entries: Sequence[tuple[str, int, date]]
 ) -> list[Participant]:
     """Register ``(sex, year_of_birth, consent_date)`` entries at ``site``, in order."""
-    site_row = get_site_by_code(site)
-    if site_row is None:
-        raise ValidationFailed("Invalid input: site.", {"site": [f"Unknown site {site!r}."]})
-    if actor.role not in SINGLE_SITE_ROLES or site_row.id not in actor.visible_site_ids():
-        raise Forbidden(
-            f"You may register participants only at your own site ({actor.site_label or 'none'})."
-        )
+    site_row = registration_site(actor, site)
     for _sex, year_of_birth, consent_date in entries:
         _check_registration(site_row, year_of_birth, consent_date)
-    locked = db.session.execute(
-        select(Site)
-        .where(Site.id == site_row.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one()
+    locked = lock_site(site_row)
     first_number = locked.participant_counter + 1
     locked.participant_counter += len(entries)
     ids = reserve_ids(Participant.__table__, len(entries))

@@ -48,10 +48,8 @@ def _check_registration(site: Site, year_of_birth: int, consent_date: date) -> N
         raise ValidationFailed("Invalid input: " + ", ".join(sorted(errors)) + ".", errors)
 
 
-def register_participant(
-    actor, *, site: str, sex: str, year_of_birth: int, consent_date: date
-) -> Participant:
-    """Register a consented participant at the actor's own site and give them an id."""
+def registration_site(actor, site: str) -> Site:
+    """The site a participant is registered at: known, and the actor's own."""
     site_row = get_site_by_code(site)
     if site_row is None:
         raise ValidationFailed("Invalid input: site.", {"site": [f"Unknown site {site!r}."]})
@@ -59,14 +57,26 @@ def register_participant(
         raise Forbidden(
             f"You may register participants only at your own site ({actor.site_label or 'none'})."
         )
-    _check_registration(site_row, year_of_birth, consent_date)
-    # Lock the site row so concurrent registrations get consecutive, unique numbers.
-    locked = db.session.execute(
+    return site_row
+
+
+def lock_site(site: Site) -> Site:
+    """Lock the site row so concurrent registrations get consecutive, unique numbers."""
+    return db.session.execute(
         select(Site)
-        .where(Site.id == site_row.id)
+        .where(Site.id == site.id)
         .with_for_update()
         .execution_options(populate_existing=True)
     ).scalar_one()
+
+
+def register_participant(
+    actor, *, site: str, sex: str, year_of_birth: int, consent_date: date
+) -> Participant:
+    """Register a consented participant at the actor's own site and give them an id."""
+    site_row = registration_site(actor, site)
+    _check_registration(site_row, year_of_birth, consent_date)
+    locked = lock_site(site_row)
     locked.participant_counter += 1
     number = locked.participant_counter
     participant = Participant(

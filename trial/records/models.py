@@ -2,10 +2,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, Text, false
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, Text, false, text
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from trial.database import UTCDateTime
+
+
+def active_unique_index(name: str, *columns: str) -> Index:
+    """Unique among records not entered in error: a withdrawn record frees its slot."""
+    return Index(
+        name,
+        *columns,
+        unique=True,
+        sqlite_where=text("entered_in_error = 0"),
+        postgresql_where=text("entered_in_error = false"),
+    )
 
 
 class CapturedRecord:

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from trial.audit.services import encode_value, record_event
+from trial.audit.services import record_changes, record_created, record_event
 from trial.database import utcnow
 from trial.errors import Conflict, NotFound, ValidationFailed
 from trial.extensions import db
@@ -44,17 +44,13 @@ def create_record(
     )
     db.session.add(record)
     db.session.flush()
-    for field in model.AUDITED_FIELDS:
-        record_event(
-            actor,
-            "create",
-            entity_type=model.ENTITY,
-            entity_id=record.entity_id,
-            entity_site=_site_code(participant),
-            field=field,
-            old=None,
-            new=getattr(record, field),
-        )
+    record_created(
+        actor,
+        model.ENTITY,
+        record.entity_id,
+        {field: getattr(record, field) for field in model.AUDITED_FIELDS},
+        entity_site=_site_code(participant),
+    )
     return record
 
 
@@ -72,38 +68,26 @@ def correct_record(
     Returns the number of fields that changed (0 changes nothing and needs no reason).
     """
     ensure_correctable(record)
-    changed = {}
-    for field, new in changes.items():
-        old = getattr(record, field)
-        if encode_value(old) != encode_value(new):
-            changed[field] = (old, new)
-    if not changed:
-        return 0
-    if not (reason and reason.strip()):
-        raise ValidationFailed(
-            "A reason is required to change a saved record.",
-            {"reason": ["Say why this record is being changed."]},
-        )
+    changes = {field: (getattr(record, field), new) for field, new in changes.items()}
     # No autoflush while fields change one by one: a check constraint spanning two columns
     # (diastolic < systolic) must see the record whole, at the flush below.
     with db.session.no_autoflush:
-        for field, (old, new) in changed.items():
+        count = record_changes(
+            actor,
+            record.ENTITY,
+            record.entity_id,
+            changes,
+            reason=reason,
+            entity_site=_site_code(participant),
+        )
+        if not count:
+            return 0
+        for field, (_, new) in changes.items():
             setattr(record, field, new)
-            record_event(
-                actor,
-                "update",
-                entity_type=record.ENTITY,
-                entity_id=record.entity_id,
-                entity_site=_site_code(participant),
-                field=field,
-                old=old,
-                new=new,
-                reason=reason.strip(),
-            )
         record.version += 1
         record.updated_at = utcnow()
     db.session.flush()
-    return len(changed)
+    return count
 
 
 def mark_entered_in_error(actor, record, participant: Participant, reason: str | None) -> None:
@@ -159,3 +143,9 @@ def records_of(model, participant: Participant, *, include_errors: bool = False)
     if not include_errors:
         statement = active(statement, model)
     return list(db.session.scalars(statement.order_by(model.id)))
+
+
+def raise_if_errors(errors: dict[str, list[str]]) -> None:
+    """Refuse input with a 422 naming every bad field collected in ``errors``."""
+    if errors:
+        raise ValidationFailed("Invalid input: " + ", ".join(sorted(errors)) + ".", errors)

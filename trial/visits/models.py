@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, Text
+from sqlalchemy import CheckConstraint, Date, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from trial.database import UTCDateTime
 from trial.extensions import db
-from trial.records.models import CapturedRecord
+from trial.records.models import CapturedRecord, active_unique_index
 from trial.records.services import register_record_type
 
 SIGNATURE_MEANING = "reviewed and approved"
@@ -25,14 +25,7 @@ class Visit(CapturedRecord, db.Model):
             "signature_status IN ('unsigned', 'signed', 'invalidated')",
             name="known_signature_status",
         ),
-        Index(
-            "uq_visits_participant_code",
-            "participant_id",
-            "visit_code",
-            unique=True,
-            sqlite_where=db.text("entered_in_error = 0"),
-            postgresql_where=db.text("entered_in_error = false"),
-        ),
+        active_unique_index("uq_visits_participant_code", "participant_id", "visit_code"),
     )
     ENTITY = "visit"
     AUDITED_FIELDS = ("visit_code", "visit_date", "status", "missed_reason")

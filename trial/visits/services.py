@@ -16,13 +16,13 @@ from trial.auth.services import verify_password
 from trial.conduct.models import ProtocolDeviation
 from trial.conduct.services import record_deviation
 from trial.database import utcnow
-from trial.errors import Conflict, Forbidden, ValidationFailed
+from trial.errors import Conflict, Forbidden
 from trial.extensions import db
 from trial.forms import services as forms
 from trial.participants.models import Participant
 from trial.participants.services import randomization_date, site_today
 from trial.protocol import VisitDefinition, current_protocol
-from trial.records.services import create_record, mark_entered_in_error, records_of
+from trial.records.services import create_record, mark_entered_in_error, raise_if_errors, records_of
 from trial.visits.models import SIGNATURE_MEANING, Visit
 from trial.visits.schedule import in_window, window_dates
 
@@ -104,11 +104,6 @@ def calendar_period(
     return first, last
 
 
-def _raise(errors: dict) -> None:
-    if errors:
-        raise ValidationFailed("Invalid input: " + ", ".join(sorted(errors)) + ".", errors)
-
-
 def record_visit(actor, participant: Participant, data: dict) -> Visit:
     """Create a visit and its forms in one step; refuse everything if anything is wrong."""
     visit_values = {k: data[k] for k in ("visit_code", "visit_date", "status", "missed_reason")}
@@ -128,7 +123,7 @@ def record_visit(actor, participant: Participant, data: dict) -> Visit:
         forms.check_drinking_days(participant, data["drinking"], period, errors)
     if not errors:
         forms.check_labs(data["labs"], errors)
-    _raise(errors)
+    raise_if_errors(errors)
 
     visit = create_record(actor, Visit, participant, visit_values, signature_status="unsigned")
     _flag_window(actor, participant, visit)
@@ -210,7 +205,7 @@ def revalidate_visit(actor, participant: Participant, visit: Visit, merged: dict
                 f"{first} to {last}, but it holds "
                 f"{', '.join(str(day) for day in outside)}: correct those days first."
             ]
-    _raise(errors)
+    raise_if_errors(errors)
 
 
 def after_visit_corrected(actor, participant: Participant, visit: Visit) -> None:
