@@ -344,3 +344,35 @@ def allocation_key(actor) -> list[tuple[str, str, str]]:
         )
         for pid, slot in rows
     ]
+
+
+def arms_for_closed_report(actor) -> dict[str, str]:
+    """Participant id -> arm name, for the DSMB's closed report (DSMB and unblinded
+    statistician only); the caller audits the report that uses it."""
+    from trial.auth.roles import UNBLINDED_ROLES
+
+    if getattr(actor, "role", None) not in UNBLINDED_ROLES:
+        raise Forbidden("Only the DSMB and the unblinded statistician may see arms.")
+    arms = current_protocol().arms
+    rows = db.session.execute(
+        select(Participant.participant_id, RandomizationSlot).join(
+            RandomizationSlot, RandomizationSlot.participant_id == Participant.id
+        )
+    ).all()
+    return {
+        pid: arms[decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted)]
+        for pid, slot in rows
+    }
+
+
+def blinded_allocations():
+    """Participant row id, randomization number, kit number and allocation time of every
+    allocated slot: what any blinded role may know (never the arm, stratum or sequence)."""
+    return db.session.execute(
+        select(
+            RandomizationSlot.participant_id,
+            RandomizationSlot.randomization_number,
+            RandomizationSlot.kit_number,
+            RandomizationSlot.allocated_at,
+        ).where(RandomizationSlot.participant_id.is_not(None))
+    ).all()

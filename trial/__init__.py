@@ -89,9 +89,11 @@ def _register_api(app: Flask) -> None:
     # The only places trial touches the packages built on it: registering them.
     import exports
     import randomization
+    import reports
 
     randomization.init_app(app, api)
     exports.init_app(app, api)
+    reports.init_app(app, api)
 
 
 def _register_cli(app: Flask) -> None:

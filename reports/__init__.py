@@ -1,0 +1,8 @@
+"""DSMB safety reports (open and closed PDFs) and the counting engine behind them.
+
+``trial`` imports this package only in the app factory, through ``init_app``.
+"""
+
+
+def init_app(app, api) -> None:
+    """Register the report routes and the ``reports`` command group."""
