@@ -1,0 +1,287 @@
+"""The blinded dataset bundle: one ZIP per data cut-off, reproducible byte for byte.
+
+The bytes depend only on the data at the cut-off, the options and the software version:
+entries carry the cut-off as their time stamp, files are written in a fixed order, and the
+manifest's ``generated_at`` is the time this same cut (cut-off and options) was first
+generated, read back from the audit trail. Pulling a cut again therefore gives the same
+bundle; each pull is still its own audit event with its own time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from exports import dummy, formats
+from exports.context import build_context
+from exports.snapshot import audit_barrier, begin_snapshot, load_cut, resolve_cutoff
+from exports.tables import Table, tables
+from exports.variables import Variable, short_names
+from trial.audit.models import AuditEvent
+from trial.audit.services import record_event
+from trial.auth.roles import Role
+from trial.database import read_only_transactions, utcnow
+from trial.errors import Forbidden, ValidationFailed
+from trial.extensions import db
+from trial.protocol import current_protocol
+
+EXPORT_ROLES = frozenset({Role.STATISTICIAN, Role.UNBLINDED_STATISTICIAN, Role.DATA_MANAGER})
+ACTION = "export_blinded"
+DICTIONARY_COLUMNS = (
+    "file",
+    "variable",
+    "short_name",
+    "label",
+    "type",
+    "unit",
+    "allowed_values",
+    "origin",
+    "derivation",
+)
+
+
+def software_version() -> str:
+    try:
+        return importlib.metadata.version("baclofen-trial")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree
+        return "0.1.0"
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    cutoff: datetime
+    format: str
+    dummy_seed: int | None
+
+    @property
+    def key(self) -> str:
+        """Names the cut in the audit trail (<= 80 characters)."""
+        stamp = iso(self.cutoff)
+        seed = "-" if self.dummy_seed is None else str(self.dummy_seed)
+        return f"blinded|{stamp}|{self.format}|dummy={seed}"
+
+
+def iso(instant: datetime) -> str:
+    return instant.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def parse_request(cutoff: str | None, fmt: str | None, dummy_seed) -> ExportRequest:
+    """Check the options, naming every bad one."""
+    errors: dict[str, list[str]] = {}
+    fmt = (fmt or "csv").lower()
+    if fmt not in formats.FORMATS:
+        errors["format"] = [f"Choose one of: {', '.join(formats.FORMATS)}."]
+    seed = None
+    if dummy_seed not in (None, ""):
+        try:
+            seed = int(str(dummy_seed).strip())
+            if not 0 <= seed <= dummy.MAX_SEED:
+                raise ValueError
+        except ValueError:
+            errors["dummy_arms"] = [f"Give the seed as a whole number from 0 to {dummy.MAX_SEED}."]
+    try:
+        instant = resolve_cutoff(cutoff)
+    except ValidationFailed as exc:
+        errors.update(exc.errors)
+        instant = None
+    if errors:
+        raise ValidationFailed(f"Invalid input: {', '.join(sorted(errors))}.", errors)
+    return ExportRequest(instant, fmt, seed)
+
+
+def require_export_role(actor) -> None:
+    if getattr(actor, "role", None) not in EXPORT_ROLES:
+        raise Forbidden("Only statisticians and data managers may export the blinded dataset.")
+
+
+class _HashingWriter:
+    """Counts and hashes the bytes written through it."""
+
+    def __init__(self, raw):
+        self.raw, self.sha256, self.size = raw, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.raw.write(data)
+        self.sha256.update(data)
+        self.size += len(data)
+        return len(data)
+
+
+def _entry(name: str, stamp: datetime) -> zipfile.ZipInfo:
+    info = zipfile.ZipInfo(name, date_time=stamp.astimezone(UTC).timetuple()[:6])
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.create_system = 3
+    info.external_attr = 0o644 << 16
+    return info
+
+
+@dataclass
+class BundleResult:
+    path: Path
+    sha256: str
+    manifest: dict
+
+
+def _first_generation(key: str) -> datetime | None:
+    detail = db.session.scalar(
+        select(AuditEvent.detail)
+        .where(
+            AuditEvent.action == ACTION,
+            AuditEvent.entity_type == "export",
+            AuditEvent.entity_id == key,
+        )
+        .order_by(AuditEvent.seq)
+        .limit(1)
+    )
+    if not detail:
+        return None
+    return datetime.fromisoformat(json.loads(detail)["generated_at"].replace("Z", "+00:00"))
+
+
+def _with_dummy(table: Table, labels: dict, ctx) -> Table:
+    """The participant file with the dummy column appended."""
+    column = Variable(
+        dummy.COLUMN,
+        dummy.LABEL,
+        "string",
+        allowed="DUMMY_A, DUMMY_B, ...",
+        origin="derived",
+        derivation=dummy.WARNING,
+    )
+    by_code = {p.participant_id: labels.get(p.row_id) for p in ctx.participants.values()}
+
+    def rows(context):
+        for row in table.rows(context):
+            yield (*row, by_code.get(row[0]))
+
+    return Table(table.name, table.label, (*table.variables, column), rows)
+
+
+def _dictionary_rows(written: list[Table], fmt: str):
+    for table in written:
+        shorts = short_names([v.name for v in table.variables])
+        for v in table.variables:
+            yield (
+                f"{table.name}.{formats.EXTENSIONS[fmt]}",
+                v.name,
+                shorts[v.name],
+                v.label,
+                v.type,
+                v.unit,
+                v.allowed,
+                v.origin,
+                v.derivation,
+            )
+
+
+def write_bundle(
+    actor, request: ExportRequest, out: Path, progress: Callable[[str], None] | None = None
+) -> BundleResult:
+    """Write the bundle for a cut and audit the release (the caller commits)."""
+    require_export_role(actor)
+    protocol = current_protocol()
+    audit_barrier()
+    with read_only_transactions():
+        begin_snapshot()
+        cut = load_cut(request.cutoff)
+        generated_at = _first_generation(request.key) or utcnow()
+        ctx = build_context(protocol, cut)
+        selected = list(tables(protocol))
+        if request.dummy_seed is not None:
+            labels = dummy.dummy_arms(protocol, list(ctx.participants.values()), request.dummy_seed)
+            selected[0] = _with_dummy(selected[0], labels, ctx)
+        files = []
+        with zipfile.ZipFile(out, "w") as archive:
+            for table in selected:
+                if progress:
+                    progress(table.name)
+                name = f"{table.name}.{formats.EXTENSIONS[request.format]}"
+                with archive.open(_entry(name, cut.cutoff), "w") as raw:
+                    sink = _HashingWriter(raw)
+                    if request.format == "csv":
+                        count = formats.write_csv(sink, table.variables, table.rows(ctx))
+                    elif request.format == "parquet":
+                        count = formats.write_parquet(sink, table.variables, table.rows(ctx))
+                    else:
+                        count = formats.write_xpt(
+                            sink,
+                            table.variables,
+                            table.rows(ctx),
+                            table_name=short_names([table.name])[table.name],
+                            label=table.label,
+                            stamp=cut.cutoff,
+                        )
+                files.append({"name": name, "rows": count, "sha256": sink.sha256.hexdigest()})
+            dictionary_vars = tuple(Variable(c, c, "string") for c in DICTIONARY_COLUMNS)
+            extra = [
+                ("dictionary.csv", dictionary_vars, _dictionary_rows(selected, request.format))
+            ]
+            if request.dummy_seed is not None:
+                extra.append(("DUMMY_ARMS_NOT_REAL.txt", None, None))
+            for name, variables, rows in extra:
+                with archive.open(_entry(name, cut.cutoff), "w") as raw:
+                    sink = _HashingWriter(raw)
+                    if variables is None:
+                        sink.write((dummy.WARNING + "\r\n").encode("utf-8"))
+                        count = 1
+                    else:
+                        count = formats.write_csv(sink, variables, rows)
+                files.append({"name": name, "rows": count, "sha256": sink.sha256.hexdigest()})
+            manifest = {
+                "bundle": "blinded dataset",
+                "trial": protocol.trial_code,
+                "cutoff": iso(cut.cutoff),
+                "generated_at": iso(generated_at),
+                "audit_last_seq": cut.last_seq,
+                "software": {"name": "baclofen-trial", "version": software_version()},
+                "format": request.format,
+                "dummy_arms": (
+                    None
+                    if request.dummy_seed is None
+                    else {"seed": request.dummy_seed, "real": False, "warning": dummy.WARNING}
+                ),
+                "files": files,
+                "reproducibility": (
+                    "The same database, cut-off and options give this bundle byte for byte; "
+                    "generated_at is when this cut was first generated."
+                ),
+            }
+            body = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+            with archive.open(_entry("manifest.json", cut.cutoff), "w") as raw:
+                raw.write(body.encode("utf-8"))
+            if request.dummy_seed is not None:
+                archive.comment = b"DUMMY ARMS - NOT THE REAL ALLOCATION"
+        db.session.commit()
+    digest = _sha256_file(out)
+    record_event(
+        actor,
+        ACTION,
+        entity_type="export",
+        entity_id=request.key,
+        detail={
+            "cutoff": iso(cut.cutoff),
+            "generated_at": iso(generated_at),
+            "format": request.format,
+            "dummy_arms_seed": request.dummy_seed,
+            "audit_last_seq": cut.last_seq,
+            "sha256": digest,
+            "rows": {f["name"]: f["rows"] for f in files},
+        },
+    )
+    return BundleResult(out, digest, manifest)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()

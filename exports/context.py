@@ -1,0 +1,159 @@
+"""Per-participant facts every file of a bundle needs, as they stood at the cut-off.
+
+Held in memory for the whole export: a few hundred bytes per participant and per visit,
+while the big tables (the drinking calendar above all) only ever stream through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from exports.snapshot import Cut, stream
+from randomization.services import blinded_allocations
+from trial.conduct.models import Disposition
+from trial.dosing.models import DosingRecord
+from trial.participants.models import Participant
+from trial.protocol import Protocol
+from trial.sites.models import Site
+from trial.visits.models import Visit
+
+
+@dataclass
+class ParticipantFacts:
+    row_id: int
+    participant_id: str
+    site: str
+    timezone: str
+    sex: str
+    year_of_birth: int
+    consent_date: date
+    randomization_number: str | None = None
+    kit_number: str | None = None
+    randomized_at: datetime | None = None
+    unblinded: bool = False
+    first_dose_date: date | None = None
+    screening_date: date | None = None
+    disposition: str | None = None
+    disposition_date: date | None = None
+    disposition_reason: str | None = None
+
+    @property
+    def randomization_date(self) -> date | None:
+        if self.randomized_at is None:
+            return None
+        return self.randomized_at.astimezone(ZoneInfo(self.timezone)).date()
+
+    def study_day(self, day: date | None) -> int | None:
+        start = self.randomization_date
+        return None if start is None or day is None else (day - start).days
+
+
+@dataclass(frozen=True)
+class VisitFacts:
+    participant_row_id: int
+    visit_code: str
+    visit_date: date | None
+    status: str
+
+
+@dataclass
+class Context:
+    protocol: Protocol
+    cut: Cut
+    participants: dict[int, ParticipantFacts]
+    visits: dict[int, VisitFacts]
+    visit_order: dict[str, int]
+
+    def ordered_participants(self) -> list[ParticipantFacts]:
+        return sorted(self.participants.values(), key=lambda p: p.participant_id)
+
+
+def records_as_of(cut: Cut, model, columns: list[str]) -> Iterator[dict]:
+    """Active rows of a record table at the cut-off, ordered by participant id then entry."""
+    table = model.__table__.c
+    statement = (
+        select(
+            table.id,
+            table.participant_id.label("participant_row_id"),
+            table.entered_in_error,
+            *(table[name] for name in columns),
+        )
+        .join(Participant, Participant.id == table.participant_id)
+        .order_by(Participant.participant_id, table.id)
+    )
+    for row in stream(statement):
+        values = cut.rewind(model.ENTITY, str(row.id), row._asdict())
+        if values is not None and not values["entered_in_error"]:
+            yield values
+
+
+def _participants(cut: Cut) -> dict[int, ParticipantFacts]:
+    slots = {row[0]: row for row in blinded_allocations()}
+    statement = select(
+        Participant.id,
+        Participant.participant_id,
+        Site.code,
+        Site.timezone,
+        Participant.sex,
+        Participant.year_of_birth,
+        Participant.consent_date,
+        Participant.unblinded,
+    ).join(Site, Site.id == Participant.site_id)
+    facts = {}
+    for row_id, code, site, timezone, sex, born, consent, unblinded in stream(statement):
+        slot = slots.get(row_id)
+        current = {
+            "site": site,
+            "sex": sex,
+            "year_of_birth": born,
+            "consent_date": consent,
+            "randomization_number": slot[1] if slot else None,
+            "kit_number": slot[2] if slot else None,
+            "randomized_at": slot[3] if slot else None,
+            "unblinded": unblinded,
+        }
+        values = cut.rewind("participant", code, current)
+        if values is None:
+            continue
+        if values["randomization_number"] is None:
+            values["kit_number"] = values["randomized_at"] = None
+        facts[row_id] = ParticipantFacts(
+            row_id=row_id,
+            participant_id=code,
+            timezone=timezone,
+            **{k: values[k] for k in current},
+        )
+    return facts
+
+
+def build_context(protocol: Protocol, cut: Cut) -> Context:
+    participants = _participants(cut)
+    visits = {}
+    for row in records_as_of(cut, Visit, ["visit_code", "visit_date", "status"]):
+        facts = participants.get(row["participant_row_id"])
+        if facts is None:
+            continue
+        visits[row["id"]] = VisitFacts(
+            row["participant_row_id"], row["visit_code"], row["visit_date"], row["status"]
+        )
+        if row["visit_code"] == protocol.visits[0].code and row["status"] == "completed":
+            facts.screening_date = row["visit_date"]
+    for row in records_as_of(cut, DosingRecord, ["date", "tablets_per_day"]):
+        facts = participants.get(row["participant_row_id"])
+        if facts is None or row["tablets_per_day"] <= 0:
+            continue
+        if facts.first_dose_date is None or row["date"] < facts.first_dose_date:
+            facts.first_dose_date = row["date"]
+    for row in records_as_of(cut, Disposition, ["status", "date", "reason"]):
+        facts = participants.get(row["participant_row_id"])
+        if facts is not None:
+            facts.disposition = row["status"]
+            facts.disposition_date = row["date"]
+            facts.disposition_reason = row["reason"]
+    order = {visit.code: index for index, visit in enumerate(protocol.visits)}
+    return Context(protocol, cut, participants, visits, order)

@@ -1,0 +1,175 @@
+"""The data as it stood at a cut-off, rebuilt from the audit trail.
+
+Every change to a participant or a captured record is audited field by field in the same
+transaction, with its old value. The state at a cut-off is therefore the current rows
+*rewound*: records created after the cut-off are left out, and every field changed after it
+takes the old value of its first later change. The cost is the current tables plus the
+events after the cut-off (none for a cut-off of "now"), not a replay of the whole trail.
+
+A cut is reproducible: ``audit_barrier`` waits for every transaction that holds the audit
+chain head (so every event stamped at or before the cut-off has committed), and the rows
+and the later events are then read in one snapshot (``REPEATABLE READ`` on PostgreSQL, one
+read transaction on SQLite's WAL).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+
+from sqlalchemy import Boolean, Date, Float, Integer, func, select
+from sqlalchemy.orm import Session
+
+from trial.audit.models import AuditChainHead, AuditEvent
+from trial.database import UTCDateTime, utcnow
+from trial.errors import ValidationFailed
+from trial.extensions import db
+from trial.records.services import RECORD_TYPES
+
+CHUNK_ROWS = 2000
+PARTICIPANT_FIELD_TYPES = {
+    "year_of_birth": int,
+    "consent_date": date.fromisoformat,
+    "randomized_at": datetime.fromisoformat,
+    "eligibility_confirmed": bool,
+    "unblinded": bool,
+}
+
+
+def parse_cutoff(value: str | None) -> datetime | None:
+    """An ISO 8601 instant with a time zone, not in the future; None means "now"."""
+    if value is None or value == "":
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
+    except ValueError:
+        raise ValidationFailed(
+            "Invalid input: cutoff.",
+            {"cutoff": ["Give the cut-off as an ISO 8601 time, e.g. 2026-11-01T00:00:00Z."]},
+        ) from None
+    if parsed.tzinfo is None:
+        raise ValidationFailed(
+            "Invalid input: cutoff.",
+            {"cutoff": ["Give the cut-off with its time zone (Z or an offset such as +01:00)."]},
+        )
+    parsed = parsed.astimezone(UTC)
+    if parsed > utcnow():
+        raise ValidationFailed(
+            "Invalid input: cutoff.", {"cutoff": ["The cut-off cannot be in the future."]}
+        )
+    return parsed
+
+
+def resolve_cutoff(value: str | None) -> datetime:
+    """The cut-off to use: the one given, or now to the whole second (so it can be re-typed)."""
+    return parse_cutoff(value) or utcnow().replace(microsecond=0)
+
+
+def audit_barrier() -> None:
+    """Wait until no transaction holds the audit chain head, then release it at once.
+
+    Events are stamped under that lock, so afterwards every event at or before a cut-off
+    in the past has committed, and any later event is stamped after it.
+    """
+    db.session.commit()
+    db.session.execute(select(AuditChainHead.id).where(AuditChainHead.id == 1).with_for_update())
+    db.session.commit()
+
+
+def begin_snapshot() -> None:
+    """Start the read transaction every query of one export shares."""
+    db.session.commit()
+    if db.session.get_bind().dialect.name == "postgresql":
+        db.session.connection(
+            execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
+        )
+
+
+def stream(statement, session: Session | None = None):
+    """Rows in chunks: a server-side cursor on PostgreSQL, chunked fetches on SQLite."""
+    session = session or db.session
+    result = session.execute(statement, execution_options={"yield_per": CHUNK_ROWS})
+    yield from result
+
+
+def _decoder_for(column):
+    kind = column.type
+    if isinstance(kind, UTCDateTime):
+        return lambda text: datetime.fromisoformat(text).astimezone(UTC)
+    if isinstance(kind, Date):
+        return date.fromisoformat
+    if isinstance(kind, Boolean):
+        return bool
+    if isinstance(kind, Integer):
+        return int
+    if isinstance(kind, Float):
+        return float
+    return str
+
+
+def _decoders() -> dict[str, dict[str, callable]]:
+    decoders = {"participant": PARTICIPANT_FIELD_TYPES}
+    for entity, model in RECORD_TYPES.items():
+        decoders[entity] = {c.key: _decoder_for(c) for c in model.__table__.columns}
+    return decoders
+
+
+@dataclass
+class Cut:
+    """The cut-off, the last audit event at or before it, and how to rewind a row to it."""
+
+    cutoff: datetime
+    last_seq: int
+    created_after: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    old_values: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
+
+    @property
+    def cutoff_date(self) -> date:
+        return self.cutoff.date()
+
+    def rewind(self, entity: str, entity_id: str, row: dict) -> dict | None:
+        """The row as it stood at the cut-off, or None when it did not exist yet."""
+        if entity_id in self.created_after.get(entity, ()):
+            return None
+        changes = self.old_values.get((entity, entity_id))
+        if changes:
+            row = {**row, **changes}
+        return row
+
+
+def load_cut(cutoff: datetime) -> Cut:
+    """Find the last event at the cut-off and gather the rewinds (inside the snapshot)."""
+    last_seq = (
+        db.session.scalar(select(func.max(AuditEvent.seq)).where(AuditEvent.occurred_at <= cutoff))
+        or 0
+    )
+    cut = Cut(cutoff=cutoff, last_seq=last_seq)
+    decoders = _decoders()
+    events = (
+        select(
+            AuditEvent.entity_type,
+            AuditEvent.entity_id,
+            AuditEvent.action,
+            AuditEvent.field,
+            AuditEvent.old_value,
+        )
+        .where(
+            AuditEvent.seq > last_seq,
+            AuditEvent.entity_type.in_(list(decoders)),
+            AuditEvent.field.is_not(None),
+        )
+        .order_by(AuditEvent.seq)
+    )
+    for entity, entity_id, action, name, old in stream(events):
+        if action == "create":
+            cut.created_after[entity].add(entity_id)
+            continue
+        if entity_id in cut.created_after[entity]:
+            continue
+        fields = cut.old_values.setdefault((entity, entity_id), {})
+        if name not in fields:
+            decode = decoders[entity].get(name, str)
+            fields[name] = None if old is None else decode(json.loads(old))
+    return cut
