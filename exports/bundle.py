@@ -241,7 +241,7 @@ def write_bundle(
                 "cutoff": iso(cut.cutoff),
                 "generated_at": iso(generated_at),
                 "audit_last_seq": cut.last_seq,
-                "software": {"name": "baclofen-trial", "version": software_version()},
+                "software": {"name": "trial data service", "version": software_version()},
                 "format": request.format,
                 "dummy_arms": (
                     None

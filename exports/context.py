@@ -102,10 +102,11 @@ def _participants(cut: Cut) -> dict[int, ParticipantFacts]:
         Participant.sex,
         Participant.year_of_birth,
         Participant.consent_date,
+        Participant.randomized_at,
         Participant.unblinded,
     ).join(Site, Site.id == Participant.site_id)
     facts = {}
-    for row_id, code, site, timezone, sex, born, consent, unblinded in stream(statement):
+    for row_id, code, site, timezone, sex, born, consent, day0, unblinded in stream(statement):
         slot = slots.get(row_id)
         current = {
             "site": site,
@@ -114,7 +115,7 @@ def _participants(cut: Cut) -> dict[int, ParticipantFacts]:
             "consent_date": consent,
             "randomization_number": slot[1] if slot else None,
             "kit_number": slot[2] if slot else None,
-            "randomized_at": slot[3] if slot else None,
+            "randomized_at": day0 if slot else None,
             "unblinded": unblinded,
         }
         values = cut.rewind("participant", code, current)

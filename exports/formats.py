@@ -128,7 +128,7 @@ def write_xpt(
         if v.type in ("integer", "number", "boolean"):
             frame[column] = pd.to_numeric(frame[column]).astype("float64")
         elif v.type == "date":
-            frame[column] = pd.to_datetime(frame[column])
+            frame[column] = pd.to_datetime(frame[column]).astype("datetime64[ns]")
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "table.xpt"
         pyreadstat.write_xport(

@@ -9,9 +9,7 @@ class BlindedExportQuerySchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    cutoff = f.String(
-        metadata={"description": "ISO 8601 instant with time zone; default: now (whole second)"}
-    )
+    cutoff = f.String(metadata={"description": "ISO 8601 instant with time zone; default: now"})
     format = f.String(metadata={"description": "csv (default), xpt or parquet"})
     dummy_arms = f.String(
         metadata={"description": "Seed (0 to 2^63-1) for a clearly labelled dummy-arm column"}

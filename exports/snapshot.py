@@ -63,8 +63,8 @@ def parse_cutoff(value: str | None) -> datetime | None:
 
 
 def resolve_cutoff(value: str | None) -> datetime:
-    """The cut-off to use: the one given, or now to the whole second (so it can be re-typed)."""
-    return parse_cutoff(value) or utcnow().replace(microsecond=0)
+    """The cut-off to use: the one given, or now (to the microsecond the manifest prints)."""
+    return parse_cutoff(value) or utcnow()
 
 
 def audit_barrier() -> None:

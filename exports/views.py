@@ -4,6 +4,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import marshmallow as ma
 from flask import Response, g, send_file
 from flask_smorest import Blueprint
 
@@ -30,7 +31,7 @@ ZIP_RESPONSE = {
 
 @blp.route("/exports/blinded", methods=["GET"])
 @allow(*sorted(EXPORT_ROLES))
-@blp.arguments(BlindedExportQuerySchema, location="query")
+@blp.arguments(BlindedExportQuerySchema, location="query", unknown=ma.RAISE)
 @blp.doc(responses=ZIP_RESPONSE)
 @writes_on_read
 def export_blinded(args):
