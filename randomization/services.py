@@ -26,6 +26,7 @@ from trial.extensions import db
 from trial.participants.models import Participant
 from trial.participants.services import get_visible_participant
 from trial.protocol import current_protocol
+from trial.visits.services import flag_visits_in_new_schedule
 
 NUMBER_WIDTH = 5
 
@@ -215,6 +216,8 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
             stratum,
             f"Stratum {stratum} is running low: {total - used} of {total} slots left.",
         )
+    # Day 0 is known only now: a screening visit already recorded gets its window check.
+    flag_visits_in_new_schedule(actor, participant)
     return slot, True
 
 

@@ -219,6 +219,14 @@ class Trial:
         row = self.make_participant(site=site, sex=sex, consent_date=iso(consent))
         pid = row["participant_id"]
         screening_id = None
+        if day0 is not None:
+            # Randomized first and moved back to day 0, so that the screening visit is
+            # window-checked against the day 0 it really has (randomization checks it).
+            response = self.post(
+                f"/participants/{pid}/randomize", {"eligibility_confirmed": True}, site=site
+            )
+            assert response.status_code == 201, response.json
+            set_randomization_date(pid, day0)
         if screening:
             body = {}
             if screening_drinking:
@@ -228,12 +236,6 @@ class Trial:
             response = self.visit(pid, "screening", screening_date, site=site, **body)
             assert response.status_code == 201, response.json
             screening_id = response.json["id"]
-        if day0 is not None:
-            response = self.post(
-                f"/participants/{pid}/randomize", {"eligibility_confirmed": True}, site=site
-            )
-            assert response.status_code == 201, response.json
-            set_randomization_date(pid, day0)
         internal = db.session.scalar(
             select(Participant.id).where(Participant.participant_id == pid)
         )

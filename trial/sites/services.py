@@ -5,6 +5,7 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from trial.audit.services import record_created
 from trial.database import utcnow
@@ -44,8 +45,12 @@ def create_site(
         participant_counter=0,
         created_at=utcnow(),
     )
-    db.session.add(site)
-    db.session.flush()
+    try:
+        # A savepoint: another request may have created the same code since the check above.
+        with db.session.begin_nested():
+            db.session.add(site)
+    except IntegrityError:
+        raise Conflict(f"Site {code} already exists.", {"code": ["Already exists."]}) from None
     record_created(
         actor,
         "site",

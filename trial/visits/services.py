@@ -114,8 +114,10 @@ def record_visit(actor, participant: Participant, data: dict) -> Visit:
     if visit_values["status"] == "missed" and form_keys:
         for key in form_keys:
             errors[key] = ["A missed visit carries no forms."]
-    if visit_values["status"] == "missed":
-        visit_values["visit_date"] = None
+    if visit_values["status"] == "missed" and visit_values["visit_date"] is not None:
+        errors["visit_date"] = [
+            "A missed visit has no date: leave visit_date out, or record the visit as completed."
+        ]
     if not errors and data["drinking"]:
         period = calendar_period(
             participant, visit_values["visit_code"], visit_values["visit_date"]
@@ -166,6 +168,13 @@ def _flag_window(actor, participant: Participant, visit: Visit) -> None:
     record_deviation(actor, participant, values, automatic=True, visit_id=visit.id)
 
 
+def flag_visits_in_new_schedule(actor, participant: Participant) -> None:
+    """At randomization, check the visits recorded before day 0 (screening) against their
+    windows, which only day 0 defines."""
+    for visit in records_of(Visit, participant):
+        _flag_window(actor, participant, visit)
+
+
 def coherent_visit_changes(visit: Visit, changes: dict) -> dict:
     """Complete a correction so the visit stays coherent, with every change audited.
 
@@ -205,10 +214,55 @@ def revalidate_visit(actor, participant: Participant, visit: Visit, merged: dict
                 f"{first} to {last}, but it holds "
                 f"{', '.join(str(day) for day in outside)}: correct those days first."
             ]
+    if not errors and merged["status"] == "completed":
+        _check_next_calendar(participant, visit, merged["visit_date"], errors)
     raise_if_errors(errors)
 
 
+def _check_next_calendar(participant: Participant, visit: Visit, new_date, errors) -> None:
+    """Moving a visit later shortens the next visit's calendar period (it starts on this
+    visit's date): refuse the move while the next visit holds days before the new date."""
+    later = [
+        v
+        for v in records_of(Visit, participant)
+        if v.id != visit.id
+        and v.status == "completed"
+        and v.visit_date is not None
+        and v.visit_date > new_date
+    ]
+    if not later:
+        return
+    following = min(later, key=lambda v: v.visit_date)
+    stranded = sorted(d.day for d in following.drinking_days if d.day < new_date)
+    if stranded:
+        errors["visit_date"] = [
+            f"On {new_date} this visit would start the calendar period of visit "
+            f"{following.visit_code} ({following.visit_date}), which holds "
+            f"{', '.join(str(day) for day in stranded)}: correct those days first."
+        ]
+
+
 def after_visit_corrected(actor, participant: Participant, visit: Visit) -> None:
+    """Keep the automatic out-of-window deviation true to the corrected visit."""
+    current = db.session.scalar(
+        select(ProtocolDeviation).where(
+            ProtocolDeviation.visit_id == visit.id,
+            ProtocolDeviation.automatic.is_(True),
+            ProtocolDeviation.entered_in_error.is_(False),
+        )
+    )
+    expected = None
+    if visit.status == "completed":
+        expected = out_of_window_deviation(participant, visit.visit_code, visit.visit_date)
+    if current is not None and (expected is None or current.date != expected["date"]):
+        why = (
+            "now within its window"
+            if expected is None
+            else f"now dated {visit.visit_date}, outside its window"
+        )
+        mark_entered_in_error(
+            actor, current, participant, f"Visit {visit.id} was corrected: {why}."
+        )
     _flag_window(actor, participant, visit)
 
 
