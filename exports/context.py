@@ -86,9 +86,15 @@ def records_as_of(cut: Cut, model, columns: list[str]) -> Iterator[dict]:
         .join(Participant, Participant.id == table.participant_id)
         .order_by(Participant.participant_id, table.id)
     )
+    keys = ["id", "participant_row_id", "entered_in_error", *columns]
+    entity, rewound = model.ENTITY, cut.touches(model.ENTITY)
     for row in stream(statement):
-        values = cut.rewind(model.ENTITY, str(row.id), row._asdict())
-        if values is not None and not values["entered_in_error"]:
+        values = dict(zip(keys, row, strict=True))
+        if rewound:
+            values = cut.rewind(entity, str(row[0]), values)
+            if values is None:
+                continue
+        if not values["entered_in_error"]:
             yield values
 
 

@@ -11,11 +11,10 @@ not started by the cut-off has no row. A day is assessed when the calendar has a
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-
-import pandas as pd
 
 from trial.protocol import Protocol
 
@@ -73,7 +72,7 @@ def periods_for(
 
 
 def round_half_up(value: float | None) -> float | None:
-    if value is None or pd.isna(value):
+    if value is None:
         return None
     return float(Decimal(repr(float(value))).quantize(DECIMALS, rounding=ROUND_HALF_UP))
 
@@ -90,65 +89,70 @@ def who_risk_level(protocol: Protocol, sex: str, grams_per_day: float | None) ->
     return "very high"
 
 
-def compute(
-    protocol: Protocol, period_rows: list[dict], day_rows: list[tuple[str, date, float]]
-) -> list[dict]:
-    """Outcomes for a batch of participants.
+@dataclass
+class Calendar:
+    """One participant's calendar as running totals over the days in date order, so any
+    period's sums come from two binary searches (no pass over the days per period)."""
 
-    ``period_rows``: dicts with participant_id, sex, period, start, end (one per period);
-    ``day_rows``: (participant_id, day, standard_drinks). Returns one dict per period row,
-    in the order given.
+    days: list[date]
+    assessed: list[int]
+    heavy: list[int]
+    abstinent: list[int]
+    drinking: list[int]
+    drinks: list[float]
+
+    @classmethod
+    def of(cls, days: list[tuple[date, float]], threshold: float) -> Calendar:
+        totals = cls([], [0], [0], [0], [0], [0.0])
+        for day, drinks in sorted(days):
+            totals.days.append(day)
+            totals.assessed.append(totals.assessed[-1] + 1)
+            totals.heavy.append(totals.heavy[-1] + (drinks >= threshold))
+            totals.abstinent.append(totals.abstinent[-1] + (drinks == 0))
+            totals.drinking.append(totals.drinking[-1] + (drinks > 0))
+            totals.drinks.append(totals.drinks[-1] + drinks)
+        return totals
+
+    def sums(self, start: date, end: date) -> tuple[int, int, int, int, float]:
+        low, high = bisect_left(self.days, start), bisect_right(self.days, end)
+        return tuple(
+            series[high] - series[low]
+            for series in (self.assessed, self.heavy, self.abstinent, self.drinking, self.drinks)
+        )
+
+
+def compute(
+    protocol: Protocol, sex: str, periods: list[Period], days: list[tuple[date, float]]
+) -> list[dict]:
+    """One participant's outcomes, one dict per period in the order given.
+
+    ``days``: (day, standard drinks) of every calendar row at the cut-off.
     """
-    periods = pd.DataFrame(period_rows, columns=["participant_id", "sex", "period", "start", "end"])
-    if periods.empty:
-        return []
-    periods["row"] = range(len(periods))
-    days = pd.DataFrame(day_rows, columns=["participant_id", "day", "drinks"])
-    joined = periods.merge(days, on="participant_id", how="inner")
-    joined = joined[(joined["day"] >= joined["start"]) & (joined["day"] <= joined["end"])]
-    thresholds = joined["sex"].map(protocol.heavy_drinking_threshold)
-    joined = joined.assign(
-        heavy=(joined["drinks"] >= thresholds).astype(int),
-        abstinent=(joined["drinks"] == 0).astype(int),
-        drinking=(joined["drinks"] > 0).astype(int),
-    )
-    sums = joined.groupby("row").agg(
-        assessed=("day", "count"),
-        heavy=("heavy", "sum"),
-        abstinent=("abstinent", "sum"),
-        drinking=("drinking", "sum"),
-        drinks=("drinks", "sum"),
-    )
-    table = periods.join(sums, on="row").fillna(
-        {"assessed": 0, "heavy": 0, "abstinent": 0, "drinking": 0, "drinks": 0.0}
-    )
-    length = (pd.to_datetime(table["end"]) - pd.to_datetime(table["start"])).dt.days + 1
+    calendar = Calendar.of(days, protocol.heavy_drinking_threshold[sex])
     grams = protocol.standard_drink_grams
     results = []
-    for row, days_in_period in zip(table.itertuples(index=False), length, strict=True):
-        assessed, drinking = int(row.assessed), int(row.drinking)
+    for period in periods:
+        assessed, heavy, abstinent, drinking, drinks = calendar.sums(period.start, period.end)
+        length = (period.end - period.start).days + 1
         has_days = assessed > 0
-        grams_per_day = round_half_up(row.drinks * grams / assessed) if has_days else None
+        grams_per_day = round_half_up(drinks * grams / assessed) if has_days else None
         results.append(
             {
-                "participant_id": row.participant_id,
-                "period": row.period,
-                "period_start": row.start,
-                "period_end": row.end,
-                "days_in_period": int(days_in_period),
+                "period": period.name,
+                "period_start": period.start,
+                "period_end": period.end,
+                "days_in_period": length,
                 "days_assessed": assessed,
-                "days_missing": int(days_in_period) - assessed,
+                "days_missing": length - assessed,
                 "pct_heavy_drinking_days": (
-                    round_half_up(100 * row.heavy / assessed) if has_days else None
+                    round_half_up(100 * heavy / assessed) if has_days else None
                 ),
                 "pct_days_abstinent": (
-                    round_half_up(100 * row.abstinent / assessed) if has_days else None
+                    round_half_up(100 * abstinent / assessed) if has_days else None
                 ),
-                "drinks_per_drinking_day": (
-                    round_half_up(row.drinks / drinking) if drinking else None
-                ),
+                "drinks_per_drinking_day": round_half_up(drinks / drinking) if drinking else None,
                 "grams_per_day": grams_per_day,
-                "who_risk_level": who_risk_level(protocol, row.sex, grams_per_day),
+                "who_risk_level": who_risk_level(protocol, sex, grams_per_day),
             }
         )
     return results

@@ -89,8 +89,8 @@ def begin_snapshot() -> None:
 
 def stream(statement, session: Session | None = None):
     """Rows in chunks: a server-side cursor on PostgreSQL, chunked fetches on SQLite."""
-    session = session or db.session
-    result = session.execute(statement, execution_options={"yield_per": CHUNK_ROWS})
+    connection = (session or db.session).connection()
+    result = connection.execution_options(yield_per=CHUNK_ROWS).execute(statement)
     yield from result
 
 
@@ -124,10 +124,21 @@ class Cut:
     last_seq: int
     created_after: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     old_values: dict[tuple[str, str], dict[str, object]] = field(default_factory=dict)
+    _changed: set[str] | None = field(default=None, repr=False)
 
     @property
     def cutoff_date(self) -> date:
         return self.cutoff.date()
+
+    def touches(self, entity: str) -> bool:
+        """Whether any row of this entity was created or changed after the cut-off."""
+        return bool(self.created_after.get(entity)) or entity in self.changed_entities
+
+    @property
+    def changed_entities(self) -> set[str]:
+        if self._changed is None:
+            self._changed = {kind for kind, _ in self.old_values}
+        return self._changed
 
     def rewind(self, entity: str, entity_id: str, row: dict) -> dict | None:
         """The row as it stood at the cut-off, or None when it did not exist yet."""

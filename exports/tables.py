@@ -37,8 +37,6 @@ from trial.safety.models import (
 )
 from trial.visits.models import Visit
 
-OUTCOME_BATCH = 250  # participants per pandas batch of the drinking outcomes
-
 
 @dataclass(frozen=True)
 class Table:
@@ -197,7 +195,7 @@ def drinking_rows(ctx: Context) -> Iterator[tuple]:
                 r["day"],
                 facts.study_day(r["day"]),
                 r["standard_drinks"],
-                r["standard_drinks"] * grams,
+                outcomes.round_half_up(r["standard_drinks"] * grams),
             )
 
 
@@ -300,54 +298,26 @@ OUTCOME_COLUMNS = (
 
 
 def outcome_rows(ctx: Context) -> Iterator[tuple]:
-    """Stream the calendar once (ordered by participant) and compute in batches."""
+    """Stream the calendar once, ordered by participant id like the participant list."""
     calendar = records_as_of(ctx.cut, DrinkingDay, ["day", "standard_drinks"])
     days_by_participant = groupby(calendar, key=lambda r: r["participant_row_id"])
-    pending_days: dict[int, list] = {}
-    batch_periods: list[dict] = []
-    batch_days: list[tuple] = []
-    ordered = ctx.ordered_participants()
-
-    def periods_of(p):
-        return outcomes.periods_for(
+    pending: dict[int, list] = {}
+    for p in ctx.ordered_participants():
+        periods = outcomes.periods_for(
             ctx.protocol,
             screening_date=p.screening_date,
             randomization_date=p.randomization_date,
             cutoff_date=ctx.cut.cutoff_date,
         )
-
-    def flush():
-        yield from (
-            tuple(r[c] for c in OUTCOME_COLUMNS)
-            for r in outcomes.compute(ctx.protocol, batch_periods, batch_days)
-        )
-        batch_periods.clear()
-        batch_days.clear()
-
-    # The calendar and the participant list are both ordered by participant id.
-    for index, p in enumerate(ordered, start=1):
-        for period in periods_of(p):
-            batch_periods.append(
-                {
-                    "participant_id": p.participant_id,
-                    "sex": p.sex,
-                    "period": period.name,
-                    "start": period.start,
-                    "end": period.end,
-                }
-            )
-        while p.row_id not in pending_days:
+        while p.row_id not in pending:
             try:
                 row_id, group = next(days_by_participant)
             except StopIteration:
-                pending_days[p.row_id] = []
                 break
-            pending_days[row_id] = [(r["day"], r["standard_drinks"]) for r in group]
-        for day, drinks in pending_days.pop(p.row_id, []):
-            batch_days.append((p.participant_id, day, drinks))
-        if index % OUTCOME_BATCH == 0:
-            yield from flush()
-    yield from flush()
+            pending[row_id] = [(r["day"], r["standard_drinks"]) for r in group]
+        days = pending.pop(p.row_id, [])
+        for result in outcomes.compute(ctx.protocol, p.sex, periods, days):
+            yield (p.participant_id, *(result[c] for c in OUTCOME_COLUMNS[1:]))
 
 
 def _outcome_variables(protocol) -> tuple[V, ...]:
@@ -501,7 +471,7 @@ def tables(protocol) -> tuple[Table, ...]:
                     "number",
                     "g",
                     origin="derived",
-                    derivation=f"standard_drinks x {grams:g} g.",
+                    derivation=f"standard_drinks x {grams:g} g; 4 decimals, half up.",
                 ),
             ),
             drinking_rows,

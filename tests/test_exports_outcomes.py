@@ -1,6 +1,6 @@
 """Derived drinking outcomes, checked against a second computation written differently.
 
-The product groups the calendar with pandas; the reference below walks the database rows
+The product sums running totals over the streamed calendar; the reference below walks the rows
 day by day in plain loops with exact fractions. Both must agree on a demo trial and on
 hand-made edge cases: missing days, a period with no assessed day, the sex thresholds.
 """

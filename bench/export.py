@@ -1,0 +1,385 @@
+"""Benchmark the blinded CSV bundle: time and peak memory against the floor of a plain dump.
+
+For each database (SQLite: a temporary file; PostgreSQL: a throwaway database named
+``bench_export_<random>`` created on the server of --postgres, or of TEST_DATABASE_URL, and
+dropped afterwards) and each size (500 and 2,000 participants by default), the script
+migrates a fresh schema and loads the demo trial (``flask trial demo``), then:
+
+* the bundle: runs ``flask --app wsgi exports blinded --as statistician --out FILE.zip``
+  (CSV) as a child process, --repeats times, each in a fresh child, timing its wall clock and
+  reading that child's own peak RSS (``os.wait4``: the maximum is per run, not per script);
+* the floor: the database's own command-line client writing the same tables as CSV, one
+  process for all ten tables (participants, visits, drinking_days, ocds_assessments,
+  ciwa_assessments, vitals, lab_results, dosing_records, adverse_events,
+  protocol_deviations): ``sqlite3 -csv -header`` with ``.once FILE`` per table, or ``psql``
+  with ``\\copy (SELECT * FROM t) TO FILE CSV HEADER`` per table;
+* the start-up: ``flask --app wsgi exports --help``, the cost of starting Python and
+  importing the application that every bundle run pays (printed, not subtracted).
+
+Peak memory is each child's own maximum resident set, read through GNU time (``/usr/bin/time
+-f %M``), falling back to ``os.wait4`` when it is missing.
+
+It prints the median of each timing, the bundle/floor ratio, the peak memory and, per
+database, the growth of the peak memory from the smallest to the largest size.
+
+Goal (issue 5): the bundle within 2x the floor, peak memory under 250 MB, and no more than 10%
+higher at 2,000 than at 500 participants.
+
+    .venv/bin/python bench/export.py                      # SQLite (+ PostgreSQL if
+                                                          #   TEST_DATABASE_URL is set)
+    .venv/bin/python bench/export.py --db sqlite --sizes 500 2000
+    .venv/bin/python bench/export.py --postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+
+Not a test: timings depend on the machine. Exit status 1 if a command failed (a missing
+sqlite3 or psql client is reported and its floor skipped), 0 otherwise, goals met or not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+TABLES = (
+    "participants",
+    "visits",
+    "drinking_days",
+    "ocds_assessments",
+    "ciwa_assessments",
+    "vitals",
+    "lab_results",
+    "dosing_records",
+    "adverse_events",
+    "protocol_deviations",
+)
+GOAL_RATIO = 2.0
+GOAL_PEAK_MB = 250.0
+GOAL_GROWTH_PCT = 10.0
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+class CommandFailed(RuntimeError):
+    pass
+
+
+# --- databases -------------------------------------------------------------------------------
+
+
+@contextmanager
+def throwaway_database(kind: str, pg_url: str | None):
+    """Yield a URL to an empty database that is removed afterwards."""
+    if kind == "sqlite":
+        directory = Path(tempfile.mkdtemp(prefix="bench-export-sqlite-"))
+        try:
+            yield f"sqlite:///{directory / 'bench.db'}"
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+        return
+    name = f"bench_export_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def libpq_url(url: str) -> str:
+    """The SQLAlchemy URL as psql understands it (no +driver)."""
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def sqlite_path(url: str) -> str:
+    return make_url(url).database
+
+
+# --- child processes -------------------------------------------------------------------------
+
+
+GNU_TIME = "/usr/bin/time"
+
+
+def run_measured(command: list[str], env: dict, stdin: str | None = None) -> tuple[float, float]:
+    """Run a command in a fresh child; return (wall seconds, the child's peak RSS in MB).
+
+    A child's ru_maxrss starts at its parent's RSS at the fork (Linux carries the high-water
+    mark across exec), so the peak is read through GNU time, a small process that forks the
+    command itself: its %M is the command's own peak. Without GNU time, ``os.wait4`` on the
+    child is the fallback, which never reads below this script's own RSS.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        report = Path(scratch) / "maxrss"
+        wrapped = command
+        if os.access(GNU_TIME, os.X_OK):
+            wrapped = [GNU_TIME, "-f", "%M", "-o", str(report), *command]
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            started = time.perf_counter()
+            process = subprocess.Popen(
+                wrapped,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+            )
+            if stdin is not None:
+                process.stdin.write(stdin.encode())
+                process.stdin.close()
+            _, status, usage = os.wait4(process.pid, 0)
+            elapsed = time.perf_counter() - started
+            process.returncode = os.waitstatus_to_exitcode(status)
+            if process.returncode != 0:
+                err.seek(0)
+                out.seek(0)
+                raise CommandFailed(
+                    f"{' '.join(command[:6])} ... exited {process.returncode}:\n"
+                    + (out.read() + err.read()).decode(errors="replace")[-2000:]
+                )
+        kib = usage.ru_maxrss
+        if wrapped is not command:
+            kib = int(report.read_text().split()[-1])
+    return elapsed, kib / 1024  # KiB on Linux
+
+
+def flask(*args: str) -> list[str]:
+    return [sys.executable, "-m", "flask", "--app", "wsgi", *args]
+
+
+def child_env(database_url: str, instance: Path, arm_key: str) -> dict:
+    return dict(
+        os.environ,
+        DATABASE_URL=database_url,
+        TRIAL_INSTANCE_DIR=str(instance),
+        ARM_KEY=arm_key,
+        SECRET_KEY="bench-secret",
+        ARGON2_TIME_COST="1",
+        ARGON2_MEMORY_COST_KIB="1024",
+        ARGON2_PARALLELISM="1",
+    )
+
+
+def floor_command(kind: str, database_url: str, directory: Path) -> tuple[list[str], str] | None:
+    """The floor's command and its script (stdin), or None when the client is missing."""
+    if kind == "sqlite":
+        client = shutil.which("sqlite3")
+        if client is None:
+            return None
+        lines = [".headers on", ".mode csv"]
+        for table in TABLES:
+            lines += [f".once {directory / (table + '.csv')}", f"SELECT * FROM {table};"]
+        return [client, "-bail", sqlite_path(database_url)], "\n".join(lines) + "\n"
+    client = shutil.which("psql")
+    if client is None:
+        return None
+    lines = [
+        f"\\copy (SELECT * FROM {table}) TO '{directory / (table + '.csv')}' CSV HEADER"
+        for table in TABLES
+    ]
+    return [
+        client,
+        "--no-psqlrc",
+        "--quiet",
+        "-v",
+        "ON_ERROR_STOP=1",
+        libpq_url(database_url),
+    ], "\n".join(lines) + "\n"
+
+
+def csv_rows(directory: Path) -> int:
+    """Data rows written by the floor (lines minus headers; the demo has no multi-line text)."""
+    total = 0
+    for table in TABLES:
+        with (directory / f"{table}.csv").open("rb") as handle:
+            total += max(sum(1 for _ in handle) - 1, 0)
+    return total
+
+
+# --- one database, one size ------------------------------------------------------------------
+
+
+def bench_size(kind: str, size: int, args) -> dict:
+    arm_key = Fernet.generate_key().decode()
+    instance = Path(tempfile.mkdtemp(prefix=f"bench-export-{kind}-instance-"))
+    work = Path(tempfile.mkdtemp(prefix=f"bench-export-{kind}-out-"))
+    result = {"kind": kind, "size": size}
+    try:
+        with throwaway_database(kind, args.postgres) as url:
+            env = child_env(url, instance, arm_key)
+            run_measured(flask("db", "upgrade", "-d", str(ROOT / "migrations")), env)
+            seconds, _ = run_measured(flask("trial", "demo", "--participants", str(size)), env)
+            print(f"[{kind} {size}] demo loaded in {seconds:.1f} s", flush=True)
+            time.sleep(1.1)  # let the demo's last second pass before the cut-off "now"
+
+            startup = [run_measured(flask("exports", "--help"), env) for _ in range(2)]
+            result["startup"] = statistics.median(s for s, _ in startup)
+            result["startup_peak"] = max(m for _, m in startup)
+            print(
+                f"[{kind} {size}] start-up (flask exports --help): "
+                f"{result['startup']:.2f} s, peak {result['startup_peak']:.0f} MB",
+                flush=True,
+            )
+
+            bundle_times, peaks = [], []
+            for run in range(args.repeats):
+                out = work / f"bundle-{run}.zip"
+                seconds, peak = run_measured(
+                    flask("exports", "blinded", "--as", "statistician", "--out", str(out)), env
+                )
+                bundle_times.append(seconds)
+                peaks.append(peak)
+                print(
+                    f"[{kind} {size}] bundle run {run + 1}: {seconds:.2f} s, "
+                    f"peak {peak:.0f} MB, {out.stat().st_size / 1e6:.1f} MB zip",
+                    flush=True,
+                )
+            result["bundle"] = statistics.median(bundle_times)
+            result["peak"] = max(peaks)
+            result["peaks"] = peaks
+
+            floor = floor_command(kind, url, work)
+            if floor is None:
+                client = "sqlite3" if kind == "sqlite" else "psql"
+                hint = (
+                    "apt-get install -y sqlite3"
+                    if kind == "sqlite"
+                    else "apt-get install -y postgresql-client"
+                )
+                print(
+                    f"[{kind} {size}] the {client} command-line client is not installed: "
+                    f"no floor measured (install it with: {hint})",
+                    flush=True,
+                )
+                result["floor"] = None
+            else:
+                command, script = floor
+                floor_times, floor_peaks = [], []
+                for _ in range(args.repeats):
+                    seconds, peak = run_measured(command, env, stdin=script)
+                    floor_times.append(seconds)
+                    floor_peaks.append(peak)
+                result["floor"] = statistics.median(floor_times)
+                result["floor_peak"] = max(floor_peaks)
+                result["floor_rows"] = csv_rows(work)
+                print(
+                    f"[{kind} {size}] floor ({Path(command[0]).name}, {len(TABLES)} tables, "
+                    f"{result['floor_rows']} rows): median {result['floor']:.2f} s, "
+                    f"peak {result['floor_peak']:.0f} MB",
+                    flush=True,
+                )
+    finally:
+        shutil.rmtree(instance, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def growth(results: list[dict], kind: str) -> float | None:
+    rows = sorted((r for r in results if r["kind"] == kind), key=lambda r: r["size"])
+    if len(rows) < 2:
+        return None
+    return 100 * (rows[-1]["peak"] - rows[0]["peak"]) / rows[0]["peak"]
+
+
+def summary(results: list[dict]) -> None:
+    print(
+        f"\n{'size':>6} {'backend':<11}{'bundle s':>10}{'floor s':>9}{'ratio':>8}"
+        f"{'startup s':>11}{'peak MB':>9}{'growth %':>10}"
+    )
+    for r in results:
+        ratio = r["bundle"] / r["floor"] if r.get("floor") else None
+        g = growth(results, r["kind"])
+        last = r["size"] == max(x["size"] for x in results if x["kind"] == r["kind"])
+        print(
+            f"{r['size']:>6} {r['kind']:<11}{r['bundle']:>10.2f}"
+            f"{(r['floor'] if r.get('floor') else float('nan')):>9.2f}"
+            f"{(ratio if ratio else float('nan')):>8.1f}"
+            f"{r['startup']:>11.2f}{r['peak']:>9.0f}"
+            + (f"{g:>+10.1f}" if last and g is not None else f"{'':>10}")
+        )
+    print(
+        f"\nmedian of the runs; peak = the largest child peak RSS of the runs; growth = peak "
+        f"at the largest size vs the smallest, per backend.\nGoals: ratio <= {GOAL_RATIO:g}, "
+        f"peak < {GOAL_PEAK_MB:g} MB, growth <= {GOAL_GROWTH_PCT:g}%."
+    )
+    for kind in dict.fromkeys(r["kind"] for r in results):
+        rows = [r for r in results if r["kind"] == kind]
+        ratios = [r["bundle"] / r["floor"] for r in rows if r.get("floor")]
+        g = growth(results, kind)
+        verdicts = [
+            f"ratio {'met' if ratios and max(ratios) <= GOAL_RATIO else 'NOT met'}"
+            + (f" (worst {max(ratios):.1f}x)" if ratios else " (no floor)"),
+            f"peak {'met' if max(r['peak'] for r in rows) < GOAL_PEAK_MB else 'NOT met'}"
+            f" (max {max(r['peak'] for r in rows):.0f} MB)",
+        ]
+        if g is not None:
+            verdicts.append(f"growth {'met' if g <= GOAL_GROWTH_PCT else 'NOT met'} ({g:+.1f}%)")
+        print(f"  {kind}: " + "; ".join(verdicts))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--db",
+        choices=["auto", "both", "sqlite", "postgresql"],
+        default="auto",
+        help="auto: SQLite, and PostgreSQL when --postgres or TEST_DATABASE_URL is given",
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--postgres",
+        default=None,
+        help="a PostgreSQL URL whose server may create and drop databases "
+        "(default: TEST_DATABASE_URL's server, else none)",
+    )
+    args = parser.parse_args(argv)
+    if args.postgres is None and os.environ.get("TEST_DATABASE_URL"):
+        args.postgres = os.environ["TEST_DATABASE_URL"]
+    if args.db == "auto":
+        kinds = ["sqlite"] + (["postgresql"] if args.postgres else [])
+    elif args.db == "both":
+        kinds = ["sqlite", "postgresql"]
+    else:
+        kinds = [args.db]
+    if "postgresql" in kinds and not args.postgres:
+        args.postgres = DEFAULT_PG
+    print(
+        f"sizes {args.sizes}, {args.repeats} runs each, databases {kinds}, {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    if shutil.which("sqlite3") is None and "sqlite" in kinds:
+        print("note: sqlite3 is not installed (apt-get install -y sqlite3): no SQLite floor")
+    results, failed = [], False
+    for kind in kinds:
+        for size in sorted(args.sizes):
+            try:
+                results.append(bench_size(kind, size, args))
+            except CommandFailed as exc:
+                print(f"[{kind} {size}] FAILED: {exc}", flush=True)
+                failed = True
+    if results:
+        summary(results)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
