@@ -22,13 +22,13 @@ from sqlalchemy import select
 
 from exports import dummy, formats
 from exports.context import build_context
-from exports.snapshot import audit_barrier, begin_snapshot, load_cut, resolve_cutoff
+from exports.snapshot import resolve_cutoff, snapshot_at
 from exports.tables import Table, tables
 from exports.variables import Variable, short_names
 from trial.audit.models import AuditEvent
 from trial.audit.services import record_event
 from trial.auth.roles import Role
-from trial.database import read_only_transactions, utcnow
+from trial.database import utcnow
 from trial.errors import Forbidden, ValidationFailed
 from trial.extensions import db
 from trial.protocol import current_protocol
@@ -188,10 +188,7 @@ def write_bundle(
     """Write the bundle for a cut and audit the release (the caller commits)."""
     require_export_role(actor)
     protocol = current_protocol()
-    audit_barrier()
-    with read_only_transactions():
-        begin_snapshot()
-        cut = load_cut(request.cutoff)
+    with snapshot_at(request.cutoff) as cut:
         generated_at = _first_generation(request.key) or utcnow()
         ctx = build_context(protocol, cut)
         selected = list(tables(protocol))
@@ -259,7 +256,6 @@ def write_bundle(
                 raw.write(body.encode("utf-8"))
             if request.dummy_seed is not None:
                 archive.comment = b"DUMMY ARMS - NOT THE REAL ALLOCATION"
-        db.session.commit()
     digest = _sha256_file(out)
     record_event(
         actor,

@@ -36,6 +36,7 @@ class ParticipantFacts:
     kit_number: str | None = None
     randomized_at: datetime | None = None
     unblinded: bool = False
+    unblinded_at: datetime | None = None
     first_dose_date: date | None = None
     screening_date: date | None = None
     disposition: str | None = None
@@ -110,9 +111,11 @@ def _participants(cut: Cut) -> dict[int, ParticipantFacts]:
         Participant.consent_date,
         Participant.randomized_at,
         Participant.unblinded,
+        Participant.unblinded_at,
     ).join(Site, Site.id == Participant.site_id)
     facts = {}
-    for row_id, code, site, timezone, sex, born, consent, day0, unblinded in stream(statement):
+    rows = stream(statement)
+    for row_id, code, site, timezone, sex, born, consent, day0, unblinded, broken_at in rows:
         slot = slots.get(row_id)
         current = {
             "site": site,
@@ -133,6 +136,7 @@ def _participants(cut: Cut) -> dict[int, ParticipantFacts]:
             row_id=row_id,
             participant_id=code,
             timezone=timezone,
+            unblinded_at=broken_at if values["unblinded"] else None,
             **{k: values[k] for k in current},
         )
     return facts

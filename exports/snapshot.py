@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
@@ -23,7 +25,7 @@ from sqlalchemy import Boolean, Date, Float, Integer, func, select
 from sqlalchemy.orm import Session
 
 from trial.audit.models import AuditChainHead, AuditEvent
-from trial.database import UTCDateTime, utcnow
+from trial.database import UTCDateTime, read_only_transactions, utcnow
 from trial.errors import ValidationFailed
 from trial.extensions import db
 from trial.records.services import RECORD_TYPES
@@ -85,6 +87,21 @@ def begin_snapshot() -> None:
         db.session.connection(
             execution_options={"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
         )
+
+
+@contextmanager
+def snapshot_at(cutoff: datetime) -> Iterator[Cut]:
+    """Read the data as of ``cutoff``: barrier, one read-only snapshot, then end it.
+
+    Call it outside any read-only block: the barrier needs SQLite's write lock for a moment.
+    """
+    audit_barrier()
+    with read_only_transactions():
+        begin_snapshot()
+        try:
+            yield load_cut(cutoff)
+        finally:
+            db.session.rollback()  # nothing was written: just end the read
 
 
 def stream(statement, session: Session | None = None):

@@ -379,3 +379,29 @@ def blinded_allocations():
             RandomizationSlot.allocated_at,
         ).where(RandomizationSlot.participant_id.is_not(None))
     ).all()
+
+
+def closed_report_coding() -> tuple[str, ...]:
+    """The arms in the order the closed DSMB report codes them A, B, ...
+
+    A secret permutation keyed by ARM_KEY, so knowing the protocol's arm order does not
+    decode a closed report that strays; stable for a key, so a report is reproducible.
+    The unblinded statistician gives the DSMB the key (``reports arm-code``).
+    """
+    import hashlib
+    import hmac
+
+    from flask import current_app
+
+    require_arm_key()
+    arms = list(current_protocol().arms)
+    secret = current_app.config["ARM_KEY"].encode()
+    trial = current_protocol().trial_code
+    return tuple(
+        sorted(
+            arms,
+            key=lambda arm: hmac.new(
+                secret, f"dsmb-arm-coding|{trial}|{arm}".encode(), hashlib.sha256
+            ).digest(),
+        )
+    )

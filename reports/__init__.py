@@ -6,3 +6,8 @@
 
 def init_app(app, api) -> None:
     """Register the report routes and the ``reports`` command group."""
+    from reports.cli import reports_cli
+    from reports.views import blp
+
+    api.register_blueprint(blp)
+    app.cli.add_command(reports_cli)

@@ -108,6 +108,18 @@ MATRIX = {
     ("GET", "/api/v1/randomization/notices"): ({"unblinded_statistician", "dsmb"}, None, None),
     # exports
     ("GET", "/api/v1/exports/key"): ({"unblinded_statistician"}, None, None),
+    ("GET", "/api/v1/exports/blinded"): (
+        {"statistician", "unblinded_statistician", "data_manager"},
+        200,
+        None,
+    ),
+    # DSMB safety reports: the open report (the default) for these four; the closed one
+    # for the DSMB and the unblinded statistician only (tests/test_reports_access.py)
+    ("GET", "/api/v1/reports/safety"): (
+        {"dsmb", "unblinded_statistician", "data_manager", "statistician"},
+        200,
+        None,
+    ),
     # visit capture: reads for site staff, monitors and data managers; writes for site staff
     ("GET", "/api/v1/participants/<participant_id>/schedule"): (PARTICIPANT_READERS, None, None),
     ("GET", "/api/v1/participants/<participant_id>/drinking"): (PARTICIPANT_READERS, None, None),

@@ -108,6 +108,17 @@ def leaks(text: str, secrets: list[str]) -> list[str]:
 
 def response_text(response) -> str:
     headers = "\n".join(f"{k}: {v}" for k, v in response.headers.items())
+    if response.mimetype == "application/pdf":  # a safety report: scan what a reader sees
+        from tests.test_reports_pdf import report_text
+
+        return headers + "\n\n" + report_text(response.get_data())
+    if response.mimetype == "application/zip":  # a dataset bundle: scan every file in it
+        import io
+        import zipfile
+
+        with zipfile.ZipFile(io.BytesIO(response.get_data())) as archive:
+            files = [archive.read(name).decode("utf-8", "replace") for name in archive.namelist()]
+        return headers + "\n\n" + "\n".join(files)
     return headers + "\n\n" + response.get_data(as_text=True)
 
 

@@ -1,0 +1,59 @@
+"""``flask reports safety``."""
+
+from pathlib import Path
+
+import click
+from flask.cli import AppGroup
+
+from reports.pdf import ARM_MODES, SESSIONS, produce_safety_report
+from trial.cli_support import fail_on_trial_error, user_as
+from trial.errors import TrialError
+from trial.extensions import db
+
+reports_cli = AppGroup("reports", help="DSMB safety reports.")
+
+
+@reports_cli.command("safety")
+@click.option("--as", "username", required=True, help="The user the report is made for.")
+@click.option("--session", type=click.Choice(SESSIONS), required=True)
+@click.option("--arms", type=click.Choice(ARM_MODES), default=None, help="Closed report only.")
+@click.option("--cutoff", default=None, help="ISO 8601 with a time zone; default now.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+def safety_command(username, session, arms, cutoff, out):
+    """Write the open or closed DSMB safety report as PDF (audited with its SHA-256)."""
+    actor = user_as(username)
+    try:
+        report = produce_safety_report(actor, session, arms, cutoff)
+    except TrialError as exc:
+        db.session.rollback()
+        raise fail_on_trial_error(exc) from exc
+    out.write_bytes(report.pdf)
+    click.echo(
+        f"wrote {out} ({report.session}, cut-off {report.cutoff.isoformat()}, "
+        f"SHA-256 {report.sha256})"
+    )
+
+
+@reports_cli.command("arm-code")
+@click.option("--as", "username", required=True, help="The unblinded statistician.")
+def arm_code_command(username):
+    """Print which arm the closed report calls A, B, ... (unblinded statistician; audited).
+
+    The coding is a secret permutation keyed by ARM_KEY, so it is handed to the DSMB
+    separately from the reports it decodes.
+    """
+    from randomization.lists import require_unblinded_statistician
+    from randomization.services import closed_report_coding
+    from trial.audit.services import record_event
+
+    actor = user_as(username)
+    try:
+        require_unblinded_statistician(actor)
+        coding = closed_report_coding()
+        record_event(actor, "report_arm_code", entity_type="report", entity_id="arm_code")
+        db.session.commit()
+    except TrialError as exc:
+        db.session.rollback()
+        raise fail_on_trial_error(exc) from exc
+    for index, arm in enumerate(coding):
+        click.echo(f"{chr(ord('A') + index)} = {arm}")

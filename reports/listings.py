@@ -1,0 +1,155 @@
+"""Participant listings: serious AEs, deaths, liver findings, emergency unblindings.
+
+Ordered by site, participant and onset. An arm column appears only when ``arm_of`` is given
+(the closed report); no listing carries a dose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from reports.counting import is_treatment_emergent
+from reports.layout import CONTENT_WIDTH
+from reports.liver import LiverFinding
+from reports.rows import AdverseEventRow, ParticipantRow
+from reports.tables import section, table
+
+CRITERIA_SHORT = {
+    "death": "death",
+    "life_threatening": "life-thr.",
+    "hospitalisation": "hosp.",
+    "disability": "disab.",
+    "congenital_anomaly": "cong.",
+    "other_important": "other",
+}
+
+
+def _with_arm(header, widths, rows, pids, arm_of):
+    """Insert an arm column after the participant column (closed report only)."""
+    if arm_of is None:
+        return header, widths, rows
+    header = header[:2] + ["Arm"] + header[2:]
+    widths = widths[:2] + [34] + widths[2:]
+    rows = [r[:2] + [arm_of[p]] + r[2:] for r, p in zip(rows, pids, strict=True)]
+    return header, widths, rows
+
+
+def _scale(widths: list[float]) -> list[float]:
+    factor = CONTENT_WIDTH / sum(widths)
+    return [w * factor for w in widths]
+
+
+def _term(event: AdverseEventRow) -> str:
+    return event.preferred_term or f"[uncoded] {event.term}"
+
+
+def _empty(body, width_count):
+    return body or [["None"] + [""] * (width_count - 1)]
+
+
+def sae_listing(title, events, people: Mapping[str, ParticipantRow], arm_of=None):
+    first = {pid: p.first_dose for pid, p in people.items()}
+    chosen = sorted(
+        (e for e in events if e.serious and e.participant_id in people),
+        key=lambda e: (people[e.participant_id].site, e.participant_id, e.onset_date, _term(e)),
+    )
+    header = ["Site", "Participant", "Preferred term", "Onset", "End", "Grade", "Criteria",
+              "Relatedness", "Action", "Outcome", "TE"]  # fmt: skip
+    widths = [26, 48, 100, 46, 46, 28, 58, 50, 62, 62, 18]
+    rows = [
+        [
+            people[e.participant_id].site,
+            e.participant_id,
+            _term(e),
+            e.onset_date.isoformat(),
+            e.end_date.isoformat() if e.end_date else "ongoing",
+            str(e.grade),
+            ", ".join(CRITERIA_SHORT.get(x, x) for x in e.seriousness_criteria),
+            e.relatedness.replace("_", " "),
+            e.action_taken.replace("_", " "),
+            e.outcome.replace("_", " "),
+            "yes" if is_treatment_emergent(e, first[e.participant_id]) else "no",
+        ]
+        for e in chosen
+    ]
+    header, widths, rows = _with_arm(header, widths, rows, [e.participant_id for e in chosen],
+                                     arm_of)  # fmt: skip
+    return section(
+        title,
+        table([header], _empty(rows, len(header)), _scale(widths)),
+        "All serious adverse events of randomized participants reported by the cut-off, "
+        "ordered by site, participant and onset. TE: treatment-emergent (onset on or after "
+        "the first dose).",
+    )
+
+
+def death_listing(title, events, people: Mapping[str, ParticipantRow], arm_of=None):
+    fatal = {}
+    for e in sorted(events, key=lambda e: e.onset_date):
+        if e.outcome == "fatal" and e.participant_id in people:
+            fatal.setdefault(e.participant_id, e)
+    dead = sorted(
+        (p for p in people.values() if p.participant_id in fatal or p.disposition == "death"),
+        key=lambda p: (p.site, p.participant_id),
+    )
+    header = ["Site", "Participant", "Date of death", "Fatal adverse event", "Relatedness"]
+    widths = [40, 70, 80, 200, 90]
+    rows = []
+    for p in dead:
+        event = fatal.get(p.participant_id)
+        day = p.disposition_date if p.disposition == "death" else None
+        day = day or (event.end_date or event.onset_date if event else None)
+        rows.append([
+            p.site, p.participant_id, day.isoformat() if day else "-",
+            _term(event) if event else "-",
+            event.relatedness.replace("_", " ") if event else "-",
+        ])  # fmt: skip
+    header, widths, rows = _with_arm(header, widths, rows, [p.participant_id for p in dead],
+                                     arm_of)  # fmt: skip
+    return section(
+        title,
+        table([header], _empty(rows, len(header)), _scale(widths)),
+        "Participants with a fatal adverse event or a final disposition of death, by site "
+        "and participant. Date: the disposition date, else the fatal event's end (or onset).",
+    )
+
+
+def liver_listing(title, findings: Sequence[LiverFinding], people, arm_of=None):
+    chosen = sorted(findings, key=lambda f: (people[f.participant_id].site, f.participant_id))
+
+    def peak(f, test):
+        return f"{f.peak[test]:.2f}" if test in f.peak else "-"
+
+    header = ["Site", "Participant", "Peak ALT x ULN", "Peak AST x ULN",
+              "Peak bilirubin x ULN", "Potential Hy's law"]  # fmt: skip
+    widths = [40, 70, 80, 80, 90, 120]
+    rows = [
+        [people[f.participant_id].site, f.participant_id, peak(f, "ALT"), peak(f, "AST"),
+         peak(f, "bilirubin"), f.hys_law_date.isoformat() if f.hys_law_date else "no"]
+        for f in chosen
+    ]  # fmt: skip
+    header, widths, rows = _with_arm(header, widths, rows, [f.participant_id for f in chosen],
+                                     arm_of)  # fmt: skip
+    return section(
+        title,
+        table([header], _empty(rows, len(header)), _scale(widths)),
+        "Safety population participants meeting any criterion of the liver table; peaks over "
+        "visits on or after the first dose; Hy's law: the first visit meeting the screen.",
+    )
+
+
+def unblinding_listing(title, people: Mapping[str, ParticipantRow], arm_of=None):
+    chosen = sorted(
+        (p for p in people.values() if p.unblinded_at is not None),
+        key=lambda p: (p.site, p.participant_id),
+    )
+    header = ["Site", "Participant", "Code broken at (UTC)"]
+    widths = [60, 100, 200]
+    rows = [[p.site, p.participant_id, p.unblinded_at.strftime("%Y-%m-%d %H:%M")] for p in chosen]
+    header, widths, rows = _with_arm(header, widths, rows, [p.participant_id for p in chosen],
+                                     arm_of)  # fmt: skip
+    return section(
+        title,
+        table([header], _empty(rows, len(header)), _scale(widths)),
+        "Emergency code-breaks by an investigator, by site and participant.",
+    )
