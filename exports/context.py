@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -43,7 +44,7 @@ class ParticipantFacts:
     disposition_date: date | None = None
     disposition_reason: str | None = None
 
-    @property
+    @cached_property
     def randomization_date(self) -> date | None:
         if self.randomized_at is None:
             return None

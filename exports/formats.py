@@ -16,6 +16,7 @@ FORMATS = ("csv", "xpt", "parquet")
 EXTENSIONS = {"csv": "csv", "xpt": "xpt", "parquet": "parquet"}
 # A cell a spreadsheet would run as a formula starts with one of these (OWASP's list).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_FIRST = frozenset(FORMULA_STARTS)
 XPT_TEXT_MAX = 200  # SAS v5 character variables hold at most 200 bytes
 PARQUET_ROW_GROUP = 20_000
 
@@ -72,10 +73,18 @@ def write_csv(binary, variables: tuple[Variable, ...], rows: Iterable[tuple]) ->
     sink = _TextSink(binary)
     writer = csv.writer(sink, lineterminator="\r\n")
     writer.writerow([v.name for v in variables])
+    # The csv module already writes None as "", numbers as repr and dates as ISO 8601;
+    # only text (neutralised), true/false and instants need a hand, column by column.
+    converted = [i for i, v in enumerate(variables) if v.type in ("string", "boolean", "datetime")]
     count = 0
-    cell = csv_cell
     for row in rows:
-        writer.writerow([cell(value) for value in row])
+        if converted:
+            row = list(row)
+            for i in converted:
+                value = row[i]
+                if value is not None and (type(value) is not str or value[:1] in FORMULA_FIRST):
+                    row[i] = csv_cell(value)
+        writer.writerow(row)
         count += 1
     sink.flush()
     return count

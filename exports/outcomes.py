@@ -74,7 +74,10 @@ def periods_for(
 def round_half_up(value: float | None) -> float | None:
     if value is None:
         return None
-    return float(Decimal(repr(float(value))).quantize(DECIMALS, rounding=ROUND_HALF_UP))
+    value = float(value)
+    if round(value, 4) == value:  # already at 4 decimals or fewer (round is exact)
+        return value
+    return float(Decimal(repr(value)).quantize(DECIMALS, rounding=ROUND_HALF_UP))
 
 
 def who_risk_level(protocol: Protocol, sex: str, grams_per_day: float | None) -> str | None:

@@ -108,7 +108,8 @@ def stream(statement, session: Session | None = None):
     """Rows in chunks: a server-side cursor on PostgreSQL, chunked fetches on SQLite."""
     connection = (session or db.session).connection()
     result = connection.execution_options(yield_per=CHUNK_ROWS).execute(statement)
-    yield from result
+    for chunk in result.partitions():  # a list per fetch: no per-row fetch call
+        yield from chunk
 
 
 def _decoder_for(column):
