@@ -39,7 +39,15 @@ def generate_command(username):
 def import_command(file, username, append):
     """Load a list made elsewhere: CSV with stratum, sequence, arm[, block][, kit]."""
     actor = user_as(username)
-    text = file.read_text(encoding="utf-8-sig")
+    data = file.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise click.ClickException(
+            f"{file.name} refused: line {line} is not UTF-8 text (byte {exc.start + 1}); "
+            f"save the file as UTF-8. Nothing was loaded."
+        ) from None
     row = _run(lambda: lists.import_list(actor, text, append=append))
     click.echo(f"imported list {row.id}: {row.slot_count} slots, SHA-256 {row.list_sha256}")
 

@@ -17,7 +17,7 @@ from randomization.crypto import decrypt_arm, decrypt_seed, encrypt_arm, encrypt
 from randomization.generator import Slot, block_contents, generate_list, list_digest
 from randomization.models import RandomizationList, RandomizationSlot
 from randomization.predictability import simulate_guess_share
-from randomization.strata import all_strata, parse_stratum
+from randomization.strata import all_strata
 from trial.audit.services import record_event
 from trial.auth.roles import Role
 from trial.database import utcnow
@@ -218,34 +218,43 @@ def _check_blocks(rows, ratio, problems: _ImportProblems) -> None:
             )
 
 
+def _read_csv(text: str) -> tuple[list[str], list[dict]]:
+    """Read the whole file first, so malformed CSV is refused naming its line, not a crash."""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        return reader.fieldnames or [], list(reader)
+    except csv.Error as exc:
+        raise ValidationFailed(
+            "The list file was refused; nothing was loaded.",
+            {"file": [f"not readable as CSV after line {reader.line_num} ({exc})"]},
+        ) from None
+
+
 def parse_import(text: str, *, append: bool) -> list[dict]:
     """Parse and check a list file; raise naming every bad line, write nothing."""
     protocol = current_protocol()
     problems = _ImportProblems()
-    reader = csv.DictReader(io.StringIO(text))
-    header = [name.strip().lower() for name in (reader.fieldnames or [])]
+    fieldnames, records = _read_csv(text)
+    header = [name.strip().lower() for name in fieldnames]
     missing = {"stratum", "sequence", "arm"} - set(header)
     if missing:
         raise ValidationFailed(
             "The list file lacks required columns.",
             {"header": [f"missing column(s): {', '.join(sorted(missing))}"]},
         )
-    site_codes = set(db.session.scalars(select(Site.code)))
+    # Exactly the keys allocation looks up ("site=S01|sex=F"): a reordered or repeated factor
+    # would be slots no participant can reach (and an over-long key a database error).
+    valid_strata = set(all_strata(protocol, list(db.session.scalars(select(Site.code)))))
+    kit_width = RandomizationSlot.kit_number.type.length
     rows, seen, kits = [], set(), set()
-    for line_number, raw in enumerate(reader, start=2):
-        raw = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
+    for line_number, raw in enumerate(records, start=2):
         where = f"line {line_number}"
+        if None in raw:  # csv.DictReader puts fields beyond the header under None, as a list
+            problems.add(where, "has more fields than the header")
+            continue
+        raw = {(k or "").strip().lower(): (v or "").strip() for k, v in raw.items()}
         stratum = raw.get("stratum", "")
-        try:
-            factors = parse_stratum(stratum)
-        except ValueError:
-            factors = None
-        if (
-            factors is None
-            or set(factors) != set(protocol.strata)
-            or factors.get("site", next(iter(site_codes), None)) not in site_codes
-            or factors.get("sex", "F") not in SEXES
-        ):
+        if stratum not in valid_strata:
             problems.add(where, f"unknown stratum {stratum!r}")
         try:
             sequence = int(raw.get("sequence", ""))
@@ -258,7 +267,10 @@ def parse_import(text: str, *, append: bool) -> list[dict]:
             problems.add(where, f"unknown arm {raw.get('arm')!r}")
             continue
         block = raw.get("block") or None
-        if block is not None and not block.isdigit():
+        # ASCII digits only ("²".isdigit() is true, int("²") fails) and within the column.
+        if block is not None and not (
+            block.isascii() and block.isdigit() and len(block) <= 10 and int(block) < 2**31
+        ):
             problems.add(where, f"block {block!r} is not a positive integer")
             continue
         if (stratum, sequence) in seen:
@@ -266,7 +278,7 @@ def parse_import(text: str, *, append: bool) -> list[dict]:
         seen.add((stratum, sequence))
         kit = raw.get("kit") or None
         if kit is not None:
-            if not kit.isdigit() or kit in kits:
+            if not (kit.isascii() and kit.isdigit() and len(kit) <= kit_width) or kit in kits:
                 problems.add(where, f"kit {kit!r} is not a unique number")
             kits.add(kit)
         rows.append(

@@ -53,6 +53,7 @@ def _register_api(app: Flask) -> None:
     from trial.errors import TrialApi, screen_request_input
     from trial.forms.views import blp as forms_blp
     from trial.health import blp as health_blp
+    from trial.http_security import init_http_security
     from trial.participants.views import blp as participants_blp
     from trial.queries.views import blp as queries_blp
     from trial.safety.views import blp as safety_blp
@@ -84,6 +85,7 @@ def _register_api(app: Flask) -> None:
     ):
         api.register_blueprint(blueprint)
     app.before_request(enforce_access_policy)
+    init_http_security(app)  # after authentication: 401, then 413; headers on every answer
     app.before_request(screen_request_input)  # after authentication: 401 comes first
 
     # The only places trial touches the packages built on it: registering them.

@@ -236,6 +236,8 @@ def load_protocol(path: str | Path) -> Protocol:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ConfigurationError(f"protocol file {path} does not exist") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(f"protocol file {path} is not UTF-8 text: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"protocol file {path} is not valid TOML: {exc}") from exc
     try:

@@ -158,7 +158,11 @@ def parse_dictionary(text: str, *, max_problems: int = 50) -> dict[str, Dictiona
                 if not value:
                     problems.append(f"line {line}: {label} is empty")
                     bad = True
-                elif len(value) > limit:
+                elif "\x00" in value:  # PostgreSQL cannot store it
+                    problems.append(f"line {line}: {label} contains a NUL character")
+                    bad = True
+                # The lookup key is case-folded, which can lengthen it ("ß" folds to "ss").
+                elif max(len(value), len(normalise_term(value))) > limit:
                     problems.append(f"line {line}: {label} is longer than {limit} characters")
                     bad = True
             canonical_soc = _SOC_BY_KEY.get(normalise_term(soc)) if soc else None
