@@ -1,12 +1,14 @@
 """``flask exports blinded`` and ``flask exports key``."""
 
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import click
 from flask.cli import AppGroup
 
-from exports.bundle import parse_request, write_bundle
+from exports.bundle import parse_request, require_export_role, write_bundle
 from exports.key import build_key_csv
 from exports.tables import tables
 from trial.cli_support import fail_on_trial_error, user_as
@@ -30,21 +32,29 @@ exports_cli = AppGroup("exports", help="Files that leave the system.")
     show_default=True,
 )
 def blinded_command(username, out, cutoff, dummy_arms, fmt):
-    """Write the blinded dataset bundle (ZIP) for a data cut-off; audited."""
+    """Write the blinded dataset bundle (ZIP) for a data cut-off; audited.
+
+    The bundle is built in a temporary file and copied into ``--out`` only once it is
+    complete and audited: a refused or failed export never touches (or removes) ``--out``.
+    """
     actor = user_as(username)
-    try:
-        request = parse_request(cutoff, fmt, dummy_arms)
-        count = len(tables(current_protocol())) + 1
-        if sys.stdout.isatty():
-            with click.progressbar(length=count, label="Exporting", show_pos=True) as bar:
-                result = write_bundle(actor, request, out, progress=lambda _name: bar.update(1))
-        else:
-            result = write_bundle(actor, request, out)
-        db.session.commit()
-    except TrialError as exc:
-        db.session.rollback()
-        out.unlink(missing_ok=True)
-        raise fail_on_trial_error(exc) from exc
+    with tempfile.TemporaryDirectory() as directory:
+        draft = Path(directory) / "bundle.zip"
+        try:
+            request = parse_request(cutoff, fmt, dummy_arms)
+            require_export_role(actor)
+            count = len(tables(current_protocol())) + 1
+            if sys.stdout.isatty():
+                with click.progressbar(length=count, label="Exporting", show_pos=True) as bar:
+                    result = write_bundle(actor, request, draft, lambda _name: bar.update(1))
+            else:
+                result = write_bundle(actor, request, draft)
+            db.session.commit()
+        except TrialError as exc:
+            db.session.rollback()
+            raise fail_on_trial_error(exc) from exc
+        with draft.open("rb") as source, out.open("wb") as target:
+            shutil.copyfileobj(source, target)
     manifest = result.manifest
     rows = sum(f["rows"] for f in manifest["files"])
     click.echo(f"cut-off {manifest['cutoff']}: {len(manifest['files'])} files, {rows} rows")

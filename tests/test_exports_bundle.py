@@ -286,7 +286,9 @@ def test_every_pull_is_audited_with_the_bundle_hash(demo, client, make_user):
 
 
 @pytest.mark.parametrize("role", ALL_ROLES)
-def test_only_statisticians_and_data_managers_may_export(app, client, make_user, role, runner):
+def test_only_statisticians_and_data_managers_may_export(
+    app, client, make_user, role, runner, tmp_path
+):
     user, token = make_user(role, username=f"u.{role}")
     response = client.get("/api/v1/exports/blinded", headers=bearer(token))
     if role in ROLES_ALLOWED:
@@ -294,10 +296,11 @@ def test_only_statisticians_and_data_managers_may_export(app, client, make_user,
     else:
         assert response.status_code == 403, response.json
         assert response.json["code"] == "forbidden"
-        cli = runner.invoke(
-            args=["exports", "blinded", "--as", user.username, "--out", "/dev/null"]
-        )
+        out = tmp_path / "kept.zip"
+        out.write_bytes(b"earlier file")
+        cli = runner.invoke(args=["exports", "blinded", "--as", user.username, "--out", str(out)])
         assert cli.exit_code != 0
+        assert out.read_bytes() == b"earlier file"  # a refusal never touches --out
     exported = db.session.scalars(select(AuditEvent).where(AuditEvent.action == "export_blinded"))
     assert len(list(exported)) == (1 if role in ROLES_ALLOWED else 0)
 
