@@ -102,7 +102,9 @@ def _register_cli(app: Flask) -> None:
     from trial.audit.cli import audit_cli
     from trial.auth.cli import users_cli
     from trial.demo import trial_cli
+    from trial.maintenance.cli import register_maintenance_cli
     from trial.safety.cli import meddra_cli
 
     for group in (users_cli, audit_cli, trial_cli, meddra_cli):
         app.cli.add_command(group)
+    register_maintenance_cli(app)
