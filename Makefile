@@ -23,8 +23,10 @@ serve: $(VENV)/.installed
 	@echo "--- serving on http://127.0.0.1:5000/api/v1 (Ctrl-C stops) ---"
 	$(BIN)/gunicorn --workers 2 --bind 127.0.0.1:5000 --access-logfile - wsgi:app
 
+# Tests run in parallel worker processes (one per core, at most 4); each worker has its own
+# databases. PYTEST_ARGS adds options, e.g. PYTEST_ARGS="-n 0 -k exports" for one process.
 test: $(VENV)/.installed
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --maxprocesses 4 $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

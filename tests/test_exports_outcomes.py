@@ -143,7 +143,7 @@ def test_outcomes_agree_with_a_loop_over_the_calendar_on_a_demo_trial(app, runne
     # Not vacuous: the demo covers drinking, abstinence and missing days.
     assert {r["who_risk_level"] for r in expected.values()} >= {"very high", "low"}
     assert any(int(r["days_missing"]) > 0 for r in expected.values())
-    assert any(r["pct_days_abstinent"] == "100.0" for r in expected.values())
+    assert any(r["pct_days_abstinent"] not in ("", "0.0") for r in expected.values())
 
 
 def test_edge_cases_missing_days_empty_periods_and_sex_thresholds(
