@@ -55,29 +55,33 @@ VISIT_CODE = V("visit_code", "Visit", "string", origin="entered")
 VISIT_DATE = V("visit_date", "Visit date", "date")
 
 
-def _visit_forms(ctx: Context, model, fields: list[str], derived: Callable | None = None):
-    """Rows of a form entered with a visit: participant, visit, visit date, items, scores."""
-    rows = records_as_of(ctx.cut, model, ["visit_id", *fields])
+def by_participant(ctx: Context, model, fields: list[str], order: Callable):
+    """A record table at the cut-off as (participant facts, that participant's rows sorted
+    by ``order``), participant by participant in id order."""
+    rows = records_as_of(ctx.cut, model, fields)
     for row_id, group in groupby(rows, key=lambda r: r["participant_row_id"]):
         facts = ctx.participants.get(row_id)
-        if facts is None:
-            continue
-        entries = []
-        for row in group:
+        if facts is not None:
+            yield facts, sorted(group, key=order)
+
+
+def _visit_forms(ctx: Context, model, fields: list[str], derived: Callable | None = None):
+    """Rows of a form entered with a visit: participant, visit, visit date, items, scores."""
+
+    def schedule_order(row):
+        visit = ctx.visits.get(row["visit_id"])
+        code = visit.visit_code if visit else ""
+        return ctx.visit_order.get(code, 999), row["id"]
+
+    for facts, rows in by_participant(ctx, model, ["visit_id", *fields], schedule_order):
+        for row in rows:
             visit = ctx.visits.get(row["visit_id"])
-            if visit is None:
-                continue
-            extra = derived(row) if derived else ()
-            entries.append(
-                (
-                    (ctx.visit_order.get(visit.visit_code, 999), visit.visit_date, row["id"]),
+            if visit is not None:
+                yield (
                     (facts.participant_id, visit.visit_code, visit.visit_date)
                     + tuple(row[f] for f in fields)
-                    + tuple(extra),
+                    + tuple(derived(row) if derived else ())
                 )
-            )
-        for _, values in sorted(entries, key=lambda e: e[0]):
-            yield values
 
 
 # --- participants --------------------------------------------------------------------------
@@ -162,14 +166,9 @@ STUDY_DAY = "Date minus the randomization date (day 0); empty before randomizati
 
 def visit_rows(ctx: Context) -> Iterator[tuple]:
     fields = ["visit_code", "visit_date", "status", "missed_reason"]
-    for row_id, group in groupby(
-        records_as_of(ctx.cut, Visit, fields), key=lambda r: r["participant_row_id"]
-    ):
-        facts = ctx.participants.get(row_id)
-        if facts is None:
-            continue
-        group = sorted(group, key=lambda r: (ctx.visit_order.get(r["visit_code"], 999), r["id"]))
-        for r in group:
+    order = lambda r: (ctx.visit_order.get(r["visit_code"], 999), r["id"])  # noqa: E731
+    for facts, rows in by_participant(ctx, Visit, fields, order):
+        for r in rows:
             yield (
                 facts.participant_id,
                 r["visit_code"],
@@ -182,12 +181,9 @@ def visit_rows(ctx: Context) -> Iterator[tuple]:
 
 def drinking_rows(ctx: Context) -> Iterator[tuple]:
     grams = ctx.protocol.standard_drink_grams
-    rows = records_as_of(ctx.cut, DrinkingDay, ["visit_id", "day", "standard_drinks"])
-    for row_id, group in groupby(rows, key=lambda r: r["participant_row_id"]):
-        facts = ctx.participants.get(row_id)
-        if facts is None:
-            continue
-        for r in sorted(group, key=lambda r: r["day"]):
+    fields = ["visit_id", "day", "standard_drinks"]
+    for facts, rows in by_participant(ctx, DrinkingDay, fields, lambda r: r["day"]):
+        for r in rows:
             visit = ctx.visits.get(r["visit_id"])
             yield (
                 facts.participant_id,
@@ -206,13 +202,8 @@ def _ocds_scores(row) -> tuple:
 
 def dosing_rows(ctx: Context) -> Iterator[tuple]:
     fields = ["date", "tablets_per_day", "change_reason", "tablets_returned"]
-    for row_id, group in groupby(
-        records_as_of(ctx.cut, DosingRecord, fields), key=lambda r: r["participant_row_id"]
-    ):
-        facts = ctx.participants.get(row_id)
-        if facts is None:
-            continue
-        for r in sorted(group, key=lambda r: r["date"]):
+    for facts, rows in by_participant(ctx, DosingRecord, fields, lambda r: r["date"]):
+        for r in rows:
             yield (
                 facts.participant_id,
                 r["date"],
@@ -240,34 +231,24 @@ AE_FIELDS = [
 
 
 def adverse_event_rows(ctx: Context) -> Iterator[tuple]:
-    for row_id, group in groupby(
-        records_as_of(ctx.cut, AdverseEvent, AE_FIELDS), key=lambda r: r["participant_row_id"]
-    ):
-        facts = ctx.participants.get(row_id)
-        if facts is None:
-            continue
-        for r in sorted(group, key=lambda r: (r["onset_date"], r["term"], r["id"])):
-            emergent = facts.first_dose_date is not None and r["onset_date"] >= (
-                facts.first_dose_date
-            )
+    order = lambda r: (r["onset_date"], r["term"], r["id"])  # noqa: E731
+    for facts, rows in by_participant(ctx, AdverseEvent, AE_FIELDS, order):
+        first_dose = facts.first_dose_date
+        for r in rows:
             yield (
                 facts.participant_id,
                 *(r[f] for f in AE_FIELDS[:5]),
                 facts.study_day(r["onset_date"]),
                 *(r[f] for f in AE_FIELDS[5:]),
-                emergent,
+                first_dose is not None and r["onset_date"] >= first_dose,
             )
 
 
 def deviation_rows(ctx: Context) -> Iterator[tuple]:
     fields = ["category", "description", "date", "automatic", "visit_id"]
-    for row_id, group in groupby(
-        records_as_of(ctx.cut, ProtocolDeviation, fields), key=lambda r: r["participant_row_id"]
-    ):
-        facts = ctx.participants.get(row_id)
-        if facts is None:
-            continue
-        for r in sorted(group, key=lambda r: (r["date"], r["id"])):
+    order = lambda r: (r["date"], r["id"])  # noqa: E731
+    for facts, rows in by_participant(ctx, ProtocolDeviation, fields, order):
+        for r in rows:
             visit = ctx.visits.get(r["visit_id"]) if r["visit_id"] else None
             yield (
                 facts.participant_id,

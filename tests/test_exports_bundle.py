@@ -21,20 +21,12 @@ from sqlalchemy import select
 from exports.formats import csv_cell
 from tests.capture_helpers import Trial, iso, today, vitals
 from tests.conftest import bearer
+from tests.test_access_policy import ROLES as ALL_ROLES
+from tests.test_adverse_events import body as ae_body
 from trial.audit.models import AuditEvent
 from trial.extensions import db
 
 ROLES_ALLOWED = {"statistician", "unblinded_statistician", "data_manager"}
-ALL_ROLES = (
-    "admin",
-    "coordinator",
-    "investigator",
-    "monitor",
-    "data_manager",
-    "statistician",
-    "unblinded_statistician",
-    "dsmb",
-)
 
 
 def members(data: bytes) -> dict[str, bytes]:
@@ -165,16 +157,7 @@ def test_the_cutoff_shows_each_record_as_it_stood_then(
     vitals_id = visit.json["vitals"]["id"]
     ae = trial.post(
         f"/participants/{kept.pid}/adverse-events",
-        {
-            "term": "Somnolence",
-            "onset_date": iso(today() - timedelta(days=3)),
-            "grade": 2,
-            "serious": False,
-            "seriousness_criteria": [],
-            "relatedness": "possible",
-            "action_taken": "none",
-            "outcome": "recovering",
-        },
+        ae_body(onset_date=iso(today() - timedelta(days=3))),
     )
     assert ae.status_code == 201, ae.json
     cutoff = now_cutoff()
@@ -221,17 +204,7 @@ def test_formula_cells_are_neutralised_and_numbers_left_alone(
     for term in ('=HYPERLINK("http://evil")', "+cmd", "-x", "@SUM(A1)"):
         response = trial.post(
             f"/participants/{p.pid}/adverse-events",
-            {
-                "term": term,
-                "onset_date": iso(today() - timedelta(days=3)),
-                "grade": 1,
-                "serious": False,
-                "seriousness_criteria": [],
-                "relatedness": "unlikely",
-                "action_taken": "none",
-                "outcome": "recovered",
-                "end_date": iso(today() - timedelta(days=2)),
-            },
+            ae_body(term=term, onset_date=iso(today() - timedelta(days=3))),
         )
         assert response.status_code == 201, response.json
     make_user("data_manager", username="dm")

@@ -9,6 +9,7 @@ from datetime import timedelta
 from exports.snapshot import parse_cutoff
 from reports.data import load_safety_data
 from tests.capture_helpers import Trial, iso, today
+from tests.test_adverse_events import body as ae_body
 from tests.test_exports_bundle import now_cutoff
 from trial.database import utcnow
 
@@ -16,16 +17,7 @@ from trial.database import utcnow
 def test_a_report_cutoff_undoes_later_changes(client, make_site, make_user, make_participant):
     trial = Trial(client, make_site, make_user, make_participant)
     p = trial.enrol()
-    body = {
-        "term": "Somnolence",
-        "onset_date": iso(today() - timedelta(days=3)),
-        "grade": 2,
-        "serious": False,
-        "seriousness_criteria": [],
-        "relatedness": "possible",
-        "action_taken": "none",
-        "outcome": "recovering",
-    }
+    body = ae_body(onset_date=iso(today() - timedelta(days=3)))
     first = trial.post(f"/participants/{p.pid}/adverse-events", body)
     second = trial.post(f"/participants/{p.pid}/adverse-events", {**body, "term": "Dizziness"})
     assert first.status_code == second.status_code == 201
