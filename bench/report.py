@@ -114,7 +114,8 @@ def main(argv=None) -> int:
             print(
                 f"{small['n']} -> {large['n']}: participants x{size:.1f}, time x{growth:.2f}, "
                 f"peak memory x{large['peak_mb'] / small['peak_mb']:.2f} "
-                f"({'no faster' if growth <= size else 'FASTER'} than participants)"
+                f"(time grows {'no faster' if growth <= size else 'FASTER'} than participants:"
+                f" goal {'met' if growth <= size else 'NOT met'})"
             )
             ok &= growth <= size
         goal = [r for r in rows if r["n"] == GOAL_PARTICIPANTS]
