@@ -44,15 +44,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 from cryptography.fernet import Fernet
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.randomize import DEFAULT_PG, throwaway_database  # noqa: E402 - the shared harness
+
 TABLES = (
     "participants",
     "visits",
@@ -68,7 +69,6 @@ TABLES = (
 GOAL_RATIO = 2.0
 GOAL_PEAK_MB = 250.0
 GOAL_GROWTH_PCT = 10.0
-DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 class CommandFailed(RuntimeError):
@@ -76,28 +76,6 @@ class CommandFailed(RuntimeError):
 
 
 # --- databases -------------------------------------------------------------------------------
-
-
-@contextmanager
-def throwaway_database(kind: str, pg_url: str | None):
-    """Yield a URL to an empty database that is removed afterwards."""
-    if kind == "sqlite":
-        directory = Path(tempfile.mkdtemp(prefix="bench-export-sqlite-"))
-        try:
-            yield f"sqlite:///{directory / 'bench.db'}"
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
-        return
-    name = f"bench_export_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(pg_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def libpq_url(url: str) -> str:

@@ -55,7 +55,7 @@ SITES = ("S01", "S02", "S03", "S04")
 
 
 @contextmanager
-def throwaway_database(kind: str, pg_url: str):
+def throwaway_database(kind: str, pg_url: str | None):
     """Yield a URL to an empty database that is removed afterwards."""
     if kind == "sqlite":
         directory = Path(tempfile.mkdtemp(prefix="bench-sqlite-"))
@@ -64,7 +64,7 @@ def throwaway_database(kind: str, pg_url: str):
         finally:
             shutil.rmtree(directory, ignore_errors=True)
         return
-    name = f"bench_randomize_{uuid.uuid4().hex[:10]}"
+    name = f"bench_{uuid.uuid4().hex[:10]}"
     admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))

@@ -8,11 +8,7 @@ through ``allocation_key`` as the unblinded statistician.
 
 from __future__ import annotations
 
-import secrets
-import shutil
-import uuid
 from collections import Counter, defaultdict
-from contextlib import contextmanager
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -20,10 +16,9 @@ import pytest
 from sqlalchemy import select
 
 import randomization.demo.writer as demo_writer
-from randomization import lists
 from randomization.services import allocation_key
-from tests.conftest import BACKENDS, RUN_ID, create_pg_database, drop_pg_database, make_config
-from trial import create_app
+from tests.conftest import BACKENDS
+from tests.demo_helpers import fixed_list_seed, fresh_app
 from trial.audit.models import AuditEvent
 from trial.auth.services import get_user_by_username
 from trial.conduct.models import Disposition, ProtocolDeviation
@@ -46,7 +41,6 @@ from trial.visits.schedule import build_schedule, in_window
 
 N = 120
 SEED = 20261121
-LIST_SEED = bytes(range(1, 33))
 SEDATION_TERMS = {"Somnolence", "Sedation"}
 CLINICAL_ENTITIES = (
     "participant",
@@ -62,37 +56,6 @@ CLINICAL_ENTITIES = (
     "protocol_deviation",
     "disposition",
 )
-
-
-@contextmanager
-def fixed_list_seed():
-    """Fix the list seed (and so the allocation) for the demos run inside the block."""
-    fixed = SimpleNamespace(token_bytes=lambda n: LIST_SEED[:n], randbelow=secrets.randbelow)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(lists, "secrets", fixed)
-        yield
-
-
-@contextmanager
-def fresh_app(backend: str, request, directory):
-    """An app on a freshly migrated database of its own, inside its app context."""
-    directory.mkdir(parents=True, exist_ok=True)
-    if backend == "sqlite":
-        path = directory / "trial.db"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        url, name = f"sqlite:///{path}", None
-    else:
-        name = f"trial_demo_{RUN_ID}_{uuid.uuid4().hex[:10]}"
-        url = create_pg_database(name, template=request.getfixturevalue("postgresql_template"))
-    application = create_app(make_config(url, directory / "instance"))
-    try:
-        with application.app_context():
-            yield application
-            db.session.remove()
-            db.engine.dispose()
-    finally:
-        if name is not None:
-            drop_pg_database(name)
 
 
 def run_demo(application, participants: int = N, seed: int = SEED) -> None:

@@ -25,16 +25,14 @@ import csv
 import io
 import random
 import re
-import secrets
 import zipfile
 from collections import defaultdict
 from datetime import date
-from types import SimpleNamespace
 
 import pytest
 
-from randomization import lists
 from randomization.services import allocation_key
+from tests.demo_helpers import fixed_list_seed
 from trial.auth.services import get_user_by_username
 from trial.extensions import db
 from trial.protocol import current_protocol
@@ -187,11 +185,10 @@ def export_blinded(runner, out, *extra: str) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_no_administrative_column_predicts_the_arm(app, runner, backend, tmp_path, monkeypatch):
+def test_no_administrative_column_predicts_the_arm(app, runner, backend, tmp_path):
     protocol = current_protocol()
-    fixed = SimpleNamespace(token_bytes=lambda n: LIST_SEED[:n], randbelow=secrets.randbelow)
-    monkeypatch.setattr(lists, "secrets", fixed)
-    result = runner.invoke(args=["trial", "demo", "--participants", str(PARTICIPANTS)])
+    with fixed_list_seed(LIST_SEED):
+        result = runner.invoke(args=["trial", "demo", "--participants", str(PARTICIPANTS)])
     assert result.exit_code == 0, result.output
     db.session.remove()
     key = allocation_key(get_user_by_username("unblinded_statistician"))

@@ -12,10 +12,7 @@ import hashlib
 import io
 import json
 import re
-import shutil
 import time
-import uuid
-from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pdfplumber
@@ -26,8 +23,8 @@ from reports import counting as c
 from reports import pdf as report_pdf
 from reports.data import load_safety_data, resolve_cutoff
 from reports.layout import PageMarks, render
-from tests.conftest import BACKENDS, RUN_ID, create_pg_database, drop_pg_database, make_config
-from trial import create_app
+from tests.conftest import BACKENDS
+from tests.demo_helpers import fresh_app
 from trial.audit.models import AuditEvent
 from trial.auth.services import get_user_by_username
 from trial.extensions import db
@@ -94,27 +91,6 @@ def open_report_leaks(data: bytes, arm_names=None) -> list[str]:
 
 
 # --- the shared demo -----------------------------------------------------------------------
-
-
-@contextmanager
-def fresh_app(backend: str, request, directory):
-    directory.mkdir(parents=True, exist_ok=True)
-    if backend == "sqlite":
-        path = directory / "trial.db"
-        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
-        url, name = f"sqlite:///{path}", None
-    else:
-        name = f"trial_reports_{RUN_ID}_{uuid.uuid4().hex[:10]}"
-        url = create_pg_database(name, template=request.getfixturevalue("postgresql_template"))
-    application = create_app(make_config(url, directory / "instance"))
-    try:
-        with application.app_context():
-            yield application
-            db.session.remove()
-            db.engine.dispose()
-    finally:
-        if name is not None:
-            drop_pg_database(name)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
