@@ -18,6 +18,7 @@ from datetime import datetime
 
 from reportlab.platypus import PageBreak, Paragraph, Spacer
 
+from exports.snapshot import cyclic_gc_paused
 from reports import charts, listings, liver, summaries
 from reports import counting as c
 from reports import tables as t
@@ -278,10 +279,16 @@ def completeness_tables(data: SafetyData, protocol) -> list:
 
 def render_safety_report(actor, session: str, arms: str | None, cutoff) -> SafetyReport:
     """Read and lay out the report (no write); a closed report reads arms for ``actor``."""
-    from randomization.services import arms_for_closed_report
 
     arms = check_request(actor, session, arms)
     cutoff = resolve_cutoff(cutoff)
+    with cyclic_gc_paused():  # rows and flowables by the hundred thousand, few cycles
+        return _render(actor, session, arms, cutoff)
+
+
+def _render(actor, session: str, arms: str | None, cutoff) -> SafetyReport:
+    from randomization.services import arms_for_closed_report
+
     data = load_safety_data(cutoff)  # in a snapshot of its own
     arm_of = None
     if session == "closed":

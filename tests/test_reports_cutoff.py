@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from exports.snapshot import parse_cutoff
 from reports.data import load_safety_data
 from tests.capture_helpers import Trial, iso, today
@@ -74,3 +76,40 @@ def test_the_closed_report_coding_is_secret_keyed_and_given_only_to_the_unblinde
     assert printed.output.splitlines() == [f"{chr(65 + i)} = {arm}" for i, arm in enumerate(coding)]
     refused = runner.invoke(args=["reports", "arm-code", "--as", "blinded"])
     assert refused.exit_code != 0 and not any(arm in refused.output for arm in arms)
+
+
+def test_a_cut_is_read_with_the_cyclic_collector_paused_and_restored(app, monkeypatch):
+    """The bulk read runs without the cyclic collector's full-heap passes (they made the
+    report's time grow faster than the trial), and the collector's state is restored
+    afterwards, even when the read fails or the collector was already off."""
+    import gc
+
+    import exports.snapshot as snapshot
+
+    seen = []
+    real_load_cut = snapshot.load_cut
+
+    def spy(cutoff):
+        seen.append(gc.isenabled())
+        return real_load_cut(cutoff)
+
+    monkeypatch.setattr(snapshot, "load_cut", spy)
+    assert gc.isenabled()
+    load_safety_data(utcnow())
+    assert seen == [False] and gc.isenabled()
+
+    def broken(cutoff):
+        raise RuntimeError("read failed")
+
+    monkeypatch.setattr(snapshot, "load_cut", broken)
+    with pytest.raises(RuntimeError):
+        load_safety_data(utcnow())
+    assert gc.isenabled()
+
+    gc.disable()
+    try:
+        with snapshot.cyclic_gc_paused():
+            pass
+        assert not gc.isenabled()  # an outer pause is not ended by an inner one
+    finally:
+        gc.enable()
