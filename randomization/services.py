@@ -6,7 +6,7 @@ randomization number, kit number and time: the same shape and size whatever the 
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from randomization.crypto import decrypt_arm, decrypt_json, encrypt_json, require_arm_key
 from randomization.lists import POOL_STRATUM, require_unblinded_statistician
@@ -18,7 +18,7 @@ from randomization.models import (
     RandomizationSlot,
 )
 from randomization.strata import stratum_key
-from trial.audit.services import record_event
+from trial.audit.services import record_event, record_events
 from trial.auth.services import verify_password
 from trial.database import utcnow
 from trial.errors import Conflict, Forbidden, ValidationFailed
@@ -50,6 +50,19 @@ def _lock(model, key):
     ).scalar_one()
 
 
+def _next_randomization_number() -> str:
+    """Count one more allocation and return its number; the row lock this update takes is
+    the trial-wide allocation lock, held to commit, so free slots are read one at a time."""
+    last = db.session.execute(
+        update(AllocationLock)
+        .where(AllocationLock.id == 1)
+        .values(last_number=AllocationLock.last_number + 1)
+        .returning(AllocationLock.last_number)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+    return f"R{last:0{NUMBER_WIDTH}d}"
+
+
 def _notify_once(kind: str, stratum: str, message: str) -> None:
     exists = db.session.scalar(
         select(func.count())
@@ -69,6 +82,24 @@ def _stratum_counts(stratum: str) -> tuple[int, int]:
         )
     ).one()
     return total, used
+
+
+def _next_slot_with_counts(stratum: str) -> tuple[RandomizationSlot | None, tuple | None]:
+    """The stratum's first free slot, and its (slots, used) counts once this slot is taken,
+    in one statement: the allocation lock is held meanwhile, so every round trip counts."""
+    in_stratum = RandomizationSlot.stratum == stratum
+    total = select(func.count()).where(in_stratum).scalar_subquery()
+    used = select(func.count(RandomizationSlot.participant_id)).where(in_stratum)
+    row = db.session.execute(
+        select(RandomizationSlot, total, used.scalar_subquery())
+        .where(in_stratum, RandomizationSlot.participant_id.is_(None))
+        .order_by(RandomizationSlot.sequence)
+        .limit(1)
+    ).first()
+    if row is None:
+        return None, None
+    slot, slots, taken = row
+    return slot, (slots, taken + 1)
 
 
 class StratumExhausted(Conflict):
@@ -143,8 +174,7 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
     instant, for loading a trial's history such as the demo; never taken from a request)
     dates the allocation in the past; the audit rows still carry the server time.
     """
-    participant = get_visible_participant(actor, participant_id)
-    participant = _lock(Participant, participant.id)
+    participant = get_visible_participant(actor, participant_id, lock=True)
     existing = allocation_of(participant)
     if existing is not None:
         return existing, False
@@ -159,57 +189,40 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
             },
         )
     check_consent(participant)
-    counter = _lock(AllocationLock, 1)
+    number = _next_randomization_number()  # takes the trial-wide allocation lock
     if current_protocol().randomization_method == "minimization":
-        stratum = POOL_STRATUM
+        stratum, counts = POOL_STRATUM, None
         slot = _minimization_slot(participant)
     else:
         stratum = participant_stratum(participant)
-        slot = db.session.scalar(
-            select(RandomizationSlot)
-            .where(RandomizationSlot.stratum == stratum, RandomizationSlot.participant_id.is_(None))
-            .order_by(RandomizationSlot.sequence)
-            .limit(1)
-        )
+        slot, counts = _next_slot_with_counts(stratum)
     if slot is None:
         refuse_exhausted(stratum, participant_id)
     now = at or utcnow()
-    counter.last_number += 1
     slot.participant_id = participant.id
-    slot.randomization_number = f"R{counter.last_number:0{NUMBER_WIDTH}d}"
+    slot.randomization_number = number
     slot.allocated_at = now
     slot.allocated_by_id = actor.id
     participant.status, participant.randomized_at = "randomized", now
-    db.session.flush()
-    site = participant.site_code
-    for field, value in (
-        ("randomization_number", slot.randomization_number),
-        ("kit_number", slot.kit_number),
-        ("randomized_at", now),
-        ("eligibility_confirmed", True),
-    ):
-        record_event(
-            actor,
-            "randomize",
-            entity_type="participant",
-            entity_id=participant_id,
-            entity_site=site,
-            field=field,
-            old=None,
-            new=value,
-        )
-    record_event(
+    where = {"entity_type": "participant", "entity_id": participant_id}
+    where["entity_site"] = participant.site_code
+    record_events(  # one chain-head lock and one insert for the five events
         actor,
-        "update",
-        entity_type="participant",
-        entity_id=participant_id,
-        entity_site=site,
-        field="status",
-        old="screened",
-        new="randomized",
-        reason="randomized",
-    )
-    total, used = _stratum_counts(stratum)
+        [
+            *(
+                {"action": "randomize", **where, "field": field, "old": None, "new": value}
+                for field, value in (
+                    ("randomization_number", number),
+                    ("kit_number", slot.kit_number),
+                    ("randomized_at", now),
+                    ("eligibility_confirmed", True),
+                )
+            ),
+            {"action": "update", **where, "field": "status", "old": "screened",
+             "new": "randomized", "reason": "randomized"},
+        ],
+    )  # fmt: skip
+    total, used = counts or _stratum_counts(stratum)
     if total - used < current_protocol().low_remaining_warning * total:
         _notify_once(
             "stratum_low",

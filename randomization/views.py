@@ -15,7 +15,7 @@ from randomization.schemas import (
 )
 from trial.auth.policy import allow
 from trial.auth.roles import Role
-from trial.database import writes_on_read
+from trial.database import commit_then_read, writes_on_read
 from trial.errors import NotFound
 from trial.extensions import db
 from trial.participants.services import get_visible_participant
@@ -61,7 +61,7 @@ def randomize(body, participant_id):
         "kit_number": slot.kit_number,
         "randomized_at": slot.allocated_at,
     }
-    db.session.commit()
+    commit_then_read()
     return allocation, 201 if created else 200
 
 
@@ -108,7 +108,7 @@ def break_code(body, participant_id):
 def unblinded_list():
     """The allocation list with arms and kits (unblinded statistician; every read audited)."""
     rows = services.unblinded_slots(g.current_user)
-    db.session.commit()
+    commit_then_read()
     return rows
 
 

@@ -214,6 +214,27 @@ def test_audited_get_takes_the_write_lock_at_begin(app, make_site, path):
 
 
 @only_sqlite
+@pytest.mark.parametrize("helper", [True, False])
+def test_a_write_request_reads_its_response_without_the_write_lock(app, make_site, helper):
+    """After ``commit_then_read`` the response's reads open deferred and let the next
+    writer in; after a plain commit (the control) they would hold the write lock."""
+    from trial.database import commit_then_read
+
+    make_site("S01")
+    db.session.close()
+    with app.test_request_context("/api/v1/participants", method="POST"):
+        db.session.execute(update(Site).values(participant_counter=Site.participant_counter + 1))
+        commit_then_read() if helper else db.session.commit()
+        db.session.execute(select(Site.participant_counter)).all()  # reading the response
+        assert _second_writer_can_begin() is helper
+        db.session.rollback()
+    with app.test_request_context("/api/v1/participants", method="POST"):
+        db.session.execute(select(Site.participant_counter)).all()  # the next request
+        assert not _second_writer_can_begin()  # writes again from its BEGIN
+        db.session.rollback()
+
+
+@only_sqlite
 def test_read_only_block_is_deferred_outside_a_request(app, make_site):
     """``audit verify`` walks the chain in a read-only block and does not block writers."""
     from trial.database import read_only_transactions

@@ -23,8 +23,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
 
 from trial.errors import ConfigurationError
+from trial.extensions import db
 
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+WRITES_COMMITTED = "trial.writes_committed"  # request.environ key set by commit_then_read
 SQLITE_SYNCHRONOUS_LEVELS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
 
 
@@ -81,11 +83,24 @@ def writes_on_read(view):
     return view
 
 
+def commit_then_read() -> None:
+    """Commit the request's writes; all it does afterwards is read back its response.
+
+    A write request's later transactions then open deferred, so on SQLite the response's
+    reads (the record and its forms, reloaded as stored) do not hold the write lock: the
+    next writer starts at the commit. Only for views that write nothing more.
+    """
+    db.session.commit()
+    request.environ[WRITES_COMMITTED] = True  # per request (``g`` may outlive it in tests)
+
+
 def _wants_write_lock() -> bool:
     """Take SQLite's write lock at BEGIN for anything but a read-only request or block."""
     if _read_only.get():
         return False
     if has_request_context():
+        if request.environ.get(WRITES_COMMITTED):
+            return False
         if request.method not in READ_ONLY_METHODS:
             return True
         view = current_app.view_functions.get(request.endpoint or "")

@@ -16,6 +16,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app
 from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
 
 from trial.audit.services import record_created, record_event
 from trial.auth.models import ApiToken, LoginFailure, User
@@ -227,7 +228,12 @@ def revoke_all_tokens(actor, user: User) -> int:
 
 def authenticate_token(token: str) -> tuple[User, ApiToken]:
     """Return the user behind a bearer token, or raise 401 (one message for every cause)."""
-    row = db.session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    # One statement for the token, its user and the user's sites (every request pays it).
+    row = db.session.scalar(
+        select(ApiToken)
+        .where(ApiToken.token_hash == hash_token(token))
+        .options(joinedload(ApiToken.user).joinedload(User.sites))
+    )
     if (
         row is None
         or row.revoked_at is not None

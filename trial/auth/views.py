@@ -13,6 +13,7 @@ from trial.auth.schemas import (
     UserRoleChangeSchema,
     UserSchema,
 )
+from trial.database import commit_then_read
 from trial.errors import NotFound
 from trial.extensions import db
 
@@ -84,7 +85,7 @@ def create_user(body):
         site_codes=body["sites"],
         password=body["password"],
     )
-    db.session.commit()
+    commit_then_read()
     return user
 
 
@@ -100,5 +101,5 @@ def change_user_role(body, username):
     services.change_role(
         g.current_user, user, role=body["role"], site_codes=body["sites"], reason=body["reason"]
     )
-    db.session.commit()
+    commit_then_read()
     return user

@@ -15,7 +15,7 @@ from trial.conduct.schemas import (
     DispositionPatchSchema,
     DispositionSchema,
 )
-from trial.extensions import db
+from trial.database import commit_then_read
 from trial.participants.services import get_visible_participant
 from trial.records.services import records_of
 from trial.records.views import READERS, SITE_STAFF, add_record_endpoints
@@ -33,7 +33,7 @@ def record_disposition(body, participant_id):
     """Record the final disposition (one per participant)."""
     participant = get_visible_participant(g.current_user, participant_id)
     record = services.record_disposition(g.current_user, participant, body)
-    db.session.commit()
+    commit_then_read()
     return record
 
 
@@ -54,7 +54,7 @@ def record_deviation(body, participant_id):
     """Record a protocol deviation."""
     participant = get_visible_participant(g.current_user, participant_id)
     record = services.record_deviation(g.current_user, participant, body)
-    db.session.commit()
+    commit_then_read()
     return record
 
 

@@ -120,11 +120,18 @@ def visible_participants(actor, *, site: str | None = None, status: str | None =
     return list(db.session.scalars(statement.order_by(Participant.participant_id)))
 
 
-def get_visible_participant(actor, participant_id: str) -> Participant:
-    """Return the participant, or 404 whether it does not exist or is at another site."""
-    participant = db.session.scalar(
-        select(Participant).where(Participant.participant_id == participant_id)
-    )
+def get_visible_participant(actor, participant_id: str, *, lock: bool = False) -> Participant:
+    """Return the participant, or 404 whether it does not exist or is at another site.
+
+    ``lock`` reads and locks the row in one statement (``FOR UPDATE`` on PostgreSQL; on
+    SQLite the write transaction already excludes other writers), fresh from the database.
+    """
+    statement = select(Participant).where(Participant.participant_id == participant_id)
+    if lock:
+        statement = statement.with_for_update(of=Participant).execution_options(
+            populate_existing=True
+        )
+    participant = db.session.scalar(statement)
     site_ids = actor.visible_site_ids()
     if participant is None or (site_ids is not None and participant.site_id not in site_ids):
         raise NotFound(f"No participant {participant_id!r}.")

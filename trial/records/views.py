@@ -13,8 +13,8 @@ from flask_smorest import Blueprint
 
 from trial.auth.policy import allow
 from trial.auth.roles import Role
+from trial.database import commit_then_read
 from trial.errors import ValidationFailed
-from trial.extensions import db
 from trial.records.schemas import CHANGE_REASON, ReasonSchema
 from trial.records.services import (
     correct_record,
@@ -79,7 +79,7 @@ def add_record_endpoints(
             raise
         if correct_record(g.current_user, record, participant, body, reason):
             _after_change(g.current_user, record)
-        db.session.commit()
+        commit_then_read()
         return record
 
     correct.__doc__ = (
@@ -99,7 +99,7 @@ def add_record_endpoints(
         record, participant = get_visible_record(g.current_user, entity, record_id)
         mark_entered_in_error(g.current_user, record, participant, body["reason"])
         _after_change(g.current_user, record)
-        db.session.commit()
+        commit_then_read()
         return record
 
     mark_in_error.__doc__ = (

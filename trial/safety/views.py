@@ -9,7 +9,7 @@ from flask_smorest import Blueprint
 
 from trial.auth.policy import allow
 from trial.auth.roles import Role
-from trial.extensions import db
+from trial.database import commit_then_read
 from trial.safety import services
 from trial.safety.expedited import expedited_reports
 from trial.safety.schemas import (
@@ -38,7 +38,7 @@ def report_adverse_event(body, participant_id):
     24-hour expedited report."""
     record, participant = services.report_adverse_event(g.current_user, participant_id, body)
     response = services.present_one(record, participant)
-    db.session.commit()
+    commit_then_read()
     return response
 
 
@@ -80,7 +80,7 @@ def correct_adverse_event(body, record_id):
     term is coded again, and every changed field is audited with old and new value."""
     record, participant = services.correct_adverse_event(g.current_user, record_id, body)
     response = services.present_one(record, participant)
-    db.session.commit()
+    commit_then_read()
     return response
 
 
@@ -92,7 +92,7 @@ def mark_adverse_event_in_error(body, record_id):
     """Mark an adverse event as entered in error: kept and audited, left out of every list."""
     record, participant = services.withdraw_adverse_event(g.current_user, record_id, body["reason"])
     response = services.present_one(record, participant)
-    db.session.commit()
+    commit_then_read()
     return response
 
 

@@ -5,6 +5,7 @@ from flask_smorest import Blueprint
 
 from trial.auth.policy import allow
 from trial.auth.roles import Role
+from trial.database import commit_then_read
 from trial.errors import Forbidden
 from trial.extensions import db
 from trial.participants.services import get_visible_participant
@@ -52,7 +53,7 @@ def record_visit(body, participant_id):
     """
     participant = get_visible_participant(g.current_user, participant_id)
     visit = services.record_visit(g.current_user, participant, body)
-    db.session.commit()
+    commit_then_read()
     return visit
 
 
@@ -89,7 +90,7 @@ def correct_visit(body, visit_id):
     if correct_record(g.current_user, visit, participant, changes, reason):
         services.after_visit_corrected(g.current_user, participant, visit)
         services.invalidate_signature(g.current_user, visit)
-    db.session.commit()
+    commit_then_read()
     return visit
 
 
@@ -102,7 +103,7 @@ def mark_visit_in_error(body, visit_id):
     visit, participant = get_visible_record(g.current_user, "visit", visit_id)
     services.mark_visit_in_error(g.current_user, visit, participant, body["reason"])
     services.invalidate_signature(g.current_user, visit)
-    db.session.commit()
+    commit_then_read()
     return visit
 
 
