@@ -89,9 +89,9 @@ def _next_slot_with_counts(stratum: str) -> tuple[RandomizationSlot | None, tupl
     in one statement: the allocation lock is held meanwhile, so every round trip counts."""
     in_stratum = RandomizationSlot.stratum == stratum
     total = select(func.count()).where(in_stratum).scalar_subquery()
-    used = select(func.count(RandomizationSlot.participant_id)).where(in_stratum)
+    used = select(func.count(RandomizationSlot.participant_id)).where(in_stratum).scalar_subquery()
     row = db.session.execute(
-        select(RandomizationSlot, total, used.scalar_subquery())
+        select(RandomizationSlot, total, used)
         .where(in_stratum, RandomizationSlot.participant_id.is_(None))
         .order_by(RandomizationSlot.sequence)
         .limit(1)
@@ -204,24 +204,24 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
     slot.allocated_at = now
     slot.allocated_by_id = actor.id
     participant.status, participant.randomized_at = "randomized", now
-    where = {"entity_type": "participant", "entity_id": participant_id}
-    where["entity_site"] = participant.site_code
-    record_events(  # one chain-head lock and one insert for the five events
-        actor,
-        [
-            *(
-                {"action": "randomize", **where, "field": field, "old": None, "new": value}
-                for field, value in (
-                    ("randomization_number", number),
-                    ("kit_number", slot.kit_number),
-                    ("randomized_at", now),
-                    ("eligibility_confirmed", True),
-                )
-            ),
-            {"action": "update", **where, "field": "status", "old": "screened",
-             "new": "randomized", "reason": "randomized"},
-        ],
-    )  # fmt: skip
+    about = {
+        "entity_type": "participant",
+        "entity_id": participant_id,
+        "entity_site": participant.site_code,
+    }
+    allocated = (
+        ("randomization_number", number),
+        ("kit_number", slot.kit_number),
+        ("randomized_at", now),
+        ("eligibility_confirmed", True),
+    )
+    events = [
+        {"action": "randomize", **about, "field": field, "old": None, "new": value}
+        for field, value in allocated
+    ]
+    status = {"field": "status", "old": "screened", "new": "randomized", "reason": "randomized"}
+    events.append({"action": "update", **about, **status})
+    record_events(actor, events)  # one chain-head lock and one insert for the five
     total, used = counts or _stratum_counts(stratum)
     if total - used < current_protocol().low_remaining_warning * total:
         _notify_once(

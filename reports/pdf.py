@@ -279,7 +279,6 @@ def completeness_tables(data: SafetyData, protocol) -> list:
 
 def render_safety_report(actor, session: str, arms: str | None, cutoff) -> SafetyReport:
     """Read and lay out the report (no write); a closed report reads arms for ``actor``."""
-
     arms = check_request(actor, session, arms)
     cutoff = resolve_cutoff(cutoff)
     with cyclic_gc_paused():  # rows and flowables by the hundred thousand, few cycles
