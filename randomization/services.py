@@ -6,7 +6,13 @@ randomization number, kit number and time: the same shape and size whatever the 
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from datetime import datetime
+from typing import NamedTuple
+
+from functools import cache
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from randomization.crypto import decrypt_arm, decrypt_json, encrypt_json, require_arm_key
 from randomization.lists import POOL_STRATUM, require_unblinded_statistician
@@ -26,6 +32,7 @@ from trial.extensions import db
 from trial.participants.models import Participant
 from trial.participants.services import get_visible_participant
 from trial.protocol import current_protocol
+from trial.visits.models import Visit
 from trial.visits.services import flag_visits_in_new_schedule
 
 NUMBER_WIDTH = 5
@@ -50,17 +57,93 @@ def _lock(model, key):
     ).scalar_one()
 
 
+class Allocation(NamedTuple):
+    """What a blinded caller may know of an allocation: never the arm, stratum or sequence."""
+
+    randomization_number: str
+    kit_number: str
+    randomized_at: datetime
+
+
+def _participant_for_allocation(actor, participant_id: str):
+    """Return ``(participant, allocation or None, has_visits)``, the participant locked.
+
+    The row lock (``FOR UPDATE`` on PostgreSQL; SQLite's write transaction already excludes
+    other writers) makes concurrent repeats for one participant queue; recording a visit
+    takes it too. What the lock guards is read by a second statement: a statement that
+    waited for a row lock sees the locked row's new version but every other table as it was
+    when the statement began, so a join there would miss the allocation (or the visit) that
+    the transaction it waited for has just committed.
+    """
+    participant = get_visible_participant(actor, participant_id, lock=True)
+    slots = RandomizationSlot
+    has_visits = (
+        select(Visit.id)
+        .where(Visit.participant_id == participant.id, Visit.entered_in_error.is_(False))
+        .exists()
+    )
+    row = db.session.execute(
+        select(has_visits, slots.randomization_number, slots.kit_number, slots.allocated_at)
+        .outerjoin_from(Participant, slots, slots.participant_id == Participant.id)
+        .where(Participant.id == participant.id)
+    ).one()
+    existing = Allocation(*row[1:]) if row[1] is not None else None
+    return participant, existing, row[0]
+
+
 def _next_randomization_number() -> str:
     """Count one more allocation and return its number; the row lock this update takes is
     the trial-wide allocation lock, held to commit, so free slots are read one at a time."""
+    counter = AllocationLock.__table__
     last = db.session.execute(
-        update(AllocationLock)
-        .where(AllocationLock.id == 1)
-        .values(last_number=AllocationLock.last_number + 1)
-        .returning(AllocationLock.last_number)
-        .execution_options(synchronize_session=False)
+        update(counter)
+        .where(counter.c.id == 1)
+        .values(last_number=counter.c.last_number + 1)
+        .returning(counter.c.last_number)
     ).scalar_one()
     return f"R{last:0{NUMBER_WIDTH}d}"
+
+
+CLAIMED_COLUMNS = ("participant_id", "randomization_number", "allocated_at", "allocated_by_id")
+
+
+@cache
+def _slot_statements():
+    """The two statements that claim a slot, built once: building a statement costs more
+    than running it, and this runs under the allocation lock."""
+    table = RandomizationSlot.__table__
+    other = table.alias("other")
+    in_stratum = other.c.stratum == bindparam("stratum")
+    total = select(func.count()).where(in_stratum).scalar_subquery()
+    used = select(func.count(other.c.participant_id)).where(in_stratum).scalar_subquery()
+    first_free = (
+        select(table.c.id, table.c.kit_number, total, used)
+        .where(table.c.stratum == bindparam("stratum"), table.c.participant_id.is_(None))
+        .order_by(table.c.sequence)
+        .limit(1)
+    )
+    claim = (
+        update(table)
+        .where(table.c.id == bindparam("slot_id"))
+        .values({name: bindparam(name) for name in CLAIMED_COLUMNS})
+    )
+    return first_free, claim
+
+
+def _claim_next_slot(stratum: str, values: dict) -> tuple[str, int, int] | None:
+    """Give the stratum's first free slot ``values``; return its kit number, the stratum's
+    slot count and how many are used with this one (None: no slot was free).
+
+    Runs under the allocation lock, so the first free slot cannot change between the read
+    and the update.
+    """
+    first_free, claim = _slot_statements()
+    row = db.session.execute(first_free, {"stratum": stratum}).first()
+    if row is None:
+        return None
+    slot_id, kit, total, used = row
+    db.session.execute(claim, {"slot_id": slot_id, **values})
+    return kit, total, used + 1
 
 
 def _notify_once(kind: str, stratum: str, message: str) -> None:
@@ -84,30 +167,13 @@ def _stratum_counts(stratum: str) -> tuple[int, int]:
     return total, used
 
 
-def _next_slot_with_counts(stratum: str) -> tuple[RandomizationSlot | None, tuple | None]:
-    """The stratum's first free slot, and its (slots, used) counts once this slot is taken,
-    in one statement: the allocation lock is held meanwhile, so every round trip counts."""
-    in_stratum = RandomizationSlot.stratum == stratum
-    total = select(func.count()).where(in_stratum).scalar_subquery()
-    used = select(func.count(RandomizationSlot.participant_id)).where(in_stratum).scalar_subquery()
-    row = db.session.execute(
-        select(RandomizationSlot, total, used)
-        .where(in_stratum, RandomizationSlot.participant_id.is_(None))
-        .order_by(RandomizationSlot.sequence)
-        .limit(1)
-    ).first()
-    if row is None:
-        return None, None
-    slot, slots, taken = row
-    return slot, (slots, taken + 1)
-
-
 class StratumExhausted(Conflict):
     """Raised after the caller commits the notice; says nothing about arms."""
 
 
-def _minimization_slot(participant: Participant) -> RandomizationSlot | None:
-    """Decide the arm by minimization (recording the decision) and take a kit of that arm.
+def _minimization_slot(participant: Participant, values: dict) -> tuple[str] | None:
+    """Decide the arm by minimization (recording the decision), give the first free slot of
+    that arm ``values`` and return its kit number as ``(kit,)``; None when none is free.
 
     Runs under the allocation lock, so the history it reads is complete and final.
     """
@@ -139,7 +205,9 @@ def _minimization_slot(participant: Participant) -> RandomizationSlot | None:
                     created_at=utcnow(),
                 )
             )
-            return slot
+            for name, value in values.items():
+                setattr(slot, name, value)
+            return (slot.kit_number,)
     return None
 
 
@@ -168,14 +236,16 @@ def refuse_exhausted(stratum: str, participant_id: str) -> None:
 def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=None):
     """Allocate the next free slot of the participant's stratum; repeat calls return it again.
 
-    Returns ``(slot, created)``. The participant row is locked first so concurrent repeats
-    for one participant wait and then find the allocation; the trial-wide allocation lock is
-    then taken so that the next free slot is read by one request at a time. ``at`` (an aware
-    instant, for loading a trial's history such as the demo; never taken from a request)
-    dates the allocation in the past; the audit rows still carry the server time.
+    Returns ``(allocation, created)``. The participant row is locked first so concurrent
+    repeats for one participant wait and then find the allocation; the trial-wide allocation
+    lock is then taken so that the next free slot is read by one request at a time. ``at``
+    (an aware instant, for loading a trial's history such as the demo; never taken from a
+    request) dates the allocation in the past; the audit rows still carry the server time.
+
+    Everything after the allocation lock is held until commit, by every randomization in
+    the trial: it is a handful of statements written in SQL terms, not ORM flushes.
     """
-    participant = get_visible_participant(actor, participant_id, lock=True)
-    existing = allocation_of(participant)
+    participant, existing, has_visits = _participant_for_allocation(actor, participant_id)
     if existing is not None:
         return existing, False
     if eligibility_confirmed is not True:
@@ -189,21 +259,25 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
             },
         )
     check_consent(participant)
+    minimization = current_protocol().randomization_method == "minimization"
+    stratum = POOL_STRATUM if minimization else participant_stratum(participant)
     number = _next_randomization_number()  # takes the trial-wide allocation lock
-    if current_protocol().randomization_method == "minimization":
-        stratum, counts = POOL_STRATUM, None
-        slot = _minimization_slot(participant)
-    else:
-        stratum = participant_stratum(participant)
-        slot, counts = _next_slot_with_counts(stratum)
-    if slot is None:
-        refuse_exhausted(stratum, participant_id)
     now = at or utcnow()
-    slot.participant_id = participant.id
-    slot.randomization_number = number
-    slot.allocated_at = now
-    slot.allocated_by_id = actor.id
-    participant.status, participant.randomized_at = "randomized", now
+    taken = {
+        "participant_id": participant.id,
+        "randomization_number": number,
+        "allocated_at": now,
+        "allocated_by_id": actor.id,
+    }
+    if minimization:
+        claimed, counts = _minimization_slot(participant, taken), None
+    else:
+        claimed = _claim_next_slot(stratum, taken)
+        counts = claimed and claimed[1:]
+    if claimed is None:
+        refuse_exhausted(stratum, participant_id)
+    allocation = Allocation(number, claimed[0], now)
+    _mark_randomized(participant, now)
     about = {
         "entity_type": "participant",
         "entity_id": participant_id,
@@ -211,7 +285,7 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
     }
     allocated = (
         ("randomization_number", number),
-        ("kit_number", slot.kit_number),
+        ("kit_number", allocation.kit_number),
         ("randomized_at", now),
         ("eligibility_confirmed", True),
     )
@@ -229,9 +303,22 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
             stratum,
             f"Stratum {stratum} is running low: {total - used} of {total} slots left.",
         )
-    # Day 0 is known only now: a screening visit already recorded gets its window check.
-    flag_visits_in_new_schedule(actor, participant)
-    return slot, True
+    if has_visits:  # day 0 is known only now: a screening visit gets its window check
+        flag_visits_in_new_schedule(actor, participant)
+    return allocation, True
+
+
+def _mark_randomized(participant: Participant, now) -> None:
+    """Write the participant's new status in one UPDATE and show it on the loaded object
+    without making it dirty (an ORM flush would write the row a second time)."""
+    table = Participant.__table__
+    db.session.execute(
+        update(table)
+        .where(table.c.id == participant.id)
+        .values(status="randomized", randomized_at=now)
+    )
+    set_committed_value(participant, "status", "randomized")
+    set_committed_value(participant, "randomized_at", now)
 
 
 def break_code(actor, participant_id: str, *, reason: str, password: str) -> tuple:

@@ -49,20 +49,14 @@ def _blinded(participant, slot) -> dict:
 def randomize(body, participant_id):
     """Randomize a consented, eligible participant of your site (idempotent)."""
     try:
-        slot, created = services.randomize(
+        allocation, created = services.randomize(
             g.current_user, participant_id, eligibility_confirmed=body["eligibility_confirmed"]
         )
     except services.StratumExhausted:
         db.session.commit()  # keep the notice for the unblinded statistician
         raise
-    allocation = {
-        "participant_id": participant_id,
-        "randomization_number": slot.randomization_number,
-        "kit_number": slot.kit_number,
-        "randomized_at": slot.allocated_at,
-    }
     commit_then_read()
-    return allocation, 201 if created else 200
+    return {"participant_id": participant_id, **allocation._asdict()}, 201 if created else 200
 
 
 @blp.route("/participants/<participant_id>/randomization", methods=["GET"])

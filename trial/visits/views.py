@@ -51,7 +51,9 @@ def record_visit(body, participant_id):
     Refused whole when any part is wrong; a visit outside its window is accepted and
     raises a protocol deviation.
     """
-    participant = get_visible_participant(g.current_user, participant_id)
+    # Locked like randomization locks it: a visit and day 0 are never decided side by side,
+    # so a screening visit is window-checked by one of the two, whichever commits second.
+    participant = get_visible_participant(g.current_user, participant_id, lock=True)
     visit = services.record_visit(g.current_user, participant, body)
     commit_then_read()
     return visit
