@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, date, datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select, text
@@ -51,26 +52,25 @@ def test_encode_value_is_json_dumps(value):
     assert encode_value(value) == expected
 
 
-def test_bulk_events_chain_with_single_events_and_verify(app):
+@pytest.mark.parametrize("path", ["few (a list: one INSERT with the head)", "bulk (streamed)"])
+def test_bulk_events_chain_with_single_events_and_verify(app, path):
     from trial.cli_support import system_actor
 
     actor = system_actor()
     record_event(actor, "create", entity_type="x", entity_id="1", field="a", new="é")
     assert record_events(actor, []) == 0
-    count = record_events(
-        actor,
-        [
-            {
-                "action": "create",
-                "entity_type": "x",
-                "entity_id": str(n),
-                "field": "day",
-                "new": date(2025, 1, n),
-                "detail": {"n": n, "why": "100%"},
-            }
-            for n in range(1, 21)
-        ],
-    )
+    events = [
+        {
+            "action": "create",
+            "entity_type": "x",
+            "entity_id": str(n),
+            "field": "day",
+            "new": date(2025, 1, n),
+            "detail": {"n": n, "why": "100%"},
+        }
+        for n in range(1, 21)
+    ]
+    count = record_events(actor, events if path.startswith("few") else iter(events))
     record_event(
         actor, "update", entity_type="x", entity_id="1", field="a", old="é", new=2.5, reason="typo"
     )
