@@ -7,9 +7,8 @@ randomization number, kit number and time: the same shape and size whatever the 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import NamedTuple
-
 from functools import cache
+from typing import NamedTuple
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm.attributes import set_committed_value
@@ -65,6 +64,22 @@ class Allocation(NamedTuple):
     randomized_at: datetime
 
 
+_ALLOCATION_AND_VISITS = (
+    select(
+        select(Visit.id)
+        .where(Visit.participant_id == Participant.id, Visit.entered_in_error.is_(False))
+        .exists(),
+        RandomizationSlot.randomization_number,
+        RandomizationSlot.kit_number,
+        RandomizationSlot.allocated_at,
+    )
+    .outerjoin_from(
+        Participant, RandomizationSlot, RandomizationSlot.participant_id == Participant.id
+    )
+    .where(Participant.id == bindparam("row_id"))
+)
+
+
 def _participant_for_allocation(actor, participant_id: str):
     """Return ``(participant, allocation or None, has_visits)``, the participant locked.
 
@@ -76,31 +91,24 @@ def _participant_for_allocation(actor, participant_id: str):
     the transaction it waited for has just committed.
     """
     participant = get_visible_participant(actor, participant_id, lock=True)
-    slots = RandomizationSlot
-    has_visits = (
-        select(Visit.id)
-        .where(Visit.participant_id == participant.id, Visit.entered_in_error.is_(False))
-        .exists()
-    )
-    row = db.session.execute(
-        select(has_visits, slots.randomization_number, slots.kit_number, slots.allocated_at)
-        .outerjoin_from(Participant, slots, slots.participant_id == Participant.id)
-        .where(Participant.id == participant.id)
-    ).one()
+    row = db.session.execute(_ALLOCATION_AND_VISITS, {"row_id": participant.id}).one()
     existing = Allocation(*row[1:]) if row[1] is not None else None
     return participant, existing, row[0]
+
+
+_counter = AllocationLock.__table__
+_COUNT_ONE_MORE = (
+    update(_counter)
+    .where(_counter.c.id == 1)
+    .values(last_number=_counter.c.last_number + 1)
+    .returning(_counter.c.last_number)
+)
 
 
 def _next_randomization_number() -> str:
     """Count one more allocation and return its number; the row lock this update takes is
     the trial-wide allocation lock, held to commit, so free slots are read one at a time."""
-    counter = AllocationLock.__table__
-    last = db.session.execute(
-        update(counter)
-        .where(counter.c.id == 1)
-        .values(last_number=counter.c.last_number + 1)
-        .returning(counter.c.last_number)
-    ).scalar_one()
+    last = db.session.execute(_COUNT_ONE_MORE).scalar_one()
     return f"R{last:0{NUMBER_WIDTH}d}"
 
 

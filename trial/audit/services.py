@@ -66,6 +66,14 @@ def _actor_columns(actor) -> dict:
     }
 
 
+_HEAD_FOR_UPDATE = (
+    select(AuditChainHead)
+    .where(AuditChainHead.id == 1)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
 def _lock_head() -> AuditChainHead:
     """Lock the chain head once per transaction and keep it for the transaction's events.
 
@@ -77,13 +85,7 @@ def _lock_head() -> AuditChainHead:
     transaction = session.get_transaction()
     if cached is not None and transaction is not None and cached[0] is transaction:
         return cached[1]
-    statement = (
-        select(AuditChainHead)
-        .where(AuditChainHead.id == 1)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    head = db.session.execute(statement).scalar_one()
+    head = db.session.execute(_HEAD_FOR_UPDATE).scalar_one()
     session.info["audit_head"] = (session.get_transaction(), head)
     return head
 

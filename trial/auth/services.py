@@ -7,6 +7,7 @@ nor its timing tells whether an account exists.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -15,7 +16,7 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import joinedload
 
 from trial.audit.services import record_created, record_event
@@ -226,14 +227,20 @@ def revoke_all_tokens(actor, user: User) -> int:
     return count
 
 
-def authenticate_token(token: str) -> tuple[User, ApiToken]:
-    """Return the user behind a bearer token, or raise 401 (one message for every cause)."""
-    # One statement for the token, its user and the user's sites (every request pays it).
-    row = db.session.scalar(
+@functools.cache
+def _token_statement():
+    """One statement for the token, its user and the user's sites, built once: every
+    request pays for it."""
+    return (
         select(ApiToken)
-        .where(ApiToken.token_hash == hash_token(token))
+        .where(ApiToken.token_hash == bindparam("token_hash"))
         .options(joinedload(ApiToken.user).joinedload(User.sites))
     )
+
+
+def authenticate_token(token: str) -> tuple[User, ApiToken]:
+    """Return the user behind a bearer token, or raise 401 (one message for every cause)."""
+    row = db.session.scalar(_token_statement(), {"token_hash": hash_token(token)})
     if (
         row is None
         or row.revoked_at is not None

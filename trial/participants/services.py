@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from trial.audit.services import record_created
 from trial.auth.roles import SINGLE_SITE_ROLES
@@ -120,18 +121,26 @@ def visible_participants(actor, *, site: str | None = None, status: str | None =
     return list(db.session.scalars(statement.order_by(Participant.participant_id)))
 
 
+@functools.cache
+def _participant_statement(lock: bool):
+    """Built once: most requests read their participant first."""
+    statement = select(Participant).where(Participant.participant_id == bindparam("participant_id"))
+    if lock:
+        statement = statement.with_for_update(of=Participant).execution_options(
+            populate_existing=True
+        )
+    return statement
+
+
 def get_visible_participant(actor, participant_id: str, *, lock: bool = False) -> Participant:
     """Return the participant, or 404 whether it does not exist or is at another site.
 
     ``lock`` reads and locks the row in one statement (``FOR UPDATE`` on PostgreSQL; on
     SQLite the write transaction already excludes other writers), fresh from the database.
     """
-    statement = select(Participant).where(Participant.participant_id == participant_id)
-    if lock:
-        statement = statement.with_for_update(of=Participant).execution_options(
-            populate_existing=True
-        )
-    participant = db.session.scalar(statement)
+    participant = db.session.scalar(
+        _participant_statement(lock), {"participant_id": participant_id}
+    )
     site_ids = actor.visible_site_ids()
     if participant is None or (site_ids is not None and participant.site_id not in site_ids):
         raise NotFound(f"No participant {participant_id!r}.")
