@@ -7,17 +7,20 @@ randomization number, kit number and time: the same shape and size whatever the 
 from __future__ import annotations
 
 from datetime import datetime
-from functools import cache
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy import bindparam, func, select
 
+from randomization.claim import (
+    NUMBER_WIDTH,  # noqa: F401 - part of this module's interface (bulk loads number alike)
+    claim_next_slot,
+    mark_randomized,
+    next_randomization_number,
+)
 from randomization.crypto import decrypt_arm, decrypt_json, encrypt_json, require_arm_key
 from randomization.lists import POOL_STRATUM, require_unblinded_statistician
 from randomization.minimization import decide
 from randomization.models import (
-    AllocationLock,
     MinimizationDecision,
     RandomizationNotice,
     RandomizationSlot,
@@ -33,8 +36,6 @@ from trial.participants.services import get_visible_participant
 from trial.protocol import current_protocol
 from trial.visits.models import Visit
 from trial.visits.services import flag_visits_in_new_schedule
-
-NUMBER_WIDTH = 5
 
 
 def participant_stratum(participant: Participant) -> str:
@@ -96,64 +97,6 @@ def _participant_for_allocation(actor, participant_id: str):
     return participant, existing, row[0]
 
 
-_counter = AllocationLock.__table__
-_COUNT_ONE_MORE = (
-    update(_counter)
-    .where(_counter.c.id == 1)
-    .values(last_number=_counter.c.last_number + 1)
-    .returning(_counter.c.last_number)
-)
-
-
-def _next_randomization_number() -> str:
-    """Count one more allocation and return its number; the row lock this update takes is
-    the trial-wide allocation lock, held to commit, so free slots are read one at a time."""
-    last = db.session.execute(_COUNT_ONE_MORE).scalar_one()
-    return f"R{last:0{NUMBER_WIDTH}d}"
-
-
-CLAIMED_COLUMNS = ("participant_id", "randomization_number", "allocated_at", "allocated_by_id")
-
-
-@cache
-def _slot_statements():
-    """The two statements that claim a slot, built once: building a statement costs more
-    than running it, and this runs under the allocation lock."""
-    table = RandomizationSlot.__table__
-    other = table.alias("other")
-    in_stratum = other.c.stratum == bindparam("stratum")
-    total = select(func.count()).where(in_stratum).scalar_subquery()
-    used = select(func.count(other.c.participant_id)).where(in_stratum).scalar_subquery()
-    first_free = (
-        select(table.c.id, table.c.kit_number, total, used)
-        .where(table.c.stratum == bindparam("stratum"), table.c.participant_id.is_(None))
-        .order_by(table.c.sequence)
-        .limit(1)
-    )
-    claim = (
-        update(table)
-        .where(table.c.id == bindparam("slot_id"))
-        .values({name: bindparam(name) for name in CLAIMED_COLUMNS})
-    )
-    return first_free, claim
-
-
-def _claim_next_slot(stratum: str, values: dict) -> tuple[str, int, int] | None:
-    """Give the stratum's first free slot ``values``; return its kit number, the stratum's
-    slot count and how many are used with this one (None: no slot was free).
-
-    Runs under the allocation lock, so the first free slot cannot change between the read
-    and the update.
-    """
-    first_free, claim = _slot_statements()
-    row = db.session.execute(first_free, {"stratum": stratum}).first()
-    if row is None:
-        return None
-    slot_id, kit, total, used = row
-    db.session.execute(claim, {"slot_id": slot_id, **values})
-    return kit, total, used + 1
-
-
 def _notify_once(kind: str, stratum: str, message: str) -> None:
     exists = db.session.scalar(
         select(func.count())
@@ -179,9 +122,10 @@ class StratumExhausted(Conflict):
     """Raised after the caller commits the notice; says nothing about arms."""
 
 
-def _minimization_slot(participant: Participant, values: dict) -> tuple[str] | None:
+def _minimization_slot(participant: Participant, taken: dict) -> tuple[str] | None:
     """Decide the arm by minimization (recording the decision), give the first free slot of
-    that arm ``values`` and return its kit number as ``(kit,)``; None when none is free.
+    that arm the ``taken`` values and return its kit number as ``(kit,)``; None when none
+    is free.
 
     Runs under the allocation lock, so the history it reads is complete and final.
     """
@@ -213,7 +157,7 @@ def _minimization_slot(participant: Participant, values: dict) -> tuple[str] | N
                     created_at=utcnow(),
                 )
             )
-            for name, value in values.items():
+            for name, value in taken.items():
                 setattr(slot, name, value)
             return (slot.kit_number,)
     return None
@@ -269,7 +213,7 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
     check_consent(participant)
     minimization = current_protocol().randomization_method == "minimization"
     stratum = POOL_STRATUM if minimization else participant_stratum(participant)
-    number = _next_randomization_number()  # takes the trial-wide allocation lock
+    number = next_randomization_number()  # takes the trial-wide allocation lock
     now = at or utcnow()
     taken = {
         "participant_id": participant.id,
@@ -279,13 +223,14 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
     }
     if minimization:
         claimed, counts = _minimization_slot(participant, taken), None
+        if claimed is not None:
+            mark_randomized(participant, now)
     else:
-        claimed = _claim_next_slot(stratum, taken)
+        claimed = claim_next_slot(stratum, participant, taken)
         counts = claimed and claimed[1:]
     if claimed is None:
         refuse_exhausted(stratum, participant_id)
     allocation = Allocation(number, claimed[0], now)
-    _mark_randomized(participant, now)
     about = {
         "entity_type": "participant",
         "entity_id": participant_id,
@@ -314,19 +259,6 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
     if has_visits:  # day 0 is known only now: a screening visit gets its window check
         flag_visits_in_new_schedule(actor, participant)
     return allocation, True
-
-
-def _mark_randomized(participant: Participant, now) -> None:
-    """Write the participant's new status in one UPDATE and show it on the loaded object
-    without making it dirty (an ORM flush would write the row a second time)."""
-    table = Participant.__table__
-    db.session.execute(
-        update(table)
-        .where(table.c.id == participant.id)
-        .values(status="randomized", randomized_at=now)
-    )
-    set_committed_value(participant, "status", "randomized")
-    set_committed_value(participant, "randomized_at", now)
 
 
 def break_code(actor, participant_id: str, *, reason: str, password: str) -> tuple:
