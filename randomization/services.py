@@ -119,7 +119,16 @@ def _stratum_counts(stratum: str) -> tuple[int, int]:
 
 
 class StratumExhausted(Conflict):
-    """Raised after the caller commits the notice; says nothing about arms."""
+    """No slot is left in a stratum; says nothing about arms.
+
+    The transaction that raised it has used up a randomization number: the caller rolls it
+    back, then keeps the notice with ``notify_exhausted(refusal)`` in a transaction of its
+    own, so numbers stay gapless.
+    """
+
+    def __init__(self, message: str, stratum: str, participant_id: str):
+        super().__init__(message)
+        self.stratum, self.participant_id = stratum, participant_id
 
 
 def _minimization_slot(participant: Participant, taken: dict) -> tuple[str] | None:
@@ -173,15 +182,23 @@ def check_consent(participant: Participant) -> None:
 
 def refuse_exhausted(stratum: str, participant_id: str) -> None:
     """Notify the unblinded statistician (once per stratum), then refuse without an arm."""
+    refusal = StratumExhausted(
+        f"No randomization slot is left in stratum {stratum}. The unblinded statistician "
+        f"has been notified; the participant was not randomized.",
+        stratum,
+        participant_id,
+    )
+    notify_exhausted(refusal)
+    raise refusal
+
+
+def notify_exhausted(refusal: StratumExhausted) -> None:
+    """Tell the unblinded statistician (once per stratum) that a stratum ran out."""
     _notify_once(
         "stratum_exhausted",
-        stratum,
-        f"Stratum {stratum} has no slot left; participant {participant_id} "
+        refusal.stratum,
+        f"Stratum {refusal.stratum} has no slot left; participant {refusal.participant_id} "
         f"could not be randomized.",
-    )
-    raise StratumExhausted(
-        f"No randomization slot is left in stratum {stratum}. The unblinded statistician "
-        f"has been notified; the participant was not randomized."
     )
 
 

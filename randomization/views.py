@@ -52,8 +52,10 @@ def randomize(body, participant_id):
         allocation, created = services.randomize(
             g.current_user, participant_id, eligibility_confirmed=body["eligibility_confirmed"]
         )
-    except services.StratumExhausted:
-        db.session.commit()  # keep the notice for the unblinded statistician
+    except services.StratumExhausted as refusal:
+        db.session.rollback()  # the attempt leaves nothing, not even a used-up number
+        services.notify_exhausted(refusal)  # but the unblinded statistician hears of it
+        db.session.commit()
         raise
     commit_then_read()
     return {"participant_id": participant_id, **allocation._asdict()}, 201 if created else 200

@@ -133,6 +133,15 @@ def test_exhausted_stratum_is_409_without_arms_and_notifies(
     assert not any(arm in text for arm in ARMS)
     kinds = set(db.session.scalars(select(RandomizationNotice.kind)))
     assert {"stratum_low", "stratum_exhausted"} <= kinds
+    # The refusal used up no randomization number: numbers stay gapless.
+    lists.import_list(
+        unblinded[0],
+        "stratum,sequence,arm,block\nsite=S01|sex=M,1,placebo,1\nsite=S01|sex=M,2,baclofen,1\n",
+        append=True,
+    )
+    db.session.commit()
+    man = make_participant(site="S01", sex="M")["participant_id"]
+    assert randomize(client, token, man).json["randomization_number"] == "R00003"
 
 
 def test_code_break_by_investigator_with_password(client, make_user, trial_list, make_participant):
