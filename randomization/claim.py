@@ -109,7 +109,7 @@ def claim_next_slot(
             slot_id, *row = row
             # Only their own parameters: an UPDATE would also SET any other column named.
             db.session.execute(_TAKE, {**values, "slot_id": slot_id})
-            mark_randomized(participant, values["allocated_at"])
+            db.session.execute(_MARK_RANDOMIZED, _mark_params(participant, values["allocated_at"]))
             row[2] += 1
     if row is None:
         return None
@@ -119,8 +119,12 @@ def claim_next_slot(
 
 def mark_randomized(participant: Participant, at) -> None:
     """Write the participant's new status in one UPDATE (for minimization's ORM path)."""
-    db.session.execute(_MARK_RANDOMIZED, {"row_id": participant.id, "allocated_at": at})
+    db.session.execute(_MARK_RANDOMIZED, _mark_params(participant, at))
     show_randomized(participant, at)
+
+
+def _mark_params(participant: Participant, at) -> dict:
+    return {"row_id": participant.id, "allocated_at": at}
 
 
 def show_randomized(participant: Participant, at) -> None:

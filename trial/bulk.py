@@ -97,6 +97,8 @@ def insert_few(table: Table, rows: list[Mapping[str, Any]], then: tuple[str, tup
     one statement (the insert as a data-modifying ``WITH``, ``then`` as its main part), where
     ``COPY`` would take two round trips and ``then`` a third; SQLite, in-process, two.
     Rows must not be many: each is held in memory, and PostgreSQL's arrays are sent at once.
+    The session is not flushed first (that would be a round trip of its own when anything
+    is pending), so rows must not refer to objects not yet written.
     """
     connection = db.session.connection()
     dialect = connection.dialect
@@ -155,11 +157,8 @@ def bulk_insert(table: Table, rows: Iterable[Mapping[str, Any]]) -> int:
                     copy.write_row(values(row))
                     count += 1
     elif dialect.name == "sqlite":
-        placeholders = ", ".join("?" for _ in names)
         batch = [values(row) for row in rows]
-        connection.exec_driver_sql(
-            f"INSERT INTO {table_name} ({column_list}) VALUES ({placeholders})", batch
-        )
+        connection.exec_driver_sql(_insert_sql(table, tuple(names), dialect), batch)
         count = len(batch)
     else:
         batch = list(rows)

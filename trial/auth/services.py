@@ -7,7 +7,6 @@ nor its timing tells whether an account exists.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 import secrets
@@ -227,20 +226,18 @@ def revoke_all_tokens(actor, user: User) -> int:
     return count
 
 
-@functools.cache
-def _token_statement():
-    """One statement for the token, its user and the user's sites, built once: every
-    request pays for it."""
-    return (
-        select(ApiToken)
-        .where(ApiToken.token_hash == bindparam("token_hash"))
-        .options(joinedload(ApiToken.user).joinedload(User.sites))
-    )
+# One statement for the token, its user and the user's sites, built once: every request
+# pays for it.
+_TOKEN_WITH_USER = (
+    select(ApiToken)
+    .where(ApiToken.token_hash == bindparam("token_hash"))
+    .options(joinedload(ApiToken.user).joinedload(User.sites))
+)
 
 
 def authenticate_token(token: str) -> tuple[User, ApiToken]:
     """Return the user behind a bearer token, or raise 401 (one message for every cause)."""
-    row = db.session.scalar(_token_statement(), {"token_hash": hash_token(token)})
+    row = db.session.scalar(_TOKEN_WITH_USER, {"token_hash": hash_token(token)})
     if (
         row is None
         or row.revoked_at is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
@@ -121,15 +120,11 @@ def visible_participants(actor, *, site: str | None = None, status: str | None =
     return list(db.session.scalars(statement.order_by(Participant.participant_id)))
 
 
-@functools.cache
-def _participant_statement(lock: bool):
-    """Built once: most requests read their participant first."""
-    statement = select(Participant).where(Participant.participant_id == bindparam("participant_id"))
-    if lock:
-        statement = statement.with_for_update(of=Participant).execution_options(
-            populate_existing=True
-        )
-    return statement
+# Built once: most requests read their participant first.
+_PARTICIPANT = select(Participant).where(Participant.participant_id == bindparam("participant_id"))
+_PARTICIPANT_LOCKED = _PARTICIPANT.with_for_update(of=Participant).execution_options(
+    populate_existing=True
+)
 
 
 def get_visible_participant(actor, participant_id: str, *, lock: bool = False) -> Participant:
@@ -139,7 +134,7 @@ def get_visible_participant(actor, participant_id: str, *, lock: bool = False) -
     SQLite the write transaction already excludes other writers), fresh from the database.
     """
     participant = db.session.scalar(
-        _participant_statement(lock), {"participant_id": participant_id}
+        _PARTICIPANT_LOCKED if lock else _PARTICIPANT, {"participant_id": participant_id}
     )
     site_ids = actor.visible_site_ids()
     if participant is None or (site_ids is not None and participant.site_id not in site_ids):
