@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import Table
 
 from trial.extensions import db
 
@@ -38,25 +38,30 @@ def reserve_ids_for(counts: Mapping[Table, int]) -> dict[Table, list[int]]:
         return {}
     db.session.flush()  # rows added through the ORM must count
     connection = db.session.connection()
+    tables = tuple(counts)
+    sql = _reserve_sql(tuple(table.name for table in tables), connection.dialect.name)
     if connection.dialect.name != "postgresql":
-        out = {}
-        for table, n in counts.items():
-            start = connection.execute(select(func.coalesce(func.max(table.c.id), 0))).scalar_one()
-            out[table] = list(range(start + 1, start + n + 1))
-        return out
-    tables = list(counts)
-    values = ", ".join(f"(:k{i}, :t{i}, :n{i})" for i in range(len(tables)))
-    params = {}
-    for i, table in enumerate(tables):
-        params.update({f"k{i}": i, f"t{i}": table.name, f"n{i}": counts[table]})
-    statement = text(
-        "SELECT s.k, nextval(pg_get_serial_sequence(s.t, 'id')) "
-        f"FROM (VALUES {values}) AS s(k, t, n) CROSS JOIN LATERAL generate_series(1, s.n)"
-    )
+        highest = connection.exec_driver_sql(sql).one()
+        return {
+            table: list(range(start + 1, start + counts[table] + 1))
+            for table, start in zip(tables, highest, strict=True)
+        }
     out = {table: [] for table in tables}
-    for k, record_id in connection.execute(statement, params):
+    for k, record_id in connection.exec_driver_sql(sql, tuple(counts[t] for t in tables)):
         out[tables[k]].append(record_id)
     return {table: sorted(ids) for table, ids in out.items()}
+
+
+@functools.cache
+def _reserve_sql(names: tuple[str, ...], dialect_name: str) -> str:
+    """``reserve_ids_for``'s one statement: each table's highest id (SQLite), or as many
+    values of each table's id sequence as asked, tagged with the table's position."""
+    if dialect_name != "postgresql":
+        return "SELECT " + ", ".join(f'(SELECT coalesce(max(id), 0) FROM "{n}")' for n in names)
+    return " UNION ALL ".join(
+        f"SELECT {k}, nextval(pg_get_serial_sequence('{n}', 'id')) FROM generate_series(1, %s)"
+        for k, n in enumerate(names)
+    )
 
 
 def row_encoder(table: Table, names: list[str], dialect) -> Callable[[Mapping], tuple]:
@@ -88,31 +93,50 @@ def row_encoder(table: Table, names: list[str], dialect) -> Callable[[Mapping], 
     return values
 
 
-def insert_few(table: Table, rows: list[Mapping[str, Any]], then: tuple[str, tuple]) -> None:
-    """Insert a few rows (mappings with the same keys), then run ``then`` (SQL with ``%s``
-    placeholders, and its parameters) in the same transaction, in as few round trips as
-    the database allows.
+def insert_few(
+    parts: Sequence[tuple[Table, list[Mapping[str, Any]]]], then: tuple[str, tuple]
+) -> None:
+    """Insert a few rows into one or more tables (``(table, rows)`` parts, the rows of a part
+    mappings with the same keys), then run ``then`` (SQL with ``%s`` placeholders, and its
+    parameters) in the same transaction, in as few round trips as the database allows.
 
     For the handful of rows a request writes, the round trips are the cost: PostgreSQL gets
-    one statement (the insert as a data-modifying ``WITH``, ``then`` as its main part), where
-    ``COPY`` would take two round trips and ``then`` a third; SQLite, in-process, two.
+    one statement (each insert a data-modifying ``WITH``, ``then`` the main part), where
+    ``COPY`` would take two round trips per table and ``then`` one more; SQLite, in-process,
+    one ``executemany`` per table. The parts run as one statement, so rows may not depend on
+    each other's defaults, but a row may refer to another part's row by an id reserved
+    beforehand (``reserve_ids_for``): foreign keys are checked at the statement's end.
     Rows must not be many: each is held in memory, and PostgreSQL's arrays are sent at once.
     The session is not flushed first (that would be a round trip of its own when anything
     is pending), so rows must not refer to objects not yet written.
     """
+    parts = [(table, rows) for table, rows in parts if rows]
     connection = db.session.connection()
     dialect = connection.dialect
-    names = tuple(rows[0])
-    values = row_encoder(table, list(names), dialect)
-    insert = _insert_sql(table, names, dialect)
     then_sql, then_params = then
+    shapes = tuple((table, tuple(rows[0])) for table, rows in parts)
+    encoded = [
+        map(row_encoder(table, list(names), dialect), rows)
+        for (table, names), (_, rows) in zip(shapes, parts, strict=True)
+    ]
     if dialect.name == "postgresql":
-        columns = [list(column) for column in zip(*map(values, rows), strict=True)]
-        sql = f"WITH inserted AS ({insert}) {then_sql}"
-        connection.exec_driver_sql(sql, (*columns, *then_params))
+        arrays = [list(column) for values in encoded for column in zip(*values, strict=True)]
+        sql = _statement_sql(shapes, then_sql, dialect)
+        connection.exec_driver_sql(sql, (*arrays, *then_params))
         return
-    connection.exec_driver_sql(insert, [values(row) for row in rows])
+    for (table, names), values in zip(shapes, encoded, strict=True):
+        connection.exec_driver_sql(_insert_sql(table, names, dialect), list(values))
     connection.exec_driver_sql(then_sql.replace("%s", "?"), then_params)
+
+
+@functools.cache
+def _statement_sql(shapes: tuple, then_sql: str, dialect) -> str:
+    """PostgreSQL's one statement for ``insert_few``: every insert a ``WITH`` part."""
+    inserts = ", ".join(
+        f"w{index} AS ({_insert_sql(table, names, dialect)})"
+        for index, (table, names) in enumerate(shapes)
+    )
+    return f"WITH {inserts} {then_sql}"
 
 
 @functools.cache

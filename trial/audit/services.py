@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from json.encoder import encode_basestring
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.orm.attributes import set_committed_value
 
 from trial.audit.chain import (
@@ -136,8 +136,17 @@ def record_event(
     return event
 
 
-def record_events(actor, events: Iterable[Mapping[str, Any]]) -> int:
+def record_events(
+    actor,
+    events: Iterable[Mapping[str, Any]],
+    *,
+    along: Sequence[tuple[Table, list[Mapping[str, Any]]]] = (),
+) -> int:
     """Append many events with one head lock and one bulk insert; return how many.
+
+    ``along`` holds the rows the events record, as ``(table, rows)`` parts (ids reserved
+    beforehand): they are inserted with the events, in one statement on PostgreSQL when
+    the events are few, so a request's records and their trail cost one round trip.
 
     Each event is a mapping of ``record_event``'s keyword arguments plus ``action``. Rows are
     encoded and chained exactly as ``record_event`` does it (same columns, same payload, same
@@ -186,11 +195,16 @@ def record_events(actor, events: Iterable[Mapping[str, Any]]) -> int:
         if few:  # the events and the advanced head in one statement where possible
             last_seq, last_hash = state["seq"], state["hash"]
             advance = (HEAD_UPDATE_SQL, (last_seq, last_hash))
-            insert_few(AuditEvent.__table__, few, then=advance)
+            insert_few([*along, (AuditEvent.__table__, few)], then=advance)
             # The head row is written: show it on the loaded object without making it dirty.
             set_committed_value(head, "last_seq", last_seq)
             set_committed_value(head, "last_hash", last_hash)
+        else:  # records without audited fields: nothing to chain
+            for table, records in along:
+                bulk_insert(table, records)
         return len(few)
+    for table, records in along:
+        bulk_insert(table, records)
     # Rows are hashed as they are sent, so the database stores while the chain is computed.
     count = bulk_insert(AuditEvent.__table__, rows())
     if count:
