@@ -465,6 +465,39 @@ def test_ocds_and_ciwa_scores_match_an_independent_computation(trial):
     assert fixed.json["obsessive_subscale"] == 24
 
 
+def test_the_recorded_visit_returned_is_the_visit_as_stored(trial):
+    """The 201 body is built from the rows written, not read back: it must equal what a
+    later read of the stored visit returns, field for field (values that do not survive a
+    round trip as written, order of the calendar and the labs, derived scores, the
+    out-of-window deviation kept out of the visit)."""
+    p = trial.enrol(day0_ago=60)
+    first_visit = p.day0 + 10 * D  # titration_w1: window day 5 to 9, so out of window
+    days = calendar(first_visit - 10 * D, first_visit - D, drinks=3.3)
+    days[3]["standard_drinks"] = 0.1 + 0.2  # no short decimal: every binary digit kept
+    random.Random(7).shuffle(days)
+    labs = [lab("GGT", 61.7), lab("AST", 40.05, upper_limit_normal=40.0), lab("CDT", 1.9)]
+    recorded = trial.visit(
+        p.pid,
+        "titration_w1",
+        first_visit,
+        drinking=days,
+        ocds=ocds([n % 5 for n in range(14)]),
+        ciwa=ciwa(2),
+        vitals=vitals(weight_kg=81.35),
+        labs=labs,
+    )
+    assert recorded.status_code == 201, recorded.json
+    stored = trial.get(f"/visits/{recorded.json['id']}")
+    assert recorded.json == stored.json
+    assert [d["date"] for d in recorded.json["drinking"]] == sorted(d["date"] for d in days)
+    assert [x["test"] for x in recorded.json["labs"]] == ["AST", "CDT", "GGT"]
+    assert 0.1 + 0.2 in [d["standard_drinks"] for d in recorded.json["drinking"]]
+    missed = trial.visit(p.pid, "titration_w2", status="missed", missed_reason="ill")
+    assert missed.status_code == 201, missed.json
+    assert missed.json == trial.get(f"/visits/{missed.json['id']}").json
+    assert missed.json["ocds"] is None and missed.json["drinking"] == []
+
+
 # --- refusals write nothing -----------------------------------------------------------
 
 

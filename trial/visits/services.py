@@ -8,6 +8,7 @@ accepted and raises an automatic protocol deviation.
 from __future__ import annotations
 
 from datetime import date, timedelta
+from types import SimpleNamespace
 
 from sqlalchemy import select
 
@@ -19,12 +20,16 @@ from trial.database import utcnow
 from trial.errors import Conflict, Forbidden
 from trial.extensions import db
 from trial.forms import services as forms
+from trial.forms.models import CiwaAssessment, DrinkingDay, LabResult, OcdsAssessment, Vitals
 from trial.participants.models import Participant
 from trial.participants.services import randomization_date, site_today
 from trial.protocol import VisitDefinition, current_protocol
-from trial.records.services import create_record, mark_entered_in_error, raise_if_errors, records_of
+from trial.records.bulk import RecordBatch, RecordRef, as_written
+from trial.records.services import mark_entered_in_error, raise_if_errors, records_of
 from trial.visits.models import SIGNATURE_MEANING, Visit
 from trial.visits.schedule import in_window, window_dates
+
+VISIT_FIELDS = ("visit_code", "visit_date", "status", "missed_reason")
 
 
 def _definition(code: str) -> VisitDefinition | None:
@@ -40,8 +45,10 @@ def check_visit(
     *,
     exclude_id: int | None = None,
     errors: dict | None = None,
+    visits: list[Visit] | None = None,
 ) -> dict:
-    """Check visit-level fields; return the errors dict (raise nothing)."""
+    """Check visit-level fields; return the errors dict (raise nothing). ``visits``: the
+    participant's active visits, when the caller has read them already."""
     errors = {} if errors is None else errors
     definition = _definition(values["visit_code"])
     if definition is None:
@@ -67,11 +74,9 @@ def check_visit(
             errors["visit_date"] = [f"{visit_date} is before consent ({participant.consent_date})."]
         elif definition.day >= 0 and visit_date < day0:
             errors["visit_date"] = [f"{visit_date} is before randomization ({day0})."]
-    taken = [
-        v
-        for v in records_of(Visit, participant)
-        if v.visit_code == values["visit_code"] and v.id != exclude_id
-    ]
+    if visits is None:
+        visits = records_of(Visit, participant)
+    taken = [v for v in visits if v.visit_code == values["visit_code"] and v.id != exclude_id]
     if taken:
         raise Conflict(
             f"Visit {values['visit_code']} is already recorded for "
@@ -83,16 +88,22 @@ def check_visit(
 
 
 def calendar_period(
-    participant: Participant, visit_code: str, visit_date: date, exclude_visit_id: int | None = None
+    participant: Participant,
+    visit_code: str,
+    visit_date: date,
+    exclude_visit_id: int | None = None,
+    visits: list[Visit] | None = None,
 ) -> tuple[date, date]:
     """Days a visit's drinking calendar may cover: the baseline days before screening, or
     the days since the previous completed visit, up to the day before this visit."""
     last = visit_date - timedelta(days=1)
     if _definition(visit_code).day < 0:
         return visit_date - timedelta(days=current_protocol().baseline_days), last
+    if visits is None:
+        visits = records_of(Visit, participant)
     earlier = [
         v.visit_date
-        for v in records_of(Visit, participant)
+        for v in visits
         if v.status == "completed"
         and v.visit_date is not None
         and v.visit_date < visit_date
@@ -104,10 +115,15 @@ def calendar_period(
     return first, last
 
 
-def record_visit(actor, participant: Participant, data: dict) -> Visit:
-    """Create a visit and its forms in one step; refuse everything if anything is wrong."""
-    visit_values = {k: data[k] for k in ("visit_code", "visit_date", "status", "missed_reason")}
-    errors = check_visit(participant, visit_values)
+def record_visit(actor, participant: Participant, data: dict):
+    """Create a visit and its forms in one step; refuse everything if anything is wrong.
+
+    Returns the visit as written (``visit_as_written``: built from the rows stored, not
+    read back), so the response needs no further round trip.
+    """
+    visit_values = {k: data[k] for k in VISIT_FIELDS}
+    visits = records_of(Visit, participant)  # read once for the checks below
+    errors = check_visit(participant, visit_values, visits=visits)
     form_keys = [k for k in ("drinking", "labs") if data[k]] + [
         k for k in ("ocds", "ciwa", "vitals") if data[k] is not None
     ]
@@ -120,17 +136,57 @@ def record_visit(actor, participant: Participant, data: dict) -> Visit:
         ]
     if not errors and data["drinking"]:
         period = calendar_period(
-            participant, visit_values["visit_code"], visit_values["visit_date"]
+            participant, visit_values["visit_code"], visit_values["visit_date"], visits=visits
         )
         forms.check_drinking_days(participant, data["drinking"], period, errors)
     if not errors:
         forms.check_labs(data["labs"], errors)
     raise_if_errors(errors)
 
-    visit = create_record(actor, Visit, participant, visit_values, signature_status="unsigned")
-    _flag_window(actor, participant, visit)
-    forms.create_forms(actor, participant, visit, data)
+    batch = RecordBatch(actor)
+    queue_visit(batch, participant, data)
+    return visit_as_written(batch.write(), participant)
+
+
+def queue_visit(batch: RecordBatch, participant: Participant, data: dict) -> RecordRef:
+    """Queue a checked visit on ``batch``: the visit, its automatic out-of-window deviation
+    if it is outside its window, then its forms (the order of their audit rows)."""
+    visit = batch.add(
+        Visit,
+        participant,
+        {**{k: data.get(k) for k in VISIT_FIELDS}, "signature_status": "unsigned"},
+    )
+    if data.get("status", "completed") == "completed":
+        values = out_of_window_deviation(participant, data["visit_code"], data["visit_date"])
+        if values is not None:
+            automatic = {**values, "automatic": True, "visit_id": visit}
+            batch.add(ProtocolDeviation, participant, automatic)
+        forms.add_forms(batch, participant, visit, data)
     return visit
+
+
+def visit_as_written(written: dict[type, list[dict]], participant: Participant):
+    """The one visit of ``written`` (``RecordBatch.write``'s rows) with its forms, shown as
+    ``VisitSchema`` shows a stored visit, from exactly the values stored."""
+    shown = SimpleNamespace(id=participant.id, participant_id=participant.participant_id)
+
+    def records(model: type) -> list:
+        return [as_written(model, row, participant=shown) for row in written.get(model, ())]
+
+    single = {
+        name: next(iter(records(model)), None)
+        for name, model in (("ocds", OcdsAssessment), ("ciwa", CiwaAssessment), ("vitals", Vitals))
+    }
+    [row] = written[Visit]
+    return as_written(
+        Visit,
+        row,
+        participant=shown,
+        signer=None,
+        drinking_days=sorted(records(DrinkingDay), key=lambda day: day.day),
+        labs=sorted(records(LabResult), key=lambda lab: lab.test),
+        **single,
+    )
 
 
 def out_of_window_deviation(participant: Participant, visit_code: str, visit_date: date):
