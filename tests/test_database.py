@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import create_engine, select, text, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
@@ -235,6 +237,32 @@ def test_a_write_request_reads_its_response_without_the_write_lock(app, make_sit
 
 
 @only_sqlite
+@pytest.mark.parametrize("before_the_lock", [True, False])
+def test_authentication_reads_before_the_write_lock(app, make_site, make_user, before_the_lock):
+    """A write request reads its token without SQLite's write lock, keeps the user it read,
+    and takes the lock at its next statement; the control (the same read without the
+    block) shows the read would otherwise hold the lock."""
+    from trial.auth.services import authenticate_token
+    from trial.database import reading_before_the_write_lock
+
+    make_site("S01")
+    _, token = make_user("coordinator", sites=["S01"])
+    db.session.close()
+    with app.test_request_context("/api/v1/participants", method="POST"):
+        if before_the_lock:
+            with reading_before_the_write_lock():
+                user, _ = authenticate_token(token)
+        else:
+            user, _ = authenticate_token(token)
+        assert _second_writer_can_begin() is before_the_lock
+        assert not sa_inspect(user).expired_attributes  # still loaded: no query to read it
+        assert user.role == "coordinator"
+        db.session.execute(select(Site.participant_counter)).all()
+        assert not _second_writer_can_begin()  # the write transaction holds it again
+        db.session.rollback()
+
+
+@only_sqlite
 def test_read_only_block_is_deferred_outside_a_request(app, make_site):
     """``audit verify`` walks the chain in a read-only block and does not block writers."""
     from trial.database import read_only_transactions
@@ -271,6 +299,28 @@ def test_second_writer_waits_instead_of_reading_a_stale_counter(app, make_site):
         first.commit()
         assert _read_counter(second) == 1
         second.rollback()
+
+
+@only_sqlite
+def test_a_waiting_writer_gets_the_lock_when_it_is_released_within_the_timeout(app, make_site):
+    """Writers poll for the write lock themselves (``_begin_immediate``): one that starts
+    while another holds the lock gets it once the holder commits, and its connection keeps
+    the configured busy timeout afterwards."""
+    make_site("S01")
+    db.session.close()
+    holder = sqlite3.connect(_database_path(), isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    released = threading.Timer(BUSY_TIMEOUT_MS / 3000, lambda: holder.execute("COMMIT"))
+    released.start()
+    try:
+        with db.engine.connect() as waiter:
+            assert _read_counter(waiter) == 0  # BEGIN IMMEDIATE waited, then got the lock
+            assert not _second_writer_can_begin()
+            assert waiter.exec_driver_sql("PRAGMA busy_timeout").scalar() == BUSY_TIMEOUT_MS
+            waiter.rollback()
+    finally:
+        released.join()
+        holder.close()
 
 
 @only_sqlite
