@@ -1,7 +1,6 @@
 """Randomize, read a blinded allocation, break the code, and (unblinded) read the list."""
 
 from flask import g
-from flask_smorest import Blueprint
 
 from randomization import lists, services
 from randomization.schemas import (
@@ -15,6 +14,7 @@ from randomization.schemas import (
 )
 from trial.auth.policy import allow
 from trial.auth.roles import Role
+from trial.blueprint import Blueprint
 from trial.database import commit_then_read, writes_on_read
 from trial.errors import NotFound
 from trial.extensions import db

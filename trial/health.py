@@ -1,10 +1,10 @@
 """Liveness and readiness for load balancers and the benchmarks' floor."""
 
 import marshmallow as ma
-from flask_smorest import Blueprint
 from sqlalchemy import text
 
 from trial.auth.policy import public
+from trial.blueprint import Blueprint
 from trial.extensions import db
 
 blp = Blueprint("health", __name__, url_prefix="/api/v1", description="Service health")

@@ -1,13 +1,13 @@
 """Read the audit trail: trial-wide for admins and data managers, by site for site staff."""
 
 from flask import g
-from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from trial.audit.models import AuditEvent
 from trial.audit.schemas import AuditEventSchema, AuditQuerySchema
 from trial.auth.policy import allow
 from trial.auth.roles import Role
+from trial.blueprint import Blueprint
 from trial.extensions import db
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1", description="Audit trail")

@@ -1,7 +1,6 @@
 """Log in, see who you are, log out, and (admins) manage accounts."""
 
 from flask import g
-from flask_smorest import Blueprint
 
 from trial.auth import services
 from trial.auth.policy import allow, allow_any_user, public
@@ -13,6 +12,7 @@ from trial.auth.schemas import (
     UserRoleChangeSchema,
     UserSchema,
 )
+from trial.blueprint import Blueprint
 from trial.database import commit_then_read
 from trial.errors import NotFound
 from trial.extensions import db

@@ -1,9 +1,9 @@
 """Record and read dispositions and protocol deviations."""
 
 from flask import g
-from flask_smorest import Blueprint
 
 from trial.auth.policy import allow
+from trial.blueprint import Blueprint
 from trial.conduct import services
 from trial.conduct.models import Disposition, ProtocolDeviation
 from trial.conduct.schemas import (

@@ -1,9 +1,9 @@
 """Record and read study-drug dosing (tablets per day)."""
 
 from flask import g
-from flask_smorest import Blueprint
 
 from trial.auth.policy import allow
+from trial.blueprint import Blueprint
 from trial.database import commit_then_read
 from trial.dosing import services
 from trial.dosing.models import DosingRecord

@@ -1,9 +1,9 @@
 """Read and correct visit forms; the drinking calendar of a participant."""
 
 from flask import g
-from flask_smorest import Blueprint
 
 from trial.auth.policy import allow
+from trial.blueprint import Blueprint
 from trial.forms import services
 from trial.forms.models import CiwaAssessment, DrinkingDay, LabResult, OcdsAssessment, Vitals
 from trial.forms.schemas import (

@@ -1,10 +1,10 @@
 """Register participants and read them, within the caller's sites."""
 
 from flask import g
-from flask_smorest import Blueprint
 
 from trial.auth.policy import allow
 from trial.auth.roles import Role
+from trial.blueprint import Blueprint
 from trial.database import commit_then_read
 from trial.participants import services
 from trial.participants.schemas import (

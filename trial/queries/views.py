@@ -6,10 +6,10 @@ site's query or record is a 404.
 """
 
 from flask import g
-from flask_smorest import Blueprint
 
 from trial.auth.policy import allow
 from trial.auth.roles import Role
+from trial.blueprint import Blueprint
 from trial.database import commit_then_read
 from trial.queries import services
 from trial.queries.schemas import (

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from flask import g
-from flask_smorest import Blueprint
 
 from trial.auth.policy import allow
 from trial.auth.roles import Role
+from trial.blueprint import Blueprint
 from trial.database import commit_then_read
 from trial.errors import ValidationFailed
 from trial.records.schemas import CHANGE_REASON, ReasonSchema

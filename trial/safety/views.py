@@ -5,10 +5,10 @@ Site staff write at their own site; monitors and data managers read; another sit
 """
 
 from flask import g
-from flask_smorest import Blueprint
 
 from trial.auth.policy import allow
 from trial.auth.roles import Role
+from trial.blueprint import Blueprint
 from trial.database import commit_then_read
 from trial.safety import services
 from trial.safety.expedited import expedited_reports

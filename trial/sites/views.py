@@ -1,10 +1,10 @@
 """List sites (everyone) and add them (admins)."""
 
 from flask import g
-from flask_smorest import Blueprint
 
 from trial.auth.policy import allow, allow_any_user
 from trial.auth.roles import Role
+from trial.blueprint import Blueprint
 from trial.database import commit_then_read
 from trial.sites import services
 from trial.sites.schemas import SiteSchema

@@ -1,10 +1,10 @@
 """Record, read, correct and sign visits; the participant's schedule."""
 
 from flask import g
-from flask_smorest import Blueprint
 
 from trial.auth.policy import allow
 from trial.auth.roles import Role
+from trial.blueprint import Blueprint
 from trial.database import commit_then_read
 from trial.errors import Forbidden
 from trial.extensions import db
