@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from trial.extensions import db
 from trial.forms.models import (
@@ -21,16 +21,16 @@ from trial.protocol import current_protocol
 from trial.records.bulk import RecordBatch
 from trial.records.services import raise_if_errors
 
+_RECORDED_DAYS = select(DrinkingDay.day).where(
+    DrinkingDay.participant_id == bindparam("participant"),
+    DrinkingDay.entered_in_error.is_(False),
+    DrinkingDay.id != bindparam("exclude"),
+)
+
 
 def _recorded_days(participant: Participant, exclude_id: int | None = None) -> set[date]:
-    rows = db.session.scalars(
-        select(DrinkingDay.day).where(
-            DrinkingDay.participant_id == participant.id,
-            DrinkingDay.entered_in_error.is_(False),
-            DrinkingDay.id != (exclude_id or -1),
-        )
-    )
-    return set(rows)
+    parameters = {"participant": participant.id, "exclude": exclude_id or -1}
+    return set(db.session.scalars(_RECORDED_DAYS, parameters))
 
 
 def check_drinking_days(

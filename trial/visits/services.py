@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from types import SimpleNamespace
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from trial.audit.services import record_event
 from trial.auth.services import verify_password
@@ -30,6 +30,11 @@ from trial.visits.models import SIGNATURE_MEANING, Visit
 from trial.visits.schedule import in_window, window_dates
 
 VISIT_FIELDS = ("visit_code", "visit_date", "status", "missed_reason")
+# What a new visit is checked against (its code not taken, its calendar period): the
+# participant's active visits, as plain rows (built once; rows need no ORM objects).
+_VISITS_TO_CHECK = select(Visit.id, Visit.visit_code, Visit.visit_date, Visit.status).where(
+    Visit.participant_id == bindparam("participant"), Visit.entered_in_error.is_(False)
+)
 
 
 def _definition(code: str) -> VisitDefinition | None:
@@ -45,7 +50,7 @@ def check_visit(
     *,
     exclude_id: int | None = None,
     errors: dict | None = None,
-    visits: list[Visit] | None = None,
+    visits: list | None = None,
 ) -> dict:
     """Check visit-level fields; return the errors dict (raise nothing). ``visits``: the
     participant's active visits, when the caller has read them already."""
@@ -92,7 +97,7 @@ def calendar_period(
     visit_code: str,
     visit_date: date,
     exclude_visit_id: int | None = None,
-    visits: list[Visit] | None = None,
+    visits: list | None = None,
 ) -> tuple[date, date]:
     """Days a visit's drinking calendar may cover: the baseline days before screening, or
     the days since the previous completed visit, up to the day before this visit."""
@@ -122,7 +127,7 @@ def record_visit(actor, participant: Participant, data: dict):
     read back), so the response needs no further round trip.
     """
     visit_values = {k: data[k] for k in VISIT_FIELDS}
-    visits = records_of(Visit, participant)  # read once for the checks below
+    visits = db.session.execute(_VISITS_TO_CHECK, {"participant": participant.id}).all()
     errors = check_visit(participant, visit_values, visits=visits)
     form_keys = [k for k in ("drinking", "labs") if data[k]] + [
         k for k in ("ocds", "ciwa", "vitals") if data[k] is not None
