@@ -139,3 +139,37 @@ def test_occurred_at_reads_back_as_hashed(app):
     event = db.session.scalars(select(AuditEvent)).one()
     assert event.occurred_at <= datetime.now(UTC)
     assert verify_chain().ok
+
+
+def test_insert_few_takes_integers_and_floats_in_a_float_column(app, make_user, make_participant):
+    """PostgreSQL's arrays need one type per column: a float column given 2 and 3.5 must
+    store both (as 2.0 and 3.5), with the rows and the statement after them in one go."""
+    from trial.bulk import insert_few, reserve_ids
+
+    coordinator, _ = make_user("coordinator", sites=["S01"])
+    pid = make_participant(site="S01", consent_date="2025-01-10")["participant_id"]
+    participant = get_visible_participant(coordinator, pid)
+    now = datetime.now(UTC)
+    ids = reserve_ids(DrinkingDay.__table__, 2)
+    rows = [
+        {
+            "id": record_id,
+            "participant_id": participant.id,
+            "created_at": now,
+            "updated_at": now,
+            "created_by_id": coordinator.id,
+            "version": 1,
+            "entered_in_error": False,
+            "visit_id": None,
+            "day": date(2025, 1, day),
+            "standard_drinks": drinks,
+        }
+        for record_id, day, drinks in zip(ids, (2, 3), (2, 3.5), strict=True)
+    ]
+    insert_few([(DrinkingDay.__table__, rows)], then=("SELECT 1", ()))
+    db.session.commit()
+    stored = db.session.execute(
+        text("SELECT day, standard_drinks FROM drinking_days ORDER BY day")
+    ).all()
+    assert [float(drinks) for _, drinks in stored] == [2.0, 3.5]
+    assert all(type(drinks) is float for _, drinks in stored)
