@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, func, select, text, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from randomization.models import AllocationLock, RandomizationSlot
+from trial.audit.services import HEAD_FOR_UPDATE_SQL, adopt_locked_head
 from trial.extensions import db
 from trial.participants.models import Participant
 
@@ -27,10 +28,28 @@ _COUNT_ONE_MORE = (
 )
 
 
+# On PostgreSQL the same update also locks the audit chain head, which the allocation's
+# audit rows need next: one round trip fewer while the allocation lock is held. The head is
+# locked after the counter (RETURNING runs once the counter row is locked), the order every
+# randomization takes the two in; a statement that waited for a lock reads the row as the
+# lock holder left it (FOR UPDATE and UPDATE re-read the newest version in READ COMMITTED).
+_COUNT_ONE_MORE_AND_LOCK_HEAD = text(
+    f"""
+    WITH head AS ({HEAD_FOR_UPDATE_SQL})
+    UPDATE randomization_allocation_lock SET last_number = last_number + 1 WHERE id = 1
+    RETURNING last_number, (SELECT last_seq FROM head), (SELECT last_hash FROM head)
+    """
+)
+
+
 def next_randomization_number() -> str:
     """Count one more allocation and return its number; the row lock this update takes is
     the trial-wide allocation lock, held to commit, so free slots are read one at a time."""
-    last = db.session.execute(_COUNT_ONE_MORE).scalar_one()
+    if db.session.get_bind().dialect.name == "postgresql":
+        last, last_seq, last_hash = db.session.execute(_COUNT_ONE_MORE_AND_LOCK_HEAD).one()
+        adopt_locked_head(last_seq, last_hash)
+    else:
+        last = db.session.execute(_COUNT_ONE_MORE).scalar_one()
     return f"R{last:0{NUMBER_WIDTH}d}"
 
 

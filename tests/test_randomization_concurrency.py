@@ -308,3 +308,46 @@ def test_negative_control_read_then_write_allocation_is_caught(
         or figures["gaps"]
         or figures["statuses"].get(201, 0) < PARTICIPANTS
     ), figures
+
+
+def test_randomizations_beside_other_audited_writes_keep_one_chain(
+    backend, database_url, tmp_path, trial
+):
+    """Randomizations take the allocation lock, then the audit chain head (on PostgreSQL in
+    one statement, which may wait for the head while another request holds it); other
+    writes take the head alone. With both kinds at once, every allocation is still exact
+    and the chain verifies: the head a randomization waited for is read as its holder left
+    it, never from before."""
+    registrations = 60
+    with live_server(database_url, tmp_path / "server", workers=WORKERS) as server:
+        statuses: list[int | None] = []
+
+        def register():
+            for _ in range(registrations // 4):
+                response = requests.post(
+                    f"{server.api}/participants",
+                    headers=bearer(trial.tokens[0]),
+                    json={
+                        "site": "S01",
+                        "sex": "M",
+                        "year_of_birth": 1970,
+                        "consent_date": "2026-01-15",
+                    },
+                    timeout=120,
+                )
+                statuses.append(response.status_code)
+
+        others = [threading.Thread(target=register) for _ in range(4)]
+        for thread in others:
+            thread.start()
+        results, elapsed = randomize_all(server, trial)
+        for thread in others:
+            thread.join()
+        log = server.log()
+    problems, figures = check_allocations(results)
+    report(f"{backend} beside registrations", figures, elapsed)
+    assert not problems, "\n".join(problems)
+    assert statuses == [201] * registrations
+    assert "Traceback" not in log and '" 500 ' not in log, log[-3000:]
+    chain = verify_chain()
+    assert chain.ok, chain.problem

@@ -16,6 +16,7 @@ from json.encoder import encode_basestring
 from typing import Any
 
 from sqlalchemy import Table, func, select
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from trial.audit.chain import (
@@ -88,6 +89,28 @@ def _lock_head() -> AuditChainHead:
     head = db.session.execute(_HEAD_FOR_UPDATE).scalar_one()
     session.info["audit_head"] = (session.get_transaction(), head)
     return head
+
+
+# The chain head locked by a statement of the caller's own (which also did its own work),
+# returned as its last columns: see ``adopt_locked_head``.
+HEAD_FOR_UPDATE_SQL = "SELECT last_seq, last_hash FROM audit_chain_head WHERE id = 1 FOR UPDATE"
+
+
+def adopt_locked_head(last_seq: int, last_hash: str) -> None:
+    """Use the chain head that the caller has just locked and read (``HEAD_FOR_UPDATE_SQL``
+    in one of its own statements, on PostgreSQL), so this transaction's events skip the
+    lock's round trip. The lock must be held (taken in this transaction) and the values
+    read under it: the next event chains from them.
+    """
+    session = db.session()
+    head = session.identity_map.get(session.identity_key(AuditChainHead, 1))
+    if head is None:
+        head = AuditChainHead(id=1)
+        make_transient_to_detached(head)
+        session.add(head)  # known to the session as stored, without a query
+    set_committed_value(head, "last_seq", last_seq)
+    set_committed_value(head, "last_hash", last_hash)
+    session.info["audit_head"] = (session.get_transaction(), head)
 
 
 def record_event(
