@@ -44,7 +44,8 @@ _COUNT_ONE_MORE_AND_LOCK_HEAD = text(
 
 def next_randomization_number() -> str:
     """Count one more allocation and return its number; the row lock this update takes is
-    the trial-wide allocation lock, held to commit, so free slots are read one at a time."""
+    the trial-wide allocation lock, held to commit, so free slots are read one at a time.
+    On PostgreSQL it also locks the audit chain head for the allocation's audit rows."""
     if db.session.get_bind().dialect.name == "postgresql":
         last, last_seq, last_hash = db.session.execute(_COUNT_ONE_MORE_AND_LOCK_HEAD).one()
         adopt_locked_head(last_seq, last_hash)

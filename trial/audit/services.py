@@ -222,10 +222,8 @@ def record_events(
             # The head row is written: show it on the loaded object without making it dirty.
             set_committed_value(head, "last_seq", last_seq)
             set_committed_value(head, "last_hash", last_hash)
-        else:  # records without audited fields: nothing to chain
-            for table, records in along:
-                bulk_insert(table, records)
-        return len(few)
+            return len(few)
+    # Bulk loads (and records without audited fields): each table streamed on its own.
     for table, records in along:
         bulk_insert(table, records)
     # Rows are hashed as they are sent, so the database stores while the chain is computed.

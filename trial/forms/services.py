@@ -18,7 +18,7 @@ from trial.forms.models import (
 from trial.participants.models import Participant
 from trial.participants.services import site_today
 from trial.protocol import current_protocol
-from trial.records.bulk import RecordBatch
+from trial.records.bulk import RecordBatch, RecordRef
 from trial.records.services import raise_if_errors
 
 _RECORDED_DAYS = select(DrinkingDay.day).where(
@@ -81,20 +81,11 @@ def check_labs(labs: list[dict], errors: dict, prefix: str = "labs") -> None:
             )
 
 
-def create_forms(actor, participant: Participant, visit, data: dict) -> None:
-    """Store a visit's checked forms, each record audited field by field.
-
-    Through the bulk path of ``create_record`` (same rows, same audit rows, same order): one
-    insert per form type and one audit append, instead of a flush and an audit object per
-    record, which made a visit with its calendar several times slower than it needs to be.
-    """
-    batch = RecordBatch(actor)
-    add_forms(batch, participant, visit.id, data)
-    batch.write()
-
-
-def add_forms(batch: RecordBatch, participant: Participant, visit_id: int, data: dict) -> None:
-    """Queue a visit's forms (drinking days, OCDS, CIWA-Ar, vitals, labs) on ``batch``."""
+def add_forms(
+    batch: RecordBatch, participant: Participant, visit_id: int | RecordRef, data: dict
+) -> None:
+    """Queue a visit's forms (drinking days, OCDS, CIWA-Ar, vitals, labs) on ``batch``, in
+    the order of their audit rows; ``visit_id`` may be the ref of a visit queued before."""
     for entry in data.get("drinking") or ():
         batch.add(
             DrinkingDay,
