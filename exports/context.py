@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cached_property
+from itertools import groupby
+from operator import itemgetter
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -70,34 +72,61 @@ class Context:
     participants: dict[int, ParticipantFacts]
     visits: dict[int, VisitFacts]
     visit_order: dict[str, int]
+    # Filled by the calendar's pass (exports.tables.drinking_rows): participant row id ->
+    # that participant's drinking outcome rows, so the calendar is read once per bundle.
+    drinking_outcomes: dict[int, list[tuple]] | None = None
 
     def ordered_participants(self) -> list[ParticipantFacts]:
         return sorted(self.participants.values(), key=lambda p: p.participant_id)
 
 
-def records_as_of(cut: Cut, model, columns: list[str]) -> Iterator[dict]:
-    """Active rows of a record table at the cut-off, ordered by participant id then entry."""
+def rows_as_of(cut: Cut, model, columns: list[str], order: tuple[str, ...] = ()) -> Iterator[tuple]:
+    """Active rows of a record table at the cut-off as ``(id, participant_row_id, *columns)``,
+    ordered by participant id, then by the ``order`` columns, then by entry.
+
+    ``order`` names columns that are never empty and are not text (dates, numbers): the
+    database and Python then sort them alike on either backend. When no row of the table
+    was created or changed after the cut-off (a cut of "now"), rows come straight from the
+    database, entered-in-error ones filtered there; otherwise every row is rewound, and a
+    participant's rows are sorted again, since a rewound value may move a row.
+    """
     table = model.__table__.c
     statement = (
-        select(
-            table.id,
-            table.participant_id.label("participant_row_id"),
-            table.entered_in_error,
-            *(table[name] for name in columns),
-        )
+        select(table.id, table.participant_id, *(table[name] for name in columns))
         .join(Participant, Participant.id == table.participant_id)
-        .order_by(Participant.participant_id, table.id)
+        .order_by(Participant.participant_id, *(table[name] for name in order), table.id)
     )
-    keys = ["id", "participant_row_id", "entered_in_error", *columns]
-    entity, rewound = model.ENTITY, cut.touches(model.ENTITY)
-    for row in stream(statement):
-        values = dict(zip(keys, row, strict=True))
-        if rewound:
-            values = cut.rewind(entity, str(row[0]), values)
-            if values is None:
-                continue
-        if not values["entered_in_error"]:
-            yield values
+    entity = model.ENTITY
+    if not cut.touches(entity):
+        yield from stream(statement.where(table.entered_in_error.is_(False)))
+        return
+    keys = ["id", "participant_row_id", *columns, "entered_in_error"]
+    place = itemgetter(*(2 + columns.index(name) for name in order), 0)
+    rewound = (
+        _rewound(cut, entity, keys, row)
+        for row in stream(statement.add_columns(table.entered_in_error))
+    )
+    kept = (row for row in rewound if row is not None)
+    if not order:
+        yield from kept
+        return
+    for _, rows in groupby(kept, key=itemgetter(1)):
+        yield from sorted(rows, key=place)
+
+
+def _rewound(cut: Cut, entity: str, keys: list[str], row) -> tuple | None:
+    """One row as it stood at the cut-off (without its entered-in-error flag), or None."""
+    values = cut.rewind(entity, str(row[0]), dict(zip(keys, row, strict=True)))
+    if values is None or values["entered_in_error"]:
+        return None
+    return tuple(values[key] for key in keys[:-1])
+
+
+def records_as_of(cut: Cut, model, columns: list[str]) -> Iterator[dict]:
+    """``rows_as_of`` as dicts keyed ``id``, ``participant_row_id`` and the column names."""
+    keys = ["id", "participant_row_id", *columns]
+    for row in rows_as_of(cut, model, columns):
+        yield dict(zip(keys, row, strict=True))
 
 
 def _participants(cut: Cut) -> dict[int, ParticipantFacts]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import groupby
+from operator import itemgetter
 
 from exports import outcomes
-from exports.context import Context, records_as_of
+from exports.context import Context, rows_as_of
 from exports.variables import Variable as V
 from randomization.strata import stratum_key
 from trial.conduct.models import DEVIATION_CATEGORIES, DISPOSITIONS, ProtocolDeviation
@@ -55,32 +56,44 @@ VISIT_CODE = V("visit_code", "Visit", "string", origin="entered")
 VISIT_DATE = V("visit_date", "Visit date", "date")
 
 
-def by_participant(ctx: Context, model, fields: list[str], order: Callable):
-    """A record table at the cut-off as (participant facts, that participant's rows sorted
-    by ``order``), participant by participant in id order."""
-    rows = records_as_of(ctx.cut, model, fields)
-    for row_id, group in groupby(rows, key=lambda r: r["participant_row_id"]):
-        facts = ctx.participants.get(row_id)
+def by_participant(
+    ctx: Context,
+    model,
+    fields: list[str],
+    order: Callable | None = None,
+    *,
+    sql_order: tuple[str, ...] = (),
+):
+    """A record table at the cut-off as (participant facts, that participant's rows),
+    participant by participant in id order. Rows are ``(id, participant_row_id, *fields)``,
+    sorted by the key ``order`` when given, else by the ``sql_order`` columns then entry."""
+    participants = ctx.participants
+    rows = rows_as_of(ctx.cut, model, fields, sql_order)
+    for row_id, group in groupby(rows, key=itemgetter(1)):
+        facts = participants.get(row_id)
         if facts is not None:
-            yield facts, sorted(group, key=order)
+            # Unsorted, the group is the lazy groupby one: consumed before the next.
+            yield facts, (sorted(group, key=order) if order else group)  # noqa: B031
 
 
 def _visit_forms(ctx: Context, model, fields: list[str], derived: Callable | None = None):
-    """Rows of a form entered with a visit: participant, visit, visit date, items, scores."""
+    """Rows of a form entered with a visit: participant, visit, visit date, items, scores.
+    ``derived`` takes the items (``fields``, in order) and returns the derived values."""
+    visits, visit_order = ctx.visits, ctx.visit_order
 
     def schedule_order(row):
-        visit = ctx.visits.get(row["visit_id"])
-        code = visit.visit_code if visit else ""
-        return ctx.visit_order.get(code, 999), row["id"]
+        visit = visits.get(row[2])
+        return visit_order.get(visit.visit_code if visit else "", 999), row[0]
 
     for facts, rows in by_participant(ctx, model, ["visit_id", *fields], schedule_order):
         for row in rows:
-            visit = ctx.visits.get(row["visit_id"])
+            visit = visits.get(row[2])
             if visit is not None:
+                items = tuple(row[3:])
                 yield (
                     (facts.participant_id, visit.visit_code, visit.visit_date)
-                    + tuple(row[f] for f in fields)
-                    + tuple(derived(row) if derived else ())
+                    + items
+                    + (derived(items) if derived else ())
                 )
 
 
@@ -166,52 +179,51 @@ STUDY_DAY = "Date minus the randomization date (day 0); empty before randomizati
 
 def visit_rows(ctx: Context) -> Iterator[tuple]:
     fields = ["visit_code", "visit_date", "status", "missed_reason"]
-    order = lambda r: (ctx.visit_order.get(r["visit_code"], 999), r["id"])  # noqa: E731
+    order = lambda r: (ctx.visit_order.get(r[2], 999), r[0])  # noqa: E731
     for facts, rows in by_participant(ctx, Visit, fields, order):
-        for r in rows:
-            yield (
-                facts.participant_id,
-                r["visit_code"],
-                r["visit_date"],
-                facts.study_day(r["visit_date"]),
-                r["status"],
-                r["missed_reason"],
-            )
+        for _, _, code, day, status, missed_reason in rows:
+            yield (facts.participant_id, code, day, facts.study_day(day), status, missed_reason)
 
 
 def drinking_rows(ctx: Context) -> Iterator[tuple]:
+    """The calendar, read once for two files: while its rows stream out, each participant's
+    drinking outcomes are computed and kept for ``outcome_rows`` (a few rows each)."""
     grams = ctx.protocol.standard_drink_grams
+    visits = ctx.visits
+    grams_of: dict[float, float] = {}  # a calendar holds few distinct numbers of drinks
+    results = {}
     fields = ["visit_id", "day", "standard_drinks"]
-    for facts, rows in by_participant(ctx, DrinkingDay, fields, lambda r: r["day"]):
-        for r in rows:
-            visit = ctx.visits.get(r["visit_id"])
+    for facts, rows in by_participant(ctx, DrinkingDay, fields, sql_order=("day",)):
+        participant_id, start = facts.participant_id, facts.randomization_date
+        origin = start.toordinal() if start is not None else None
+        days = []
+        for _, _, visit_id, day, drinks in rows:
+            visit = visits.get(visit_id)
+            weight = grams_of.get(drinks)
+            if weight is None:
+                weight = grams_of[drinks] = outcomes.round_half_up(drinks * grams)
             yield (
-                facts.participant_id,
+                participant_id,
                 visit.visit_code if visit else None,
-                r["day"],
-                facts.study_day(r["day"]),
-                r["standard_drinks"],
-                outcomes.round_half_up(r["standard_drinks"] * grams),
+                day,
+                None if origin is None else day.toordinal() - origin,
+                drinks,
+                weight,
             )
+            days.append((day, drinks))
+        results[facts.row_id] = _participant_outcomes(ctx, facts, days)
+    ctx.drinking_outcomes = results
 
 
-def _ocds_scores(row) -> tuple:
-    items = [row[i] for i in OCDS_ITEMS]
+def _ocds_scores(items: tuple) -> tuple:
     return sum(items), sum(items[:6]), sum(items[6:])
 
 
 def dosing_rows(ctx: Context) -> Iterator[tuple]:
     fields = ["date", "tablets_per_day", "change_reason", "tablets_returned"]
-    for facts, rows in by_participant(ctx, DosingRecord, fields, lambda r: r["date"]):
-        for r in rows:
-            yield (
-                facts.participant_id,
-                r["date"],
-                facts.study_day(r["date"]),
-                r["tablets_per_day"],
-                r["change_reason"],
-                r["tablets_returned"],
-            )
+    for facts, rows in by_participant(ctx, DosingRecord, fields, lambda r: (r[2], r[0])):
+        for _, _, day, tablets, reason, returned in rows:
+            yield (facts.participant_id, day, facts.study_day(day), tablets, reason, returned)
 
 
 AE_FIELDS = [
@@ -231,31 +243,31 @@ AE_FIELDS = [
 
 
 def adverse_event_rows(ctx: Context) -> Iterator[tuple]:
-    order = lambda r: (r["onset_date"], r["term"], r["id"])  # noqa: E731
+    onset = 2 + AE_FIELDS.index("onset_date")
+    order = lambda r: (r[onset], r[2], r[0])  # noqa: E731 - onset, verbatim term, entry
     for facts, rows in by_participant(ctx, AdverseEvent, AE_FIELDS, order):
         first_dose = facts.first_dose_date
         for r in rows:
             yield (
                 facts.participant_id,
-                *(r[f] for f in AE_FIELDS[:5]),
-                facts.study_day(r["onset_date"]),
-                *(r[f] for f in AE_FIELDS[5:]),
-                first_dose is not None and r["onset_date"] >= first_dose,
+                *r[2 : onset + 1],
+                facts.study_day(r[onset]),
+                *r[onset + 1 :],
+                first_dose is not None and r[onset] >= first_dose,
             )
 
 
 def deviation_rows(ctx: Context) -> Iterator[tuple]:
     fields = ["category", "description", "date", "automatic", "visit_id"]
-    order = lambda r: (r["date"], r["id"])  # noqa: E731
-    for facts, rows in by_participant(ctx, ProtocolDeviation, fields, order):
-        for r in rows:
-            visit = ctx.visits.get(r["visit_id"]) if r["visit_id"] else None
+    for facts, rows in by_participant(ctx, ProtocolDeviation, fields, lambda r: (r[4], r[0])):
+        for _, _, category, description, day, automatic, visit_id in rows:
+            visit = ctx.visits.get(visit_id) if visit_id else None
             yield (
                 facts.participant_id,
-                r["category"],
-                r["description"],
-                r["date"],
-                bool(r["automatic"]),
+                category,
+                description,
+                day,
+                bool(automatic),
                 visit.visit_code if visit else None,
             )
 
@@ -278,27 +290,29 @@ OUTCOME_COLUMNS = (
 )
 
 
+def _participant_outcomes(ctx: Context, facts, days: list) -> list[tuple]:
+    """One participant's outcome rows from its calendar days (day, drinks) at the cut-off."""
+    periods = outcomes.periods_for(
+        ctx.protocol,
+        screening_date=facts.screening_date,
+        randomization_date=facts.randomization_date,
+        cutoff_date=ctx.cut.cutoff_date,
+    )
+    return [
+        (facts.participant_id, *(result[c] for c in OUTCOME_COLUMNS[1:]))
+        for result in outcomes.compute(ctx.protocol, facts.sex, periods, days)
+    ]
+
+
 def outcome_rows(ctx: Context) -> Iterator[tuple]:
-    """Stream the calendar once, ordered by participant id like the participant list."""
-    calendar = records_as_of(ctx.cut, DrinkingDay, ["day", "standard_drinks"])
-    days_by_participant = groupby(calendar, key=lambda r: r["participant_row_id"])
-    pending: dict[int, list] = {}
-    for p in ctx.ordered_participants():
-        periods = outcomes.periods_for(
-            ctx.protocol,
-            screening_date=p.screening_date,
-            randomization_date=p.randomization_date,
-            cutoff_date=ctx.cut.cutoff_date,
-        )
-        while p.row_id not in pending:
-            try:
-                row_id, group = next(days_by_participant)
-            except StopIteration:
-                break
-            pending[row_id] = [(r["day"], r["standard_drinks"]) for r in group]
-        days = pending.pop(p.row_id, [])
-        for result in outcomes.compute(ctx.protocol, p.sex, periods, days):
-            yield (p.participant_id, *(result[c] for c in OUTCOME_COLUMNS[1:]))
+    """Per participant in id order, from the calendar pass (run now if no file ran it)."""
+    if ctx.drinking_outcomes is None:
+        for _ in drinking_rows(ctx):
+            pass
+    results = ctx.drinking_outcomes
+    for facts in ctx.ordered_participants():
+        rows = results.get(facts.row_id)
+        yield from rows if rows is not None else _participant_outcomes(ctx, facts, [])
 
 
 def _outcome_variables(protocol) -> tuple[V, ...]:
@@ -510,7 +524,7 @@ def tables(protocol) -> tuple[Table, ...]:
                 ),
             ),
             lambda ctx: _visit_forms(
-                ctx, CiwaAssessment, list(CIWA_ITEMS), lambda r: (sum(r[i] for i in CIWA_ITEMS),)
+                ctx, CiwaAssessment, list(CIWA_ITEMS), lambda items: (sum(items),)
             ),
         ),
         Table(
@@ -558,7 +572,7 @@ def tables(protocol) -> tuple[Table, ...]:
                 ctx,
                 LabResult,
                 ["test", "value", "unit", "upper_limit_normal"],
-                lambda r: (outcomes.round_half_up(r["value"] / r["upper_limit_normal"]),),
+                lambda items: (outcomes.round_half_up(items[1] / items[3]),),
             ),
         ),
         Table(
