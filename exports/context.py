@@ -10,8 +10,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cached_property
-from itertools import groupby
-from operator import itemgetter
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -80,38 +78,32 @@ class Context:
         return sorted(self.participants.values(), key=lambda p: p.participant_id)
 
 
-def rows_as_of(cut: Cut, model, columns: list[str], order: tuple[str, ...] = ()) -> Iterator[tuple]:
+def rows_as_of(cut: Cut, model, columns: list[str]) -> Iterator[tuple]:
     """Active rows of a record table at the cut-off as ``(id, participant_row_id, *columns)``,
-    ordered by participant id, then by the ``order`` columns, then by entry.
+    ordered by participant id, then by entry.
 
-    ``order`` names columns that are never empty and are not text (dates, numbers): the
-    database and Python then sort them alike on either backend. When no row of the table
-    was created or changed after the cut-off (a cut of "now"), rows come straight from the
-    database, entered-in-error ones filtered there; otherwise every row is rewound, and a
-    participant's rows are sorted again, since a rewound value may move a row.
+    When no row of the table was created or changed after the cut-off (a cut of "now"),
+    rows come straight from the database, entered-in-error ones filtered there; otherwise
+    each row is rewound. (Ordering by entry lets SQLite walk the participants' index and
+    each one's rows in turn; a clinical order is the caller's sort, a participant at a time.)
     """
     table = model.__table__.c
     statement = (
         select(table.id, table.participant_id, *(table[name] for name in columns))
         .join(Participant, Participant.id == table.participant_id)
-        .order_by(Participant.participant_id, *(table[name] for name in order), table.id)
+        .order_by(Participant.participant_id, table.id)
     )
     entity = model.ENTITY
     if not cut.touches(entity):
-        yield from stream(statement.where(table.entered_in_error.is_(False)))
+        # "IS NOT true" rather than "= false" (the column is never empty): SQLite's planner
+        # takes an equality for a selective filter and would then sort the whole table.
+        yield from stream(statement.where(table.entered_in_error.is_not(True)))
         return
     keys = ["id", "participant_row_id", *columns, "entered_in_error"]
-    place = itemgetter(*(2 + columns.index(name) for name in order), 0)
-    rewound = (
-        _rewound(cut, entity, keys, row)
-        for row in stream(statement.add_columns(table.entered_in_error))
-    )
-    kept = (row for row in rewound if row is not None)
-    if not order:
-        yield from kept
-        return
-    for _, rows in groupby(kept, key=itemgetter(1)):
-        yield from sorted(rows, key=place)
+    for row in stream(statement.add_columns(table.entered_in_error)):
+        values = _rewound(cut, entity, keys, row)
+        if values is not None:
+            yield values
 
 
 def _rewound(cut: Cut, entity: str, keys: list[str], row) -> tuple | None:

@@ -8,6 +8,7 @@ import re
 import tempfile
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
+from itertools import islice
 from pathlib import Path
 
 from exports.variables import LABEL_MAX, Variable, short_names
@@ -47,46 +48,69 @@ def csv_cell(value) -> str:
     return format_cell(value) if format_cell else _text(str(value))
 
 
-class _TextSink(io.TextIOBase):
-    """A text stream over a binary one (the ZIP entry), UTF-8, written in 64 KiB blocks."""
+CSV_CHUNK_ROWS = 2000
+TEXT_MEMO_MAX = 10_000
 
-    BLOCK = 1 << 16
 
-    def __init__(self, binary):
-        self.binary, self.parts, self.size = binary, [], 0
+class _TextCells(dict):
+    """A text column's cells as CSV text, remembered: ids, codes and terms repeat down a
+    column, so most cells are one dictionary lookup. Emptied when it grows large (free text)."""
 
-    def write(self, text: str) -> int:
-        self.parts.append(text)
-        self.size += len(text)
-        if self.size >= self.BLOCK:
-            self.flush()
-        return len(text)
+    def __missing__(self, value):
+        if len(self) >= TEXT_MEMO_MAX:
+            self.clear()
+        text = self[value] = None if value is None else csv_cell(value)
+        return text
 
-    def flush(self) -> None:
-        if self.parts:
-            self.binary.write("".join(self.parts).encode("utf-8"))
-            self.parts, self.size = [], 0
+
+def _cell_or_empty(value):
+    return None if value is None else csv_cell(value)
+
+
+def _row_converter(variables: tuple[Variable, ...]):
+    """One function turning a row into its CSV cells, or None when the csv module's own
+    conversions suffice (None as "", numbers as repr, dates as ISO 8601).
+
+    Text is neutralised, booleans become true/false and instants ISO 8601 UTC. The function
+    is compiled once per file from the column types, so a row costs one call, not one per
+    cell; its source holds only column positions and the names defined here.
+    """
+    cells, names = [], {"cell": _cell_or_empty}
+    for i, variable in enumerate(variables):
+        if variable.type == "string":
+            names[f"text{i}"] = _TextCells()
+            cells.append(f"text{i}[row[{i}]]")
+        elif variable.type in ("boolean", "datetime"):
+            cells.append(f"cell(row[{i}])")
+        else:
+            cells.append(f"row[{i}]")
+    if all(cell.startswith("row[") for cell in cells):
+        return None
+    return eval(f"lambda row: ({', '.join(cells)},)", names)  # noqa: S307 - built above
 
 
 def write_csv(binary, variables: tuple[Variable, ...], rows: Iterable[tuple]) -> int:
-    """RFC 4180: a header row, CRLF line ends, quotes only where needed."""
-    sink = _TextSink(binary)
-    writer = csv.writer(sink, lineterminator="\r\n")
+    """RFC 4180: a header row, CRLF line ends, quotes only where needed.
+
+    The csv module writes a chunk of rows at a time into a StringIO, whose text then goes
+    out as one UTF-8 block: memory holds one chunk, and no Python call is made per row
+    beyond the cell conversion."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    convert = _row_converter(variables)
+
+    def flush() -> None:
+        binary.write(buffer.getvalue().encode("utf-8"))
+        buffer.seek(0)
+        buffer.truncate()
+
     writer.writerow([v.name for v in variables])
-    # The csv module already writes None as "", numbers as repr and dates as ISO 8601;
-    # only text (neutralised), true/false and instants need a hand, column by column.
-    converted = [i for i, v in enumerate(variables) if v.type in ("string", "boolean", "datetime")]
-    count = 0
-    for row in rows:
-        if converted:
-            row = list(row)
-            for i in converted:
-                value = row[i]
-                if value is not None and (type(value) is not str or value[:1] in FORMULA_FIRST):
-                    row[i] = csv_cell(value)
-        writer.writerow(row)
-        count += 1
-    sink.flush()
+    flush()
+    rows, count = iter(rows), 0
+    while chunk := list(islice(rows, CSV_CHUNK_ROWS)):
+        writer.writerows(map(convert, chunk) if convert else chunk)
+        count += len(chunk)
+        flush()
     return count
 
 

@@ -11,6 +11,7 @@ not started by the cut-off has no row. A day is assessed when the calendar has a
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -92,53 +93,28 @@ def who_risk_level(protocol: Protocol, sex: str, grams_per_day: float | None) ->
     return "very high"
 
 
-@dataclass
-class Calendar:
-    """One participant's calendar as running totals over the days in date order, so any
-    period's sums come from two binary searches (no pass over the days per period)."""
-
-    days: list[date]
-    assessed: list[int]
-    heavy: list[int]
-    abstinent: list[int]
-    drinking: list[int]
-    drinks: list[float]
-
-    @classmethod
-    def of(cls, days: list[tuple[date, float]], threshold: float) -> Calendar:
-        totals = cls([], [0], [0], [0], [0], [0.0])
-        for day, drinks in sorted(days):
-            totals.days.append(day)
-            totals.assessed.append(totals.assessed[-1] + 1)
-            totals.heavy.append(totals.heavy[-1] + (drinks >= threshold))
-            totals.abstinent.append(totals.abstinent[-1] + (drinks == 0))
-            totals.drinking.append(totals.drinking[-1] + (drinks > 0))
-            totals.drinks.append(totals.drinks[-1] + drinks)
-        return totals
-
-    def sums(self, start: date, end: date) -> tuple[int, int, int, int, float]:
-        low, high = bisect_left(self.days, start), bisect_right(self.days, end)
-        return tuple(
-            series[high] - series[low]
-            for series in (self.assessed, self.heavy, self.abstinent, self.drinking, self.drinks)
-        )
-
-
 def compute(
-    protocol: Protocol, sex: str, periods: list[Period], days: list[tuple[date, float]]
+    protocol: Protocol, sex: str, periods: list[Period], dates: list[date], drinks: list[float]
 ) -> list[dict]:
     """One participant's outcomes, one dict per period in the order given.
 
-    ``days``: (day, standard drinks) of every calendar row at the cut-off.
+    ``dates`` and ``drinks``: the calendar rows at the cut-off, one per day, in date order.
+    A period's days are found by two binary searches; its counts and sum are taken over
+    that slice by C loops (``math.fsum`` is the exactly rounded sum).
     """
-    calendar = Calendar.of(days, protocol.heavy_drinking_threshold[sex])
+    heavy_from = float(protocol.heavy_drinking_threshold[sex])
     grams = protocol.standard_drink_grams
     results = []
     for period in periods:
-        assessed, heavy, abstinent, drinking, drinks = calendar.sums(period.start, period.end)
+        span = drinks[bisect_left(dates, period.start) : bisect_right(dates, period.end)]
+        assessed = len(span)
+        heavy = sum(map(heavy_from.__le__, span))  # drinks >= threshold
+        abstinent = sum(map((0.0).__eq__, span))
+        drinking = sum(map((0.0).__lt__, span))  # drinks > 0
+        total = math.fsum(span)
         length = (period.end - period.start).days + 1
         has_days = assessed > 0
-        grams_per_day = round_half_up(drinks * grams / assessed) if has_days else None
+        grams_per_day = round_half_up(total * grams / assessed) if has_days else None
         results.append(
             {
                 "period": period.name,
@@ -153,7 +129,7 @@ def compute(
                 "pct_days_abstinent": (
                     round_half_up(100 * abstinent / assessed) if has_days else None
                 ),
-                "drinks_per_drinking_day": round_half_up(drinks / drinking) if drinking else None,
+                "drinks_per_drinking_day": round_half_up(total / drinking) if drinking else None,
                 "grams_per_day": grams_per_day,
                 "who_risk_level": who_risk_level(protocol, sex, grams_per_day),
             }

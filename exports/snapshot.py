@@ -196,6 +196,9 @@ def load_cut(cutoff: datetime) -> Cut:
     )
     cut = Cut(cutoff=cutoff, last_seq=last_seq)
     decoders = _decoders()
+    # The later events are read by sequence alone (the primary key) and other entities'
+    # skipped here: filtering by entity in SQL lets SQLite read those entities' whole trail
+    # through their index even when no event follows the cut-off.
     events = (
         select(
             AuditEvent.entity_type,
@@ -204,14 +207,12 @@ def load_cut(cutoff: datetime) -> Cut:
             AuditEvent.field,
             AuditEvent.old_value,
         )
-        .where(
-            AuditEvent.seq > last_seq,
-            AuditEvent.entity_type.in_(list(decoders)),
-            AuditEvent.field.is_not(None),
-        )
+        .where(AuditEvent.seq > last_seq)
         .order_by(AuditEvent.seq)
     )
     for entity, entity_id, action, name, old in stream(events):
+        if name is None or entity not in decoders:
+            continue
         if action == "create":
             cut.created_after[entity].add(entity_id)
             continue

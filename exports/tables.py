@@ -56,24 +56,15 @@ VISIT_CODE = V("visit_code", "Visit", "string", origin="entered")
 VISIT_DATE = V("visit_date", "Visit date", "date")
 
 
-def by_participant(
-    ctx: Context,
-    model,
-    fields: list[str],
-    order: Callable | None = None,
-    *,
-    sql_order: tuple[str, ...] = (),
-):
-    """A record table at the cut-off as (participant facts, that participant's rows),
-    participant by participant in id order. Rows are ``(id, participant_row_id, *fields)``,
-    sorted by the key ``order`` when given, else by the ``sql_order`` columns then entry."""
+def by_participant(ctx: Context, model, fields: list[str], order: Callable):
+    """A record table at the cut-off as (participant facts, that participant's rows sorted
+    by ``order``), participant by participant in id order. Rows are
+    ``(id, participant_row_id, *fields)``."""
     participants = ctx.participants
-    rows = rows_as_of(ctx.cut, model, fields, sql_order)
-    for row_id, group in groupby(rows, key=itemgetter(1)):
+    for row_id, group in groupby(rows_as_of(ctx.cut, model, fields), key=itemgetter(1)):
         facts = participants.get(row_id)
         if facts is not None:
-            # Unsorted, the group is the lazy groupby one: consumed before the next.
-            yield facts, (sorted(group, key=order) if order else group)  # noqa: B031
+            yield facts, sorted(group, key=order)
 
 
 def _visit_forms(ctx: Context, model, fields: list[str], derived: Callable | None = None):
@@ -193,10 +184,11 @@ def drinking_rows(ctx: Context) -> Iterator[tuple]:
     grams_of: dict[float, float] = {}  # a calendar holds few distinct numbers of drinks
     results = {}
     fields = ["visit_id", "day", "standard_drinks"]
-    for facts, rows in by_participant(ctx, DrinkingDay, fields, sql_order=("day",)):
+    by_day = itemgetter(3, 0)  # day, then entry
+    for facts, rows in by_participant(ctx, DrinkingDay, fields, by_day):
         participant_id, start = facts.participant_id, facts.randomization_date
         origin = start.toordinal() if start is not None else None
-        days = []
+        dates, amounts = [], []
         for _, _, visit_id, day, drinks in rows:
             visit = visits.get(visit_id)
             weight = grams_of.get(drinks)
@@ -210,8 +202,9 @@ def drinking_rows(ctx: Context) -> Iterator[tuple]:
                 drinks,
                 weight,
             )
-            days.append((day, drinks))
-        results[facts.row_id] = _participant_outcomes(ctx, facts, days)
+            dates.append(day)
+            amounts.append(drinks)
+        results[facts.row_id] = _participant_outcomes(ctx, facts, dates, amounts)
     ctx.drinking_outcomes = results
 
 
@@ -290,8 +283,8 @@ OUTCOME_COLUMNS = (
 )
 
 
-def _participant_outcomes(ctx: Context, facts, days: list) -> list[tuple]:
-    """One participant's outcome rows from its calendar days (day, drinks) at the cut-off."""
+def _participant_outcomes(ctx: Context, facts, dates: list, drinks: list) -> list[tuple]:
+    """One participant's outcome rows from its calendar at the cut-off (days in order)."""
     periods = outcomes.periods_for(
         ctx.protocol,
         screening_date=facts.screening_date,
@@ -300,7 +293,7 @@ def _participant_outcomes(ctx: Context, facts, days: list) -> list[tuple]:
     )
     return [
         (facts.participant_id, *(result[c] for c in OUTCOME_COLUMNS[1:]))
-        for result in outcomes.compute(ctx.protocol, facts.sex, periods, days)
+        for result in outcomes.compute(ctx.protocol, facts.sex, periods, dates, drinks)
     ]
 
 
@@ -312,7 +305,7 @@ def outcome_rows(ctx: Context) -> Iterator[tuple]:
     results = ctx.drinking_outcomes
     for facts in ctx.ordered_participants():
         rows = results.get(facts.row_id)
-        yield from rows if rows is not None else _participant_outcomes(ctx, facts, [])
+        yield from rows if rows is not None else _participant_outcomes(ctx, facts, [], [])
 
 
 def _outcome_variables(protocol) -> tuple[V, ...]:
