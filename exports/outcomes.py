@@ -73,12 +73,24 @@ def periods_for(
 
 
 def round_half_up(value: float | None) -> float | None:
+    """The value's decimal form (its repr) rounded to 4 decimals, halves away from zero.
+
+    ``round`` rounds the binary value to nearest, which is the same result unless the repr
+    ends exactly on a half at the fifth decimal: the repr is the shortest decimal that reads
+    back as the value, so no 5-decimal half lies between the two (it would be shorter).
+    Those halves, and exponent forms, go through Decimal.
+    """
     if value is None:
         return None
     value = float(value)
-    if round(value, 4) == value:  # already at 4 decimals or fewer (round is exact)
+    rounded = round(value, 4)
+    if rounded == value:  # already at 4 decimals or fewer
         return value
-    return float(Decimal(repr(value)).quantize(DECIMALS, rounding=ROUND_HALF_UP))
+    text = repr(value)
+    decimals = text.partition(".")[2]
+    if "e" in text or (len(decimals) == 5 and decimals[4] == "5"):
+        return float(Decimal(text).quantize(DECIMALS, rounding=ROUND_HALF_UP))
+    return rounded
 
 
 def who_risk_level(protocol: Protocol, sex: str, grams_per_day: float | None) -> str | None:

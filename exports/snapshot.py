@@ -15,6 +15,7 @@ read transaction on SQLite's WAL).
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 from collections import defaultdict
 from collections.abc import Iterator
@@ -124,12 +125,59 @@ def cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def stream(statement, session: Session | None = None):
-    """Rows in chunks: a server-side cursor on PostgreSQL, chunked fetches on SQLite."""
+_cursor_names = itertools.count(1)
+
+
+def stream(statement, session: Session | None = None) -> Iterator[tuple]:
+    """Rows as plain tuples, a chunk at a time: a server-side cursor on PostgreSQL, chunked
+    fetches on SQLite.
+
+    The driver's rows are used as they come, each column passed through its type's result
+    processor (SQLite's text dates become dates, its 0/1 booleans True/False): no
+    SQLAlchemy Row objects, which cost more than the fetch itself on the big tables
+    (2,000-participant calendar: 0.43-0.65 s through Rows, 0.33 s as typed tuples).
+    """
     connection = (session or db.session).connection()
-    result = connection.execution_options(yield_per=CHUNK_ROWS).execute(statement)
-    for chunk in result.partitions():  # a list per fetch: no per-row fetch call
-        yield from chunk
+    dialect = connection.dialect
+    compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    values = compiled.construct_params()
+    for name, bind in compiled.binds.items():
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None and name in values:
+            values[name] = process(values[name])
+    params = tuple(values[n] for n in compiled.positiontup) if compiled.positional else values
+    driver = connection.connection.driver_connection
+    if dialect.name == "postgresql":
+        cursor = driver.cursor(name=f"export_stream_{next(_cursor_names)}")
+    else:
+        cursor = driver.cursor()
+    try:
+        cursor.execute(compiled.string, params)
+        convert = _typed_rows(
+            [  # the driver's type code of each column: PostgreSQL's processors need it
+                column.type.dialect_impl(dialect).result_processor(dialect, description[1])
+                for column, description in zip(
+                    statement.selected_columns, cursor.description, strict=True
+                )
+            ]
+        )
+        while chunk := cursor.fetchmany(CHUNK_ROWS):
+            yield from map(convert, chunk) if convert else chunk
+    finally:
+        cursor.close()
+
+
+def _typed_rows(processors: list):
+    """One function converting a driver row's columns that need it, or None if none do.
+
+    Built once per statement from the column positions (its source holds nothing else), so
+    a row costs one call rather than one per column.
+    """
+    if not any(processors):
+        return None
+    names = {f"process{i}": p for i, p in enumerate(processors) if p is not None}
+    cells = [f"process{i}(row[{i}])" if p else f"row[{i}]" for i, p in enumerate(processors)]
+    return eval(f"lambda row: ({', '.join(cells)},)", names)  # noqa: S307 - built above
 
 
 def _decoder_for(column):
