@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 
-from reports.pdf import ARM_MODES, SESSIONS, produce_safety_report
+from reports.options import ARM_MODES, SESSIONS
 from trial.cli_support import fail_on_trial_error, user_as
 from trial.errors import TrialError
 from trial.extensions import db
@@ -23,6 +23,8 @@ def safety_command(username, session, arms, cutoff, out):
     """Write the open or closed DSMB safety report as PDF (audited with its SHA-256)."""
     actor = user_as(username)
     try:
+        from reports.pdf import produce_safety_report  # reportlab: loaded when used
+
         report = produce_safety_report(actor, session, arms, cutoff)
     except TrialError as exc:
         db.session.rollback()

@@ -24,6 +24,7 @@ from reports import counting as c
 from reports import tables as t
 from reports.data import load_safety_data, resolve_cutoff
 from reports.layout import STYLES, PageMarks, render
+from reports.options import ARM_MODES, SESSIONS
 from reports.rows import SafetyData
 from trial.audit.services import record_event
 from trial.auth.roles import UNBLINDED_ROLES
@@ -32,8 +33,6 @@ from trial.errors import Forbidden, ValidationFailed
 from trial.extensions import db
 from trial.protocol import current_protocol
 
-SESSIONS = ("open", "closed")
-ARM_MODES = ("coded", "named")
 AUTHOR = "Trial data service"
 
 

@@ -9,7 +9,7 @@ import marshmallow as ma
 from flask import Response, g
 from flask_smorest import Blueprint
 
-from reports.pdf import ARM_MODES, SESSIONS, produce_safety_report
+from reports.options import ARM_MODES, SESSIONS
 from trial.auth.policy import allow
 from trial.auth.roles import Role
 from trial.database import writes_on_read
@@ -47,6 +47,8 @@ class SafetyReportQuerySchema(ma.Schema):
 @writes_on_read
 def safety_report(args):
     """Download the open or closed DSMB safety report (every generation audited)."""
+    from reports.pdf import produce_safety_report  # reportlab: loaded when used
+
     report = produce_safety_report(
         g.current_user, args["session"], args.get("arms"), args.get("cutoff")
     )
