@@ -261,6 +261,8 @@ def write_bundle(
                 raw.write(body.encode("utf-8"))
             if request.dummy_seed is not None:
                 archive.comment = b"DUMMY ARMS - NOT THE REAL ALLOCATION"
+        if ctx.drinking_outcomes is not None:
+            ctx.drinking_outcomes.close()
     digest = _sha256_file(out)
     record_event(
         actor,

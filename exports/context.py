@@ -6,6 +6,9 @@ while the big tables (the drinking calendar above all) only ever stream through.
 
 from __future__ import annotations
 
+import pickle
+import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -55,7 +58,31 @@ class ParticipantFacts:
         return None if start is None or day is None else (day - start).days
 
 
-@dataclass(frozen=True)
+class RowSpool:
+    """Batches of rows kept in a temporary file between two files of a bundle, so memory
+    stays flat however large the trial: (key, rows) pickled one batch at a time."""
+
+    def __init__(self):
+        self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the spool
+        self.keys: set = set()
+
+    def add(self, key, rows: list[tuple]) -> None:
+        pickle.dump((key, rows), self._file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.keys.add(key)
+
+    def __iter__(self) -> Iterator[tuple[object, list[tuple]]]:
+        self._file.seek(0)
+        while True:
+            try:
+                yield pickle.load(self._file)  # noqa: S301 - written above, in this process
+            except EOFError:
+                return
+
+    def close(self) -> None:
+        self._file.close()
+
+
+@dataclass(slots=True)
 class VisitFacts:
     participant_row_id: int
     visit_code: str
@@ -70,9 +97,9 @@ class Context:
     participants: dict[int, ParticipantFacts]
     visits: dict[int, VisitFacts]
     visit_order: dict[str, int]
-    # Filled by the calendar's pass (exports.tables.drinking_rows): participant row id ->
-    # that participant's drinking outcome rows, so the calendar is read once per bundle.
-    drinking_outcomes: dict[int, list[tuple]] | None = None
+    # Filled by the calendar's pass (exports.tables.drinking_rows) with each participant's
+    # drinking outcome rows, so the calendar is read once per bundle.
+    drinking_outcomes: RowSpool | None = None
 
     def ordered_participants(self) -> list[ParticipantFacts]:
         return sorted(self.participants.values(), key=lambda p: p.participant_id)
@@ -172,7 +199,10 @@ def build_context(protocol: Protocol, cut: Cut) -> Context:
         if facts is None:
             continue
         visits[row["id"]] = VisitFacts(
-            row["participant_row_id"], row["visit_code"], row["visit_date"], row["status"]
+            row["participant_row_id"],
+            sys.intern(row["visit_code"]),  # a few codes, repeated on every visit
+            row["visit_date"],
+            sys.intern(row["status"]),
         )
         if row["visit_code"] == protocol.visits[0].code and row["status"] == "completed":
             facts.screening_date = row["visit_date"]

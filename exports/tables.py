@@ -13,7 +13,7 @@ from itertools import groupby
 from operator import itemgetter
 
 from exports import outcomes
-from exports.context import Context, rows_as_of
+from exports.context import Context, RowSpool, rows_as_of
 from exports.variables import Variable as V
 from randomization.strata import stratum_key
 from trial.conduct.models import DEVIATION_CATEGORIES, DISPOSITIONS, ProtocolDeviation
@@ -178,11 +178,11 @@ def visit_rows(ctx: Context) -> Iterator[tuple]:
 
 def drinking_rows(ctx: Context) -> Iterator[tuple]:
     """The calendar, read once for two files: while its rows stream out, each participant's
-    drinking outcomes are computed and kept for ``outcome_rows`` (a few rows each)."""
+    drinking outcomes are computed and spooled to a temporary file for ``outcome_rows``."""
     grams = ctx.protocol.standard_drink_grams
     visits = ctx.visits
     grams_of: dict[float, float] = {}  # a calendar holds few distinct numbers of drinks
-    results = {}
+    spool = RowSpool()
     fields = ["visit_id", "day", "standard_drinks"]
     by_day = itemgetter(3, 0)  # day, then entry
     for facts, rows in by_participant(ctx, DrinkingDay, fields, by_day):
@@ -204,8 +204,8 @@ def drinking_rows(ctx: Context) -> Iterator[tuple]:
             )
             dates.append(day)
             amounts.append(drinks)
-        results[facts.row_id] = _participant_outcomes(ctx, facts, dates, amounts)
-    ctx.drinking_outcomes = results
+        spool.add(facts.row_id, _participant_outcomes(ctx, facts, dates, amounts))
+    ctx.drinking_outcomes = spool
 
 
 def _ocds_scores(items: tuple) -> tuple:
@@ -302,10 +302,16 @@ def outcome_rows(ctx: Context) -> Iterator[tuple]:
     if ctx.drinking_outcomes is None:
         for _ in drinking_rows(ctx):
             pass
-    results = ctx.drinking_outcomes
+    spool = ctx.drinking_outcomes
+    batches, pending = iter(spool), {}
     for facts in ctx.ordered_participants():
-        rows = results.get(facts.row_id)
-        yield from rows if rows is not None else _participant_outcomes(ctx, facts, [], [])
+        if facts.row_id not in spool.keys:  # no calendar day at the cut-off
+            yield from _participant_outcomes(ctx, facts, [], [])
+            continue
+        while facts.row_id not in pending:  # the spool is in the same order: one ahead
+            row_id, rows = next(batches)
+            pending[row_id] = rows
+        yield from pending.pop(facts.row_id)
 
 
 def _outcome_variables(protocol) -> tuple[V, ...]:
