@@ -11,13 +11,13 @@ from datetime import UTC, date, datetime
 from itertools import islice
 from pathlib import Path
 
+from exports.columns import column_mapper
 from exports.variables import LABEL_MAX, Variable, short_names
 
 FORMATS = ("csv", "xpt", "parquet")
 EXTENSIONS = {"csv": "csv", "xpt": "xpt", "parquet": "parquet"}
 # A cell a spreadsheet would run as a formula starts with one of these (OWASP's list).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-FORMULA_FIRST = frozenset(FORMULA_STARTS)
 XPT_TEXT_MAX = 200  # SAS v5 character variables hold at most 200 bytes
 PARQUET_ROW_GROUP = 20_000
 
@@ -59,34 +59,18 @@ class _TextCells(dict):
     def __missing__(self, value):
         if len(self) >= TEXT_MEMO_MAX:
             self.clear()
-        text = self[value] = None if value is None else csv_cell(value)
+        text = self[value] = csv_cell(value)
         return text
 
 
-def _cell_or_empty(value):
-    return None if value is None else csv_cell(value)
-
-
-def _row_converter(variables: tuple[Variable, ...]):
-    """One function turning a row into its CSV cells, or None when the csv module's own
-    conversions suffice (None as "", numbers as repr, dates as ISO 8601).
-
-    Text is neutralised, booleans become true/false and instants ISO 8601 UTC. The function
-    is compiled once per file from the column types, so a row costs one call, not one per
-    cell; its source holds only column positions and the names defined here.
-    """
-    cells, names = [], {"cell": _cell_or_empty}
-    for i, variable in enumerate(variables):
-        if variable.type == "string":
-            names[f"text{i}"] = _TextCells()
-            cells.append(f"text{i}[row[{i}]]")
-        elif variable.type in ("boolean", "datetime"):
-            cells.append(f"cell(row[{i}])")
-        else:
-            cells.append(f"row[{i}]")
-    if all(cell.startswith("row[") for cell in cells):
-        return None
-    return eval(f"lambda row: ({', '.join(cells)},)", names)  # noqa: S307 - built above
+def _csv_converter(variable: Variable):
+    """What a column needs beyond the csv module's own conversions (None as "", numbers as
+    repr, dates as ISO 8601): text neutralised, true/false, instants in ISO 8601 UTC."""
+    if variable.type == "string":
+        return _TextCells().__getitem__
+    if variable.type in ("boolean", "datetime"):
+        return csv_cell
+    return None
 
 
 def write_csv(binary, variables: tuple[Variable, ...], rows: Iterable[tuple]) -> int:
@@ -97,7 +81,7 @@ def write_csv(binary, variables: tuple[Variable, ...], rows: Iterable[tuple]) ->
     beyond the cell conversion."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    convert = _row_converter(variables)
+    convert = column_mapper([_csv_converter(v) for v in variables])
 
     def flush() -> None:
         binary.write(buffer.getvalue().encode("utf-8"))

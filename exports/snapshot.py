@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime
 from sqlalchemy import Boolean, Date, Float, Integer, func, select
 from sqlalchemy.orm import Session
 
+from exports.columns import column_mapper
 from trial.audit.models import AuditChainHead, AuditEvent
 from trial.database import UTCDateTime, read_only_transactions, utcnow
 from trial.errors import ValidationFailed
@@ -153,7 +154,7 @@ def stream(statement, session: Session | None = None) -> Iterator[tuple]:
         cursor = driver.cursor()
     try:
         cursor.execute(compiled.string, params)
-        convert = _typed_rows(
+        convert = column_mapper(
             [  # the driver's type code of each column: PostgreSQL's processors need it
                 column.type.dialect_impl(dialect).result_processor(dialect, description[1])
                 for column, description in zip(
@@ -165,19 +166,6 @@ def stream(statement, session: Session | None = None) -> Iterator[tuple]:
             yield from map(convert, chunk) if convert else chunk
     finally:
         cursor.close()
-
-
-def _typed_rows(processors: list):
-    """One function converting a driver row's columns that need it, or None if none do.
-
-    Built once per statement from the column positions (its source holds nothing else), so
-    a row costs one call rather than one per column.
-    """
-    if not any(processors):
-        return None
-    names = {f"process{i}": p for i, p in enumerate(processors) if p is not None}
-    cells = [f"process{i}(row[{i}])" if p else f"row[{i}]" for i, p in enumerate(processors)]
-    return eval(f"lambda row: ({', '.join(cells)},)", names)  # noqa: S307 - built above
 
 
 def _decoder_for(column):
