@@ -25,7 +25,7 @@ def test_rounding_matches_decimal_half_up(value):
 
 
 @given(
-    st.integers(min_value=-10**9, max_value=10**9),
+    st.integers(min_value=-(10**9), max_value=10**9),
     st.integers(min_value=0, max_value=9999),
 )
 def test_halves_at_the_fifth_decimal_go_up(whole, fraction):
