@@ -7,8 +7,8 @@ Create Date: 2026-11-21
 Nothing looks a row up by its hash, and the chain needs no index to be verified (``audit
 verify`` recomputes every hash in ``seq`` order, which the primary key keeps). A hash is
 random, so each audit row went to a random page of that index: a visit's ~80 rows dirtied
-~80 index pages, written at each commit (SQLite's commit went from 1.5 to 2.7 ms on a
-600-participant bench trial, and the cost grows with the trail).
+~80 index pages, written at each commit (on a 600-participant bench trial SQLite's commit
+took 2.7 ms with the index and 1.5 ms without it; the cost grows with the trail).
 
 On SQLite the batch operation rebuilds the table, so the append-only triggers are dropped
 first and re-created after, as in revision 0005.
