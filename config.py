@@ -64,6 +64,12 @@ class Config:
 
     MAX_CONTENT_LENGTH = _int_env("MAX_CONTENT_LENGTH", 1_048_576)
 
+    # Helper processes writing a CSV bundle's record files, a range of participants each
+    # (exports/helpers.py); 0 or 1: the whole bundle in the request's own process. Fewer
+    # are used when each would have under EXPORT_HELPER_MIN_PARTICIPANTS participants.
+    EXPORT_HELPERS = _int_env("EXPORT_HELPERS", 2)
+    EXPORT_HELPER_MIN_PARTICIPANTS = _int_env("EXPORT_HELPER_MIN_PARTICIPANTS", 250)
+
     # OpenAPI (flask-smorest)
     API_TITLE = "Baclofen AUD trial data service"
     API_VERSION = "v1"

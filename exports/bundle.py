@@ -22,7 +22,8 @@ from sqlalchemy import select
 
 from exports import dummy, formats
 from exports.context import build_context
-from exports.snapshot import resolve_cutoff, snapshot_at
+from exports.helpers import record_helpers
+from exports.snapshot import audit_barrier, read_snapshot, resolve_cutoff
 from exports.tables import Table, tables
 from exports.variables import Variable, short_names
 from trial.audit.models import AuditEvent
@@ -193,10 +194,16 @@ def write_bundle(
     """Write the bundle for a cut and audit the release (the caller commits)."""
     require_export_role(actor)
     protocol = current_protocol()
-    with snapshot_at(request.cutoff) as cut:
+    selected = list(tables(protocol))
+    audit_barrier()
+    with (
+        record_helpers(request.format, request.cutoff, selected) as helpers,
+        read_snapshot(request.cutoff) as cut,
+    ):
+        if helpers is not None:
+            helpers.check_cut(cut.last_seq)
         generated_at = _first_generation(request.key) or utcnow()
         ctx = build_context(protocol, cut)
-        selected = list(tables(protocol))
         if request.dummy_seed is not None:
             labels = dummy.dummy_arms(protocol, list(ctx.participants.values()), request.dummy_seed)
             selected[0] = _with_dummy(selected[0], labels, ctx)
@@ -208,7 +215,10 @@ def write_bundle(
                 name = f"{table.name}.{formats.EXTENSIONS[request.format]}"
                 with archive.open(_entry(name, cut.cutoff), "w") as raw:
                     sink = _HashingWriter(raw)
-                    if request.format == "csv":
+                    if helpers is not None and table.splits:
+                        count = formats.write_csv(sink, table.variables, ())  # the header
+                        count += helpers.copy(table, sink, ctx)
+                    elif request.format == "csv":
                         count = formats.write_csv(sink, table.variables, table.rows(ctx))
                     elif request.format == "parquet":
                         count = formats.write_parquet(sink, table.variables, table.rows(ctx))

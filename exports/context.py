@@ -6,13 +6,16 @@ while the big tables (the drinking calendar above all) only ever stream through.
 
 from __future__ import annotations
 
+import os
 import pickle
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cached_property
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -70,6 +73,19 @@ class RowSpool:
         pickle.dump((key, rows), self._file, protocol=pickle.HIGHEST_PROTOCOL)
         self.keys.add(key)
 
+    def save(self, path: Path) -> None:
+        """Copy the batches to ``path`` (a helper process hands its spool over this way)."""
+        self._file.seek(0)
+        with path.open("wb") as target:
+            shutil.copyfileobj(self._file, target)
+
+    def extend(self, path: Path, keys) -> None:
+        """Append the batches another spool saved to ``path``: pickles follow one another."""
+        self._file.seek(0, os.SEEK_END)
+        with path.open("rb") as source:
+            shutil.copyfileobj(source, self._file)
+        self.keys.update(keys)
+
     def __iter__(self) -> Iterator[tuple[object, list[tuple]]]:
         self._file.seek(0)
         while True:
@@ -90,6 +106,26 @@ class VisitFacts:
     status: str
 
 
+@dataclass(frozen=True)
+class ParticipantRange:
+    """Participants whose id is from ``first`` (inclusive) to ``end`` (exclusive), compared
+    by the database, which also orders the record tables by that id: the record files of
+    consecutive ranges, put end to end, are the files of the whole trial. None: unbounded."""
+
+    first: str | None = None
+    end: str | None = None
+
+    def restrict(self, statement):
+        if self.first is not None:
+            statement = statement.where(Participant.participant_id >= self.first)
+        if self.end is not None:
+            statement = statement.where(Participant.participant_id < self.end)
+        return statement
+
+
+EVERYONE = ParticipantRange()
+
+
 @dataclass
 class Context:
     protocol: Protocol
@@ -97,6 +133,8 @@ class Context:
     participants: dict[int, ParticipantFacts]
     visits: dict[int, VisitFacts]
     visit_order: dict[str, int]
+    # The participants whose records this context reads (a helper process reads a range).
+    part: ParticipantRange = EVERYONE
     # Filled by the calendar's pass (exports.tables.drinking_rows) with each participant's
     # drinking outcome rows, so the calendar is read once per bundle.
     drinking_outcomes: RowSpool | None = None
@@ -105,9 +143,11 @@ class Context:
         return sorted(self.participants.values(), key=lambda p: p.participant_id)
 
 
-def rows_as_of(cut: Cut, model, columns: list[str]) -> Iterator[tuple]:
+def rows_as_of(
+    cut: Cut, model, columns: list[str], part: ParticipantRange = EVERYONE
+) -> Iterator[tuple]:
     """Active rows of a record table at the cut-off as ``(id, participant_row_id, *columns)``,
-    ordered by participant id, then by entry.
+    ordered by participant id, then by entry; only ``part``'s participants.
 
     When no row of the table was created or changed after the cut-off (a cut of "now"),
     rows come straight from the database, entered-in-error ones filtered there; otherwise
@@ -115,7 +155,7 @@ def rows_as_of(cut: Cut, model, columns: list[str]) -> Iterator[tuple]:
     each one's rows in turn; a clinical order is the caller's sort, a participant at a time.)
     """
     table = model.__table__.c
-    statement = (
+    statement = part.restrict(
         select(table.id, table.participant_id, *(table[name] for name in columns))
         .join(Participant, Participant.id == table.participant_id)
         .order_by(Participant.participant_id, table.id)
@@ -141,10 +181,12 @@ def _rewound(cut: Cut, entity: str, keys: list[str], row) -> tuple | None:
     return tuple(values[key] for key in keys[:-1])
 
 
-def records_as_of(cut: Cut, model, columns: list[str]) -> Iterator[dict]:
+def records_as_of(
+    cut: Cut, model, columns: list[str], part: ParticipantRange = EVERYONE
+) -> Iterator[dict]:
     """``rows_as_of`` as dicts keyed ``id``, ``participant_row_id`` and the column names."""
     keys = ["id", "participant_row_id", *columns]
-    for row in rows_as_of(cut, model, columns):
+    for row in rows_as_of(cut, model, columns, part):
         yield dict(zip(keys, row, strict=True))
 
 
@@ -191,10 +233,11 @@ def _participants(cut: Cut) -> dict[int, ParticipantFacts]:
     return facts
 
 
-def build_context(protocol: Protocol, cut: Cut) -> Context:
+def build_context(protocol: Protocol, cut: Cut, part: ParticipantRange = EVERYONE) -> Context:
+    """Every participant's facts; their visits, first doses and dispositions for ``part``."""
     participants = _participants(cut)
     visits = {}
-    for row in records_as_of(cut, Visit, ["visit_code", "visit_date", "status"]):
+    for row in records_as_of(cut, Visit, ["visit_code", "visit_date", "status"], part):
         facts = participants.get(row["participant_row_id"])
         if facts is None:
             continue
@@ -206,17 +249,17 @@ def build_context(protocol: Protocol, cut: Cut) -> Context:
         )
         if row["visit_code"] == protocol.visits[0].code and row["status"] == "completed":
             facts.screening_date = row["visit_date"]
-    for row in records_as_of(cut, DosingRecord, ["date", "tablets_per_day"]):
+    for row in records_as_of(cut, DosingRecord, ["date", "tablets_per_day"], part):
         facts = participants.get(row["participant_row_id"])
         if facts is None or row["tablets_per_day"] <= 0:
             continue
         if facts.first_dose_date is None or row["date"] < facts.first_dose_date:
             facts.first_dose_date = row["date"]
-    for row in records_as_of(cut, Disposition, ["status", "date", "reason"]):
+    for row in records_as_of(cut, Disposition, ["status", "date", "reason"], part):
         facts = participants.get(row["participant_row_id"])
         if facts is not None:
             facts.disposition = row["status"]
             facts.disposition_date = row["date"]
             facts.disposition_reason = row["reason"]
     order = {visit.code: index for index, visit in enumerate(protocol.visits)}
-    return Context(protocol, cut, participants, visits, order)
+    return Context(protocol, cut, participants, visits, order, part)

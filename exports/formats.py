@@ -73,8 +73,11 @@ def _csv_converter(variable: Variable):
     return None
 
 
-def write_csv(binary, variables: tuple[Variable, ...], rows: Iterable[tuple]) -> int:
-    """RFC 4180: a header row, CRLF line ends, quotes only where needed.
+def write_csv(
+    binary, variables: tuple[Variable, ...], rows: Iterable[tuple], *, header: bool = True
+) -> int:
+    """RFC 4180: a header row (unless ``header`` is false: a range of a file), CRLF line
+    ends, quotes only where needed.
 
     The csv module writes a chunk of rows at a time into a StringIO, whose text then goes
     out as one UTF-8 block: memory holds one chunk, and no Python call is made per row
@@ -88,8 +91,9 @@ def write_csv(binary, variables: tuple[Variable, ...], rows: Iterable[tuple]) ->
         buffer.seek(0)
         buffer.truncate()
 
-    writer.writerow([v.name for v in variables])
-    flush()
+    if header:
+        writer.writerow([v.name for v in variables])
+        flush()
     rows, count = iter(rows), 0
     while chunk := list(islice(rows, CSV_CHUNK_ROWS)):
         writer.writerows(map(convert, chunk) if convert else chunk)

@@ -99,6 +99,14 @@ def snapshot_at(cutoff: datetime) -> Iterator[Cut]:
     Call it outside any read-only block: the barrier needs SQLite's write lock for a moment.
     """
     audit_barrier()
+    with read_snapshot(cutoff) as cut:
+        yield cut
+
+
+@contextmanager
+def read_snapshot(cutoff: datetime) -> Iterator[Cut]:
+    """The snapshot of ``snapshot_at`` without the barrier, for a reader that starts after
+    one: the state it rebuilds at the cut-off is the same whenever its snapshot is taken."""
     with read_only_transactions(), cyclic_gc_paused():
         begin_snapshot()
         try:

@@ -7,10 +7,11 @@ randomization list. No file carries an arm, a dose in mg, a kit-to-arm link or a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from itertools import groupby
-from operator import itemgetter
+from datetime import date
+from itertools import groupby, repeat
+from operator import itemgetter, sub
 
 from exports import outcomes
 from exports.context import Context, RowSpool, rows_as_of
@@ -45,6 +46,9 @@ class Table:
     label: str
     variables: tuple[V, ...]
     rows: Callable[[Context], Iterator[tuple]]
+    # A record file: its rows follow the database's order of participant ids and read only
+    # the context's participant range, so it can be written range by range (exports.helpers).
+    splits: bool = False
 
 
 def _join(values) -> str:
@@ -61,7 +65,8 @@ def by_participant(ctx: Context, model, fields: list[str], order: Callable):
     by ``order``), participant by participant in id order. Rows are
     ``(id, participant_row_id, *fields)``."""
     participants = ctx.participants
-    for row_id, group in groupby(rows_as_of(ctx.cut, model, fields), key=itemgetter(1)):
+    rows = rows_as_of(ctx.cut, model, fields, ctx.part)
+    for row_id, group in groupby(rows, key=itemgetter(1)):
         facts = participants.get(row_id)
         if facts is not None:
             yield facts, sorted(group, key=order)
@@ -178,34 +183,46 @@ def visit_rows(ctx: Context) -> Iterator[tuple]:
 
 def drinking_rows(ctx: Context) -> Iterator[tuple]:
     """The calendar, read once for two files: while its rows stream out, each participant's
-    drinking outcomes are computed and spooled to a temporary file for ``outcome_rows``."""
-    grams = ctx.protocol.standard_drink_grams
-    visits = ctx.visits
-    grams_of: dict[float, float] = {}  # a calendar holds few distinct numbers of drinks
+    drinking outcomes are computed and spooled to a temporary file for ``outcome_rows``.
+
+    A participant's rows are turned into columns and the derived columns are mapped over
+    them (``map`` and ``zip`` loop in C): this is the largest file of a bundle, and a
+    Python loop per calendar day was a third of the whole bundle's time."""
+    visit_codes = {row_id: visit.visit_code for row_id, visit in ctx.visits.items()}
+    grams = _DrinkGrams(ctx.protocol.standard_drink_grams)
     spool = RowSpool()
     fields = ["visit_id", "day", "standard_drinks"]
     by_day = itemgetter(3, 0)  # day, then entry
     for facts, rows in by_participant(ctx, DrinkingDay, fields, by_day):
-        participant_id, start = facts.participant_id, facts.randomization_date
-        origin = start.toordinal() if start is not None else None
-        dates, amounts = [], []
-        for _, _, visit_id, day, drinks in rows:
-            visit = visits.get(visit_id)
-            weight = grams_of.get(drinks)
-            if weight is None:
-                weight = grams_of[drinks] = outcomes.round_half_up(drinks * grams)
-            yield (
-                participant_id,
-                visit.visit_code if visit else None,
-                day,
-                None if origin is None else day.toordinal() - origin,
-                drinks,
-                weight,
-            )
-            dates.append(day)
-            amounts.append(drinks)
-        spool.add(facts.row_id, _participant_outcomes(ctx, facts, dates, amounts))
+        _, _, visit_ids, days, drinks = zip(*rows, strict=True)
+        start = facts.randomization_date
+        if start is None:
+            study_days = repeat(None)
+        else:
+            study_days = map(sub, map(date.toordinal, days), repeat(start.toordinal()))
+        yield from zip(
+            repeat(facts.participant_id),
+            map(visit_codes.get, visit_ids),
+            days,
+            study_days,
+            drinks,
+            map(grams.__getitem__, drinks),
+        )
+        spool.add(facts.row_id, _participant_outcomes(ctx, facts, days, drinks))
     ctx.drinking_outcomes = spool
+
+
+class _DrinkGrams(dict):
+    """Grams of alcohol for a number of drinks, rounded as the outcomes are, remembered: a
+    calendar holds few distinct numbers of drinks."""
+
+    def __init__(self, grams_per_drink: float):
+        super().__init__()
+        self.grams_per_drink = grams_per_drink
+
+    def __missing__(self, drinks: float) -> float:
+        weight = self[drinks] = outcomes.round_half_up(drinks * self.grams_per_drink)
+        return weight
 
 
 def _ocds_scores(items: tuple) -> tuple:
@@ -283,7 +300,7 @@ OUTCOME_COLUMNS = (
 )
 
 
-def _participant_outcomes(ctx: Context, facts, dates: list, drinks: list) -> list[tuple]:
+def _participant_outcomes(ctx: Context, facts, dates: Sequence, drinks: Sequence) -> list[tuple]:
     """One participant's outcome rows from its calendar at the cut-off (days in order)."""
     periods = outcomes.periods_for(
         ctx.protocol,
@@ -442,6 +459,7 @@ def tables(protocol) -> tuple[Table, ...]:
                 V("missed_reason", "Reason the visit was missed", "string"),
             ),
             visit_rows,
+            splits=True,
         ),
         Table(
             "drinking_calendar",
@@ -469,6 +487,7 @@ def tables(protocol) -> tuple[Table, ...]:
                 ),
             ),
             drinking_rows,
+            splits=True,
         ),
         Table(
             "ocds",
@@ -504,6 +523,7 @@ def tables(protocol) -> tuple[Table, ...]:
                 ),
             ),
             lambda ctx: _visit_forms(ctx, OcdsAssessment, list(OCDS_ITEMS), _ocds_scores),
+            splits=True,
         ),
         Table(
             "ciwa",
@@ -525,6 +545,7 @@ def tables(protocol) -> tuple[Table, ...]:
             lambda ctx: _visit_forms(
                 ctx, CiwaAssessment, list(CIWA_ITEMS), lambda items: (sum(items),)
             ),
+            splits=True,
         ),
         Table(
             "vitals",
@@ -541,6 +562,7 @@ def tables(protocol) -> tuple[Table, ...]:
             lambda ctx: _visit_forms(
                 ctx, Vitals, ["systolic_bp", "diastolic_bp", "heart_rate", "weight_kg"]
             ),
+            splits=True,
         ),
         Table(
             "labs",
@@ -573,6 +595,7 @@ def tables(protocol) -> tuple[Table, ...]:
                 ["test", "value", "unit", "upper_limit_normal"],
                 lambda items: (outcomes.round_half_up(items[1] / items[3]),),
             ),
+            splits=True,
         ),
         Table(
             "study_drug",
@@ -593,6 +616,7 @@ def tables(protocol) -> tuple[Table, ...]:
                 V("tablets_returned", "Tablets returned", "integer", "tablets"),
             ),
             dosing_rows,
+            splits=True,
         ),
         Table(
             "adverse_events",
@@ -655,6 +679,7 @@ def tables(protocol) -> tuple[Table, ...]:
                 ),
             ),
             adverse_event_rows,
+            splits=True,
         ),
         Table(
             "protocol_deviations",
@@ -674,6 +699,7 @@ def tables(protocol) -> tuple[Table, ...]:
                 V("visit_code", "Visit concerned", "string"),
             ),
             deviation_rows,
+            splits=True,
         ),
         Table(
             "drinking_outcomes",

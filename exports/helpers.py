@@ -1,0 +1,222 @@
+"""The record files of a CSV bundle, written by helper processes a range of participants each.
+
+Most of a bundle's time is Python turning rows into CSV, which runs on one core however many
+the machine has. So the participants are cut into consecutive ranges of their id (as the
+database orders them), and one helper process per range writes that range of every record
+file (visits, calendar, forms, adverse events, deviations) as CSV without a header into a
+temporary directory. The request's own process writes each entry's header and copies the
+ranges into the ZIP in order; a record file is ordered by participant id first, so the ranges
+put end to end are byte for byte the file one process writes.
+
+Each helper is a fork of the request's process (the application is loaded already, so it
+starts at once), made after the audit barrier and after that process has closed every
+database connection: SQLite forbids carrying an open connection across a fork, so each
+helper, like the parent afterwards, opens its own. Each then takes its own read snapshot
+and rebuilds the cut, which gives the same rows whenever the snapshot is taken (the current
+rows rewound through the audit trail); every helper reports the last audit event of its cut,
+and a helper that saw another one fails the export instead of mixing two cuts.
+
+A helper's calendar pass also computes its participants' drinking outcomes, as in one
+process; its spool of outcome rows is handed over with its calendar range.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import tempfile
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from exports import formats
+from exports.context import Context, ParticipantRange, RowSpool, build_context
+from exports.snapshot import read_snapshot
+from exports.tables import Table, tables
+from trial.extensions import db
+from trial.participants.models import Participant
+from trial.protocol import current_protocol
+
+log = logging.getLogger(__name__)
+
+# A helper resets the signals its parent (a gunicorn worker) handles to their defaults, so
+# stopping it stops it.
+INHERITED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
+
+
+class ExportHelperFailed(RuntimeError):
+    """A helper process failed or saw another cut; the export is abandoned."""
+
+
+def participant_ranges(count: int) -> list[ParticipantRange]:
+    """``count`` consecutive ranges of about as many participants each (database order)."""
+    total = db.session.scalar(select(func.count()).select_from(Participant))
+    ids = select(Participant.participant_id).order_by(Participant.participant_id)
+    firsts = [db.session.scalar(ids.offset(total * k // count).limit(1)) for k in range(1, count)]
+    bounds = [None, *firsts, None]
+    return [ParticipantRange(bounds[k], bounds[k + 1]) for k in range(count)]
+
+
+def helpers_wanted(fmt: str) -> int:
+    """How many helpers to use for this bundle: 0 writes it in this process.
+
+    CSV only (an XPT or Parquet file is one encoder's output, not rows end to end), at
+    least two, and each with EXPORT_HELPER_MIN_PARTICIPANTS at least: below that, a fork
+    and a cut of its own cost a helper more than it saves."""
+    config = current_app.config
+    wanted = int(config.get("EXPORT_HELPERS", 0))
+    if fmt != "csv" or wanted < 2:
+        return 0
+    total = db.session.scalar(select(func.count()).select_from(Participant)) or 0
+    usable = min(wanted, total // max(int(config.get("EXPORT_HELPER_MIN_PARTICIPANTS", 1)), 1))
+    return usable if usable >= 2 else 0
+
+
+@dataclass
+class _Helper:
+    process: multiprocessing.process.BaseProcess
+    pipe: multiprocessing.connection.Connection
+    number: int
+
+    def receive(self) -> tuple:
+        """The helper's next message, waiting for it; a failure is raised here."""
+        try:
+            message = self.pipe.recv()
+        except EOFError:  # it exited without a word: the pipe's only writer is closed
+            self.process.join(timeout=5)
+            raise ExportHelperFailed(
+                f"export helper {self.number} stopped (exit code {self.process.exitcode})"
+            ) from None
+        if message[0] == "failed":
+            raise ExportHelperFailed(f"export helper {self.number} failed:\n{message[1]}")
+        return message
+
+
+class RecordHelpers:
+    """The running helpers of one bundle, in range order."""
+
+    def __init__(self, helpers: list[_Helper], directory: Path):
+        self._helpers = helpers
+        self._directory = directory
+
+    def check_cut(self, last_seq: int) -> None:
+        """Every helper rebuilt the cut that ends at the same audit event as ours."""
+        for helper in self._helpers:
+            _, theirs = helper.receive()
+            if theirs != last_seq:
+                raise ExportHelperFailed(
+                    f"export helper {helper.number} cut the trail at event {theirs}, not {last_seq}"
+                )
+
+    def copy(self, table: Table, sink, ctx: Context) -> int:
+        """Write every range of ``table`` to ``sink`` in order (after its header); the rows.
+
+        A calendar range comes with its outcome spool, added to ``ctx``'s."""
+        rows = 0
+        for helper in self._helpers:
+            kind, name, count, spool = helper.receive()
+            if (kind, name) != ("part", table.name):
+                raise ExportHelperFailed(f"export helper {helper.number} sent {kind} {name}")
+            path = _part_path(self._directory, helper.number, name)
+            with path.open("rb") as part:
+                shutil.copyfileobj(part, sink, 1 << 20)
+            path.unlink()
+            if spool is not None:
+                if ctx.drinking_outcomes is None:
+                    ctx.drinking_outcomes = RowSpool()
+                ctx.drinking_outcomes.extend(*spool)
+                spool[0].unlink()
+            rows += count
+        return rows
+
+
+def _part_path(directory: Path, number: int, name: str) -> Path:
+    return directory / f"{number}-{name}.csv"
+
+
+@contextmanager
+def record_helpers(fmt: str, cutoff: datetime, selected: list[Table]) -> Iterator:
+    """Start the helpers for a bundle (or yield None when it is written in this process).
+
+    Call it after the audit barrier and before this process opens its own snapshot."""
+    count = helpers_wanted(fmt)
+    names = [table.name for table in selected if table.splits]
+    if not count or not names:
+        yield None
+        return
+    ranges = participant_ranges(count)
+    db.session.commit()  # hands the session's connection back to the pool ...
+    engine = db.engine
+    if engine.pool.checkedout():
+        log.warning("a database connection is in use: the bundle is written in one process")
+        yield None
+        return
+    engine.dispose()  # ... which closes them all: no connection crosses the fork
+    app = current_app._get_current_object()
+    context = multiprocessing.get_context("fork")
+    helpers = []
+    with tempfile.TemporaryDirectory(prefix="bundle-parts-") as scratch:
+        directory = Path(scratch)
+        try:
+            for number, part in enumerate(ranges, start=1):
+                receiver, sender = context.Pipe(duplex=False)
+                process = context.Process(
+                    target=_helper_main,
+                    args=(app, sender, number, cutoff, part, names, directory),
+                    name=f"export-helper-{number}",
+                    daemon=True,
+                )
+                process.start()
+                sender.close()  # ours: the pipe then ends when the helper does
+                helpers.append(_Helper(process, receiver, number))
+            yield RecordHelpers(helpers, directory)
+        finally:
+            for helper in helpers:
+                if helper.process.is_alive():
+                    helper.process.kill()
+                helper.process.join()
+                helper.pipe.close()
+
+
+def _helper_main(app, pipe, number, cutoff, part, names, directory) -> None:
+    """A helper's whole life: its range of each record file, then exit without cleanup
+    (what it inherited belongs to its parent)."""
+    for number_of_signal in INHERITED_SIGNALS:
+        signal.signal(number_of_signal, signal.SIG_DFL)
+    status = 0
+    try:
+        with app.app_context():  # a context of its own, hence a session of its own
+            db.engine.dispose(close=False)  # a pool of its own (the parent's was empty)
+            with read_snapshot(cutoff) as cut:
+                pipe.send(("cut", cut.last_seq))
+                protocol = current_protocol()
+                ctx = build_context(protocol, cut, part)
+                handed_over = False
+                for table in tables(protocol):
+                    if table.name not in names:
+                        continue
+                    with _part_path(directory, number, table.name).open("wb") as target:
+                        count = formats.write_csv(
+                            target, table.variables, table.rows(ctx), header=False
+                        )
+                    spool = None
+                    if ctx.drinking_outcomes is not None and not handed_over:
+                        path = directory / f"{number}-outcomes.spool"
+                        ctx.drinking_outcomes.save(path)
+                        spool, handed_over = (path, ctx.drinking_outcomes.keys), True
+                    pipe.send(("part", table.name, count, spool))
+    except BaseException:
+        status = 1
+        pipe.send(("failed", traceback.format_exc()))
+    finally:
+        pipe.close()
+        os._exit(status)
