@@ -18,11 +18,15 @@ from sqlalchemy import func, select
 import exports.bundle
 import exports.helpers
 import exports.snapshot
+from tests import test_exports_bundle
 from tests.capture_helpers import Trial, iso, today, vitals
 from tests.test_adverse_events import body as ae_body
+from tests.test_exports_bundle import export as export_bundle
 from tests.test_exports_bundle import members, now_cutoff, table
 from trial.audit.models import AuditEvent
 from trial.extensions import db
+
+demo = test_exports_bundle.demo  # the fixture: a 24-participant demo trial
 
 
 @pytest.fixture
@@ -56,18 +60,7 @@ def helpers_used(monkeypatch) -> list:
 
 def export(app, runner, tmp_path, name, *options, helpers=2, user="statistician") -> bytes:
     app.config["EXPORT_HELPERS"] = helpers
-    out = tmp_path / name
-    result = runner.invoke(args=["exports", "blinded", "--as", user, "--out", str(out), *options])
-    assert result.exit_code == 0, result.output
-    return out.read_bytes()
-
-
-@pytest.fixture
-def demo(app, runner):
-    result = runner.invoke(args=["trial", "demo", "--participants", "30", "--seed", "11"])
-    assert result.exit_code == 0, result.output
-    db.session.remove()
-    return app
+    return export_bundle(runner, tmp_path, *options, user=user, name=name)
 
 
 @pytest.mark.parametrize(
@@ -82,14 +75,14 @@ def test_helpers_write_the_bundle_one_process_writes(
     assert helpers_used == [False, True]
     assert shared == alone
     files = members(shared)
-    assert len(table(files, "participants.csv")) == 30
-    assert len(table(files, "drinking_calendar.csv")) > 30 * 28
+    assert len(table(files, "participants.csv")) == 24
+    assert len(table(files, "drinking_calendar.csv")) > 24 * 28
     assert table(files, "drinking_outcomes.csv")  # the helpers' outcome spools arrived
 
 
 def test_csv_only_and_not_below_the_minimum(demo, runner, tmp_path, helpers_used):
     export(demo, runner, tmp_path, "x.zip", "--format", "xpt")
-    demo.config["EXPORT_HELPER_MIN_PARTICIPANTS"] = 16  # 30 participants: one helper's worth
+    demo.config["EXPORT_HELPER_MIN_PARTICIPANTS"] = 13  # 24 participants: one helper's worth
     export(demo, runner, tmp_path, "c.zip")
     assert helpers_used == [False, False]
 
@@ -197,35 +190,32 @@ def test_a_helper_that_saw_another_cut_fails_the_export(
     assert helpers_used == [True]
 
 
-def test_a_failing_helper_fails_the_export_with_nothing_written(
-    app, runner, tmp_path, trial, helpers_used, monkeypatch
+def raise_error():
+    raise RuntimeError("disk on fire")
+
+
+def die():
+    import os
+
+    os._exit(9)  # as if killed: no message, no clean-up
+
+
+@pytest.mark.parametrize(
+    ("helper", "failure", "message"),
+    [("export-helper-2", raise_error, "disk on fire"), ("export-helper-1", die, "exit code 9")],
+)
+def test_a_failing_or_dying_helper_fails_the_export_with_nothing_written(
+    app, runner, tmp_path, trial, helpers_used, monkeypatch, helper, failure, message
 ):
     real = exports.helpers.build_context
 
     def broken(*args, **kwargs):
-        if multiprocessing.current_process().name == "export-helper-2":
-            raise RuntimeError("disk on fire")
+        if multiprocessing.current_process().name == helper:
+            failure()
         return real(*args, **kwargs)
 
     monkeypatch.setattr(exports.helpers, "build_context", broken)
-    assert_export_fails(app, runner, tmp_path, now_cutoff(), "disk on fire")
-    assert helpers_used == [True]
-
-
-def test_a_helper_that_dies_fails_the_export_with_nothing_written(
-    app, runner, tmp_path, trial, helpers_used, monkeypatch
-):
-    import os
-
-    real = exports.helpers.build_context
-
-    def killed(*args, **kwargs):
-        if multiprocessing.current_process().name == "export-helper-1":
-            os._exit(9)  # as if killed: no message, no clean-up
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(exports.helpers, "build_context", killed)
-    assert_export_fails(app, runner, tmp_path, now_cutoff(), "exit code 9")
+    assert_export_fails(app, runner, tmp_path, now_cutoff(), message)
     assert helpers_used == [True]
 
 
