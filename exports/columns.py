@@ -26,7 +26,5 @@ def column_mapper(converters: Sequence[Callable | None]) -> Callable[[tuple], tu
 def line_maker(fields: Sequence[Callable], separator: str, end: str) -> Callable[[tuple], str]:
     """One function making a row's line of text: each column's ``fields`` function gives
     its text, joined by ``separator`` and followed by ``end`` (one f-string per row)."""
-    if not fields:
-        return lambda _row: end
     slots = separator.join(f"{{convert{i}(row[{i}])}}" for i in range(len(fields)))
     return _compile(f"lambda row: f{slots + end!r}", fields)

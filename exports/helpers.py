@@ -57,28 +57,25 @@ class ExportHelperFailed(RuntimeError):
     """A helper process failed or saw another cut; the export is abandoned."""
 
 
-def participant_ranges(count: int) -> list[ParticipantRange]:
-    """``count`` consecutive ranges of about as many participants each (database order)."""
-    total = db.session.scalar(select(func.count()).select_from(Participant))
+def helper_ranges(fmt: str) -> list[ParticipantRange]:
+    """The participant range of each helper for this bundle; none: write it in this process.
+
+    CSV only (an XPT or Parquet file is one encoder's output, not rows end to end), at
+    least two helpers, and each with EXPORT_HELPER_MIN_PARTICIPANTS at least: below that, a
+    fork and a cut of its own cost a helper more than it saves. The ranges hold about as
+    many participants each, in the database's order of their ids."""
+    config = current_app.config
+    wanted = int(config.get("EXPORT_HELPERS", 0))
+    if fmt != "csv" or wanted < 2:
+        return []
+    total = db.session.scalar(select(func.count()).select_from(Participant)) or 0
+    count = min(wanted, total // max(int(config.get("EXPORT_HELPER_MIN_PARTICIPANTS", 1)), 1))
+    if count < 2:
+        return []
     ids = select(Participant.participant_id).order_by(Participant.participant_id)
     firsts = [db.session.scalar(ids.offset(total * k // count).limit(1)) for k in range(1, count)]
     bounds = [None, *firsts, None]
     return [ParticipantRange(bounds[k], bounds[k + 1]) for k in range(count)]
-
-
-def helpers_wanted(fmt: str) -> int:
-    """How many helpers to use for this bundle: 0 writes it in this process.
-
-    CSV only (an XPT or Parquet file is one encoder's output, not rows end to end), at
-    least two, and each with EXPORT_HELPER_MIN_PARTICIPANTS at least: below that, a fork
-    and a cut of its own cost a helper more than it saves."""
-    config = current_app.config
-    wanted = int(config.get("EXPORT_HELPERS", 0))
-    if fmt != "csv" or wanted < 2:
-        return 0
-    total = db.session.scalar(select(func.count()).select_from(Participant)) or 0
-    usable = min(wanted, total // max(int(config.get("EXPORT_HELPER_MIN_PARTICIPANTS", 1)), 1))
-    return usable if usable >= 2 else 0
 
 
 @dataclass
@@ -148,12 +145,11 @@ def record_helpers(fmt: str, cutoff: datetime, selected: list[Table]) -> Iterato
     """Start the helpers for a bundle (or yield None when it is written in this process).
 
     Call it after the audit barrier and before this process opens its own snapshot."""
-    count = helpers_wanted(fmt)
     names = [table.name for table in selected if table.splits]
-    if not count or not names:
+    ranges = helper_ranges(fmt) if names else []
+    if not ranges:
         yield None
         return
-    ranges = participant_ranges(count)
     db.session.commit()  # hands the session's connection back to the pool ...
     engine = db.engine
     if engine.pool.checkedout():
