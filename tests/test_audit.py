@@ -720,3 +720,100 @@ def test_concurrent_service_calls_in_separate_app_contexts(app, make_site, make_
     rows = events()
     assert [row.seq for row in rows] == list(range(1, before + threads_n * per_thread + 1))
     assert verify_chain().ok
+
+
+def _concurrent_visits(app, trial, *, threads_n=4, per_thread=2):
+    """Each of ``threads_n`` threads records a full week-8 visit for ``per_thread``
+    participants of its own, released together; returns the failures (status and body)."""
+    from tests.capture_helpers import calendar, lab, ocds, vitals, window
+    from tests.capture_helpers import iso as as_iso
+
+    work = []
+    for n in range(threads_n * per_thread):
+        p = trial.enrol(site=("S01", "S02")[n % 2], day0_ago=56)
+        target, _, _ = window("week_8", p.day0)
+        body = {
+            "visit_code": "week_8",
+            "visit_date": as_iso(target),
+            "drinking": calendar(target - timedelta(days=10), target - timedelta(days=1)),
+            "ocds": ocds(2),
+            "vitals": vitals(),
+            "labs": [lab()],
+        }
+        work.append((p.pid, p.site, body))
+    db.session.close()  # hold no transaction (and on SQLite no lock) while threads write
+    barrier = threading.Barrier(threads_n)
+    failures: list[str] = []
+
+    def record(share) -> None:
+        client = app.test_client()  # each request gets its own app context and session
+        barrier.wait()
+        for pid, site, body in share:
+            response = client.post(
+                f"/api/v1/participants/{pid}/visits", headers=trial.headers(site), json=body
+            )
+            if response.status_code != 201:
+                failures.append(f"{pid}: {response.status_code} {response.get_data(True)}")
+
+    threads = [
+        threading.Thread(target=record, args=(work[k::threads_n],)) for k in range(threads_n)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    return failures, [pid for pid, _, _ in work]
+
+
+def test_concurrent_visits_leave_an_intact_gapless_chain(
+    app, client, make_site, make_user, make_participant
+):
+    """A visit's records go in with the statement that locks the chain head (PostgreSQL),
+    its events with the one that advances it: concurrent visits still chain one by one."""
+    from tests.capture_helpers import Trial
+    from trial.visits.models import Visit
+
+    trial = Trial(client, make_site, make_user, make_participant)
+    failures, pids = _concurrent_visits(app, trial)
+    assert failures == []
+    rows = events()
+    assert [row.seq for row in rows] == list(range(1, len(rows) + 1))
+    assert verify_chain().ok
+    week_8 = db.session.scalars(select(Visit).where(Visit.visit_code == "week_8")).all()
+    assert sorted(v.participant.participant_id for v in week_8) == sorted(pids)
+    for visit in week_8:  # each visit's creation recorded field by field, once
+        created = [
+            r.field
+            for r in rows
+            if r.entity_type == "visit" and r.entity_id == str(visit.id) and r.action == "create"
+        ]
+        assert sorted(created) == sorted(Visit.AUDITED_FIELDS)
+
+
+def test_control_visits_reading_an_unlocked_head_are_caught(
+    app, client, make_site, make_user, make_participant, backend, monkeypatch
+):
+    """Negative control: with the head read but not locked, and the writers made to read it
+    side by side, the concurrency test above fails (writers chain from the same row)."""
+    if backend != "postgresql":
+        pytest.skip("SQLite writers are serialised at BEGIN; the head statement is PostgreSQL's")
+    from tests.capture_helpers import Trial
+    from trial.audit import services
+
+    trial = Trial(client, make_site, make_user, make_participant)
+    unlocked = services.HEAD_FOR_UPDATE_SQL.replace(" FOR UPDATE", "")
+    assert unlocked != services.HEAD_FOR_UPDATE_SQL
+    monkeypatch.setattr(services, "HEAD_FOR_UPDATE_SQL", unlocked)
+    adopt, side_by_side = services.adopt_locked_head, threading.Barrier(4)
+
+    def adopt_together(last_seq, last_hash):
+        try:
+            side_by_side.wait(timeout=5)  # the first four writers have all read the head
+        except threading.BrokenBarrierError:
+            pass
+        adopt(last_seq, last_hash)
+
+    monkeypatch.setattr(services, "adopt_locked_head", adopt_together)
+    failures, _ = _concurrent_visits(app, trial)
+    assert failures or not verify_chain().ok

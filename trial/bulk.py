@@ -110,7 +110,7 @@ def _bind_processors(table: Table, names: tuple[str, ...], dialect) -> tuple:
 
 def insert_few(
     parts: Sequence[tuple[Table, list[Mapping[str, Any]]]], then: tuple[str, tuple]
-) -> None:
+) -> tuple | None:
     """Insert a few rows into one or more tables (``(table, rows)`` parts, the rows of a part
     mappings with the same keys), then run ``then`` (SQL with ``%s`` placeholders, and its
     parameters) in the same transaction, in as few round trips as the database allows.
@@ -123,7 +123,8 @@ def insert_few(
     beforehand (``reserve_ids_for``): foreign keys are checked at the statement's end.
     Rows must not be many: each is held in memory, and PostgreSQL's arrays are sent at once.
     The session is not flushed first (that would be a round trip of its own when anything
-    is pending), so rows must not refer to objects not yet written.
+    is pending), so rows must not refer to objects not yet written. Returns the first row
+    ``then`` gives, if it gives any.
     """
     parts = [(table, rows) for table, rows in parts if rows]
     connection = db.session.connection()
@@ -137,16 +138,21 @@ def insert_few(
     if dialect.name == "postgresql":
         arrays = [list(column) for values in encoded for column in zip(*values, strict=True)]
         sql = _statement_sql(shapes, then_sql, dialect)
-        connection.exec_driver_sql(sql, (*arrays, *then_params))
-        return
+        return _first_row(connection.exec_driver_sql(sql, (*arrays, *then_params)))
     for (table, names), values in zip(shapes, encoded, strict=True):
         connection.exec_driver_sql(_insert_sql(table, names, dialect), list(values))
-    connection.exec_driver_sql(then_sql.replace("%s", "?"), then_params)
+    return _first_row(connection.exec_driver_sql(then_sql.replace("%s", "?"), then_params))
+
+
+def _first_row(result) -> tuple | None:
+    return tuple(result.first()) if result.returns_rows else None
 
 
 @functools.cache
 def _statement_sql(shapes: tuple, then_sql: str, dialect) -> str:
     """PostgreSQL's one statement for ``insert_few``: every insert a ``WITH`` part."""
+    if not shapes:
+        return then_sql
     inserts = ", ".join(
         f"w{index} AS ({_insert_sql(table, names, dialect)})"
         for index, (table, names) in enumerate(shapes)

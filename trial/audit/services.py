@@ -81,14 +81,27 @@ def _lock_head() -> AuditChainHead:
     The lock is held until commit or rollback; later events of the same transaction reuse
     the head in memory instead of re-reading it (one lock, one flush, whatever the count).
     """
+    cached = _locked_head()
+    if cached is not None:
+        return cached
+    session = db.session()
+    head = db.session.execute(_HEAD_FOR_UPDATE).scalar_one()
+    session.info["audit_head"] = (session.get_transaction(), head)
+    return head
+
+
+def _dialect_name() -> str:
+    return db.session.get_bind().dialect.name
+
+
+def _locked_head() -> AuditChainHead | None:
+    """The chain head if this transaction has locked it already, else None."""
     session = db.session()
     cached = session.info.get("audit_head")
     transaction = session.get_transaction()
     if cached is not None and transaction is not None and cached[0] is transaction:
         return cached[1]
-    head = db.session.execute(_HEAD_FOR_UPDATE).scalar_one()
-    session.info["audit_head"] = (session.get_transaction(), head)
-    return head
+    return None
 
 
 # The chain head locked by a statement of the caller's own (which also did its own work),
@@ -169,7 +182,11 @@ def record_events(
 
     ``along`` holds the rows the events record, as ``(table, rows)`` parts (ids reserved
     beforehand): they are inserted with the events, in one statement on PostgreSQL when
-    the events are few, so a request's records and their trail cost one round trip.
+    the events are few: on PostgreSQL, when the chain head is not locked yet, the records
+    go in with the statement that locks it and the events with the one that advances it, so
+    the client's work on the records' statement (converting it, packing its arrays) is done
+    before the lock, which every audited write waits for, is taken; on SQLite (the write
+    lock is taken at BEGIN) and when the head is locked already, all in one statement.
 
     Each event is a mapping of ``record_event``'s keyword arguments plus ``action``. Rows are
     encoded and chained exactly as ``record_event`` does it (same columns, same payload, same
@@ -177,6 +194,10 @@ def record_events(
     the events of one transaction do. For bulk loads (the demo), where an ORM object and a
     flush per event would cost more than the data itself.
     """
+    is_few = isinstance(events, list | tuple) and len(events) <= FEW_EVENTS
+    if is_few and events and along and _locked_head() is None and _dialect_name() == "postgresql":
+        adopt_locked_head(*insert_few(along, then=(HEAD_FOR_UPDATE_SQL, ())))
+        along = ()
     head = _lock_head()
     occurred_at = utcnow().astimezone(UTC)
     constants = {
@@ -213,7 +234,7 @@ def record_events(
             state["seq"], state["hash"] = seq, prev_hash
             yield row
 
-    if isinstance(events, list | tuple) and len(events) <= FEW_EVENTS:
+    if is_few:
         few = list(rows())
         if few:  # the events and the advanced head in one statement where possible
             last_seq, last_hash = state["seq"], state["hash"]
