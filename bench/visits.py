@@ -8,7 +8,10 @@ from --clients threads to ``GET /api/v1/health`` (the floor: a request that touc
 database and nothing else) and to ``POST /api/v1/participants/{id}/visits`` with a full visit:
 7 to 14 days of drinking calendar, OCDS (14 items), CIWA-Ar (10 items), vitals and 3 to 5
 liver labs, one participant per request. Each such request validates the whole visit, writes
-some 25 to 40 rows and 100 to 180 audit rows in one transaction. It prints throughput, p50,
+some 25 to 40 rows and 100 to 180 audit rows in one transaction. Both are warmed up first with
+4 x --clients untimed calls of their own (a worker's first visits compile its statements and
+PostgreSQL's prepared statements; a running service is past them), as in bench/randomize.py,
+on participants of their own. It prints throughput, p50,
 p95 and the visits/health throughput ratio, then checks that every visit was stored once and
 that the audit chain verifies.
 
@@ -200,7 +203,8 @@ def bench(kind: str, args) -> dict:
     try:
         with throwaway_database(kind, args.pg_url) as url:
             t0 = time.perf_counter()
-            app, work = prepare_trial(url, instance, arm_key, args.requests)
+            warm_up = 4 * args.clients
+            app, work = prepare_trial(url, instance, arm_key, args.requests + warm_up)
             print(
                 f"[{kind}] trial ready in {time.perf_counter() - t0:.1f} s "
                 f"({len(work)} participants randomized 8 weeks ago)",
@@ -222,15 +226,16 @@ def bench(kind: str, args) -> dict:
 
                     return call
 
-                run_load([health] * (4 * args.clients), args.clients)  # warm up
+                run_load([health] * warm_up, args.clients)
                 floor = run_load([health] * args.requests, args.clients)
-                load = run_load([submit(*item) for item in work], args.clients)
+                warmed = run_load([submit(*item) for item in work[:warm_up]], args.clients)
+                load = run_load([submit(*item) for item in work[warm_up:]], args.clients)
             ok, lines = verify_after(app, len(work))
     finally:
         shutil.rmtree(instance, ignore_errors=True)
     errors = {
         "health": [s for s in floor["statuses"] if s != 200],
-        "visits": [s for s in load["statuses"] if s != 201],
+        "visits": [s for s in warmed["statuses"] + load["statuses"] if s != 201],
     }
     return {
         "kind": kind,
@@ -240,6 +245,7 @@ def bench(kind: str, args) -> dict:
         "verify_lines": lines,
         "errors": errors,
         "rows": sum(len(b["drinking"]) + len(b["labs"]) + 4 for _, _, b in work) / len(work),
+        "warm_up": warm_up,
     }
 
 
@@ -247,7 +253,8 @@ def report(result: dict) -> None:
     kind, floor, load = result["kind"], result["health"], result["visits"]
     print(
         f"\n== {kind}: {load['n']} visit submissions "
-        f"(~{result['rows']:.0f} form rows each), {floor['n']} health checks =="
+        f"(~{result['rows']:.0f} form rows each), {floor['n']} health checks, "
+        f"after {result['warm_up']} untimed of each =="
     )
     print(f"{'endpoint':<12}{'req/s':>10}{'p50 ms':>10}{'p95 ms':>10}{'errors':>8}")
     for name, data in (("health", floor), ("visits", load)):

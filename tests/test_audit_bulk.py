@@ -141,17 +141,13 @@ def test_occurred_at_reads_back_as_hashed(app):
     assert verify_chain().ok
 
 
-def test_insert_few_takes_integers_and_floats_in_a_float_column(app, make_user, make_participant):
-    """PostgreSQL's arrays need one type per column: a float column given 2 and 3.5 must
-    store both (as 2.0 and 3.5), with the rows and the statement after them in one go."""
-    from trial.bulk import insert_few, reserve_ids
+def _calendar_rows(coordinator, participant, drinks: tuple) -> list[dict]:
+    """Drinking-day rows for 2 January 2025 on, one per value of ``drinks``, ids reserved."""
+    from trial.bulk import reserve_ids
 
-    coordinator, _ = make_user("coordinator", sites=["S01"])
-    pid = make_participant(site="S01", consent_date="2025-01-10")["participant_id"]
-    participant = get_visible_participant(coordinator, pid)
     now = datetime.now(UTC)
-    ids = reserve_ids(DrinkingDay.__table__, 2)
-    rows = [
+    ids = reserve_ids(DrinkingDay.__table__, len(drinks))
+    return [
         {
             "id": record_id,
             "participant_id": participant.id,
@@ -161,15 +157,60 @@ def test_insert_few_takes_integers_and_floats_in_a_float_column(app, make_user, 
             "version": 1,
             "entered_in_error": False,
             "visit_id": None,
-            "day": date(2025, 1, day),
-            "standard_drinks": drinks,
+            "day": date(2025, 1, 2 + k),
+            "standard_drinks": value,
         }
-        for record_id, day, drinks in zip(ids, (2, 3), (2, 3.5), strict=True)
+        for k, (record_id, value) in enumerate(zip(ids, drinks, strict=True))
     ]
+
+
+def _stored_days() -> list[tuple]:
+    return db.session.execute(
+        text("SELECT day, standard_drinks, created_by_id, version FROM drinking_days ORDER BY day")
+    ).all()
+
+
+def test_insert_few_takes_integers_and_floats_in_a_float_column(app, make_user, make_participant):
+    """PostgreSQL's arrays need one type per column: a float column given 2 and 3.5 must
+    store both (as 2.0 and 3.5), with the rows and the statement after them in one go."""
+    from trial.bulk import insert_few
+
+    coordinator, _ = make_user("coordinator", sites=["S01"])
+    pid = make_participant(site="S01", consent_date="2025-01-10")["participant_id"]
+    participant = get_visible_participant(coordinator, pid)
+    rows = _calendar_rows(coordinator, participant, (2, 3.5))
     insert_few([(DrinkingDay.__table__, rows)], then=("SELECT 1", ()))
     db.session.commit()
-    stored = db.session.execute(
-        text("SELECT day, standard_drinks FROM drinking_days ORDER BY day")
-    ).all()
-    assert [float(drinks) for _, drinks in stored] == [2.0, 3.5]
-    assert all(type(drinks) is float for _, drinks in stored)
+    stored = _stored_days()
+    assert [float(drinks) for _, drinks, _, _ in stored] == [2.0, 3.5]
+    assert all(type(drinks) is float for _, drinks, _, _ in stored)
+
+
+def test_insert_few_sends_shared_columns_once_and_refuses_columns_that_differ(
+    app, make_user, make_participant
+):
+    """A part's shared columns (one value in every row) are stored in every row; a column
+    declared shared whose rows differ is refused before anything is sent."""
+    from trial.bulk import insert_few
+
+    coordinator, _ = make_user("coordinator", sites=["S01"])
+    pid = make_participant(site="S01", consent_date="2025-01-10")["participant_id"]
+    participant = get_visible_participant(coordinator, pid)
+    shared = ("created_at", "updated_at", "created_by_id", "version")
+    rows = _calendar_rows(coordinator, participant, (1, 2, 4))
+    returned = insert_few([(DrinkingDay.__table__, rows, shared)], then=("SELECT 7", ()))
+    assert returned == (7,)
+    db.session.commit()
+    assert [(drinks, by, v) for _, drinks, by, v in _stored_days()] == [
+        (1.0, coordinator.id, 1),
+        (2.0, coordinator.id, 1),
+        (4.0, coordinator.id, 1),
+    ]
+
+    more = _calendar_rows(coordinator, participant, (0, 5))
+    for row, day in zip(more, (10, 11), strict=True):
+        row["day"] = date(2025, 1, day)
+    with pytest.raises(ValueError, match="standard_drinks is not one value"):
+        insert_few([(DrinkingDay.__table__, more, ("standard_drinks",))], then=("SELECT 1", ()))
+    db.session.rollback()
+    assert len(_stored_days()) == 3

@@ -108,12 +108,15 @@ def _bind_processors(table: Table, names: tuple[str, ...], dialect) -> tuple:
     return tuple(processors)
 
 
-def insert_few(
-    parts: Sequence[tuple[Table, list[Mapping[str, Any]]]], then: tuple[str, tuple]
-) -> tuple | None:
-    """Insert a few rows into one or more tables (``(table, rows)`` parts, the rows of a part
-    mappings with the same keys), then run ``then`` (SQL with ``%s`` placeholders, and its
-    parameters) in the same transaction, in as few round trips as the database allows.
+def insert_few(parts: Sequence[tuple], then: tuple[str, tuple]) -> tuple | None:
+    """Insert a few rows into one or more tables, then run ``then`` (SQL with ``%s``
+    placeholders, and its parameters) in the same transaction, in as few round trips as the
+    database allows; return the first row ``then`` gives, if it gives any.
+
+    A part is ``(table, rows)`` or ``(table, rows, shared)``: the rows are mappings with the
+    same keys; ``shared`` names columns that hold one value in every row (an instant, the
+    actor), which PostgreSQL is then sent once rather than once per row (checked: a
+    column that is not shared is refused with ValueError).
 
     For the handful of rows a request writes, the round trips are the cost: PostgreSQL gets
     one statement (each insert a data-modifying ``WITH``, ``then`` the main part), where
@@ -123,24 +126,32 @@ def insert_few(
     beforehand (``reserve_ids_for``): foreign keys are checked at the statement's end.
     Rows must not be many: each is held in memory, and PostgreSQL's arrays are sent at once.
     The session is not flushed first (that would be a round trip of its own when anything
-    is pending), so rows must not refer to objects not yet written. Returns the first row
-    ``then`` gives, if it gives any.
+    is pending), so rows must not refer to objects not yet written.
     """
-    parts = [(table, rows) for table, rows in parts if rows]
+    parts = [(table, rows, tuple(*shared)) for table, rows, *shared in parts if rows]
+    for table, rows, shared in parts:
+        for name in shared:
+            first = rows[0][name]
+            if any(row[name] != first for row in rows):
+                raise ValueError(f"{table.name}.{name} is not one value in every row")
     connection = db.session.connection()
     dialect = connection.dialect
     then_sql, then_params = then
-    shapes = tuple((table, tuple(rows[0])) for table, rows in parts)
+    shapes = tuple((table, tuple(rows[0]), shared) for table, rows, shared in parts)
     encoded = [
         map(row_encoder(table, list(names), dialect), rows)
-        for (table, names), (_, rows) in zip(shapes, parts, strict=True)
+        for (table, names, _), (_, rows, _) in zip(shapes, parts, strict=True)
     ]
     if dialect.name == "postgresql":
-        arrays = [list(column) for values in encoded for column in zip(*values, strict=True)]
+        parameters = []
+        for (_, names, shared), values in zip(shapes, encoded, strict=True):
+            columns = dict(zip(names, zip(*values, strict=True), strict=True))
+            parameters.extend(columns.pop(name)[0] for name in shared)
+            parameters.extend(map(list, columns.values()))
         sql = _statement_sql(shapes, then_sql, dialect)
-        return _first_row(connection.exec_driver_sql(sql, (*arrays, *then_params)))
-    for (table, names), values in zip(shapes, encoded, strict=True):
-        connection.exec_driver_sql(_insert_sql(table, names, dialect), list(values))
+        return _first_row(connection.exec_driver_sql(sql, (*parameters, *then_params)))
+    for (table, names, _), values in zip(shapes, encoded, strict=True):
+        connection.exec_driver_sql(_insert_sql(table, names, (), dialect), list(values))
     return _first_row(connection.exec_driver_sql(then_sql.replace("%s", "?"), then_params))
 
 
@@ -154,24 +165,38 @@ def _statement_sql(shapes: tuple, then_sql: str, dialect) -> str:
     if not shapes:
         return then_sql
     inserts = ", ".join(
-        f"w{index} AS ({_insert_sql(table, names, dialect)})"
-        for index, (table, names) in enumerate(shapes)
+        f"w{index} AS ({_insert_sql(table, names, shared, dialect)})"
+        for index, (table, names, shared) in enumerate(shapes)
     )
     return f"WITH {inserts} {then_sql}"
 
 
 @functools.cache
-def _insert_sql(table: Table, names: tuple[str, ...], dialect) -> str:
-    """The INSERT of ``insert_few``. PostgreSQL takes one array per column: the text is the
-    same whatever the row count, so the server prepares it once (psycopg prepares a statement
-    run five times). The arrays go in binary (``%b``), which psycopg packs without quoting
-    each element: a visit's hundred arrays cost 1.2 ms less CPU than as text."""
+def _insert_sql(table: Table, names: tuple[str, ...], shared: tuple[str, ...], dialect) -> str:
+    """The INSERT of ``insert_few``. PostgreSQL takes one value per ``shared`` column and one
+    array per other column: the text is the same whatever the row count, so the server
+    prepares it once (psycopg prepares a statement run five times). The arrays go in binary
+    (``%b``), which psycopg packs without quoting each element: a visit's hundred arrays
+    cost 1.2 ms less CPU than as text."""
     preparer = dialect.identifier_preparer
-    head = f"INSERT INTO {preparer.format_table(table)} ({', '.join(map(preparer.quote, names))})"
-    if dialect.name == "postgresql":
-        arrays = (f"%b::{table.c[name].type.compile(dialect)}[]" for name in names)
-        return f"{head} SELECT * FROM unnest({', '.join(arrays)})"
-    return f"{head} VALUES ({', '.join('?' for _ in names)})"
+    if dialect.name != "postgresql":
+        listed = ", ".join(map(preparer.quote, names))
+        marks = ", ".join("?" for _ in names)
+        return f"INSERT INTO {preparer.format_table(table)} ({listed}) VALUES ({marks})"
+    arrayed = [name for name in names if name not in shared]
+    if not arrayed:
+        raise ValueError(f"{table.name}: every column shared, the row count would be lost")
+    listed = ", ".join(map(preparer.quote, [*shared, *arrayed]))
+
+    def placeholder(name: str, suffix: str = "") -> str:
+        return f"%b::{table.c[name].type.compile(dialect)}{suffix}"
+
+    values = ", ".join([*map(placeholder, shared), "u.*"])
+    arrays = ", ".join(placeholder(name, "[]") for name in arrayed)
+    return (
+        f"INSERT INTO {preparer.format_table(table)} ({listed}) "
+        f"SELECT {values} FROM unnest({arrays}) AS u"
+    )
 
 
 def bulk_insert(table: Table, rows: Iterable[Mapping[str, Any]]) -> int:
@@ -205,7 +230,7 @@ def bulk_insert(table: Table, rows: Iterable[Mapping[str, Any]]) -> int:
                     count += 1
     elif dialect.name == "sqlite":
         batch = [values(row) for row in rows]
-        connection.exec_driver_sql(_insert_sql(table, tuple(names), dialect), batch)
+        connection.exec_driver_sql(_insert_sql(table, tuple(names), (), dialect), batch)
         count = len(batch)
     else:
         batch = list(rows)

@@ -172,21 +172,46 @@ def record_event(
     return event
 
 
+def _event_row(event: Mapping[str, Any]) -> tuple[dict, tuple[str, ...]]:
+    """An event's own columns, encoded, and the JSON of those the payload hashes
+    (``_EVENT_HASHED``): everything but the chain's place, the actor and the instant."""
+    detail = event.get("detail")
+    row = {
+        "action": event["action"],
+        "entity_type": event.get("entity_type"),
+        "entity_id": event.get("entity_id"),
+        "entity_site": event.get("entity_site"),
+        "field": event.get("field"),
+        "old_value": encode_value(event.get("old")),
+        "new_value": encode_value(event.get("new")),
+        "reason": event.get("reason"),
+        "detail": json.dumps(detail, sort_keys=True, ensure_ascii=False) if detail else None,
+    }
+    return row, tuple([json_value(row[column]) for column in _EVENT_HASHED])
+
+
+# The payload's columns other than the shared ones (actor, instant), in template order:
+# ``seq`` sorts last, so a payload is ``template % (*an event's hashed values, seq)``.
+_SHARED = (*_actor_columns(None), "occurred_at")
+_EVENT_HASHED = payload_template(dict.fromkeys(_SHARED, ""))[1][:-1]
+assert payload_template(dict.fromkeys(_SHARED, ""))[1][-1] == "seq"
+
+
 def record_events(
     actor,
     events: Iterable[Mapping[str, Any]],
     *,
-    along: Sequence[tuple[Table, list[Mapping[str, Any]]]] = (),
+    along: Sequence[tuple[Table, list[Mapping[str, Any]]] | tuple] = (),
 ) -> int:
     """Append many events with one head lock and one bulk insert; return how many.
 
-    ``along`` holds the rows the events record, as ``(table, rows)`` parts (ids reserved
-    beforehand): they are inserted with the events, in one statement on PostgreSQL when
-    the events are few: on PostgreSQL, when the chain head is not locked yet, the records
-    go in with the statement that locks it and the events with the one that advances it, so
-    the client's work on the records' statement (converting it, packing its arrays) is done
-    before the lock, which every audited write waits for, is taken; on SQLite (the write
-    lock is taken at BEGIN) and when the head is locked already, all in one statement.
+    ``along`` holds the rows the events record, as ``insert_few`` parts (ids reserved
+    beforehand). When the events are few, they go in with the events: on PostgreSQL, when
+    the chain head is not locked yet, the records go in with the statement that locks it
+    and the events with the one that advances it, so the client's work on the records'
+    statement (converting it, packing its arrays) and the events' encoding are done before
+    the lock, which every audited write waits for, is taken; on SQLite (the write lock is
+    taken at BEGIN) and when the head is locked already, all in one statement.
 
     Each event is a mapping of ``record_event``'s keyword arguments plus ``action``. Rows are
     encoded and chained exactly as ``record_event`` does it (same columns, same payload, same
@@ -195,6 +220,7 @@ def record_events(
     flush per event would cost more than the data itself.
     """
     is_few = isinstance(events, list | tuple) and len(events) <= FEW_EVENTS
+    encoded = [_event_row(event) for event in events] if is_few else map(_event_row, events)
     if is_few and events and along and _locked_head() is None and _dialect_name() == "postgresql":
         adopt_locked_head(*insert_few(along, then=(HEAD_FOR_UPDATE_SQL, ())))
         along = ()
@@ -204,32 +230,17 @@ def record_events(
         **_actor_columns(actor),
         "occurred_at": occurred_at.isoformat(timespec="microseconds"),
     }
-    template, variable = payload_template(constants)
+    template = payload_template(constants)[0]
     constants["occurred_at"] = occurred_at
     state = {"seq": head.last_seq, "hash": head.last_hash}
 
     def rows():
         seq, prev_hash = state["seq"], state["hash"]
-        for event in events:
+        for row, hashed in encoded:
             seq += 1
-            detail = event.get("detail")
-            row = {
-                "seq": seq,
-                "action": event["action"],
-                "entity_type": event.get("entity_type"),
-                "entity_id": event.get("entity_id"),
-                "entity_site": event.get("entity_site"),
-                "field": event.get("field"),
-                "old_value": encode_value(event.get("old")),
-                "new_value": encode_value(event.get("new")),
-                "reason": event.get("reason"),
-                "detail": (
-                    json.dumps(detail, sort_keys=True, ensure_ascii=False) if detail else None
-                ),
-            }
-            payload = template % tuple([json_value(row[column]) for column in variable])
+            row["seq"] = seq
             row["prev_hash"] = prev_hash
-            row["hash"] = prev_hash = hash_payload(prev_hash, payload)
+            row["hash"] = prev_hash = hash_payload(prev_hash, template % (*hashed, seq))
             row.update(constants)
             state["seq"], state["hash"] = seq, prev_hash
             yield row
@@ -239,13 +250,13 @@ def record_events(
         if few:  # the events and the advanced head in one statement where possible
             last_seq, last_hash = state["seq"], state["hash"]
             advance = (HEAD_UPDATE_SQL, (last_seq, last_hash))
-            insert_few([*along, (AuditEvent.__table__, few)], then=advance)
+            insert_few([*along, (AuditEvent.__table__, few, _SHARED)], then=advance)
             # The head row is written: show it on the loaded object without making it dirty.
             set_committed_value(head, "last_seq", last_seq)
             set_committed_value(head, "last_hash", last_hash)
             return len(few)
     # Bulk loads (and records without audited fields): each table streamed on its own.
-    for table, records in along:
+    for table, records, *_ in along:
         bulk_insert(table, records)
     # Rows are hashed as they are sent, so the database stores while the chain is computed.
     count = bulk_insert(AuditEvent.__table__, rows())

@@ -21,7 +21,8 @@ from trial.protocol import current_protocol
 from trial.records.bulk import RecordBatch, RecordRef
 from trial.records.services import raise_if_errors
 
-_RECORDED_DAYS = select(DrinkingDay.day).where(
+# The days already on a participant's calendar (but for the day being corrected, ``exclude``).
+RECORDED_DAYS = select(DrinkingDay.day).where(
     DrinkingDay.participant_id == bindparam("participant"),
     DrinkingDay.entered_in_error.is_(False),
     DrinkingDay.id != bindparam("exclude"),
@@ -30,7 +31,7 @@ _RECORDED_DAYS = select(DrinkingDay.day).where(
 
 def _recorded_days(participant: Participant, exclude_id: int | None = None) -> set[date]:
     parameters = {"participant": participant.id, "exclude": exclude_id or -1}
-    return set(db.session.scalars(_RECORDED_DAYS, parameters))
+    return set(db.session.scalars(RECORDED_DAYS, parameters))
 
 
 def check_drinking_days(
@@ -40,12 +41,17 @@ def check_drinking_days(
     errors: dict,
     exclude_id: int | None = None,
     prefix: str = "drinking",
+    recorded: set[date] | None = None,
 ) -> None:
-    """0-60 drinks, no day twice, none in the future, all inside the visit's period."""
+    """0-60 drinks, no day twice, none in the future, all inside the visit's period.
+
+    ``recorded``: the days already on the participant's calendar, if the caller has read
+    them (``RECORDED_DAYS``); read here otherwise."""
     limit = current_protocol().max_drinks_per_day
     first, last = period
     today = site_today(participant.site)
-    recorded = _recorded_days(participant, exclude_id)
+    if recorded is None:
+        recorded = _recorded_days(participant, exclude_id)
     seen: set[date] = set()
     for index, entry in enumerate(days):
         where = f"{prefix}.{index}" if prefix else ""

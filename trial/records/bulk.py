@@ -22,6 +22,9 @@ from trial.bulk import reserve_ids_for
 from trial.database import utcnow
 from trial.participants.models import Participant
 
+# The columns a batch gives every record alike (see ``write``), sent once per table.
+_SHARED = ("created_at", "updated_at", "created_by_id", "version", "entered_in_error")
+
 
 class RecordRef:
     """A record queued on a batch, whose id is known once the batch writes: a value of
@@ -87,7 +90,7 @@ class RecordBatch:
                     }
                     for field in model.AUDITED_FIELDS
                 )
-        along = [(model.__table__, rows) for model, rows in written.items()]
+        along = [(model.__table__, rows, _SHARED) for model, rows in written.items()]
         record_events(self.actor, events, along=along)
         self.items = {}
         return written

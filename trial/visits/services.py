@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from types import SimpleNamespace
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, null, select, union_all
 
 from trial.audit.services import record_event
 from trial.auth.services import verify_password
@@ -34,6 +34,14 @@ VISIT_FIELDS = ("visit_code", "visit_date", "status", "missed_reason")
 # participant's active visits, as plain rows (built once; rows need no ORM objects).
 _VISITS_TO_CHECK = select(Visit.id, Visit.visit_code, Visit.visit_date, Visit.status).where(
     Visit.participant_id == bindparam("participant"), Visit.entered_in_error.is_(False)
+)
+# The same, and the days already on the participant's calendar (for a visit that brings
+# calendar days) in the same round trip: a day is a row with no id, its day as visit_date.
+_VISITS_AND_RECORDED_DAYS = union_all(
+    _VISITS_TO_CHECK,
+    forms.RECORDED_DAYS.with_only_columns(
+        null(), null(), forms.RECORDED_DAYS.selected_columns.day, null()
+    ),
 )
 
 
@@ -127,7 +135,13 @@ def record_visit(actor, participant: Participant, data: dict):
     read back), so the response needs no further round trip.
     """
     visit_values = {k: data[k] for k in VISIT_FIELDS}
-    visits = db.session.execute(_VISITS_TO_CHECK, {"participant": participant.id}).all()
+    if data["drinking"]:
+        parameters = {"participant": participant.id, "exclude": -1}
+        rows = db.session.execute(_VISITS_AND_RECORDED_DAYS, parameters).all()
+        visits = [row for row in rows if row.id is not None]
+        recorded = {row.visit_date for row in rows if row.id is None}
+    else:
+        visits = db.session.execute(_VISITS_TO_CHECK, {"participant": participant.id}).all()
     errors = check_visit(participant, visit_values, visits=visits)
     form_keys = [k for k in ("drinking", "labs") if data[k]] + [
         k for k in ("ocds", "ciwa", "vitals") if data[k] is not None
@@ -143,7 +157,7 @@ def record_visit(actor, participant: Participant, data: dict):
         period = calendar_period(
             participant, visit_values["visit_code"], visit_values["visit_date"], visits=visits
         )
-        forms.check_drinking_days(participant, data["drinking"], period, errors)
+        forms.check_drinking_days(participant, data["drinking"], period, errors, recorded=recorded)
     if not errors:
         forms.check_labs(data["labs"], errors)
     raise_if_errors(errors)
