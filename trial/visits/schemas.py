@@ -64,11 +64,11 @@ class VisitSchema(RecordMetaSchema):
     signed_at = f.AwareDateTime(dump_only=True, allow_none=True)
     signature_meaning = f.String(dump_only=True, allow_none=True)
     signed_by = f.String(dump_only=True, allow_none=True, attribute="signer_name")
-    drinking = f.List(f.Nested(DrinkingDaySchema), dump_only=True, attribute="drinking_days")
+    drinking = f.Nested(DrinkingDaySchema, many=True, dump_only=True, attribute="drinking_days")
     ocds = f.Nested(OcdsSchema, dump_only=True, allow_none=True)
     ciwa = f.Nested(CiwaSchema, dump_only=True, allow_none=True)
     vitals = f.Nested(VitalsSchema, dump_only=True, allow_none=True)
-    labs = f.List(f.Nested(LabSchema), dump_only=True)
+    labs = f.Nested(LabSchema, many=True, dump_only=True)
 
 
 class ScheduledVisitSchema(ma.Schema):
