@@ -115,8 +115,8 @@ def insert_few(parts: Sequence[tuple], then: tuple[str, tuple]) -> tuple | None:
 
     A part is ``(table, rows)`` or ``(table, rows, shared)``: the rows are mappings with the
     same keys; ``shared`` names columns that hold one value in every row (an instant, the
-    actor), which PostgreSQL is then sent once rather than once per row (checked: a
-    column that is not shared is refused with ValueError).
+    actor), which PostgreSQL is then sent once rather than once per row (checked: a part
+    whose rows differ in a column it names shared is refused with ValueError).
 
     For the handful of rows a request writes, the round trips are the cost: PostgreSQL gets
     one statement (each insert a data-modifying ``WITH``, ``then`` the main part), where
