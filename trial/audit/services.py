@@ -193,8 +193,8 @@ def _event_row(event: Mapping[str, Any]) -> tuple[dict, tuple[str, ...]]:
 # The payload's columns other than the shared ones (actor, instant), in template order:
 # ``seq`` sorts last, so a payload is ``template % (*an event's hashed values, seq)``.
 _SHARED = (*_actor_columns(None), "occurred_at")
-_EVENT_HASHED = payload_template(dict.fromkeys(_SHARED, ""))[1][:-1]
-assert payload_template(dict.fromkeys(_SHARED, ""))[1][-1] == "seq"
+*_EVENT_HASHED, _LAST = payload_template(dict.fromkeys(_SHARED, ""))[1]
+assert _LAST == "seq"
 
 
 def record_events(

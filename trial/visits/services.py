@@ -142,6 +142,7 @@ def record_visit(actor, participant: Participant, data: dict):
         recorded = {row.visit_date for row in rows if row.id is None}
     else:
         visits = db.session.execute(_VISITS_TO_CHECK, {"participant": participant.id}).all()
+        recorded = None  # no calendar day to check
     errors = check_visit(participant, visit_values, visits=visits)
     form_keys = [k for k in ("drinking", "labs") if data[k]] + [
         k for k in ("ocds", "ciwa", "vitals") if data[k] is not None
