@@ -203,7 +203,10 @@ def write_bundle(
         if helpers is not None:
             helpers.check_cut(cut.last_seq)
         generated_at = _first_generation(request.key) or utcnow()
-        ctx = build_context(protocol, cut)
+        # With helpers, each reads its participants' records and hands over their facts.
+        ctx = build_context(protocol, cut, records=helpers is None)
+        if helpers is not None:
+            helpers.adopt_record_facts(ctx)
         if request.dummy_seed is not None:
             labels = dummy.dummy_arms(protocol, list(ctx.participants.values()), request.dummy_seed)
             selected[0] = _with_dummy(selected[0], labels, ctx)
@@ -217,7 +220,7 @@ def write_bundle(
                     sink = _HashingWriter(raw)
                     if helpers is not None and table.splits:
                         count = formats.write_csv(sink, table.variables, ())  # the header
-                        count += helpers.copy(table, sink, ctx)
+                        count += helpers.copy(table, sink)
                     elif request.format == "csv":
                         count = formats.write_csv(sink, table.variables, table.rows(ctx))
                     elif request.format == "parquet":

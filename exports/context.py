@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cached_property
+from operator import attrgetter
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -190,7 +191,8 @@ def records_as_of(
         yield dict(zip(keys, row, strict=True))
 
 
-def _participants(cut: Cut) -> dict[int, ParticipantFacts]:
+def _participants(cut: Cut, part: ParticipantRange) -> dict[int, ParticipantFacts]:
+    """``part``'s participants at the cut-off, in the database's order of their ids."""
     slots = {row[0]: row for row in blinded_allocations()}
     statement = select(
         Participant.id,
@@ -204,6 +206,7 @@ def _participants(cut: Cut) -> dict[int, ParticipantFacts]:
         Participant.unblinded,
         Participant.unblinded_at,
     ).join(Site, Site.id == Participant.site_id)
+    statement = part.restrict(statement.order_by(Participant.participant_id))
     facts = {}
     rows = stream(statement)
     for row_id, code, site, timezone, sex, born, consent, day0, unblinded, broken_at in rows:
@@ -233,10 +236,35 @@ def _participants(cut: Cut) -> dict[int, ParticipantFacts]:
     return facts
 
 
-def build_context(protocol: Protocol, cut: Cut, part: ParticipantRange = EVERYONE) -> Context:
-    """Every participant's facts; their visits, first doses and dispositions for ``part``."""
-    participants = _participants(cut)
-    visits = {}
+# The facts a participant's records give (visits, study drug, disposition), as a process that
+# read those records hands them to one that did not.
+RECORD_FACTS = (
+    "screening_date",
+    "first_dose_date",
+    "disposition",
+    "disposition_date",
+    "disposition_reason",
+)
+_record_facts_of = attrgetter(*RECORD_FACTS)
+
+
+def build_context(
+    protocol: Protocol, cut: Cut, part: ParticipantRange = EVERYONE, *, records: bool = True
+) -> Context:
+    """``part``'s participants with their facts, in the database's order of their ids; and
+    unless ``records`` is false, their visits, first doses and dispositions. (Without them,
+    the record facts come from the processes that read them: ``adopt_record_facts``.)"""
+    participants = _participants(cut, part)
+    order = {visit.code: index for index, visit in enumerate(protocol.visits)}
+    ctx = Context(protocol, cut, participants, {}, order, part)
+    if records:
+        _read_records(ctx)
+    return ctx
+
+
+def _read_records(ctx: Context) -> None:
+    protocol, cut, part = ctx.protocol, ctx.cut, ctx.part
+    participants, visits = ctx.participants, ctx.visits
     for row in records_as_of(cut, Visit, ["visit_code", "visit_date", "status"], part):
         facts = participants.get(row["participant_row_id"])
         if facts is None:
@@ -261,5 +289,22 @@ def build_context(protocol: Protocol, cut: Cut, part: ParticipantRange = EVERYON
             facts.disposition = row["status"]
             facts.disposition_date = row["date"]
             facts.disposition_reason = row["reason"]
-    order = {visit.code: index for index, visit in enumerate(protocol.visits)}
-    return Context(protocol, cut, participants, visits, order, part)
+
+
+def record_facts(ctx: Context) -> dict[int, tuple]:
+    """The record facts of the context's participants that have any, by participant row id."""
+    found = {}
+    for row_id, facts in ctx.participants.items():
+        values = _record_facts_of(facts)
+        if any(value is not None for value in values):
+            found[row_id] = values
+    return found
+
+
+def adopt_record_facts(ctx: Context, found: dict[int, tuple]) -> None:
+    """Set the record facts another process read (``record_facts``) on our participants."""
+    for row_id, values in found.items():
+        facts = ctx.participants.get(row_id)
+        if facts is not None:
+            for name, value in zip(RECORD_FACTS, values, strict=True):
+                setattr(facts, name, value)

@@ -16,8 +16,11 @@ and rebuilds the cut, which gives the same rows whenever the snapshot is taken (
 rows rewound through the audit trail); every helper reports the last audit event of its cut,
 and a helper that saw another one fails the export instead of mixing two cuts.
 
-A helper's calendar pass also computes its participants' drinking outcomes, as in one
-process; its spool of outcome rows is handed over with its calendar range.
+A helper reads its participants' visits, study drug and dispositions, and hands the facts
+they give (screening and first dose dates, disposition) to the request's process, which
+writes the participant file from them instead of reading every participant's records again.
+Its calendar pass computes its participants' drinking outcomes, written as its range of the
+outcome file (in the same order of participant ids as the record files).
 """
 
 from __future__ import annotations
@@ -39,7 +42,13 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from exports import formats
-from exports.context import Context, ParticipantRange, RowSpool, build_context
+from exports.context import (
+    Context,
+    ParticipantRange,
+    adopt_record_facts,
+    build_context,
+    record_facts,
+)
 from exports.snapshot import read_snapshot
 from exports.tables import Table, tables
 from trial.extensions import db
@@ -114,24 +123,25 @@ class RecordHelpers:
                     f"export helper {helper.number} cut the trail at event {theirs}, not {last_seq}"
                 )
 
-    def copy(self, table: Table, sink, ctx: Context) -> int:
-        """Write every range of ``table`` to ``sink`` in order (after its header); the rows.
+    def adopt_record_facts(self, ctx: Context) -> None:
+        """Set on ``ctx``'s participants the record facts each helper read for its range."""
+        for helper in self._helpers:
+            kind, found = helper.receive()
+            if kind != "facts":
+                raise ExportHelperFailed(f"export helper {helper.number} sent {kind}")
+            adopt_record_facts(ctx, found)
 
-        A calendar range comes with its outcome spool, added to ``ctx``'s."""
+    def copy(self, table: Table, sink) -> int:
+        """Write every range of ``table`` to ``sink`` in order (after its header); the rows."""
         rows = 0
         for helper in self._helpers:
-            kind, name, count, spool = helper.receive()
+            kind, name, count = helper.receive()
             if (kind, name) != ("part", table.name):
                 raise ExportHelperFailed(f"export helper {helper.number} sent {kind} {name}")
             path = _part_path(self._directory, helper.number, name)
             with path.open("rb") as part:
                 shutil.copyfileobj(part, sink, 1 << 20)
             path.unlink()
-            if spool is not None:
-                if ctx.drinking_outcomes is None:
-                    ctx.drinking_outcomes = RowSpool()
-                ctx.drinking_outcomes.extend(*spool)
-                spool[0].unlink()
             rows += count
         return rows
 
@@ -196,7 +206,7 @@ def _helper_main(app, pipe, number, cutoff, part, names, directory) -> None:
                 pipe.send(("cut", cut.last_seq))
                 protocol = current_protocol()
                 ctx = build_context(protocol, cut, part)
-                handed_over = False
+                pipe.send(("facts", record_facts(ctx)))
                 for table in tables(protocol):
                     if table.name not in names:
                         continue
@@ -204,12 +214,7 @@ def _helper_main(app, pipe, number, cutoff, part, names, directory) -> None:
                         count = formats.write_csv(
                             target, table.variables, table.rows(ctx), header=False
                         )
-                    spool = None
-                    if ctx.drinking_outcomes is not None and not handed_over:
-                        path = directory / f"{number}-outcomes.spool"
-                        ctx.drinking_outcomes.save(path)
-                        spool, handed_over = (path, ctx.drinking_outcomes.keys), True
-                    pipe.send(("part", table.name, count, spool))
+                    pipe.send(("part", table.name, count))
     except BaseException:
         status = 1
         pipe.send(("failed", traceback.format_exc()))

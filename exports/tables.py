@@ -315,13 +315,15 @@ def _participant_outcomes(ctx: Context, facts, dates: Sequence, drinks: Sequence
 
 
 def outcome_rows(ctx: Context) -> Iterator[tuple]:
-    """Per participant in id order, from the calendar pass (run now if no file ran it)."""
+    """Per participant in the database's order of ids (as the record files, so a helper
+    process writes its range of participants: exports.helpers), from the calendar pass
+    (run now if no file ran it)."""
     if ctx.drinking_outcomes is None:
         for _ in drinking_rows(ctx):
             pass
     spool = ctx.drinking_outcomes
     batches, pending = iter(spool), {}
-    for facts in ctx.ordered_participants():
+    for facts in ctx.participants.values():
         if facts.row_id not in spool.keys:  # no calendar day at the cut-off
             yield from _participant_outcomes(ctx, facts, [], [])
             continue
@@ -706,5 +708,6 @@ def tables(protocol) -> tuple[Table, ...]:
             "Derived drinking outcomes per period",
             _outcome_variables(protocol),
             outcome_rows,
+            splits=True,
         ),
     )
