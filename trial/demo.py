@@ -186,6 +186,13 @@ def demo_command(participant_count, seed, if_empty):
         click.echo(f"generated secret {path}")
     result = build_demo(participant_count, seed)
     db.session.commit()
+    if db.engine.dialect.name == "postgresql":
+        # A bulk load: PostgreSQL plans queries from table statistics, which autovacuum
+        # gathers only later (or never, where it is off): without them, finding the audit
+        # events after an export's cut-off scanned the whole trail (2,000 participants:
+        # 120 ms instead of 0.1). So gather them now, as its manual advises after a load.
+        db.session.execute(text("ANALYZE"))
+        db.session.commit()
     path = _write_tokens(result)
     click.echo(
         f"demo trial created: {len(DEMO_SITES)} sites, {len(DEMO_USERS)} users, "
