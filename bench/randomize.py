@@ -288,6 +288,22 @@ def run_load(calls, clients: int) -> dict:
         "p50": statistics.median(latencies),
         "p95": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
         "statuses": statuses,
+        "latencies": latencies,
+    }
+
+
+def combine_loads(loads: list[dict]) -> dict:
+    """Several ``run_load`` results as one: their calls over their summed wall time."""
+    latencies = sorted(x for load in loads for x in load["latencies"])
+    wall = sum(load["wall"] for load in loads)
+    return {
+        "n": len(latencies),
+        "wall": wall,
+        "rate": len(latencies) / wall,
+        "p50": statistics.median(latencies),
+        "p95": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
+        "statuses": [s for load in loads for s in load["statuses"]],
+        "latencies": latencies,
     }
 
 

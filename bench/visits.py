@@ -3,17 +3,19 @@
 For each database (PostgreSQL: a throwaway database created and dropped on the server named by
 --pg-url; SQLite: a temporary file) the script migrates a fresh schema, builds a trial (sites,
 a generated list, coordinators, participants randomized eight weeks ago), starts gunicorn with
---workers worker processes on a free loopback port, and sends the same number of requests
-from --clients threads to ``GET /api/v1/health`` (the floor: a request that touches the
-database and nothing else) and to ``POST /api/v1/participants/{id}/visits`` with a full visit:
-7 to 14 days of drinking calendar, OCDS (14 items), CIWA-Ar (10 items), vitals and 3 to 5
-liver labs, one participant per request. Each such request validates the whole visit, writes
-some 25 to 40 rows and 100 to 180 audit rows in one transaction. Both are warmed up first with
-4 x --clients untimed calls of their own (a worker's first visits compile its statements and
+--workers worker processes on a free loopback port, and sends requests from --clients
+threads to ``GET /api/v1/health`` (the floor: a request that touches the database and nothing
+else) and to ``POST /api/v1/participants/{id}/visits`` with a full visit: 7 to 14 days of
+drinking calendar, OCDS (14 items), CIWA-Ar (10 items), vitals and 3 to 5 liver labs, one
+participant per request. Each such request validates the whole visit, writes some 25 to 40
+rows and 100 to 180 audit rows in one transaction. Both are warmed up first with 4 x
+--clients untimed calls of their own (a worker's first visits compile its statements and
 PostgreSQL's prepared statements; a running service is past them), as in bench/randomize.py,
-on participants of their own. It prints throughput, p50,
-p95 and the visits/health throughput ratio, then checks that every visit was stored once and
-that the audit chain verifies.
+on participants of their own. The timed calls then run in --rounds rounds of health checks
+followed by visits (--health-requests checks, 4 x --requests by default, so each phase lasts
+about as long as the other), so that both are timed on the machine as it is at the time. It
+prints throughput, p50, p95 and the visits/health throughput ratio over all rounds and per
+round, then checks that every visit was stored once and that the audit chain verifies.
 
 Goal (issue 4): visit throughput at least a quarter of the health throughput, zero errors.
 
@@ -45,6 +47,7 @@ from bench.randomize import (  # noqa: E402 - the shared harness of the benchmar
     DEFAULT_PG,
     SITES,
     bench_config,
+    combine_loads,
     gunicorn,
     run_load,
     throwaway_database,
@@ -227,9 +230,20 @@ def bench(kind: str, args) -> dict:
                     return call
 
                 run_load([health] * warm_up, args.clients)
-                floor = run_load([health] * args.requests, args.clients)
                 warmed = run_load([submit(*item) for item in work[:warm_up]], args.clients)
-                load = run_load([submit(*item) for item in work[warm_up:]], args.clients)
+                # Rounds of health then visits, so both see the machine as it was at the
+                # time (a shared machine's speed drifts by tens of per cent within minutes).
+                floors, loads = [], []
+                timed = work[warm_up:]
+                for r in range(args.rounds):
+                    checks = args.health_requests * (r + 1) // args.rounds
+                    checks -= args.health_requests * r // args.rounds
+                    share = timed[
+                        len(timed) * r // args.rounds : len(timed) * (r + 1) // args.rounds
+                    ]
+                    floors.append(run_load([health] * checks, args.clients))
+                    loads.append(run_load([submit(*item) for item in share], args.clients))
+                floor, load = combine_loads(floors), combine_loads(loads)
             ok, lines = verify_after(app, len(work))
     finally:
         shutil.rmtree(instance, ignore_errors=True)
@@ -246,6 +260,7 @@ def bench(kind: str, args) -> dict:
         "errors": errors,
         "rows": sum(len(b["drinking"]) + len(b["labs"]) + 4 for _, _, b in work) / len(work),
         "warm_up": warm_up,
+        "round_ratios": [v["rate"] / h["rate"] for h, v in zip(floors, loads, strict=True)],
     }
 
 
@@ -268,6 +283,10 @@ def report(result: dict) -> None:
         f"(goal: at least 0.25 -> {'met' if ratio >= 0.25 else 'NOT met'}); "
         f"p50 {load['p50'] / floor['p50']:.1f}x the health p50"
     )
+    print(
+        f"rounds (health then visits, {len(result['round_ratios'])}x): ratios "
+        + ", ".join(f"{x:.2f}" for x in result["round_ratios"])
+    )
     for line in result["verify_lines"]:
         print(f"  {line}")
     for name, bad in result["errors"].items():
@@ -282,7 +301,20 @@ def main(argv=None) -> int:
         "--requests",
         type=int,
         default=400,
-        help="visit submissions (and health checks) per database",
+        help="visit submissions per database",
+    )
+    parser.add_argument(
+        "--health-requests",
+        type=int,
+        default=None,
+        help="health checks per database (default: 4x --requests, so the floor is timed "
+        "about as long as the visits)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="alternate health and visits in this many rounds (each a share of the calls)",
     )
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=4)
@@ -292,6 +324,8 @@ def main(argv=None) -> int:
         help="a PostgreSQL URL whose server may create and drop databases",
     )
     args = parser.parse_args(argv)
+    if args.health_requests is None:
+        args.health_requests = 4 * args.requests
     kinds = ["postgresql", "sqlite"] if args.db == "both" else [args.db]
     print(
         f"{args.clients} clients, gunicorn --workers {args.workers}, {os.cpu_count()} CPUs",
