@@ -77,7 +77,7 @@ def test_helpers_write_the_bundle_one_process_writes(
     files = members(shared)
     assert len(table(files, "participants.csv")) == 24
     assert len(table(files, "drinking_calendar.csv")) > 24 * 28
-    assert table(files, "drinking_outcomes.csv")  # the helpers' outcome spools arrived
+    assert table(files, "drinking_outcomes.csv")  # written by the helpers, range by range
 
 
 def test_csv_only_and_not_below_the_minimum(demo, runner, tmp_path, helpers_used):
