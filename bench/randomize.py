@@ -279,8 +279,20 @@ def run_load(calls, clients: int) -> dict:
     with ThreadPoolExecutor(clients) as pool:
         for future in [pool.submit(worker) for _ in range(clients)]:
             future.result()
-    wall = time.perf_counter() - began
-    latencies.sort()
+    return _load_figures(latencies, time.perf_counter() - began, statuses)
+
+
+def combine_loads(loads: list[dict]) -> dict:
+    """Several ``run_load`` results as one: their calls over their summed wall time."""
+    return _load_figures(
+        [x for load in loads for x in load["latencies"]],
+        sum(load["wall"] for load in loads),
+        [s for load in loads for s in load["statuses"]],
+    )
+
+
+def _load_figures(latencies: list[float], wall: float, statuses: list) -> dict:
+    latencies = sorted(latencies)
     return {
         "n": len(latencies),
         "wall": wall,
@@ -288,21 +300,6 @@ def run_load(calls, clients: int) -> dict:
         "p50": statistics.median(latencies),
         "p95": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
         "statuses": statuses,
-        "latencies": latencies,
-    }
-
-
-def combine_loads(loads: list[dict]) -> dict:
-    """Several ``run_load`` results as one: their calls over their summed wall time."""
-    latencies = sorted(x for load in loads for x in load["latencies"])
-    wall = sum(load["wall"] for load in loads)
-    return {
-        "n": len(latencies),
-        "wall": wall,
-        "rate": len(latencies) / wall,
-        "p50": statistics.median(latencies),
-        "p95": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
-        "statuses": [s for load in loads for s in load["statuses"]],
         "latencies": latencies,
     }
 
