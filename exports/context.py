@@ -6,9 +6,7 @@ while the big tables (the drinking calendar above all) only ever stream through.
 
 from __future__ import annotations
 
-import os
 import pickle
-import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -16,7 +14,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from functools import cached_property
 from operator import attrgetter
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -73,19 +70,6 @@ class RowSpool:
     def add(self, key, rows: list[tuple]) -> None:
         pickle.dump((key, rows), self._file, protocol=pickle.HIGHEST_PROTOCOL)
         self.keys.add(key)
-
-    def save(self, path: Path) -> None:
-        """Copy the batches to ``path`` (a helper process hands its spool over this way)."""
-        self._file.seek(0)
-        with path.open("wb") as target:
-            shutil.copyfileobj(self._file, target)
-
-    def extend(self, path: Path, keys) -> None:
-        """Append the batches another spool saved to ``path``: pickles follow one another."""
-        self._file.seek(0, os.SEEK_END)
-        with path.open("rb") as source:
-            shutil.copyfileobj(source, self._file)
-        self.keys.update(keys)
 
     def __iter__(self) -> Iterator[tuple[object, list[tuple]]]:
         self._file.seek(0)
