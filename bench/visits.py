@@ -279,7 +279,7 @@ def report(result: dict) -> None:
         )
     ratio = load["rate"] / floor["rate"]
     print(
-        f"throughput visits/health: {ratio:.2f} "
+        f"throughput visits/health: {ratio:.3f} "
         f"(goal: at least 0.25 -> {'met' if ratio >= 0.25 else 'NOT met'}); "
         f"p50 {load['p50'] / floor['p50']:.1f}x the health p50"
     )
