@@ -12,7 +12,9 @@ migrates a fresh schema and loads the demo trial (``flask trial demo``), then:
   process for all ten tables (participants, visits, drinking_days, ocds_assessments,
   ciwa_assessments, vitals, lab_results, dosing_records, adverse_events,
   protocol_deviations): ``sqlite3 -csv -header`` with ``.once FILE`` per table, or ``psql``
-  with ``\\copy (SELECT * FROM t) TO FILE CSV HEADER`` per table;
+  with ``\\copy (SELECT * FROM t) TO FILE CSV HEADER`` per table; run once right after each
+  timed pull from the server (below), so that floor and bundle are timed on the machine as
+  it is at the time;
 * the bundle from a running server: ``GET /api/v1/exports/blinded`` (CSV) on ``gunicorn
   wsgi:app`` (one worker, on loopback) with a statistician's token, --repeats times after one
   untimed pull, timing each request until the last byte of the ZIP is read: how a
@@ -238,13 +240,6 @@ def bench_size(kind: str, size: int, args) -> dict:
             result["peak"] = max(peaks)
             result["peaks"] = peaks
 
-            result["served"] = served_bundle_seconds(url, instance, arm_key, env, args.repeats)
-            print(
-                f"[{kind} {size}] bundle from the server (GET /api/v1/exports/blinded): "
-                f"median {result['served']:.2f} s",
-                flush=True,
-            )
-
             floor = floor_command(kind, url, work)
             if floor is None:
                 client = "sqlite3" if kind == "sqlite" else "psql"
@@ -258,20 +253,35 @@ def bench_size(kind: str, size: int, args) -> dict:
                     f"no floor measured (install it with: {hint})",
                     flush=True,
                 )
-                result["floor"] = None
+                run_floor = None
             else:
                 command, script = floor
-                floor_times, floor_peaks = [], []
-                for _ in range(args.repeats):
-                    seconds, peak = run_measured(command, env, stdin=script)
-                    floor_times.append(seconds)
-                    floor_peaks.append(peak)
-                result["floor"] = statistics.median(floor_times)
-                result["floor_peak"] = max(floor_peaks)
+
+                def run_floor():
+                    return run_measured(command, env, stdin=script)
+
+            # Each pull from the server is followed by one floor run, so the two are timed on
+            # the machine as it is at the time (a shared machine's speed drifts by tens of
+            # per cent within minutes, which a floor timed apart would read as the bundle's).
+            served, floors = served_bundle_seconds(
+                url, instance, arm_key, env, args.repeats, run_floor
+            )
+            result["served"] = statistics.median(served)
+            print(
+                f"[{kind} {size}] bundle from the server (GET /api/v1/exports/blinded): "
+                f"median {result['served']:.2f} s "
+                f"(runs {', '.join(f'{x:.2f}' for x in served)})",
+                flush=True,
+            )
+            result["floor"] = None
+            if floors:
+                result["floor"] = statistics.median(s for s, _ in floors)
+                result["floor_peak"] = max(m for _, m in floors)
                 result["floor_rows"] = csv_rows(work)
                 print(
-                    f"[{kind} {size}] floor ({Path(command[0]).name}, {len(TABLES)} tables, "
-                    f"{result['floor_rows']} rows): median {result['floor']:.2f} s, "
+                    f"[{kind} {size}] floor ({Path(floor[0][0]).name}, {len(TABLES)} tables, "
+                    f"{result['floor_rows']} rows, each run right after a pull): median "
+                    f"{result['floor']:.2f} s (runs {', '.join(f'{s:.2f}' for s, _ in floors)}), "
                     f"peak {result['floor_peak']:.0f} MB",
                     flush=True,
                 )
@@ -281,9 +291,12 @@ def bench_size(kind: str, size: int, args) -> dict:
     return result
 
 
-def served_bundle_seconds(url: str, instance: Path, arm_key: str, env: dict, repeats: int):
-    """Median seconds of GET /api/v1/exports/blinded on a one-worker gunicorn, after one
-    untimed pull (the worker's first request loads the export code)."""
+def served_bundle_seconds(
+    url: str, instance: Path, arm_key: str, env: dict, repeats: int, run_floor=None
+) -> tuple[list[float], list[tuple[float, float]]]:
+    """Seconds of each GET /api/v1/exports/blinded on a one-worker gunicorn, after one
+    untimed pull (the worker's first request loads the export code); and, when ``run_floor``
+    is given, the (seconds, peak MB) of the floor run right after each timed pull."""
     token = subprocess.run(
         flask("users", "token", "statistician"),
         cwd=ROOT,
@@ -293,7 +306,7 @@ def served_bundle_seconds(url: str, instance: Path, arm_key: str, env: dict, rep
         text=True,
     ).stdout.split()[-1]
     headers = {"Authorization": f"Bearer {token}"}
-    seconds = []
+    seconds, floors = [], []
     with gunicorn(url, instance, arm_key, workers=1) as base:
         for run in range(repeats + 1):
             started = time.perf_counter()
@@ -304,7 +317,9 @@ def served_bundle_seconds(url: str, instance: Path, arm_key: str, env: dict, rep
                 raise CommandFailed(f"GET /api/v1/exports/blinded: {response.status_code}")
             if run:
                 seconds.append(elapsed)
-    return statistics.median(seconds)
+                if run_floor is not None:
+                    floors.append(run_floor())
+    return seconds, floors
 
 
 # --- report ----------------------------------------------------------------------------------
