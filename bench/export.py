@@ -279,7 +279,7 @@ def bench_size(kind: str, size: int, args) -> dict:
                 result["floor_peak"] = max(m for _, m in floors)
                 result["floor_rows"] = csv_rows(work)
                 print(
-                    f"[{kind} {size}] floor ({Path(floor[0][0]).name}, {len(TABLES)} tables, "
+                    f"[{kind} {size}] floor ({Path(command[0]).name}, {len(TABLES)} tables, "
                     f"{result['floor_rows']} rows, each run right after a pull): median "
                     f"{result['floor']:.2f} s (runs {', '.join(f'{s:.2f}' for s, _ in floors)}), "
                     f"peak {result['floor_peak']:.0f} MB",
