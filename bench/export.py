@@ -17,7 +17,8 @@ migrates a fresh schema and loads the demo trial (``flask trial demo``), then:
   it is at the time;
 * the bundle from a running server: ``GET /api/v1/exports/blinded`` (CSV) on ``gunicorn
   wsgi:app`` (one worker, on loopback) with a statistician's token, --repeats times after one
-  untimed pull, timing each request until the last byte of the ZIP is read: how a
+  untimed pull (which loads the export code and forks the worker's export helpers, kept for
+  the next pulls), timing each request until the last byte of the ZIP is read: how a
   statistician pulls a cut, without the process start-up a command pays;
 * the start-up: ``flask --app wsgi exports --help``, the cost of starting Python and
   importing the application that every bundle run pays (printed, not subtracted).
@@ -295,8 +296,9 @@ def served_bundle_seconds(
     url: str, instance: Path, arm_key: str, env: dict, repeats: int, run_floor=None
 ) -> tuple[list[float], list[tuple[float, float]]]:
     """Seconds of each GET /api/v1/exports/blinded on a one-worker gunicorn, after one
-    untimed pull (the worker's first request loads the export code); and, when ``run_floor``
-    is given, the (seconds, peak MB) of the floor run right after each timed pull."""
+    untimed pull (the worker's first request loads the export code and forks the helpers it
+    keeps); and, when ``run_floor`` is given, the (seconds, peak MB) of the floor run right
+    after each timed pull."""
     token = subprocess.run(
         flask("users", "token", "statistician"),
         cwd=ROOT,

@@ -270,3 +270,66 @@ def test_a_gunicorn_worker_serves_the_same_bundle_through_helpers(
         assert response.status_code == 200, response.text[:500]
         assert response.content == alone
     assert "Traceback" not in log and "export helper" not in log, log[-3000:]
+
+
+def helper_pids(app) -> list[int]:
+    return [helper.process.pid for helper in exports.helpers.helper_pool(app).helpers]
+
+
+def test_helpers_live_on_and_take_a_new_snapshot_for_each_bundle(
+    app, runner, tmp_path, trial, helpers_used
+):
+    """The second bundle is written by the same processes, and shows what was written
+    between the two: a helper kept from the first must not read through its old cut."""
+    first = export(app, runner, tmp_path, "first.zip", helpers=2, user="stat")
+    pids = helper_pids(app)
+    assert len(pids) == 2
+    fixed = trial.patch(f"/vitals/{trial.vitals_id}", {"systolic_bp": 126, "reason": "misread"})
+    assert fixed.status_code == 200, fixed.json
+    cutoff = now_cutoff()
+    alone = export(app, runner, tmp_path, "one.zip", "--cutoff", cutoff, helpers=0, user="stat")
+    shared = export(app, runner, tmp_path, "two.zip", "--cutoff", cutoff, helpers=2, user="stat")
+    assert helpers_used == [True, False, True]
+    assert helper_pids(app) == pids
+    assert all(helper.process.is_alive() for helper in exports.helpers.helper_pool(app).helpers)
+    assert shared == alone
+    assert [r["systolic_bp"] for r in table(members(first), "vitals.csv")] == ["150"]
+    assert [r["systolic_bp"] for r in table(members(shared), "vitals.csv")] == ["126"]
+
+
+def test_after_a_failed_bundle_new_helpers_write_the_next(
+    app, runner, tmp_path, trial, helpers_used, monkeypatch
+):
+    real = exports.helpers.build_context
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    export(app, runner, tmp_path, "warm.zip", helpers=2, user="stat")  # helpers forked
+    before = helper_pids(app)
+    monkeypatch.setattr(exports.helpers, "build_context", broken)
+    # The running helpers were forked before the patch: the export only fails in new ones.
+    exports.helpers.stop_helpers(app)
+    assert_export_fails(app, runner, tmp_path, now_cutoff(), "disk on fire")
+    monkeypatch.setattr(exports.helpers, "build_context", real)
+    cutoff = now_cutoff()
+    alone = export(app, runner, tmp_path, "one.zip", "--cutoff", cutoff, helpers=0, user="stat")
+    again = export(app, runner, tmp_path, "again.zip", "--cutoff", cutoff, helpers=2, user="stat")
+    assert again == alone
+    after = helper_pids(app)
+    assert len(after) == 2 and not set(after) & set(before)
+    assert helpers_used == [True, True, False, True]
+
+
+def test_a_helper_exits_when_its_parent_end_of_the_pipe_closes(
+    app, runner, tmp_path, trial, helpers_used
+):
+    """As when the parent dies: the first helper's pipe is its only link, although the
+    second was forked later, while our end of the first's pipe was open (the second
+    closes its copy; had it kept it, the first would wait for ever)."""
+    export(app, runner, tmp_path, "warm.zip", helpers=2, user="stat")
+    first, second = exports.helpers.helper_pool(app).helpers
+    first.pipe.close()
+    first.process.join(timeout=30)
+    assert first.process.exitcode == 0
+    assert second.process.is_alive()
