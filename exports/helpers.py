@@ -172,8 +172,12 @@ class HelperPool:
         self.lock = threading.Lock()
 
     def running(self, app, count: int) -> list[_Helper] | None:
-        """``count`` live helpers, forking the missing ones; None if it cannot fork now."""
-        self.helpers = [helper for helper in self.helpers if helper.process.is_alive()]
+        """``count`` live helpers, forking the missing ones; None if it cannot fork now.
+
+        If one died while idle, all are replaced: helpers are numbered 1, 2, ... (their part
+        files are named by number), and a new one must not take a live one's number."""
+        if not all(helper.process.is_alive() for helper in self.helpers):
+            self.stop()
         if len(self.helpers) < count:
             db.session.commit()  # hands the session's connection back to the pool ...
             engine = db.engine

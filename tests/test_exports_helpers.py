@@ -333,3 +333,23 @@ def test_a_helper_exits_when_its_parent_end_of_the_pipe_closes(
     first.process.join(timeout=30)
     assert first.process.exitcode == 0
     assert second.process.is_alive()
+
+
+def test_a_helper_that_died_between_bundles_is_replaced_with_the_others(
+    app, runner, tmp_path, trial, helpers_used
+):
+    """Killed while idle (by an operator, or the kernel short of memory): the next bundle
+    forks a whole new set, numbered afresh (two helpers of one number would write the
+    same part files)."""
+    export(app, runner, tmp_path, "warm.zip", helpers=2, user="stat")
+    first, second = exports.helpers.helper_pool(app).helpers
+    first.process.kill()
+    first.process.join()
+    cutoff = now_cutoff()
+    alone = export(app, runner, tmp_path, "one.zip", "--cutoff", cutoff, helpers=0, user="stat")
+    again = export(app, runner, tmp_path, "again.zip", "--cutoff", cutoff, helpers=2, user="stat")
+    assert again == alone
+    helpers = exports.helpers.helper_pool(app).helpers
+    assert [helper.number for helper in helpers] == [1, 2]
+    assert not {helper.process.pid for helper in helpers} & {first.process.pid, second.process.pid}
+    assert helpers_used == [True, False, True]
