@@ -17,6 +17,7 @@ from randomization.crypto import decrypt_arm, decrypt_seed, encrypt_arm, encrypt
 from randomization.generator import Slot, block_contents, generate_list, list_digest
 from randomization.models import RandomizationList, RandomizationSlot
 from randomization.predictability import simulate_guess_share
+from randomization.release import release_digest
 from randomization.strata import all_strata
 from trial.audit.services import record_event
 from trial.auth.roles import Role
@@ -85,7 +86,9 @@ def _store(
         for s in slots
     )
     db.session.flush()
-    # The audit entry says that a list exists and how to verify it; never an arm or the seed.
+    # The audit entry says that a list exists and binds it to the trail; never an arm, the
+    # seed, nor the list's plain SHA-256 (a function of the arms that guesses could be tried
+    # against: kept in the list's own row, checked by ``randomization verify``).
     record_event(
         actor,
         f"randomization_list_{source}",
@@ -94,7 +97,7 @@ def _store(
         detail={
             "slots": len(slots),
             "strata": len({s.stratum for s in slots}),
-            "sha256": digest,
+            "hmac_sha256": release_digest(digest.encode("ascii")),
             "generator": parameters.get("generator"),
         },
     )

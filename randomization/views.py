@@ -3,6 +3,7 @@
 from flask import g
 
 from randomization import lists, services
+from randomization.release import padded_json_response
 from randomization.schemas import (
     AllocationSchema,
     CodeBreakResultSchema,
@@ -19,6 +20,7 @@ from trial.database import commit_then_read, writes_on_read
 from trial.errors import NotFound
 from trial.extensions import db
 from trial.participants.services import get_visible_participant
+from trial.protocol import current_protocol
 
 blp = Blueprint(
     "randomization",
@@ -90,11 +92,12 @@ def break_code(body, participant_id):
     if result is None:
         raise services.code_break_refused()
     participant, arm = result
-    return {
-        "participant_id": participant.participant_id,
-        "arm": arm,
-        "unblinded_at": participant.unblinded_at,
-    }
+    answer = CodeBreakResultSchema().dump(
+        {"participant_id": participant.participant_id, "arm": arm,
+         "unblinded_at": participant.unblinded_at}
+    )  # fmt: skip
+    # The same length whatever the arm: in the access log and on the wire alike.
+    return padded_json_response(answer, ["arm"], current_protocol().arms)
 
 
 @blp.route("/randomization/list", methods=["GET"])
@@ -105,7 +108,8 @@ def unblinded_list():
     """The allocation list with arms and kits (unblinded statistician; every read audited)."""
     rows = services.unblinded_slots(g.current_user)
     commit_then_read()
-    return rows
+    answer = UnblindedSlotSchema(many=True).dump(rows)
+    return padded_json_response(answer, ["arm"], current_protocol().arms)
 
 
 @blp.route("/randomization/summary", methods=["GET"])

@@ -6,7 +6,7 @@ import click
 from flask.cli import AppGroup
 
 from reports.options import ARM_MODES, SESSIONS
-from trial.cli_support import fail_on_trial_error, user_as
+from trial.cli_support import fail_on_trial_error, open_private, user_as
 from trial.errors import TrialError
 from trial.extensions import db
 
@@ -29,7 +29,8 @@ def safety_command(username, session, arms, cutoff, out):
     except TrialError as exc:
         db.session.rollback()
         raise fail_on_trial_error(exc) from exc
-    out.write_bytes(report.pdf)
+    with open_private(out, overwrite=True) as target:
+        target.write(report.pdf)
     click.echo(
         f"wrote {out} ({report.session}, cut-off {report.cutoff.isoformat()}, "
         f"SHA-256 {report.sha256})"

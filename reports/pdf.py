@@ -7,7 +7,8 @@ named with ``arms="named"``); the code key is never printed. Both share the tabl
 Reproducibility: the report is dated by its data cut-off. Its "generated" time is the
 cut-off itself, the PDF is written in reportlab's invariant mode with fixed metadata, and
 every order is explicit, so the same data and cut-off give the same bytes. The wall-clock
-time of each generation is the audit event's time, recorded with the file's SHA-256.
+time of each generation is the audit event's time, recorded with the file's digest (keyed,
+for the closed report: see ``randomization.release``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from datetime import datetime
 from reportlab.platypus import PageBreak, Paragraph, Spacer
 
 from exports.snapshot import cyclic_gc_paused
+from randomization.release import pad_pdf, release_digest
 from reports import charts, listings, liver, summaries
 from reports import counting as c
 from reports import tables as t
@@ -103,7 +105,8 @@ def title_page(protocol, session: str, arms: str | None, cutoff: datetime) -> li
         Paragraph(
             "A report is dated by its data cut-off, so the same data and cut-off always give "
             "the same file. Each generation is recorded in the audit trail with its wall-clock "
-            "time and the file's SHA-256.",
+            "time and the file's digest (for a closed report a digest keyed by the server, so "
+            "that the trail reveals nothing about the arms).",
             STYLES["body"],
         ),
         PageBreak(),
@@ -305,23 +308,30 @@ def _render(actor, session: str, arms: str | None, cutoff) -> SafetyReport:
         "creator": f"{AUTHOR} ({protocol.trial_code})",
     }
     pdf = render(build_story(data, session, arms, arm_of), marks, metadata)
+    if session == "closed":  # its size would otherwise vary with per-arm counts
+        pdf = pad_pdf(pdf)
     return SafetyReport(pdf, hashlib.sha256(pdf).hexdigest(), session, arms, cutoff)
 
 
 def record_release(actor, report: SafetyReport) -> None:
-    """The audit event of a generated report: session, arm mode, cut-off, SHA-256 (no arm)."""
+    """The audit event of a generated report: session, arm mode, cut-off and a digest.
+
+    The open report is pooled, so its size and SHA-256 may be read by anyone. The closed
+    report is a function of the arms: its plain digest or size in a trail that blinded roles
+    read would let them test guesses about per-arm results, so it gets a keyed digest only
+    (``flask exports verify-release`` checks a file against it on the server).
+    """
+    detail = {"session": report.session, "arms": report.arms, "cutoff": report.cutoff.isoformat()}
+    if report.session == "closed":
+        detail["hmac_sha256"] = release_digest(report.pdf)
+    else:
+        detail.update(bytes=len(report.pdf), sha256=report.sha256)
     record_event(
         actor,
         "report_safety",
         entity_type="report",
         entity_id=f"safety_{report.session}",
-        detail={
-            "session": report.session,
-            "arms": report.arms,
-            "cutoff": report.cutoff.isoformat(),
-            "bytes": len(report.pdf),
-            "sha256": report.sha256,
-        },
+        detail=detail,
     )
 
 

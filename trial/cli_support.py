@@ -43,3 +43,19 @@ def user_as(username: str):
 def fail_on_trial_error(exc: TrialError) -> click.ClickException:
     details = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.errors.items())
     return click.ClickException(f"{exc.message}{' (' + details + ')' if details else ''}")
+
+
+def open_private(path, *, overwrite: bool):
+    """Open ``path`` for writing, readable and writable by its owner only (0600).
+
+    Trial files written by the commands (key files, bundles, reports, backups) hold participant
+    data or arms; the process umask must not leave them readable by every local account.
+    Without ``overwrite`` an existing file is refused (``FileExistsError``), atomically.
+    An existing file that is overwritten is narrowed to 0600 before anything is written.
+    """
+    import os
+
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    descriptor = os.open(path, flags, 0o600)
+    os.fchmod(descriptor, 0o600)
+    return os.fdopen(descriptor, "wb")

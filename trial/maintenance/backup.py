@@ -42,6 +42,8 @@ from sqlalchemy import create_engine, func, inspect, select, table, text
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.pool import NullPool
 
+from trial.cli_support import open_private
+
 MANIFEST_FORMAT = "baclofen-trial-backup/1"
 SQLITE_MAGIC = b"SQLite format 3\x00"
 PG_CUSTOM_MAGIC = b"PGDMP"
@@ -111,7 +113,8 @@ def _publish(partial: Path, final: Path) -> None:
 def _write_manifest(path: Path, manifest: dict) -> Path:
     target = manifest_path_for(path)
     partial = Path(f"{target}.partial")
-    partial.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    with open_private(partial, overwrite=True) as handle:
+        handle.write((json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     _publish(partial, target)
     return target
 
@@ -229,6 +232,9 @@ def backup(url: str | URL, out: Path | str) -> BackupResult:
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(f"{out}.partial")
     partial.unlink(missing_ok=True)
+    # Created empty and owner-only before the dump writes into it: the copy of a trial is
+    # never readable by other local accounts, not even while it is being written.
+    open_private(partial, overwrite=False).close()
     started = time.monotonic()
     taken_at = datetime.now(UTC)
     try:
@@ -351,6 +357,33 @@ def _relations(connection: Connection, kind: str) -> list[str]:
             )
         )
     return sorted(row[0] for row in rows)
+
+
+def discard_empty_sqlite(url: str | URL) -> bool:
+    """Remove a SQLite target that holds nothing at all (no table, view or trigger).
+
+    Starting the application to run ``db restore`` opens ``DATABASE_URL``, and opening a
+    SQLite path creates the file; a refused restore must not leave that empty database behind
+    (the next start would take it for a new trial). A file holding anything is left alone.
+    """
+    if database_kind(url) != "sqlite":
+        return False
+    path = _sqlite_path(url)
+    if not path.exists():
+        return False
+    if path.stat().st_size:
+        connection = sqlite3.connect(_read_only_uri(path), uri=True)
+        try:
+            held = connection.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+            ).fetchone()[0]
+        finally:
+            connection.close()
+        if held:
+            return False
+    for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        leftover.unlink(missing_ok=True)
+    return True
 
 
 def ensure_empty(url: str | URL) -> None:

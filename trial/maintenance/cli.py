@@ -16,7 +16,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from trial.maintenance.backup import MaintenanceError
+from trial.maintenance.backup import MaintenanceError, discard_empty_sqlite
 from trial.maintenance.backup import backup as run_backup
 from trial.maintenance.backup import restore as run_restore
 
@@ -83,6 +83,7 @@ def restore_command(file: Path) -> None:
     try:
         result = run_restore(_url(), file)
     except MaintenanceError as exc:
+        discard_empty_sqlite(_url())  # the app's start created it; a refusal leaves none
         raise click.ClickException(str(exc)) from exc
     db.session.remove()
     db.engine.dispose()
