@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from exports.context import ParticipantFacts, build_context, records_as_of
-from exports.snapshot import snapshot_at
+from exports.snapshot import parse_cutoff, snapshot_at
 from reports.rows import (
     AdverseEventRow,
     DeviationRow,
@@ -32,7 +32,6 @@ from reports.rows import (
 from trial.conduct.models import ProtocolDeviation
 from trial.database import utcnow
 from trial.dosing.models import DosingRecord
-from trial.errors import ValidationFailed
 from trial.extensions import db
 from trial.forms.models import LabResult
 from trial.protocol import current_protocol
@@ -43,32 +42,11 @@ LIVER_TESTS = ("ALT", "AST", "bilirubin")
 
 
 def resolve_cutoff(value: str | datetime | None, now: datetime | None = None) -> datetime:
-    """The cut-off as an aware UTC instant: ISO 8601 with an offset, never in the future.
-
-    Without a value, now (to the whole second, so the report can print it exactly).
-    """
+    """The cut-off as an aware UTC instant (``exports.snapshot.parse_cutoff``: with a time
+    zone, from 1980 up to now). Without a value, now to the whole second, so the report can
+    print it exactly."""
     now = now or utcnow()
-    if value is None or value == "":
-        return now.replace(microsecond=0).astimezone(UTC)
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.strip())
-        except ValueError:
-            raise ValidationFailed(
-                "Invalid input: cutoff.",
-                {"cutoff": [f"{value!r} is not an ISO 8601 time (e.g. 2026-06-30T23:59:59Z)."]},
-            ) from None
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValidationFailed(
-            "Invalid input: cutoff.",
-            {"cutoff": ["Give the cut-off with a time zone (e.g. Z or +02:00)."]},
-        )
-    if value > now:
-        raise ValidationFailed(
-            "Invalid input: cutoff.",
-            {"cutoff": [f"The cut-off {value.isoformat()} is in the future."]},
-        )
-    return value.astimezone(UTC)
+    return parse_cutoff(value, now) or now.replace(microsecond=0).astimezone(UTC)
 
 
 @lru_cache(maxsize=64)

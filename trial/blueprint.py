@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import flask_smorest
 
+from trial.validation import TrialParser
+
 
 class Blueprint(flask_smorest.Blueprint):
+    # Bodies come from trial.json_input's one strict parse; schema and rule errors together.
+    ARGUMENTS_PARSER = TrialParser()
+
     def arguments(self, schema, **kwargs):
         """As flask-smorest's, but a schema class is instantiated here, once.
 

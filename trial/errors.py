@@ -63,6 +63,12 @@ class ValidationFailed(TrialError):
     status, code = 422, "validation_error"
 
 
+class InvalidJSON(TrialError):
+    """A body sent as JSON that cannot be read as JSON (or nests deeper than any body may)."""
+
+    status, code = 400, "invalid_json"
+
+
 class TooManyRequests(TrialError):
     status, code = 429, "too_many_requests"
 
@@ -82,7 +88,7 @@ def error_response(status: int, code: str, message: str, errors: dict | None = N
     return response
 
 
-def _flatten_webargs_errors(messages: dict) -> dict[str, list[str]]:
+def flatten_messages(messages: dict) -> dict[str, list[str]]:
     """Flatten webargs' ``{location: {field: [msg]}}`` into ``{field: [msg]}``.
 
     Nested fields are joined with dots (``items.3.score``) so each bad field is named.
@@ -103,19 +109,9 @@ def _flatten_webargs_errors(messages: dict) -> dict[str, list[str]]:
     return flat
 
 
-def _nul_fields(prefix: str, value) -> list[str]:
-    """Name every key or string value holding a NUL character (dotted for nested JSON)."""
-    if isinstance(value, str):
-        return [prefix or "_schema"] if "\x00" in value else []
-    found = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            name = f"{prefix}.{key}" if prefix else str(key)
-            found += [name] if "\x00" in str(key) else _nul_fields(name, item)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found += _nul_fields(f"{prefix}.{index}" if prefix else str(index), item)
-    return found
+def _nul_fields(view_args: dict) -> list[str]:
+    """Name every path parameter holding a NUL character."""
+    return [name for name, value in view_args.items() if "\x00" in str(value)]
 
 
 def _takes_json_body(view) -> bool:
@@ -129,9 +125,14 @@ def screen_request_input():
     A body that is not declared as JSON, sent to a view that reads JSON, would be parsed as
     empty and answered "missing field" for every field; it gets a 415 that says what is wrong.
     A NUL character anywhere (path, query, body) cannot be stored by PostgreSQL and used to
-    surface as a 500; it is refused on both databases with the fields named.
+    surface as a 500; it is refused on both databases with the fields named. A JSON body is
+    parsed here, once, by ``trial.json_input`` (which the views' argument parser reads too):
+    malformed or too deep is a 400; a lone surrogate, a NUL, a key given twice, an integer of
+    more digits than any field takes, or NaN/Infinity is a 422 naming each field.
     """
     from flask import current_app, request
+
+    from trial.json_input import request_json
 
     view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
     if (
@@ -144,14 +145,18 @@ def screen_request_input():
             f"Send the request body as JSON with 'Content-Type: application/json' "
             f"(got {request.mimetype or 'no content type'!r})."
         )
-    fields = _nul_fields("", request.view_args or {})
+    fields = _nul_fields(request.view_args or {})
     for name, values in request.args.lists():
         if "\x00" in name or any("\x00" in item for item in values):
             fields.append(name)
+    errors = {name: ["Contains a NUL character, which is not allowed."] for name in fields}
     if request.is_json:
-        fields += _nul_fields("", request.get_json(silent=True))
-    if fields:
-        errors = {name: ["Contains a NUL character, which is not allowed."] for name in fields}
+        try:
+            request_json(request)
+        except ValidationFailed as refused:
+            for name, messages in refused.errors.items():
+                errors.setdefault(name, []).extend(messages)
+    if errors:
         raise ValidationFailed("Invalid input: " + ", ".join(sorted(errors)) + ".", errors)
     return None
 
@@ -169,12 +174,12 @@ def handle_http_exception(exc: HTTPException):
     data = getattr(exc, "data", None) or {}
     messages = data.get("messages")
     if status == 422 and messages:
-        errors = _flatten_webargs_errors(messages)
+        errors = flatten_messages(messages)
         named = ", ".join(sorted(errors))
         return error_response(422, "validation_error", f"Invalid input: {named}.", errors)
     if status == 400 and messages:
         # webargs' only 400: a body declared as JSON that does not parse.
-        errors = _flatten_webargs_errors(messages)
+        errors = flatten_messages(messages)
         message = " ".join(msg for msgs in errors.values() for msg in msgs)
         return error_response(400, "invalid_json", message or "Malformed request.", errors)
     if status == 413:
