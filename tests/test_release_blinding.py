@@ -12,13 +12,12 @@ import hashlib
 import itertools
 import json
 import time
+from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import select, update
 
 from randomization import release
-from randomization.crypto import decrypt_arm, encrypt_arm
-from randomization.models import RandomizationSlot
+from randomization import services as randomization_services
 from randomization.services import allocation_key
 from reports import pdf as report_pdf
 from reports.data import resolve_cutoff
@@ -70,9 +69,7 @@ def randomized(client, admin) -> list[tuple[str, str]]:
     """(participant id, randomization number) as an admin reads them from the trail."""
     events = audit(client, admin, "randomize")
     return sorted(
-        (e["entity_id"], e["new_value"])
-        for e in events
-        if e["field"] == "randomization_number"
+        (e["entity_id"], e["new_value"]) for e in events if e["field"] == "randomization_number"
     )
 
 
@@ -80,20 +77,25 @@ def detail_of(event: dict) -> dict:
     return event["detail"]
 
 
+def true_arms() -> tuple[str, ...]:
+    """The real allocation, in participant order, read the unblinded way (for checking)."""
+    key = allocation_key(get_user_by_username("unblinded_statistician"))
+    db.session.rollback()
+    return tuple(arm for _pid, _num, arm in key)
+
+
 def assignments(count: int, arms: tuple[str, ...]):
     return itertools.product(arms, repeat=count)
 
 
-def flip_every_arm() -> None:
-    """Swap the arms of every slot (baclofen <-> placebo), re-encrypted in place."""
-    for slot in db.session.scalars(select(RandomizationSlot)):
-        arm = decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted)
-        db.session.execute(
-            update(RandomizationSlot)
-            .where(RandomizationSlot.id == slot.id)
-            .values(arm_encrypted=encrypt_arm(slot.stratum, slot.sequence, 1 - arm))
-        )
-    db.session.commit()
+@contextmanager
+def every_arm_flipped():
+    """The same trial with every arm swapped (baclofen <-> placebo) where the randomization
+    package decrypts them; the stored slots themselves are immutable (database triggers)."""
+    real = randomization_services.decrypt_arm
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(randomization_services, "decrypt_arm", lambda s, q, t: 1 - real(s, q, t))
+        yield
 
 
 # --- item 1: the audit trail is no oracle ------------------------------------------------
@@ -108,7 +110,7 @@ def crack_key_release(client, admin, arms) -> list[tuple[str, ...]]:
     detail = detail_of(audit(client, admin, "export_key")[-1])
     hits = []
     for guess in assignments(len(rows), arms):
-        data = key_csv([(pid, num, arm) for (pid, num), arm in zip(rows, guess)], arms)
+        data = key_csv([(pid, num, arm) for (pid, num), arm in zip(rows, guess, strict=True)], arms)
         digest = hashlib.sha256(data).hexdigest()
         if digest in detail.values() or len(data) in detail.values():
             hits.append(guess)
@@ -118,7 +120,9 @@ def crack_key_release(client, admin, arms) -> list[tuple[str, ...]]:
 def test_the_key_release_in_the_trail_cannot_be_matched_by_guessing_arms(trial, monkeypatch):
     client, tokens = trial
     arms = ("baclofen", "placebo")
-    truth = tuple(arm for _pid, _num, arm in allocation_key(get_user_by_username("unblinded_statistician")))
+    truth = tuple(
+        arm for _pid, _num, arm in allocation_key(get_user_by_username("unblinded_statistician"))
+    )
     db.session.rollback()
     response = client.get("/api/v1/exports/key", headers=bearer(tokens["unblinded_statistician"]))
     assert response.status_code == 200
@@ -142,7 +146,7 @@ def crack_closed_report(client, admin, monkeypatch) -> list[tuple[str, ...]]:
     dsmb = get_user_by_username("dsmb")
     hits = []
     for guess in assignments(len(rows), ("baclofen", "placebo")):
-        arm_of = {pid: arm for (pid, _num), arm in zip(rows, guess)}
+        arm_of = {pid: arm for (pid, _num), arm in zip(rows, guess, strict=True)}
         monkeypatch.setattr(
             "randomization.services.arms_for_closed_report", lambda _actor, a=arm_of: a
         )
@@ -157,7 +161,9 @@ def crack_closed_report(client, admin, monkeypatch) -> list[tuple[str, ...]]:
 def test_the_closed_report_in_the_trail_cannot_be_matched_by_guessing_arms(trial, monkeypatch):
     client, tokens = trial
     dsmb = tokens["dsmb"]
-    truth = tuple(arm for _pid, _num, arm in allocation_key(get_user_by_username("unblinded_statistician")))
+    truth = tuple(
+        arm for _pid, _num, arm in allocation_key(get_user_by_username("unblinded_statistician"))
+    )
     db.session.rollback()
     cutoff = resolve_cutoff(None).isoformat()
     url = f"/api/v1/reports/safety?session=closed&arms=named&cutoff={cutoff.replace('+', '%2B')}"
@@ -214,26 +220,24 @@ def test_the_key_file_and_the_list_have_the_same_length_whatever_the_arms(trial,
         return tuple(len(body) for body in pair)
 
     before = answers()
-    flip_every_arm()
-    try:
+    with every_arm_flipped():
         after = answers()
-        assert before[0] != after[0] and before[1] != after[1]  # the arms did change
-        assert lengths(before) == lengths(after)
-        rows = after[0].decode().splitlines()
-        assert len({len(row) for row in rows[1:]}) == 1
-        # Control: unpadded (the old key file and list), the same flip changes both lengths.
-        monkeypatch.setattr(
-            "exports.key.key_csv",
-            lambda rows, _arms: "".join(f"{p},{n},{a}\r\n" for p, n, a in rows).encode(),
-        )
-        monkeypatch.setattr(
-            "randomization.views.padded_json_response",
-            lambda payload, _paths, _names: client.application.json.response(payload),
-        )
-        flipped_unpadded = answers()
-    finally:
-        flip_every_arm()
-    assert lengths(answers()) != lengths(flipped_unpadded)
+    assert before[0] != after[0] and before[1] != after[1]  # the arms did change
+    assert lengths(before) == lengths(after)
+    rows = after[0].decode().splitlines()
+    assert len({len(row) for row in rows[1:]}) == 1
+    # Control: unpadded (the old key file and list), the same flip changes both lengths.
+    monkeypatch.setattr(
+        "exports.key.key_csv",
+        lambda rows, _arms: "".join(f"{p},{n},{a}\r\n" for p, n, a in rows).encode(),
+    )
+    monkeypatch.setattr(
+        "randomization.views.padded_json_response",
+        lambda payload, _paths, _names: client.application.json.response(payload),
+    )
+    unpadded = answers()
+    with every_arm_flipped():
+        assert lengths(answers()) != lengths(unpadded)
 
 
 def test_the_closed_report_has_the_same_size_whatever_the_arms(trial, monkeypatch):
@@ -247,17 +251,15 @@ def test_the_closed_report_has_the_same_size_whatever_the_arms(trial, monkeypatc
         return pdf
 
     first = closed()
-    flip_every_arm()
-    try:
+    with every_arm_flipped():
         second = closed()
-        assert first != second and len(first) == len(second)
-        assert len(first) % release.PDF_SIZE_QUANTUM == 0
-        # Control: without the padding the two reports differ in size.
-        monkeypatch.setattr("reports.pdf.pad_pdf", lambda pdf: pdf)
-        unpadded = closed()
-    finally:
-        flip_every_arm()
-    assert len(closed()) != len(unpadded)
+    assert first != second and len(first) == len(second)
+    assert len(first) % release.PDF_SIZE_QUANTUM == 0
+    # Control: without the padding the two reports differ in size.
+    monkeypatch.setattr("reports.pdf.pad_pdf", lambda pdf: pdf)
+    unpadded = closed()
+    with every_arm_flipped():
+        assert len(closed()) != len(unpadded)
 
 
 def test_a_padded_pdf_reads_as_the_same_document(trial):

@@ -446,7 +446,10 @@ def _restore_sqlite(path: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     src = sqlite3.connect(_read_only_uri(path), uri=True)
     try:
-        check = src.execute("PRAGMA quick_check").fetchone()[0]
+        try:
+            check = src.execute("PRAGMA quick_check").fetchone()[0]
+        except sqlite3.DatabaseError as exc:  # a damaged header: not a database at all
+            raise MaintenanceError(f"{path} is not a readable SQLite database: {exc}") from exc
         if check != "ok":
             raise MaintenanceError(f"{path} fails SQLite's quick_check: {check}")
         dst = sqlite3.connect(target, timeout=60)
