@@ -2,6 +2,8 @@ import marshmallow as ma
 from marshmallow import fields as f
 from marshmallow import validate as v
 
+from trial.reasons import ReasonField
+
 
 class FixedTimestamp(f.Field):
     """ISO 8601 UTC with microseconds always present, so the length never varies."""
@@ -32,7 +34,7 @@ class AllocationSchema(ma.Schema):
 
 
 class CodeBreakSchema(ma.Schema):
-    reason = f.String(required=True, load_only=True, validate=v.Length(min=1, max=2000))
+    reason = ReasonField(required=True, load_only=True)
     password = f.String(required=True, load_only=True, validate=v.Length(min=1, max=1024))
 
 

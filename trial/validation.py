@@ -116,3 +116,28 @@ class TrialParser(FlaskParser):
         super().handle_error(
             error, req, schema, error_status_code=error_status_code, error_headers=error_headers
         )
+
+
+def checks_correction(patch_schema, model, revalidate, patch_keys=None) -> None:
+    """Declare the rules of a captured record's correction body (``PATCH /{form}/{id}``).
+
+    They are the record as the part that loaded would leave it, checked by ``revalidate`` as
+    the correction view checks a body that loads (``trial.records.views``); a field the
+    schema refused keeps no value, so no rule judges its old one instead. ``patch_keys``: the
+    body keys of fields renamed in the PATCH body, which the errors name.
+    """
+    from trial.records.services import ensure_correctable, get_visible_record
+
+    keys = patch_keys or {}
+
+    @checks_body(patch_schema)
+    def check(actor, values, failed, record_id):
+        record, participant = get_visible_record(actor, model.ENTITY, record_id)
+        ensure_correctable(record)
+        merged = {f: getattr(record, f) for f in model.AUDITED_FIELDS if f not in failed}
+        merged.update((k, v) for k, v in values.items() if k in model.AUDITED_FIELDS)
+        try:
+            revalidate(record, participant, merged)
+        except ValidationFailed as refused:
+            named = {keys.get(k, k): messages for k, messages in refused.errors.items()}
+            raise ValidationFailed(refused.message, named) from None

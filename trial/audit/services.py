@@ -29,8 +29,8 @@ from trial.audit.chain import (
 from trial.audit.models import AuditChainHead, AuditEvent
 from trial.bulk import bulk_insert, insert_few
 from trial.database import utcnow
-from trial.errors import ValidationFailed
 from trial.extensions import db
+from trial.reasons import require_reason
 
 _ABSENT = object()
 
@@ -304,11 +304,8 @@ def record_changes(
     fields changed.
     """
     changed = {f: (o, n) for f, (o, n) in changes.items() if encode_value(o) != encode_value(n)}
-    if changed and not (reason and reason.strip()):
-        raise ValidationFailed(
-            "A reason is required to change a record.",
-            {"reason": ["Give the reason for this change."]},
-        )
+    if changed:
+        reason = require_reason(reason, what="changing a record")
     for field, (old, new) in changed.items():
         record_event(
             actor,
@@ -319,7 +316,7 @@ def record_changes(
             field=field,
             old=old,
             new=new,
-            reason=reason.strip(),
+            reason=reason,
         )
     return len(changed)
 

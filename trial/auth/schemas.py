@@ -3,6 +3,7 @@ from marshmallow import fields as f
 from marshmallow import validate as v
 
 from trial.auth.roles import Role
+from trial.reasons import ReasonField
 
 ROLE_CHOICES = [role.value for role in Role]
 
@@ -45,7 +46,7 @@ class UserCreateSchema(ma.Schema):
 class UserRoleChangeSchema(ma.Schema):
     role = f.String(required=True, validate=v.OneOf(ROLE_CHOICES))
     sites = f.List(f.String(validate=v.Length(min=1, max=10)), load_default=list)
-    reason = f.String(required=True, validate=v.Length(min=1, max=2000))
+    reason = ReasonField(required=True)
 
 
 class UsernamePath(ma.Schema):

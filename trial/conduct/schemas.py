@@ -3,13 +3,18 @@ from marshmallow import fields as f
 from marshmallow import validate as v
 
 from trial.conduct.models import DEVIATION_CATEGORIES, DISPOSITIONS
+from trial.reasons import ReasonField
 from trial.records.schemas import RecordMetaSchema, patch_schema_for
 
 
 class DispositionCreateSchema(ma.Schema):
     status = f.String(required=True, validate=v.OneOf(DISPOSITIONS))
     date = f.Date(required=True)
-    reason = f.String(load_default=None, allow_none=True, validate=v.Length(min=1, max=2000))
+    reason = ReasonField(
+        load_default=None,
+        allow_none=True,
+        metadata={"description": "required for discontinued_treatment and withdrew"},
+    )
 
 
 class DispositionSchema(RecordMetaSchema):

@@ -19,6 +19,7 @@ from trial.database import commit_then_read
 from trial.participants.services import get_visible_participant
 from trial.records.services import records_of
 from trial.records.views import READERS, SITE_STAFF, add_record_endpoints
+from trial.validation import checks_correction
 
 blp = Blueprint(
     "conduct", __name__, url_prefix="/api/v1", description="Disposition and protocol deviations"
@@ -67,16 +68,25 @@ def list_deviations(participant_id):
     return records_of(ProtocolDeviation, participant)
 
 
+def _revalidate_disposition(record, participant, values):
+    services.check_disposition(participant, values, exclude_id=record.id)
+
+
+def _revalidate_deviation(record, participant, values):
+    services.check_deviation(participant, values)
+
+
 add_record_endpoints(
     blp,
     model=Disposition,
     path="dispositions",
     dump_schema=DispositionSchema,
     patch_schema=DispositionPatchSchema,
-    revalidate=lambda record, participant, values: services.check_disposition(
-        participant, values, exclude_id=record.id
-    ),
+    revalidate=_revalidate_disposition,
     patch_keys=DISPOSITION_PATCH_KEYS,
+)
+checks_correction(
+    DispositionPatchSchema, Disposition, _revalidate_disposition, DISPOSITION_PATCH_KEYS
 )
 add_record_endpoints(
     blp,
@@ -84,5 +94,6 @@ add_record_endpoints(
     path="deviations",
     dump_schema=DeviationSchema,
     patch_schema=DeviationPatchSchema,
-    revalidate=lambda record, participant, values: services.check_deviation(participant, values),
+    revalidate=_revalidate_deviation,
 )
+checks_correction(DeviationPatchSchema, ProtocolDeviation, _revalidate_deviation)

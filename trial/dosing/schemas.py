@@ -2,6 +2,7 @@ import marshmallow as ma
 from marshmallow import fields as f
 from marshmallow import validate as v
 
+from trial.reasons import ReasonField
 from trial.records.schemas import RecordMetaSchema, patch_schema_for
 
 
@@ -13,10 +14,9 @@ class DosingCreateSchema(ma.Schema):
         validate=v.Range(min=0, max=20),
         metadata={"description": "tablets per day (never mg)"},
     )
-    change_reason = f.String(
+    change_reason = ReasonField(
         load_default=None,
         allow_none=True,
-        validate=v.Length(min=1, max=2000),
         metadata={"description": "required when the dose changes"},
     )
     tablets_returned = f.Integer(

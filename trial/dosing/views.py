@@ -11,6 +11,7 @@ from trial.dosing.schemas import DosingCreateSchema, DosingPatchSchema, DosingSc
 from trial.participants.services import get_visible_participant
 from trial.records.services import records_of
 from trial.records.views import READERS, SITE_STAFF, add_record_endpoints
+from trial.validation import checks_correction
 
 blp = Blueprint("dosing", __name__, url_prefix="/api/v1", description="Study drug")
 
@@ -36,13 +37,16 @@ def list_dosing(participant_id):
     return sorted(records_of(DosingRecord, participant), key=lambda r: r.date)
 
 
+def _revalidate(record, participant, values):
+    services.check_dosing(participant, values, exclude_id=record.id)
+
+
 add_record_endpoints(
     blp,
     model=DosingRecord,
     path="dosing",
     dump_schema=DosingSchema,
     patch_schema=DosingPatchSchema,
-    revalidate=lambda record, participant, values: services.check_dosing(
-        participant, values, exclude_id=record.id
-    ),
+    revalidate=_revalidate,
 )
+checks_correction(DosingPatchSchema, DosingRecord, _revalidate)

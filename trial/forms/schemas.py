@@ -32,6 +32,9 @@ CiwaInput = ma.Schema.from_dict(
 
 
 class VitalsInput(ma.Schema):
+    """Each value in its range; diastolic below systolic is a rule of the service
+    (``trial.forms.services.check_vitals``), checked on a visit and on a correction."""
+
     systolic_bp = f.Integer(required=True, strict=True, validate=v.Range(min=60, max=260))
     diastolic_bp = f.Integer(required=True, strict=True, validate=v.Range(min=30, max=160))
     heart_rate = f.Integer(required=True, strict=True, validate=v.Range(min=30, max=220))
@@ -39,17 +42,11 @@ class VitalsInput(ma.Schema):
         load_default=None, allow_none=True, allow_nan=False, validate=v.Range(min=30, max=300)
     )
 
-    @ma.validates_schema
-    def _pressure_order(self, data, **_):
-        if (
-            data.get("diastolic_bp") is not None
-            and data.get("systolic_bp") is not None
-            and data["diastolic_bp"] >= data["systolic_bp"]
-        ):
-            raise ma.ValidationError("Diastolic must be below systolic.", "diastolic_bp")
-
 
 class LabInput(ma.Schema):
+    """A known test; its unit, and each test once per visit, are rules of the service
+    (``trial.forms.services.check_labs``)."""
+
     test = f.String(required=True, validate=v.OneOf(list(LAB_UNITS)))
     value = f.Float(
         required=True, allow_nan=False, validate=v.Range(min=0, min_inclusive=False, max=100_000)
@@ -58,14 +55,6 @@ class LabInput(ma.Schema):
     upper_limit_normal = f.Float(
         required=True, allow_nan=False, validate=v.Range(min=0, min_inclusive=False, max=100_000)
     )
-
-    @ma.validates_schema
-    def _unit_known(self, data, **_):
-        units = LAB_UNITS.get(data.get("test"), ())
-        if data.get("test") in LAB_UNITS and data.get("unit") not in units:
-            raise ma.ValidationError(
-                f"Unit for {data['test']} must be one of {', '.join(units)}.", "unit"
-            )
 
 
 class DrinkingDaySchema(RecordMetaSchema):

@@ -55,35 +55,51 @@ def check_drinking_days(
     seen: set[date] = set()
     for index, entry in enumerate(days):
         where = f"{prefix}.{index}" if prefix else ""
-        day = entry["day"]
+        day = entry.get("day")  # an entry may hold only what loaded (trial.validation)
         key = f"{where}.date" if where else "date"
-        if day > today:
+        if day is None:
+            pass
+        elif day > today:
             errors.setdefault(key, []).append(f"{day} is in the future.")
         elif not first <= day <= last:
             errors.setdefault(key, []).append(
                 f"{day} is outside the period this visit covers ({first} to {last})."
             )
-        if day in seen or day in recorded:
+        if day is not None and (day in seen or day in recorded):
             errors.setdefault(key, []).append(f"{day} is already recorded.")
         seen.add(day)
-        if entry["standard_drinks"] > limit:
+        if entry.get("standard_drinks") is not None and entry["standard_drinks"] > limit:
             errors.setdefault(
                 f"{where}.standard_drinks" if where else "standard_drinks", []
             ).append(f"At most {limit} standard drinks in a day.")
 
 
+def check_vitals(vitals: dict | None, errors: dict, prefix: str = "vitals") -> None:
+    """Diastolic below systolic (when both are known)."""
+    if not vitals:
+        return
+    systolic, diastolic = vitals.get("systolic_bp"), vitals.get("diastolic_bp")
+    if systolic is not None and diastolic is not None and diastolic >= systolic:
+        key = f"{prefix}.diastolic_bp" if prefix else "diastolic_bp"
+        errors.setdefault(key, []).append("Diastolic must be below systolic.")
+
+
 def check_labs(labs: list[dict], errors: dict, prefix: str = "labs") -> None:
+    """Each test once per visit, in one of its units (when known)."""
     seen = set()
     for index, lab in enumerate(labs):
         where = f"{prefix}.{index}" if prefix else ""
-        if lab["test"] in seen:
+        test = lab.get("test")
+        if test is None:
+            continue
+        if test in seen:
             errors.setdefault(f"{where}.test" if where else "test", []).append(
-                f"{lab['test']} is listed twice."
+                f"{test} is listed twice."
             )
-        seen.add(lab["test"])
-        if lab["unit"] not in LAB_UNITS[lab["test"]]:
+        seen.add(test)
+        if "unit" in lab and lab["unit"] not in LAB_UNITS[test]:
             errors.setdefault(f"{where}.unit" if where else "unit", []).append(
-                f"Unit for {lab['test']} must be one of {', '.join(LAB_UNITS[lab['test']])}."
+                f"Unit for {test} must be one of {', '.join(LAB_UNITS[test])}."
             )
 
 
@@ -126,23 +142,27 @@ def revalidate_drinking_day(record: DrinkingDay, participant: Participant, merge
 
 
 def revalidate_vitals(record, participant, merged: dict) -> None:
-    if merged["diastolic_bp"] >= merged["systolic_bp"]:
-        raise_if_errors({"diastolic_bp": ["Diastolic must be below systolic."]})
+    errors: dict = {}
+    check_vitals(merged, errors, prefix="")
+    raise_if_errors(errors)
 
 
 def revalidate_lab(record, participant, merged: dict) -> None:
     errors: dict = {}
     check_labs([merged], errors, prefix="")
-    others = db.session.scalar(
-        select(LabResult).where(
-            LabResult.visit_id == record.visit_id,
-            LabResult.test == merged["test"],
-            LabResult.id != record.id,
-            LabResult.entered_in_error.is_(False),
+    if merged.get("test") is not None:
+        others = db.session.scalar(
+            select(LabResult).where(
+                LabResult.visit_id == record.visit_id,
+                LabResult.test == merged["test"],
+                LabResult.id != record.id,
+                LabResult.entered_in_error.is_(False),
+            )
         )
-    )
-    if others is not None:
-        errors.setdefault("test", []).append(f"{merged['test']} is already recorded at this visit.")
+        if others is not None:
+            errors.setdefault("test", []).append(
+                f"{merged['test']} is already recorded at this visit."
+            )
     raise_if_errors(errors)
 
 

@@ -21,6 +21,7 @@ from trial.forms.schemas import (
 from trial.participants.services import get_visible_participant
 from trial.records.services import records_of
 from trial.records.views import READERS, add_record_endpoints
+from trial.validation import checks_correction
 
 blp = Blueprint("forms", __name__, url_prefix="/api/v1", description="Visit forms")
 
@@ -50,3 +51,4 @@ for model, path, dump, patch, check in (
     add_record_endpoints(
         blp, model=model, path=path, dump_schema=dump, patch_schema=patch, revalidate=check
     )
+    checks_correction(patch, model, check)

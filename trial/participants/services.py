@@ -13,9 +13,11 @@ from trial.database import utcnow
 from trial.errors import Forbidden, NotFound, ValidationFailed
 from trial.extensions import db
 from trial.participants.models import Participant
+from trial.participants.schemas import ParticipantCreateSchema
 from trial.protocol import current_protocol
 from trial.sites.models import Site
 from trial.sites.services import get_site_by_code
+from trial.validation import checks_body, raise_errors
 
 
 def site_today(site: Site, now: datetime | None = None) -> date:
@@ -30,22 +32,31 @@ def randomization_date(participant: Participant) -> date | None:
     return site_today(participant.site, participant.randomized_at)
 
 
-def _check_registration(site: Site, year_of_birth: int, consent_date: date) -> None:
+def registration_errors(
+    site: Site | None, year_of_birth: int | None, consent_date: date | None
+) -> dict[str, list[str]]:
+    """The registration rules, each checked when its inputs are known (None: not known)."""
     protocol = current_protocol()
     errors: dict[str, list[str]] = {}
-    today = site_today(site)
-    if consent_date > today:
-        errors["consent_date"] = [
-            f"Consent date {consent_date} is in the future (today at site {site.code} is {today})."
-        ]
-    age = consent_date.year - year_of_birth
-    if not protocol.min_age <= age <= protocol.max_age:
-        errors["year_of_birth"] = [
-            f"Age at consent would be {age} (consent year minus birth year); the protocol "
-            f"admits {protocol.min_age} to {protocol.max_age}."
-        ]
-    if errors:
-        raise ValidationFailed("Invalid input: " + ", ".join(sorted(errors)) + ".", errors)
+    if site is not None and consent_date is not None:
+        today = site_today(site)
+        if consent_date > today:
+            errors["consent_date"] = [
+                f"Consent date {consent_date} is in the future (today at site {site.code} "
+                f"is {today})."
+            ]
+    if consent_date is not None and year_of_birth is not None:
+        age = consent_date.year - year_of_birth
+        if not protocol.min_age <= age <= protocol.max_age:
+            errors["year_of_birth"] = [
+                f"Age at consent would be {age} (consent year minus birth year); the protocol "
+                f"admits {protocol.min_age} to {protocol.max_age}."
+            ]
+    return errors
+
+
+def _check_registration(site: Site, year_of_birth: int, consent_date: date) -> None:
+    raise_errors(registration_errors(site, year_of_birth, consent_date))
 
 
 def registration_site(actor, site: str) -> Site:
@@ -57,6 +68,26 @@ def registration_site(actor, site: str) -> Site:
         raise Forbidden(
             f"You may register participants only at your own site ({actor.site_label or 'none'})."
         )
+    return site_row
+
+
+@checks_body(ParticipantCreateSchema)
+def check_registration(actor, values: dict, failed=frozenset()) -> Site | None:
+    """Every registration rule on ``values`` (those known), naming each bad field at once.
+
+    Returns the site. A site the actor may not register at is a 403 whatever the body.
+    """
+    errors: dict[str, list[str]] = {}
+    site_row = None
+    if "site" in values:
+        try:
+            site_row = registration_site(actor, values["site"])
+        except ValidationFailed as unknown:
+            errors.update(unknown.errors)
+    errors.update(
+        registration_errors(site_row, values.get("year_of_birth"), values.get("consent_date"))
+    )
+    raise_errors(errors)
     return site_row
 
 
@@ -74,8 +105,9 @@ def register_participant(
     actor, *, site: str, sex: str, year_of_birth: int, consent_date: date
 ) -> Participant:
     """Register a consented participant at the actor's own site and give them an id."""
-    site_row = registration_site(actor, site)
-    _check_registration(site_row, year_of_birth, consent_date)
+    site_row = check_registration(
+        actor, {"site": site, "year_of_birth": year_of_birth, "consent_date": consent_date}
+    )
     locked = lock_site(site_row)
     locked.participant_counter += 1
     number = locked.participant_counter

@@ -3,6 +3,7 @@ from marshmallow import fields as f
 from marshmallow import validate as v
 
 from trial.queries.models import QUERY_STATUSES
+from trial.validation import checks_body
 
 TEXT_MAX = 4000
 
@@ -43,6 +44,16 @@ class QueryRaiseSchema(ma.Schema):
         metadata={"description": "The queried field (optional; the whole record if absent)"},
     )
     text = _text(True, "The question to the site")
+
+
+@checks_body(QueryRaiseSchema)
+def _check_query_target(actor, values, failed, **_):
+    """The record type and field of a query whose body failed its schema (the service's
+    rule: ``trial.queries.services._check_target``), so both kinds of error come at once."""
+    from trial.queries.services import _check_target
+
+    if "entity" in values:
+        _check_target(values["entity"], None if "field" in failed else values.get("field"))
 
 
 class QueryAnswerSchema(ma.Schema):

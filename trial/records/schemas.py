@@ -2,11 +2,12 @@ import copy
 
 import marshmallow as ma
 from marshmallow import fields as f
-from marshmallow import validate as v
+
+from trial.reasons import ReasonField
 
 
 class ReasonSchema(ma.Schema):
-    reason = f.String(required=True, load_only=True, validate=v.Length(min=1, max=2000))
+    reason = ReasonField(required=True, load_only=True)
 
 
 class RecordMetaSchema(ma.Schema):
@@ -43,7 +44,5 @@ def patch_schema_for(
         if field_name in keys:
             clone.data_key = keys[field_name]
         fields[field_name] = clone
-    fields[CHANGE_REASON] = f.String(
-        required=True, load_only=True, data_key="reason", validate=v.Length(min=1, max=2000)
-    )
+    fields[CHANGE_REASON] = ReasonField(required=True, load_only=True, data_key="reason")
     return ma.Schema.from_dict(fields, name=name)

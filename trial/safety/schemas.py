@@ -4,6 +4,7 @@ import marshmallow as ma
 from marshmallow import fields as f
 from marshmallow import validate as v
 
+from trial.reasons import ReasonField
 from trial.safety.models import (
     ACTIONS_TAKEN,
     CODING_SOURCES,
@@ -59,7 +60,9 @@ def _entry_fields(required: bool) -> dict:
         ),
         "onset_date": f.Date(required=required, metadata={"description": "Site-local date"}),
         "end_date": f.Date(
-            allow_none=True, metadata={"description": "Empty while ongoing; not before onset"}
+            allow_none=True,
+            load_default=None if required else ma.missing,
+            metadata={"description": "Empty while ongoing; not before onset"},
         ),
         "grade": f.Integer(
             required=required,
@@ -70,6 +73,7 @@ def _entry_fields(required: bool) -> dict:
         "seriousness_criteria": f.List(
             f.String(validate=_one_of(SERIOUSNESS_CRITERIA, "seriousness criterion")),
             validate=_unique,
+            load_default=list if required else ma.missing,
             metadata={"description": "Required (at least one) when serious; empty otherwise"},
         ),
         "relatedness": f.String(
@@ -87,10 +91,8 @@ AdverseEventCreateSchema = _Body.from_dict(_entry_fields(True), name="AdverseEve
 AdverseEventCorrectionSchema = _Body.from_dict(
     {
         **_entry_fields(False),
-        "reason": f.String(
-            required=True,
-            validate=[v.Length(min=1, max=2000), _not_blank],
-            metadata={"description": "Why the record is changed (audited)"},
+        "reason": ReasonField(
+            required=True, metadata={"description": "Why the record is changed (audited)"}
         ),
     },
     name="AdverseEventCorrection",
@@ -101,10 +103,7 @@ class EnteredInErrorSchema(ma.Schema):
     class Meta:
         unknown = ma.RAISE
 
-    reason = f.String(
-        required=True,
-        validate=[v.Length(min=1, max=2000), _not_blank],
-    )
+    reason = ReasonField(required=True)
 
 
 class AdverseEventListQuerySchema(ma.Schema):

@@ -15,10 +15,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from trial.errors import Conflict, NotFound, ValidationFailed
+from trial.errors import Conflict, NotFound
 from trial.extensions import db
 from trial.participants.models import Participant
 from trial.participants.services import get_visible_participant, site_today
+from trial.reasons import require_reason
 from trial.records.services import (
     correct_record,
     create_record,
@@ -32,6 +33,8 @@ from trial.safety.models import (
     AdverseEvent,
     criterion_column,
 )
+from trial.safety.schemas import AdverseEventCorrectionSchema, AdverseEventCreateSchema
+from trial.validation import checks_body, raise_errors
 
 MAX_RECORD_ID = 2**31 - 1  # the id column's range on PostgreSQL
 
@@ -70,47 +73,75 @@ def entered_values(record: AdverseEvent) -> dict[str, Any]:
 
 
 def check_adverse_event(values: dict[str, Any], participant: Participant) -> None:
-    """Check the cross-field rules of an AE as it would be stored; name every bad field."""
+    """Check the cross-field rules of an AE as it would be stored; name every bad field.
+
+    A rule whose inputs are not all in ``values`` is skipped: when a body fails its schema,
+    its valid part is checked here (``trial.validation``) and the rest is named already.
+    """
     errors: dict[str, list[str]] = {}
 
     def add(field: str, message: str) -> None:
         errors.setdefault(field, []).append(message)
 
-    onset, end = values["onset_date"], values.get("end_date")
+    onset, end = values.get("onset_date"), values.get("end_date")
     today = site_today(participant.site)
-    if onset > today:
+    if onset is not None and onset > today:
         add("onset_date", f"Onset {onset} is in the future (today at the site is {today}).")
-    if onset < participant.consent_date:
+    if onset is not None and onset < participant.consent_date:
         add(
             "onset_date",
             f"Onset {onset} is before the participant's consent on {participant.consent_date}; "
             f"events before consent are medical history, not adverse events.",
         )
-    if end is not None and end < onset:
+    if end is not None and onset is not None and end < onset:
         add("end_date", f"End date {end} is before the onset date {onset}.")
     if end is not None and end > today:
         add("end_date", f"End date {end} is in the future (today at the site is {today}).")
 
+    known = values.keys()
     criteria = set(values.get("seriousness_criteria") or ())
-    if values["serious"] and not criteria:
+    if values.get("serious") is True and "seriousness_criteria" in known and not criteria:
         add("seriousness_criteria", "A serious event needs at least one seriousness criterion.")
-    if not values["serious"] and criteria:
+    if values.get("serious") is False and criteria:
         add(
             "seriousness_criteria",
             "A non-serious event has no seriousness criteria; set serious to true or "
             "remove the criteria.",
         )
-    grade, outcome = values["grade"], values["outcome"]
-    if grade == 5 and outcome != "fatal":
+    grade, outcome = values.get("grade"), values.get("outcome")
+    if grade == 5 and "outcome" in known and outcome != "fatal":
         add("outcome", "Grade 5 means death related to the event: the outcome must be fatal.")
-    if outcome == "fatal" and grade != 5:
+    if outcome == "fatal" and "grade" in known and grade != 5:
         add("grade", "A fatal outcome is CTCAE grade 5.")
-    if outcome == "fatal" and "death" not in criteria:
+    if outcome == "fatal" and "seriousness_criteria" in known and "death" not in criteria:
         add("seriousness_criteria", "A fatal event must have the seriousness criterion 'death'.")
-    if "death" in criteria and outcome != "fatal":
+    if "death" in criteria and "outcome" in known and outcome != "fatal":
         add("outcome", "The seriousness criterion 'death' needs the outcome fatal.")
-    if errors:
-        raise ValidationFailed("Invalid input: " + ", ".join(sorted(errors)) + ".", errors)
+    raise_errors(errors)
+
+
+@checks_body(AdverseEventCreateSchema)
+def _check_new_adverse_event(actor, values, failed, participant_id):
+    check_adverse_event(values, get_visible_participant(actor, participant_id))
+
+
+@checks_body(AdverseEventCorrectionSchema)
+def _check_adverse_event_correction(actor, values, failed, record_id):
+    record, participant = get_adverse_event(actor, record_id)
+    corrected_values(record, participant, values, failed)
+
+
+def corrected_values(
+    record: AdverseEvent, participant: Participant, changes: dict[str, Any], failed=frozenset()
+) -> dict[str, Any]:
+    """The AE as the correction would leave it, checked whole (the fields in ``failed``,
+    refused by the schema, left out so no rule judges their old value instead)."""
+    if record.entered_in_error:
+        raise Conflict("This adverse event was marked entered in error and can no longer change.")
+    merged = {k: v for k, v in entered_values(record).items() if k not in failed}
+    merged.update((k, v) for k, v in changes.items() if k in AdverseEvent.ENTERED_FIELDS)
+    check_adverse_event(merged, participant)
+    return merged
 
 
 def stored_values(values: dict[str, Any]) -> dict[str, Any]:
@@ -177,13 +208,9 @@ def correct_adverse_event(actor, record_id: int, body: dict[str, Any]):
     expedited report. Returns (AE, participant).
     """
     record, participant = get_adverse_event(actor, record_id, lock=True)
-    if record.entered_in_error:
-        raise Conflict("This adverse event was marked entered in error and can no longer change.")
     changes = dict(body)
     reason = changes.pop("reason", None)
-    merged = {**entered_values(record), **changes}
-    check_adverse_event(merged, participant)
-    stored = stored_values(merged)
+    stored = stored_values(corrected_values(record, participant, changes))
     if stored["term"] != record.term:
         stored.update(code_term(stored["term"]).as_values())
     if apply_correction(actor, record, participant, stored, reason):
@@ -193,6 +220,7 @@ def correct_adverse_event(actor, record_id: int, body: dict[str, Any]):
 
 def withdraw_adverse_event(actor, record_id: int, reason: str):
     """Mark an AE entered in error (kept, audited, out of every list); withdraw its report."""
+    reason = require_reason(reason, what="marking a record entered in error")
     record, participant = get_adverse_event(actor, record_id, lock=True)
     mark_entered_in_error(actor, record, participant, reason)
     sync_expedited_report(actor, record, participant, reason=reason)

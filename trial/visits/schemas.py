@@ -14,6 +14,7 @@ from trial.forms.schemas import (
     VitalsInput,
     VitalsSchema,
 )
+from trial.reasons import ReasonField
 from trial.records.schemas import RecordMetaSchema
 
 
@@ -31,7 +32,7 @@ class VisitCreateSchema(ma.Schema):
         allow_none=True,
         metadata={"description": "required for a completed visit"},
     )
-    missed_reason = f.String(load_default=None, allow_none=True, validate=v.Length(min=1, max=2000))
+    missed_reason = ReasonField(load_default=None, allow_none=True)
     drinking = f.List(
         f.Nested(DrinkingDayInput),
         load_default=list,
@@ -47,8 +48,8 @@ class VisitCreateSchema(ma.Schema):
 class VisitPatchSchema(ma.Schema):
     visit_date = f.Date(allow_none=True)
     status = f.String(validate=v.OneOf(["completed", "missed"]))
-    missed_reason = f.String(allow_none=True, validate=v.Length(min=1, max=2000))
-    reason = f.String(required=True, load_only=True, validate=v.Length(min=1, max=2000))
+    missed_reason = ReasonField(allow_none=True)
+    reason = ReasonField(required=True, load_only=True)
 
 
 class SignSchema(ma.Schema):

@@ -22,14 +22,38 @@ from trial.extensions import db
 from trial.forms import services as forms
 from trial.forms.models import CiwaAssessment, DrinkingDay, LabResult, OcdsAssessment, Vitals
 from trial.participants.models import Participant
-from trial.participants.services import randomization_date, site_today
+from trial.participants.services import (
+    get_visible_participant,
+    randomization_date,
+    site_today,
+)
 from trial.protocol import VisitDefinition, current_protocol
+from trial.reasons import clean_reason, require_reason
 from trial.records.bulk import RecordBatch, RecordRef, as_written
-from trial.records.services import mark_entered_in_error, raise_if_errors, records_of
+from trial.records.services import (
+    ensure_correctable,
+    get_visible_record,
+    mark_entered_in_error,
+    raise_if_errors,
+    records_of,
+)
+from trial.validation import checks_body
 from trial.visits.models import SIGNATURE_MEANING, Visit
 from trial.visits.schedule import in_window, window_dates
+from trial.visits.schemas import VisitCreateSchema, VisitPatchSchema
 
 VISIT_FIELDS = ("visit_code", "visit_date", "status", "missed_reason")
+# What a new visit's body holds when a field is left out (VisitCreateSchema's defaults).
+VISIT_DEFAULTS = {
+    "status": "completed",
+    "visit_date": None,
+    "missed_reason": None,
+    "drinking": [],
+    "labs": [],
+    "ocds": None,
+    "ciwa": None,
+    "vitals": None,
+}
 # What a new visit is checked against (its code not taken, its calendar period): the
 # participant's active visits, as plain rows (built once; rows need no ORM objects).
 _VISITS_TO_CHECK = select(Visit.id, Visit.visit_code, Visit.visit_date, Visit.status).where(
@@ -61,38 +85,49 @@ def check_visit(
     visits: list | None = None,
 ) -> dict:
     """Check visit-level fields; return the errors dict (raise nothing). ``visits``: the
-    participant's active visits, when the caller has read them already."""
+    participant's active visits, when the caller has read them already.
+
+    A rule whose inputs are not in ``values`` is skipped (they failed the schema and are
+    named already, see ``trial.validation``). A visit the participant cannot have yet, or
+    has already, is a 409 whatever else is wrong.
+    """
     errors = {} if errors is None else errors
-    definition = _definition(values["visit_code"])
-    if definition is None:
-        codes = ", ".join(v.code for v in current_protocol().visits)
-        errors["visit_code"] = [f"Unknown visit {values['visit_code']!r}; use one of {codes}."]
-        return errors
-    day0 = randomization_date(participant)
-    if definition.day >= 0 and day0 is None:
-        raise Conflict(
-            f"Participant {participant.participant_id} is not randomized yet: only "
-            f"the screening visit can be recorded."
-        )
-    if values["status"] == "missed":
-        if not values.get("missed_reason"):
+    code = values.get("visit_code")
+    definition = day0 = None
+    if code is not None:
+        definition = _definition(code)
+        if definition is None:
+            codes = ", ".join(v.code for v in current_protocol().visits)
+            errors["visit_code"] = [f"Unknown visit {code!r}; use one of {codes}."]
+            return errors
+        day0 = randomization_date(participant)
+        if definition.day >= 0 and day0 is None:
+            raise Conflict(
+                f"Participant {participant.participant_id} is not randomized yet: only "
+                f"the screening visit can be recorded."
+            )
+    status = values.get("status")
+    visit_date = values.get("visit_date")
+    if status == "missed":
+        if "missed_reason" in values and clean_reason(values["missed_reason"]) is None:
             errors["missed_reason"] = ["Say why the visit was missed."]
-    else:
-        visit_date = values.get("visit_date")
-        if visit_date is None:
-            errors["visit_date"] = ["A completed visit needs its date."]
-        elif visit_date > site_today(participant.site):
+    elif status == "completed" and "visit_date" in values and visit_date is None:
+        errors["visit_date"] = ["A completed visit needs its date."]
+    elif visit_date is not None:
+        if visit_date > site_today(participant.site):
             errors["visit_date"] = [f"{visit_date} is in the future."]
         elif visit_date < participant.consent_date:
             errors["visit_date"] = [f"{visit_date} is before consent ({participant.consent_date})."]
-        elif definition.day >= 0 and visit_date < day0:
+        elif definition is not None and definition.day >= 0 and visit_date < day0:
             errors["visit_date"] = [f"{visit_date} is before randomization ({day0})."]
+    if code is None:
+        return errors
     if visits is None:
         visits = records_of(Visit, participant)
-    taken = [v for v in visits if v.visit_code == values["visit_code"] and v.id != exclude_id]
+    taken = [v for v in visits if v.visit_code == code and v.id != exclude_id]
     if taken:
         raise Conflict(
-            f"Visit {values['visit_code']} is already recorded for "
+            f"Visit {code} is already recorded for "
             f"{participant.participant_id} (visit {taken[0].id}); correct it "
             f"instead.",
             {"visit_code": ["Already recorded."]},
@@ -128,13 +163,54 @@ def calendar_period(
     return first, last
 
 
+def visit_errors(
+    participant: Participant, data: dict, *, visits: list | None = None, recorded=None
+) -> dict:
+    """Every rule of a new visit with its forms, on the fields of ``data`` that are known.
+
+    ``visits`` and ``recorded`` (the days on the participant's calendar): as read by the
+    caller, or read here.
+    """
+    errors = check_visit(
+        participant, {k: data[k] for k in VISIT_FIELDS if k in data}, visits=visits
+    )
+    status, visit_date = data.get("status"), data.get("visit_date")
+    form_keys = [k for k in ("drinking", "labs") if data.get(k)] + [
+        k for k in ("ocds", "ciwa", "vitals") if data.get(k) is not None
+    ]
+    if status == "missed" and form_keys:
+        for key in form_keys:
+            errors[key] = ["A missed visit carries no forms."]
+    if status == "missed" and visit_date is not None:
+        errors["visit_date"] = [
+            "A missed visit has no date: leave visit_date out, or record the visit as completed."
+        ]
+    if (
+        data.get("drinking")
+        and status == "completed"
+        and data.get("visit_code") is not None
+        and visit_date is not None
+        and not errors
+    ):
+        period = calendar_period(participant, data["visit_code"], visit_date, visits=visits)
+        forms.check_drinking_days(participant, data["drinking"], period, errors, recorded=recorded)
+    forms.check_vitals(data.get("vitals"), errors)
+    forms.check_labs(data.get("labs") or [], errors)
+    return errors
+
+
+@checks_body(VisitCreateSchema)
+def _check_new_visit(actor, values, failed, participant_id):
+    raise_if_errors(visit_errors(get_visible_participant(actor, participant_id), values))
+
+
 def record_visit(actor, participant: Participant, data: dict):
     """Create a visit and its forms in one step; refuse everything if anything is wrong.
 
     Returns the visit as written (``visit_as_written``: built from the rows stored, not
     read back), so the response needs no further round trip.
     """
-    visit_values = {k: data[k] for k in VISIT_FIELDS}
+    data = {**VISIT_DEFAULTS, **data}  # as the schema loads them: every rule applies
     if data["drinking"]:
         parameters = {"participant": participant.id, "exclude": -1}
         rows = db.session.execute(_VISITS_AND_RECORDED_DAYS, parameters).all()
@@ -143,25 +219,7 @@ def record_visit(actor, participant: Participant, data: dict):
     else:
         visits = db.session.execute(_VISITS_TO_CHECK, {"participant": participant.id}).all()
         recorded = None  # no calendar day to check
-    errors = check_visit(participant, visit_values, visits=visits)
-    form_keys = [k for k in ("drinking", "labs") if data[k]] + [
-        k for k in ("ocds", "ciwa", "vitals") if data[k] is not None
-    ]
-    if visit_values["status"] == "missed" and form_keys:
-        for key in form_keys:
-            errors[key] = ["A missed visit carries no forms."]
-    if visit_values["status"] == "missed" and visit_values["visit_date"] is not None:
-        errors["visit_date"] = [
-            "A missed visit has no date: leave visit_date out, or record the visit as completed."
-        ]
-    if not errors and data["drinking"]:
-        period = calendar_period(
-            participant, visit_values["visit_code"], visit_values["visit_date"], visits=visits
-        )
-        forms.check_drinking_days(participant, data["drinking"], period, errors, recorded=recorded)
-    if not errors:
-        forms.check_labs(data["labs"], errors)
-    raise_if_errors(errors)
+    raise_if_errors(visit_errors(participant, data, visits=visits, recorded=recorded))
 
     batch = RecordBatch(actor)
     queue_visit(batch, participant, data)
@@ -272,27 +330,42 @@ def _active_forms(visit: Visit) -> list:
 
 
 def revalidate_visit(actor, participant: Participant, visit: Visit, merged: dict) -> None:
-    """Check the visit as corrected, and that its forms still fit it."""
+    """Check the visit as corrected, and that its forms still fit it (a rule whose inputs
+    are not in ``merged`` is skipped)."""
     errors = check_visit(participant, merged, exclude_id=visit.id)
-    if not errors and merged["status"] == "missed" and _active_forms(visit):
+    status, visit_date = merged.get("status"), merged.get("visit_date")
+    if not errors and status == "missed" and _active_forms(visit):
         errors["status"] = [
             "This visit has forms; a missed visit carries none. Mark its forms as entered "
             "in error first."
         ]
-    if not errors and merged["status"] == "completed" and visit.drinking_days:
+    dated = status == "completed" and visit_date is not None
+    if not errors and dated and visit.drinking_days:
         first, last = calendar_period(
-            participant, visit.visit_code, merged["visit_date"], exclude_visit_id=visit.id
+            participant, visit.visit_code, visit_date, exclude_visit_id=visit.id
         )
         outside = sorted(d.day for d in visit.drinking_days if not first <= d.day <= last)
         if outside:
             errors["visit_date"] = [
-                f"On {merged['visit_date']} this visit's drinking calendar would cover "
+                f"On {visit_date} this visit's drinking calendar would cover "
                 f"{first} to {last}, but it holds "
                 f"{', '.join(str(day) for day in outside)}: correct those days first."
             ]
-    if not errors and merged["status"] == "completed":
-        _check_next_calendar(participant, visit, merged["visit_date"], errors)
+    if not errors and dated:
+        _check_next_calendar(participant, visit, visit_date, errors)
     raise_if_errors(errors)
+
+
+@checks_body(VisitPatchSchema)
+def _check_visit_correction(actor, values, failed, visit_id):
+    """The rules of a visit correction whose body failed its schema, on the part that loaded
+    (the correction view applies the same steps to a body that loads)."""
+    visit, participant = get_visible_record(actor, "visit", visit_id)
+    ensure_correctable(visit)
+    changes = coherent_visit_changes(visit, {k: v for k, v in values.items() if k in VISIT_FIELDS})
+    merged = {field: getattr(visit, field) for field in Visit.AUDITED_FIELDS if field not in failed}
+    merged.update(changes)
+    revalidate_visit(actor, participant, visit, merged)
 
 
 def _check_next_calendar(participant: Participant, visit: Visit, new_date, errors) -> None:
@@ -348,6 +421,7 @@ def mark_visit_in_error(actor, visit: Visit, participant: Participant, reason: s
     The forms and the deviation describe the visit; left active they would stay in every
     output and block the days and the visit from being entered again correctly.
     """
+    reason = require_reason(reason, what="marking a record entered in error")
     mark_entered_in_error(actor, visit, participant, reason)
     deviations = db.session.scalars(
         select(ProtocolDeviation).where(
@@ -356,7 +430,7 @@ def mark_visit_in_error(actor, visit: Visit, participant: Participant, reason: s
             ProtocolDeviation.entered_in_error.is_(False),
         )
     )
-    because = f"Visit {visit.id} was entered in error: {reason.strip()}"
+    because = f"Visit {visit.id} was entered in error: {reason}"
     for record in [*_active_forms(visit), *deviations]:
         mark_entered_in_error(actor, record, participant, because)
 
