@@ -11,6 +11,7 @@ from trial.database import utcnow
 from trial.errors import Conflict, NotFound, ValidationFailed
 from trial.extensions import db
 from trial.participants.models import Participant
+from trial.reasons import require_reason
 
 # entity name -> model class, filled by ``register_record_type``; used by corrections,
 # data queries and signatures to find a record from its audit name.
@@ -94,12 +95,9 @@ def mark_entered_in_error(actor, record, participant: Participant, reason: str |
     """Withdraw a record from every output without deleting it."""
     if record.entered_in_error:
         raise Conflict("This record is already marked as entered in error.")
-    if not (reason and reason.strip()):
-        raise ValidationFailed(
-            "A reason is required.", {"reason": ["Say why this record was entered in error."]}
-        )
+    reason = require_reason(reason, what="marking a record entered in error")
     record.entered_in_error = True
-    record.error_reason = reason.strip()
+    record.error_reason = reason
     record.version += 1
     record.updated_at = utcnow()
     db.session.flush()
@@ -112,7 +110,7 @@ def mark_entered_in_error(actor, record, participant: Participant, reason: str |
         field="entered_in_error",
         old=False,
         new=True,
-        reason=reason.strip(),
+        reason=reason,
     )
 
 
