@@ -55,8 +55,24 @@ class Config:
     # Authentication
     TOKEN_TTL_HOURS = _int_env("TOKEN_TTL_HOURS", 12)
     CLI_TOKEN_TTL_DAYS = _int_env("CLI_TOKEN_TTL_DAYS", 90)
-    LOGIN_MAX_FAILURES = _int_env("LOGIN_MAX_FAILURES", 10)
-    LOGIN_FAILURE_WINDOW_MINUTES = _int_env("LOGIN_FAILURE_WINDOW_MINUTES", 15)
+    # Throttling (Flask-Limiter; trial/auth/throttle.py). Limits are Flask-Limiter strings
+    # ("10 per 15 minutes", several joined by ";"), checked at start. Anonymous logins
+    # (POST /auth/token) are counted per client address and per name typed (failures only),
+    # and trial-wide (every attempt that checks a password): the trial-wide cap bounds the
+    # audit rows and argon2 work an anonymous flood can cost. The authenticated step-up (the
+    # password re-typed for a code-break, a signature, an approval or a password change) has
+    # its own limit per account, on wrong passwords its owner types: anonymous traffic never
+    # counts against it. Counters live in RATELIMIT_STORAGE_URI: memory:// keeps them per
+    # process (each gunicorn worker counts alone); use redis://host:6379 to share them
+    # between workers and hosts.
+    RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
+    RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "trial")
+    RATELIMIT_ENABLED = True  # explicit: Flask-Limiter would otherwise inherit another app's
+    RATELIMIT_HEADERS_ENABLED = True  # Retry-After on every 429
+    LOGIN_LIMIT_PER_ADDRESS = os.environ.get("LOGIN_LIMIT_PER_ADDRESS", "30 per 15 minutes")
+    LOGIN_LIMIT_PER_NAME = os.environ.get("LOGIN_LIMIT_PER_NAME", "10 per 15 minutes")
+    LOGIN_LIMIT_TRIAL_WIDE = os.environ.get("LOGIN_LIMIT_TRIAL_WIDE", "300 per 15 minutes")
+    STEP_UP_LIMIT = os.environ.get("STEP_UP_LIMIT", "10 per 15 minutes")
     # argon2id cost (RFC 9106 second recommended option is t=3, m=64 MiB).
     ARGON2_TIME_COST = _int_env("ARGON2_TIME_COST", 3)
     ARGON2_MEMORY_COST_KIB = _int_env("ARGON2_MEMORY_COST_KIB", 65_536)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
+from flask import g
 from sqlalchemy import bindparam, func, select
 
 from randomization.claim import (
@@ -27,6 +28,7 @@ from randomization.models import (
 )
 from randomization.strata import stratum_key
 from trial.audit.services import record_event, record_events
+from trial.auth.approval import NO_VALID_APPROVAL, code_break_refusal
 from trial.auth.services import verify_password
 from trial.database import utcnow
 from trial.errors import Conflict, Forbidden, ValidationFailed
@@ -281,14 +283,35 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
 def break_code(actor, participant_id: str, *, reason: str, password: str) -> tuple:
     """Reveal one participant's arm to an investigator of their site, in an emergency.
 
-    Returns ``(participant, arm_name)``, or None when the password was wrong (the caller
-    commits the refusal's audit row, then raises ``code_break_refused()``).
+    Only through an account an unblinded statistician has approved, as it is now
+    (``trial.auth.approval``): without that, an admin could break codes through an
+    investigator account whose password they chose. Returns ``(participant, arm_name)``, or
+    None when refused, without an approval or with a wrong password (the caller commits the
+    refusal's audit row, then raises ``code_break_refused()``, which names the cause).
     """
     participant = get_visible_participant(actor, participant_id)
     if not (reason and reason.strip()):
         raise ValidationFailed(
             "Invalid input: reason.", {"reason": ["Say why the code must be broken."]}
         )
+    unapproved = code_break_refusal(actor)
+    if unapproved is not None:
+        # Before the password: an account nobody approved is not even a password oracle.
+        record_event(
+            actor,
+            "code_break_refused",
+            entity_type="participant",
+            entity_id=participant_id,
+            entity_site=participant.site_code,
+            reason=reason.strip(),
+            detail={"cause": NO_VALID_APPROVAL, "approval": unapproved},
+        )
+        g.code_break_refusal = Forbidden(
+            f"{NO_VALID_APPROVAL[0].upper()}{NO_VALID_APPROVAL[1:]} ({unapproved}). The code "
+            f"was not broken; the attempt was recorded.",
+            {"approval": [unapproved]},
+        )
+        return None
     if not verify_password(actor, password):
         record_event(
             actor,
@@ -343,6 +366,10 @@ def break_code(actor, participant_id: str, *, reason: str, password: str) -> tup
 
 
 def code_break_refused() -> Forbidden:
+    """The 403 for the refusal ``break_code`` just recorded (by default a wrong password)."""
+    refusal = g.pop("code_break_refusal", None)
+    if refusal is not None:
+        return refusal
     return Forbidden(
         "Password incorrect: the code was not broken. The attempt was recorded.",
         {"password": ["Incorrect password."]},

@@ -308,3 +308,28 @@ def make_participant(client, make_user):
         return response.json
 
     return factory
+
+
+def approve_for_code_break(user, password: str):
+    """Let an investigator break codes as the real procedure does (trial/auth/approval.py):
+    the owner sets their own password, then an unblinded statistician approves the account.
+    The approval check itself stays on; this only gives the approval a real account needs.
+    """
+    from trial.auth import approval, services
+    from trial.cli_support import system_actor
+
+    approver = services.get_user_by_username("code-break.approver")
+    if approver is None:
+        approver = services.create_user(
+            system_actor(), username="code-break.approver", role="unblinded_statistician"
+        )
+    services.set_password(user, user, password)
+    given = approval.approve_code_break(approver, user, reason="identity confirmed (test)")
+    db.session.commit()
+    return given
+
+
+@pytest.fixture
+def approve_code_break(app):
+    """``approve_for_code_break`` as a fixture: ``approve_code_break(user, password)``."""
+    return approve_for_code_break

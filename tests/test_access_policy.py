@@ -77,6 +77,24 @@ MATRIX = {
         lambda role: {"role": "data_manager", "sites": [], "reason": f"matrix {role}"},
     ),
     ("GET", "/api/v1/auth/me"): (EVERYONE, 200, None),
+    # a body without the new password: validation (422), past the policy
+    ("POST", "/api/v1/auth/password"): (EVERYONE, 422, lambda role: {"current_password": "x"}),
+    # code-break approvals: given and revoked by the unblinded statistician only
+    ("GET", "/api/v1/users/<username>/code-break-approval"): (
+        {"admin", "unblinded_statistician"},
+        200,
+        None,
+    ),
+    ("POST", "/api/v1/users/<username>/code-break-approval"): (
+        {"unblinded_statistician"},
+        422,  # no password in the body: validation, not the step-up's 403
+        lambda role: {"reason": f"matrix {role}"},
+    ),
+    ("DELETE", "/api/v1/users/<username>/code-break-approval"): (
+        {"unblinded_statistician"},
+        None,
+        lambda role: {"reason": f"matrix {role}"},
+    ),
     ("DELETE", "/api/v1/auth/token"): (EVERYONE, 204, None),
     # sites
     ("GET", "/api/v1/sites"): (EVERYONE, 200, None),

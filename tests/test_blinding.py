@@ -24,7 +24,7 @@ from sqlalchemy import select
 from randomization import lists, services
 from randomization.crypto import decrypt_seed
 from randomization.models import RandomizationList, RandomizationSlot
-from tests.conftest import bearer
+from tests.conftest import approve_for_code_break, bearer
 from trial.auth.policy import policy_for
 from trial.extensions import db
 
@@ -77,6 +77,7 @@ class Trial:
     query_ids: list[str] = field(default_factory=list)  # data queries at S01 and S02
     record_ids: list[str] = field(default_factory=list)  # captured records (AEs, ...)
     visit_ids: list[str] = field(default_factory=list)  # visits with their forms
+    usernames: list[str] = field(default_factory=list)  # accounts (code-break approval)
 
 
 def secret_material(app) -> list[str]:
@@ -132,7 +133,8 @@ def build_trial(
     db.session.commit()
     secrets = secret_material(app)  # fixed once the list exists
     coordinators = {site: make_user("coordinator", sites=[site])[1] for site in ("S01", "S02")}
-    _, investigator = make_user("investigator", sites=["S01"], password=PASSWORD)
+    investigator_user, investigator = make_user("investigator", sites=["S01"], password=PASSWORD)
+    approve_for_code_break(investigator_user, PASSWORD)
 
     def enrol(site, sex, n):
         return [make_participant(site=site, sex=sex)["participant_id"] for _ in range(n)]
@@ -204,6 +206,7 @@ def build_trial(
         query_ids=query_ids,
         record_ids=record_ids + form_ids,
         visit_ids=visit_ids,
+        usernames=[investigator_user.username],
     )
 
 
@@ -350,6 +353,7 @@ def urls_for(rule, endpoint, trial: Trial) -> list[str]:
         "query_id": trial.query_ids + ["999999"],
         "record_id": trial.record_ids + ["999999"],
         "visit_id": trial.visit_ids + ["999999"],
+        "username": trial.usernames + ["nobody.here"],
     }
     unknown = set(rule.arguments) - set(fillers)
     assert not unknown, (

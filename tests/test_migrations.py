@@ -28,7 +28,6 @@ from trial.extensions import db
 FOUNDATION_TABLES = {
     "audit_chain_head",
     "audit_events",
-    "login_failures",
     "sites",
     "users",
     "api_tokens",

@@ -144,11 +144,14 @@ def test_exhausted_stratum_is_409_without_arms_and_notifies(
     assert randomize(client, token, man).json["randomization_number"] == "R00003"
 
 
-def test_code_break_by_investigator_with_password(client, make_user, trial_list, make_participant):
+def test_code_break_by_investigator_with_password(
+    client, make_user, trial_list, make_participant, approve_code_break
+):
     pid = make_participant(site="S01")["participant_id"]
     _, coordinator = make_user("coordinator", sites=["S01"])
     randomize(client, coordinator, pid)
-    _, investigator = make_user("investigator", sites=["S01"], password=PASSWORD)
+    user, investigator = make_user("investigator", sites=["S01"], password=PASSWORD)
+    approve_code_break(user, PASSWORD)
     url = f"/api/v1/participants/{pid}/code-break"
 
     wrong = client.post(
@@ -163,7 +166,8 @@ def test_code_break_by_investigator_with_password(client, make_user, trial_list,
         ).status_code
         == 403
     )
-    _, other_investigator = make_user("investigator", sites=["S02"], password=PASSWORD)
+    other, other_investigator = make_user("investigator", sites=["S02"], password=PASSWORD)
+    approve_code_break(other, PASSWORD)  # approved, yet another site's participant is a 404
     assert (
         client.post(
             url, headers=bearer(other_investigator), json={"reason": "x", "password": PASSWORD}
@@ -190,7 +194,12 @@ def test_code_break_by_investigator_with_password(client, make_user, trial_list,
     assert again.status_code == 409
     participant = client.get(f"/api/v1/participants/{pid}", headers=bearer(coordinator)).json
     assert participant["unblinded"] is True
-    events = db.session.scalars(select(AuditEvent).where(AuditEvent.action.like("code_break%")))
+    events = db.session.scalars(
+        select(AuditEvent).where(
+            AuditEvent.action.in_(["code_break", "code_break_refused"]),
+            AuditEvent.entity_type == "participant",
+        )
+    )
     actions = [e.action for e in events]
     assert actions == ["code_break_refused", "code_break"]
     notices = db.session.scalars(
@@ -199,10 +208,13 @@ def test_code_break_by_investigator_with_password(client, make_user, trial_list,
     assert len(notices) == 1 and pid in notices[0].message
 
 
-def test_no_arm_in_any_audit_row(client, make_user, trial_list, make_participant):
+def test_no_arm_in_any_audit_row(
+    client, make_user, trial_list, make_participant, approve_code_break
+):
     """Randomizing and breaking the code leave arms out of the audit trail."""
     _, coordinator = make_user("coordinator", sites=["S01"])
-    _, investigator = make_user("investigator", sites=["S01"], password=PASSWORD)
+    user, investigator = make_user("investigator", sites=["S01"], password=PASSWORD)
+    approve_code_break(user, PASSWORD)
     pids = [make_participant(site="S01")["participant_id"] for _ in range(6)]
     for pid in pids:
         randomize(client, coordinator, pid)
@@ -397,13 +409,14 @@ def test_import_refuses_a_second_list_unless_appended(app, make_user, make_site)
 
 
 def test_code_break_password_guessing_locks_the_account(
-    client, make_user, trial_list, make_participant
+    client, make_user, trial_list, make_participant, approve_code_break
 ):
     """A stolen token alone cannot guess the password without limit."""
     pid = make_participant(site="S01")["participant_id"]
     _, coordinator = make_user("coordinator", sites=["S01"])
     randomize(client, coordinator, pid)
-    _, investigator = make_user("investigator", sites=["S01"], password=PASSWORD)
+    user, investigator = make_user("investigator", sites=["S01"], password=PASSWORD)
+    approve_code_break(user, PASSWORD)
     url = f"/api/v1/participants/{pid}/code-break"
     for attempt in range(10):
         response = client.post(
@@ -416,5 +429,6 @@ def test_code_break_password_guessing_locks_the_account(
         url, headers=bearer(investigator), json={"reason": "emergency", "password": PASSWORD}
     )
     assert locked.status_code == 429 and "arm" not in locked.json
+    assert int(locked.headers["Retry-After"]) > 0
     participant = client.get(f"/api/v1/participants/{pid}", headers=bearer(coordinator)).json
     assert participant["unblinded"] is False

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from tests.capture_helpers import PASSWORD, Trial, calendar, ciwa, iso, lab, ocds, today, vitals
+from tests.conftest import approve_for_code_break
 from trial.auth.policy import policy_for
 from trial.database import read_only_transactions
 from trial.extensions import db
@@ -67,6 +68,9 @@ def adverse_event(p) -> dict:
 @pytest.fixture
 def s01(app, trial):
     """A participant of S01 with a record of every registered type and an open query."""
+    # Both investigators are approved to break codes: the S02 one is refused by site alone.
+    for site in ("S01", "S02"):
+        approve_for_code_break(trial.investigator_user[site], PASSWORD)
     p = trial.enrol(day0_ago=30, screening_drinking=True)
     baseline = trial.visit(
         p.pid,

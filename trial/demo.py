@@ -21,6 +21,7 @@ from flask.cli import AppGroup
 from sqlalchemy import func, select, text
 
 from trial.auth import services as auth_services
+from trial.auth.approval import approve_code_break
 from trial.cli_support import system_actor
 from trial.extensions import db
 from trial.participants.bulk import register_participants_bulk
@@ -94,6 +95,20 @@ def _register_demo_participants(rng: random.Random, count: int, users: dict) -> 
     return [next(registered[codes[index % len(codes)]]) for index in range(count)]
 
 
+def _approve_demo_investigators(users: dict) -> None:
+    """The demo's unblinded statistician approves each demo investigator to break codes,
+    so the README's code-break examples work on a fresh demo (audited like any approval).
+    """
+    approver = users["unblinded_statistician"]
+    for username, role, _ in DEMO_USERS:
+        if role == "investigator":
+            approve_code_break(
+                approver,
+                users[username],
+                reason="Demo trial: investigator identity confirmed at the site initiation visit.",
+            )
+
+
 def build_demo(participant_count: int, seed: int) -> dict:
     """Create the demo trial in one transaction and return the users' tokens."""
     actor = system_actor()
@@ -112,11 +127,21 @@ def build_demo(participant_count: int, seed: int) -> dict:
     password = secrets.token_urlsafe(12)
     users, tokens = {}, {}
     for username, role, sites in DEMO_USERS:
+        investigator = role == "investigator"
         user = auth_services.create_user(
-            actor, username=username, role=role, site_codes=list(sites), password=password
+            actor,
+            username=username,
+            role=role,
+            site_codes=list(sites),
+            password=None if investigator else password,
         )
+        if investigator:
+            # The demo plays each investigator setting their own password, as a real one
+            # must before the unblinded statistician may approve the account (below).
+            auth_services.set_password(user, user, password)
         token, _ = auth_services.issue_token(actor, user, label="demo", ttl=timedelta(days=365))
         users[username], tokens[username] = user, token
+    _approve_demo_investigators(users)
     context = {"users": users, "participants": [], "password": password}
     context["participants"] = _register_demo_participants(rng, participant_count, users)
     for step in current_app.extensions.get("trial_demo_steps", []):

@@ -6,8 +6,8 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from trial.auth import services
-from trial.cli_support import fail_on_trial_error, system_actor
+from trial.auth import approval, services
+from trial.cli_support import fail_on_trial_error, system_actor, user_as
 from trial.errors import TrialError
 from trial.extensions import db
 
@@ -92,3 +92,59 @@ def revoke_tokens_command(username):
     count = services.revoke_all_tokens(system_actor(), user)
     db.session.commit()
     click.echo(f"revoked {count} token(s) of {user.username}")
+
+
+@users_cli.command("set-password")
+@click.argument("username")
+def set_password_command(username):
+    """Set an account's password (a reset): voids its code-break approval (audited).
+
+    The operator knows the new password, so the owner must set their own (POST
+    /api/v1/auth/password) before the account can be approved to break codes again.
+    """
+    user = services.get_user_by_username(username)
+    if user is None:
+        raise click.ClickException(f"no user {username!r}")
+    secret = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(secret) < 12:
+        raise click.ClickException("a password needs at least 12 characters")
+    services.set_password(system_actor(), user, secret)
+    db.session.commit()
+    click.echo(f"password of {user.username} set; its owner must set their own before approval")
+
+
+def _approval_command(action, username: str, as_user: str, reason: str) -> None:
+    actor = user_as(as_user)
+    user = services.get_user_by_username(username)
+    if user is None:
+        raise click.ClickException(f"no user {username!r}")
+    try:
+        action(actor, user, reason=reason)
+        db.session.commit()
+    except TrialError as exc:
+        db.session.rollback()
+        raise fail_on_trial_error(exc) from exc
+
+
+@users_cli.command("approve-code-break")
+@click.argument("username")
+@click.option("--as", "as_user", required=True, help="The approving unblinded statistician.")
+@click.option("--reason", required=True)
+def approve_code_break_command(username, as_user, reason):
+    """Approve an investigator account to break codes (as an unblinded statistician; audited).
+
+    Confirm out of band first that the account is held by the investigator it names and that
+    they set its password themselves.
+    """
+    _approval_command(approval.approve_code_break, username, as_user, reason)
+    click.echo(f"{username} may break codes (approved by {as_user})")
+
+
+@users_cli.command("revoke-code-break")
+@click.argument("username")
+@click.option("--as", "as_user", required=True, help="The revoking unblinded statistician.")
+@click.option("--reason", required=True)
+def revoke_code_break_command(username, as_user, reason):
+    """Revoke an account's code-break approval (as an unblinded statistician; audited)."""
+    _approval_command(approval.revoke_code_break_approval, username, as_user, reason)
+    click.echo(f"code-break approval of {username} revoked")

@@ -2,7 +2,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, Column, ForeignKey, Integer, String, Table
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from trial.auth.roles import SINGLE_SITE_ROLES, SITE_ROLES, Role
@@ -31,6 +40,16 @@ class User(db.Model):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Changes whenever someone other than the owner sets the password, or the role or sites
+    # change: a code-break approval is bound to the version it was given at, so any such
+    # change voids it. The owner changing their own password keeps it.
+    credential_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    # Whether the password was last set by the account's owner (POST /auth/password), not by
+    # an admin at creation or a reset: only then may the account be approved to break codes.
+    password_set_by_owner: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    password_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     sites: Mapped[list[Site]] = relationship(
         secondary=user_sites, lazy="selectin", order_by=Site.code
@@ -77,15 +96,40 @@ class ApiToken(db.Model):
     user: Mapped[User] = relationship(lazy="joined")
 
 
-class LoginFailure(db.Model):
-    """Failed logins by attempted name (known or not), for the lockout window.
+class CodeBreakApproval(db.Model):
+    """An unblinded statistician's approval of one investigator account to break codes.
 
-    Keyed by the name typed, not by user, so an unknown name locks exactly like a real one and
-    the answers cannot tell them apart. Each failure is also an audit event.
+    Bound to the account as it was when approved (role, sites, credential version): any later
+    change of those voids it without touching this row, so a void approval is seen as such
+    by comparison. Revoking fills the ``revoked_*`` columns; a new approval is a new row, so
+    the table keeps every approval given (the audit trail keeps every step too).
     """
 
-    __tablename__ = "login_failures"
+    __tablename__ = "code_break_approvals"
+    __table_args__ = (
+        CheckConstraint("role = 'investigator'", name="investigators_only"),
+        CheckConstraint("approved_by_id <> user_id", name="not_self_approved"),
+        CheckConstraint(
+            "(revoked_at IS NULL AND revoked_by_id IS NULL AND revoke_reason IS NULL)"
+            " OR (revoked_at IS NOT NULL AND revoked_by_id IS NOT NULL"
+            " AND revoke_reason IS NOT NULL)",
+            name="revocation_whole",
+        ),
+    )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    username: Mapped[str] = mapped_column(String(150), index=True)
-    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    approved_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    approved_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    reason: Mapped[str] = mapped_column(String(2000))
+    # The account's state the approval is bound to.
+    role: Mapped[str] = mapped_column(String(40))
+    sites: Mapped[str] = mapped_column(String(400))
+    credential_version: Mapped[int] = mapped_column(Integer)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    revoke_reason: Mapped[str | None] = mapped_column(String(2000))
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id], lazy="joined")
+    approved_by: Mapped[User] = relationship(foreign_keys=[approved_by_id], lazy="joined")
+    revoked_by: Mapped[User | None] = relationship(foreign_keys=[revoked_by_id], lazy="joined")

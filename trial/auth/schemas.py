@@ -51,3 +51,68 @@ class UserRoleChangeSchema(ma.Schema):
 
 class UsernamePath(ma.Schema):
     username = f.String(required=True)
+
+
+class PasswordChangeSchema(ma.Schema):
+    current_password = f.String(required=True, load_only=True, validate=v.Length(min=1, max=1024))
+    new_password = f.String(required=True, load_only=True, validate=v.Length(min=12, max=1024))
+
+
+class CodeBreakApprovalRequestSchema(ma.Schema):
+    reason = ReasonField(required=True)
+    password = f.String(
+        required=True,
+        load_only=True,
+        validate=v.Length(min=1, max=1024),
+        metadata={"description": "The approving unblinded statistician's own password."},
+    )
+
+
+class CodeBreakApprovalRevokeSchema(ma.Schema):
+    reason = ReasonField(required=True)
+
+
+class CodeBreakApprovalSchema(ma.Schema):
+    approved_by = f.Function(lambda a: a.approved_by.username, dump_only=True)
+    approved_at = f.AwareDateTime(dump_only=True)
+    reason = f.String(dump_only=True)
+    role = f.String(dump_only=True, metadata={"description": "The role it was given for."})
+    sites = f.Function(
+        lambda a: [code for code in a.sites.split(",") if code],
+        dump_only=True,
+        metadata={"description": "The sites it was given for."},
+    )
+    revoked_at = f.AwareDateTime(dump_only=True, allow_none=True)
+    revoked_by = f.Function(
+        lambda a: a.revoked_by.username if a.revoked_by else None, dump_only=True
+    )
+    revoke_reason = f.String(dump_only=True, allow_none=True)
+
+
+class CodeBreakApprovalStateSchema(ma.Schema):
+    username = f.Function(lambda s: s.user.username, dump_only=True)
+    role = f.Function(lambda s: s.user.role, dump_only=True)
+    sites = f.Function(lambda s: s.user.site_codes, dump_only=True)
+    password_set_by_owner = f.Function(
+        lambda s: s.user.password_set_by_owner,
+        dump_only=True,
+        metadata={"description": "Only then can the account be approved."},
+    )
+    password_set_at = f.Function(
+        lambda s: s.user.password_set_at.isoformat() if s.user.password_set_at else None,
+        dump_only=True,
+    )
+    valid = f.Boolean(
+        dump_only=True, metadata={"description": "Whether the account may break codes now."}
+    )
+    problem = f.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "Why the approval does not stand (null when it does)."},
+    )
+    approval = f.Nested(
+        CodeBreakApprovalSchema,
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "The latest approval, standing, void or revoked."},
+    )

@@ -2,27 +2,30 @@
 
 Login answers identically for an unknown name and a wrong password: same status, same body,
 and the same argon2 work (a dummy hash is verified for unknown names), so neither the answer
-nor its timing tells whether an account exists.
+nor its timing tells whether an account exists. Throttling (how many attempts, per what) is
+``trial.auth.throttle``'s job; this module checks passwords and records what happened.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import secrets
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 
 from trial.audit.services import record_created, record_event
-from trial.auth.models import ApiToken, LoginFailure, User
+from trial.auth.models import ApiToken, User
 from trial.auth.roles import MULTI_SITE_ROLES, SINGLE_SITE_ROLES, UNBLINDED_ROLES, Role
+from trial.auth.throttle import check_step_up_allowed, count_wrong_step_up
 from trial.database import utcnow
-from trial.errors import Conflict, Forbidden, TooManyRequests, Unauthorized, ValidationFailed
+from trial.errors import Conflict, Forbidden, Unauthorized, ValidationFailed
 from trial.extensions import db
 from trial.sites.services import get_site_by_code
 
@@ -31,6 +34,9 @@ TOKEN_BYTES = 32
 USERNAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{1,79}")
 USERNAME_RULE = "Use 2 to 80 letters, digits, dots, dashes or underscores."
 BAD_CREDENTIALS = "Invalid username or password."
+# What a failed-login row records instead of a name that is no account's: people type
+# passwords into the name box, and admins read the trail.
+UNKNOWN_NAME = "(unknown name)"
 
 
 def _password_hasher() -> PasswordHasher:
@@ -51,6 +57,18 @@ def _dummy_hash() -> str:
     if "dummy_hash" not in cache:
         cache["dummy_hash"] = hash_password(secrets.token_urlsafe(16))
     return cache["dummy_hash"]
+
+
+def keyed_digest(value: str) -> str:
+    """HMAC-SHA256 of ``value`` under the app's SECRET_KEY (hex), so that repeated typed text
+    can be told apart and matched without being readable to anyone without the key.
+    """
+    key = current_app.config.get("SECRET_KEY")
+    if not key:  # no secret configured: a per-process key still hides the text
+        key = current_app.extensions.setdefault("trial_auth", {}).setdefault(
+            "digest_key", secrets.token_hex(32)
+        )
+    return hmac.new(str(key).encode(), value.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def hash_token(token: str) -> str:
@@ -122,6 +140,9 @@ def create_user(
         is_active=True,
         created_at=utcnow(),
         password_hash=hash_password(password) if password else None,
+        password_set_at=utcnow() if password else None,
+        credential_version=1,
+        password_set_by_owner=False,
     )
     user.sites = sites
     db.session.add(user)
@@ -154,6 +175,9 @@ def change_role(actor, user: User, *, role: str, site_codes: list[str] | None, r
     old_role, old_sites = user.role, user.site_codes
     user.role = role
     user.sites = sites
+    if (old_role, old_sites) != (role, [s.code for s in sites]):
+        # Voids a code-break approval: it was given to the account at its former role/sites.
+        user.credential_version += 1
     db.session.flush()
     for field, old, new in (
         ("role", old_role, role),
@@ -174,9 +198,62 @@ def change_role(actor, user: User, *, role: str, site_codes: list[str] | None, r
 
 
 def set_password(actor, user: User, password: str) -> None:
+    """Set an account's password; who set it decides what it is trusted for.
+
+    Set by its owner, the password is known to the owner alone, and a code-break approval
+    stands. Set by anyone else (an admin, the command line), that person knows it too: the
+    credential version changes, which voids any approval, and none can be given until the
+    owner sets a password of their own.
+    """
+    by_owner = getattr(actor, "id", None) == user.id
     user.password_hash = hash_password(password)
+    user.password_set_at = utcnow()
+    user.password_set_by_owner = by_owner
+    if not by_owner:
+        user.credential_version += 1
     db.session.flush()
-    record_event(actor, "password_set", entity_type="user", entity_id=user.username)
+    record_event(
+        actor,
+        "password_set",
+        entity_type="user",
+        entity_id=user.username,
+        detail={"set_by": "owner" if by_owner else "another"},
+    )
+
+
+def change_own_password(user: User, token_row: ApiToken, current: str, new: str) -> bool:
+    """The owner replaces their password; False (nothing changed) if ``current`` is wrong.
+
+    The current password is a step-up (the account's own throttle); the caller commits the
+    refusal's audit row. The new password must differ from the current one (someone who set
+    the current one would otherwise still know it). The account's other tokens are revoked:
+    a token obtained with the old password (by whoever knew it) dies with it.
+    """
+    if not verify_password(user, current):
+        record_event(
+            user,
+            "password_change_refused",
+            entity_type="user",
+            entity_id=user.username,
+            detail={"cause": "current password incorrect"},
+        )
+        return False
+    if new == current:
+        raise ValidationFailed(
+            "Invalid input: new_password.",
+            {"new_password": ["Choose a password different from the current one."]},
+        )
+    set_password(user, user, new)
+    others = db.session.scalars(
+        select(ApiToken).where(
+            ApiToken.user_id == user.id,
+            ApiToken.revoked_at.is_(None),
+            ApiToken.id != token_row.id,
+        )
+    )
+    for row in others:
+        revoke_token(user, row)
+    return True
 
 
 def issue_token(actor, user: User, *, label: str, ttl: timedelta) -> tuple[str, ApiToken]:
@@ -248,15 +325,24 @@ def authenticate_token(token: str) -> tuple[User, ApiToken]:
     return row.user, row
 
 
-def _recent_failures(username: str, now: datetime) -> int:
-    window = timedelta(minutes=current_app.config["LOGIN_FAILURE_WINDOW_MINUTES"])
-    return (
-        db.session.scalar(
-            select(func.count())
-            .select_from(LoginFailure)
-            .where(LoginFailure.username == username, LoginFailure.occurred_at > now - window)
-        )
-        or 0
+def _record_failed_login(name: str, user: User | None) -> None:
+    """Audit a failed login, naming the account only if the name is one.
+
+    Anything else typed in the name box (often a password) is never stored: the row says
+    ``(unknown name)`` and carries a short digest of it under the server's secret, so
+    repeated attempts on one unknown name can still be told apart and counted.
+    """
+    if user is not None:
+        # The attempt is not by the account holder, so no actor: only the account's name.
+        record_event(None, "login_failed", entity_type="user", entity_id=name, username=name)
+        return
+    record_event(
+        None,
+        "login_failed",
+        entity_type="user",
+        entity_id=UNKNOWN_NAME,
+        username=UNKNOWN_NAME,
+        detail={"name_digest": keyed_digest(name)[:16]},
     )
 
 
@@ -264,13 +350,10 @@ def login(username: str, password: str) -> tuple[str, ApiToken] | None:
     """Check a password and return a new token, or None after recording the failure.
 
     The caller commits in both cases, so failures are recorded even though the request fails;
-    it then raises ``login_failed_error()``. A locked name raises 429 whether or not it exists.
+    it then raises ``login_refusal()``. Throttled attempts never get here (the limiter
+    refuses them before the view runs).
     """
     name = normalize_username(username)[:150]
-    now = utcnow()
-    if _recent_failures(name, now) >= current_app.config["LOGIN_MAX_FAILURES"]:
-        record_event(None, "login_locked", entity_type="user", entity_id=name, username=name)
-        return None
     user = get_user_by_username(name)
     hasher = _password_hasher()
     stored = user.password_hash if user is not None and user.password_hash else _dummy_hash()
@@ -279,9 +362,7 @@ def login(username: str, password: str) -> tuple[str, ApiToken] | None:
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         verified = False
     if not verified or user is None or not user.password_hash or not user.is_active:
-        db.session.add(LoginFailure(username=name, occurred_at=now))
-        # The attempt is not by the account holder, so no actor: only the name typed.
-        record_event(None, "login_failed", entity_type="user", entity_id=name, username=name)
+        _record_failed_login(name, user)
         return None
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
@@ -290,24 +371,21 @@ def login(username: str, password: str) -> tuple[str, ApiToken] | None:
     return issue_token(user, user, label="password login", ttl=ttl)
 
 
-def login_refusal(username: str) -> Exception:
-    """The error for a refused login: locked (429) or bad credentials (401), never more."""
-    name = normalize_username(username)[:150]
-    if _recent_failures(name, utcnow()) >= current_app.config["LOGIN_MAX_FAILURES"]:
-        return TooManyRequests("Too many failed logins for this name; try again later.")
+def login_refusal() -> Exception:
+    """The error for a refused login: one 401 for every cause."""
     return Unauthorized(BAD_CREDENTIALS)
 
 
 def verify_password(user: User, password: str) -> bool:
-    """Re-check an already authenticated user's password (e.g. before a code-break).
+    """Re-check an authenticated user's password (the step-up before a code-break, a
+    signature, an approval or a password change).
 
-    Shares the login lockout: a wrong password counts as a failed attempt for the name, and
-    a locked name is refused (429) before the password is even checked, so a stolen token
-    cannot be used to guess the password without limit.
+    Has its own per-account throttle (``trial.auth.throttle``): a wrong password counts
+    against the account, and once the budget is spent the check is refused (429) before the
+    password is even looked at, so a stolen token cannot guess the password without limit.
+    Failed anonymous logins under the same name count elsewhere and never block this.
     """
-    now = utcnow()
-    if _recent_failures(user.username, now) >= current_app.config["LOGIN_MAX_FAILURES"]:
-        raise TooManyRequests("Too many wrong passwords for this account; try again later.")
+    check_step_up_allowed(user)
     verified = False
     if user.password_hash and password:
         try:
@@ -315,5 +393,5 @@ def verify_password(user: User, password: str) -> bool:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             verified = False
     if not verified:
-        db.session.add(LoginFailure(username=user.username, occurred_at=now))
+        count_wrong_step_up(user)
     return verified

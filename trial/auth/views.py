@@ -2,38 +2,47 @@
 
 from flask import g
 
-from trial.auth import services
+from trial.auth import approval, services
 from trial.auth.policy import allow, allow_any_user, public
 from trial.auth.roles import Role
 from trial.auth.schemas import (
+    CodeBreakApprovalRequestSchema,
+    CodeBreakApprovalRevokeSchema,
+    CodeBreakApprovalStateSchema,
     LoginSchema,
+    PasswordChangeSchema,
     TokenSchema,
     UserCreateSchema,
     UserRoleChangeSchema,
     UserSchema,
 )
+from trial.auth.throttle import init_throttling, login_limits
 from trial.blueprint import Blueprint
 from trial.database import commit_then_read
-from trial.errors import NotFound
+from trial.errors import Forbidden, NotFound
 from trial.extensions import db
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Accounts and tokens")
+# The limiter is bound to each app that registers these routes (it guards the login).
+blp.record_once(lambda state: init_throttling(state.app))
 
 
 @blp.route("/auth/token", methods=["POST"])
 @public
 @blp.arguments(LoginSchema)
 @blp.response(201, TokenSchema)
+@login_limits
 def create_token(body):
     """Exchange a username and password for an API token.
 
-    An unknown name and a wrong password get the same 401; after too many failures in the
-    window the name is locked (429) whether or not it exists.
+    An unknown name and a wrong password get the same 401. Failed attempts are throttled per
+    client address and per name typed, and attempts trial-wide (429 with Retry-After, whether
+    or not the name exists); a throttled attempt checks no password and writes nothing.
     """
     issued = services.login(body["username"], body["password"])
     db.session.commit()
     if issued is None:
-        raise services.login_refusal(body["username"])
+        raise services.login_refusal()
     token, row = issued
     return {
         "token": token,
@@ -50,6 +59,27 @@ def revoke_current_token():
     """Revoke the token used for this request (log out)."""
     services.revoke_token(g.current_user, g.current_token)
     db.session.commit()
+
+
+@blp.route("/auth/password", methods=["POST"])
+@allow_any_user
+@blp.arguments(PasswordChangeSchema)
+@blp.response(204)
+def change_own_password(body):
+    """Set your own password, typing the current one (a step-up); revokes your other tokens.
+
+    Until an account's owner has done this, a password an admin chose at creation (or a
+    reset) is in force, and the account cannot be approved to break codes.
+    """
+    changed = services.change_own_password(
+        g.current_user, g.current_token, body["current_password"], body["new_password"]
+    )
+    db.session.commit()
+    if not changed:
+        raise Forbidden(
+            "Current password incorrect: the password was not changed. The attempt was recorded.",
+            {"current_password": ["Incorrect password."]},
+        )
 
 
 @blp.route("/auth/me", methods=["GET"])
@@ -103,3 +133,55 @@ def change_user_role(body, username):
     )
     commit_then_read()
     return user
+
+
+def _user_or_404(username: str):
+    user = services.get_user_by_username(username)
+    if user is None:
+        raise NotFound(f"No user {username!r}.")
+    return user
+
+
+@blp.route("/users/<username>/code-break-approval", methods=["GET"])
+@allow(Role.ADMIN, Role.UNBLINDED_STATISTICIAN)
+@blp.response(200, CodeBreakApprovalStateSchema)
+def get_code_break_approval(username):
+    """Whether an account may break codes now, and why not (its latest approval, if any)."""
+    return approval.approval_state(_user_or_404(username))
+
+
+@blp.route("/users/<username>/code-break-approval", methods=["POST"])
+@allow(Role.UNBLINDED_STATISTICIAN)
+@blp.arguments(CodeBreakApprovalRequestSchema)
+@blp.response(201, CodeBreakApprovalStateSchema)
+def approve_code_break(body, username):
+    """Approve an investigator account to break codes (unblinded statistician, with password).
+
+    Confirm out of band first that the account is held by the investigator it names and that
+    they set its password themselves. The approval is bound to the account's role, sites and
+    credentials now: any change of those by someone else voids it.
+    """
+    user = _user_or_404(username)
+    given = approval.approve_code_break_with_password(
+        g.current_user, user, reason=body["reason"], password=body["password"]
+    )
+    if given is None:
+        db.session.commit()  # the refusal's audit row
+        raise Forbidden(
+            "Password incorrect: the account was not approved. The attempt was recorded.",
+            {"password": ["Incorrect password."]},
+        )
+    commit_then_read()
+    return approval.approval_state(user)
+
+
+@blp.route("/users/<username>/code-break-approval", methods=["DELETE"])
+@allow(Role.UNBLINDED_STATISTICIAN)
+@blp.arguments(CodeBreakApprovalRevokeSchema)
+@blp.response(200, CodeBreakApprovalStateSchema)
+def revoke_code_break_approval(body, username):
+    """Revoke an account's code-break approval, with a reason (unblinded statistician)."""
+    user = _user_or_404(username)
+    approval.revoke_code_break_approval(g.current_user, user, reason=body["reason"])
+    commit_then_read()
+    return approval.approval_state(user)

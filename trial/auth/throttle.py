@@ -1,0 +1,192 @@
+"""Throttle anonymous logins and the authenticated step-up, with Flask-Limiter.
+
+Two budgets, kept apart so that neither can be spent by the other:
+
+- **Anonymous logins** (``POST /auth/token``): failed attempts per client address and per
+  name typed, and every attempt that checks a password trial-wide. A throttled attempt is
+  refused by the limiter before the view runs: no argon2 work, no database access, no audit
+  row. So an anonymous flood costs at most the trial-wide cap in failed-login rows and
+  password checks per window, whatever its size.
+- **The step-up**: the password an authenticated user types again before a code-break, a
+  signature, a code-break approval or a password change. Counted per account, on wrong
+  passwords only, under a key no anonymous request can reach: failed logins under an
+  investigator's name (anyone can send those) never stop that investigator, holding a valid
+  token, from breaking a code in an emergency. A stolen token still cannot be used to guess
+  the password without limit.
+
+Counters live in ``RATELIMIT_STORAGE_URI`` (memory:// by default: per process; Redis to share
+them between workers and hosts). The limiter is one extension object, bound to each app by
+``init_throttling``; each binding builds the app's storage from its own configuration.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from flask import Flask, current_app, request
+from flask_limiter import Limiter, RateLimitExceeded
+from limits import RateLimitItem, parse_many
+
+from trial.errors import ConfigurationError, TooManyRequests, error_response
+
+LIMIT_SETTINGS = (
+    "LOGIN_LIMIT_PER_ADDRESS",
+    "LOGIN_LIMIT_PER_NAME",
+    "LOGIN_LIMIT_TRIAL_WIDE",
+    "STEP_UP_LIMIT",
+)
+STEP_UP_SCOPE = "step-up"
+
+
+def client_address() -> str:
+    """The client's address as the WSGI server saw it (behind a proxy: see the README)."""
+    return request.remote_addr or "unknown"
+
+
+# Every setting a second app could otherwise inherit from the first is given here, not read
+# from the first app's configuration (Flask-Limiter keeps what its first init_app found).
+limiter = Limiter(
+    key_func=client_address,
+    strategy="moving-window",
+    headers_enabled=True,
+    fail_on_first_breach=True,
+    swallow_errors=False,
+)
+
+
+class StepUpThrottled(TooManyRequests):
+    """Too many wrong step-up passwords for one account: 429 with a Retry-After."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+# --- anonymous logins ------------------------------------------------------------------
+
+
+def _typed_name_key() -> str:
+    """The name typed, as a keyed digest (the limiter's storage never holds typed text)."""
+    from trial.auth.services import keyed_digest, normalize_username
+
+    try:
+        body = request.get_json(silent=True)
+    except Exception:  # noqa: BLE001 - the view's own parsing answers for a bad body
+        body = None
+    name = body.get("username") if isinstance(body, dict) else None
+    if not isinstance(name, str):
+        return "name:none"
+    return "name:" + keyed_digest(normalize_username(name)[:150])
+
+
+def _trial_wide_key() -> str:
+    return "trial"
+
+
+def _login_failed(response) -> bool:
+    return response.status_code == 401
+
+
+def _password_checked(response) -> bool:
+    """A login that got as far as argon2: issued (201) or refused (401)."""
+    return response.status_code in (201, 401)
+
+
+def _setting(name: str):
+    return lambda: current_app.config[name]
+
+
+def login_limits(view):
+    """Apply the three anonymous-login limits to the login view (innermost decorator).
+
+    Each is tested before the view runs and counted after it, by the response's status: the
+    address and name limits count failures, the trial-wide cap every password checked.
+    """
+    decorators = (
+        limiter.limit(
+            _setting("LOGIN_LIMIT_TRIAL_WIDE"),
+            key_func=_trial_wide_key,
+            deduct_when=_password_checked,
+            error_message="Too many login attempts across the trial; try again later. "
+            "Tokens already issued keep working.",
+        ),
+        limiter.limit(
+            _setting("LOGIN_LIMIT_PER_ADDRESS"),
+            key_func=client_address,
+            deduct_when=_login_failed,
+            error_message="Too many failed logins from this address; try again later.",
+        ),
+        limiter.limit(
+            _setting("LOGIN_LIMIT_PER_NAME"),
+            key_func=_typed_name_key,
+            deduct_when=_login_failed,
+            error_message="Too many failed logins for this name; try again later.",
+        ),
+    )
+    for decorate in decorators:
+        view = decorate(view)
+    return view
+
+
+def _rate_limited(exc: RateLimitExceeded):
+    response = error_response(429, "too_many_requests", exc.description)
+    current = limiter.current_limit
+    if current is not None:
+        response.headers["Retry-After"] = str(max(1, math.ceil(current.reset_at - time.time())))
+    return response
+
+
+# --- the authenticated step-up -----------------------------------------------------------
+
+
+def _step_up_items() -> list[RateLimitItem]:
+    return parse_many(current_app.config["STEP_UP_LIMIT"])
+
+
+def _step_up_keys(user) -> tuple[str, ...]:
+    return (current_app.config.get("RATELIMIT_KEY_PREFIX") or "trial", STEP_UP_SCOPE, str(user.id))
+
+
+def check_step_up_allowed(user) -> None:
+    """Refuse (429) before any password is checked once the account's budget is spent."""
+    keys = _step_up_keys(user)
+    for item in _step_up_items():
+        if not limiter.limiter.test(item, *keys):
+            reset = limiter.limiter.get_window_stats(item, *keys).reset_time
+            retry_after = max(1, math.ceil(reset - time.time()))
+            raise StepUpThrottled(
+                f"Too many wrong passwords for this account; try again in {retry_after} s.",
+                retry_after,
+            )
+
+
+def count_wrong_step_up(user) -> None:
+    keys = _step_up_keys(user)
+    for item in _step_up_items():
+        limiter.limiter.hit(item, *keys)
+
+
+def _step_up_throttled(exc: StepUpThrottled):
+    response = error_response(exc.status, exc.code, exc.message, exc.errors)
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+# --- binding -----------------------------------------------------------------------------
+
+
+def init_throttling(app: Flask) -> None:
+    """Check the limits, bind the limiter to the app, and give its 429s the error shape."""
+    for name in LIMIT_SETTINGS:
+        try:
+            if not parse_many(str(app.config[name])):
+                raise ValueError("no limit")
+        except (KeyError, ValueError) as exc:
+            raise ConfigurationError(
+                f"{name}={app.config.get(name)!r} is not a rate limit such as "
+                f"'10 per 15 minutes' ({exc})"
+            ) from exc
+    limiter.init_app(app)
+    app.register_error_handler(RateLimitExceeded, _rate_limited)
+    app.register_error_handler(StepUpThrottled, _step_up_throttled)
