@@ -73,6 +73,9 @@ class Config:
     LOGIN_LIMIT_PER_NAME = os.environ.get("LOGIN_LIMIT_PER_NAME", "10 per 15 minutes")
     LOGIN_LIMIT_TRIAL_WIDE = os.environ.get("LOGIN_LIMIT_TRIAL_WIDE", "300 per 15 minutes")
     STEP_UP_LIMIT = os.environ.get("STEP_UP_LIMIT", "10 per 15 minutes")
+    # Reverse proxies in front of the app that append the client's address to
+    # X-Forwarded-For (0: clients connect directly; the address is the socket's).
+    TRUSTED_PROXIES = _int_env("TRUSTED_PROXIES", 0)
     # argon2id cost (RFC 9106 second recommended option is t=3, m=64 MiB).
     ARGON2_TIME_COST = _int_env("ARGON2_TIME_COST", 3)
     ARGON2_MEMORY_COST_KIB = _int_env("ARGON2_MEMORY_COST_KIB", 65_536)

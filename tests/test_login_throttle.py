@@ -225,6 +225,37 @@ class TestPerAddress:
             assert login(client, "judy", PASSWORD, address="192.0.2.68").status_code == 201
 
 
+class TestBehindAProxy:
+    """With TRUSTED_PROXIES=1 the proxy's X-Forwarded-For entry is the client's address."""
+
+    PROXY = "10.0.0.5"
+
+    @pytest.fixture
+    def config_overrides(self):
+        return {"LOGIN_LIMIT_PER_ADDRESS": "3 per 15 minutes", "TRUSTED_PROXIES": 1}
+
+    def attempt(self, client, forwarded):
+        return client.post(
+            TOKEN,
+            json={"username": "nobody", "password": "guess"},
+            environ_base={"REMOTE_ADDR": self.PROXY},
+            headers={"X-Forwarded-For": forwarded},
+        )
+
+    def test_clients_behind_the_proxy_are_counted_apart(self, client, app):
+        # One client fails three times, whatever it writes before the proxy's entry.
+        for prefix in ("1.1.1.1, ", "2.2.2.2, ", ""):
+            assert self.attempt(client, f"{prefix}198.51.100.7").status_code == 401
+        assert_throttled(self.attempt(client, "198.51.100.7"))
+        # Another client behind the same proxy is not throttled.
+        assert self.attempt(client, "198.51.100.8").status_code == 401
+        # Control: without the setting every client is the proxy's address, counted together.
+        app.config["TRUSTED_PROXIES"] = 0
+        for n in range(3):
+            assert self.attempt(client, f"198.51.100.{20 + n}").status_code == 401
+        assert_throttled(self.attempt(client, "198.51.100.30"))
+
+
 def test_a_bad_limit_setting_refuses_to_start(tmp_path, database_url):
     from tests.conftest import make_config
     from trial import create_app

@@ -40,7 +40,22 @@ STEP_UP_SCOPE = "step-up"
 
 
 def client_address() -> str:
-    """The client's address as the WSGI server saw it (behind a proxy: see the README)."""
+    """The client's address: as the WSGI server saw it, or, behind ``TRUSTED_PROXIES``
+    reverse proxies, as the nearest of them recorded it in X-Forwarded-For.
+
+    Without the setting behind a proxy, every client would share the proxy's address and
+    the per-address limit would act as a second trial-wide one. Only the entries the trusted
+    proxies appended are believed: a client can write anything into the header's start.
+    """
+    trusted = current_app.config.get("TRUSTED_PROXIES", 0)
+    if trusted:
+        forwarded = [
+            part.strip()
+            for part in request.headers.get("X-Forwarded-For", "").split(",")
+            if part.strip()
+        ]
+        if len(forwarded) >= trusted:
+            return forwarded[-trusted]
     return request.remote_addr or "unknown"
 
 
