@@ -71,12 +71,19 @@ def loaded_part(schema: ma.Schema, messages: dict, valid_data: dict | None, raw:
     indexes would shift, and the whole list counts as not loaded.
     """
     names = {field.data_key or name: name for name, field in schema.load_fields.items()}
-    failed = {names.get(key, key) for key in messages if key != "_schema"}
+    # A field whose own value was refused; one with errors inside (a nested form, an item of
+    # a list) keeps what loaded of it, each part at its place.
+    failed = {
+        names.get(key, key)
+        for key, problem in messages.items()
+        if key != "_schema" and not isinstance(problem, dict)
+    }
     values = {k: v for k, v in (valid_data or {}).items() if k not in failed}
-    for name, value in list(values.items()):
-        if isinstance(value, list) and name in schema.load_fields:
-            sent = raw.get(schema.load_fields[name].data_key or name)
-            if not isinstance(sent, list) or len(sent) != len(value):
+    for name, field in schema.load_fields.items():
+        key = field.data_key or name
+        if isinstance(messages.get(key), dict) and isinstance(values.get(name), list):
+            sent = raw.get(key)
+            if not isinstance(sent, list) or len(sent) != len(values[name]):
                 del values[name]
                 failed.add(name)
     return values, frozenset(failed)
