@@ -2,9 +2,11 @@
 
 The bytes depend only on the data at the cut-off, the options and the software version:
 entries carry the cut-off as their time stamp, files are written in a fixed order, and the
-manifest's ``generated_at`` is the time this same cut (cut-off and options) was first
-generated, read back from the audit trail. Pulling a cut again therefore gives the same
-bundle; each pull is still its own audit event with its own time.
+manifest is dated by its cut-off alone. It carries no time of generation: a time taken by
+the pull would differ between pulls, and even "the first pull's time, read back from the
+audit trail" (an earlier design) differed between simultaneous first pulls, none of which
+found the others' event. Pulling a cut again, or several times at once, therefore gives the
+same bundle; each pull is still its own audit event, whose time is when that pull was made.
 """
 
 from __future__ import annotations
@@ -18,20 +20,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import select
-
 from exports import dummy, formats
 from exports.context import build_context
 from exports.helpers import record_helpers
 from exports.snapshot import audit_barrier, read_snapshot, resolve_cutoff
 from exports.tables import Table, tables
 from exports.variables import Variable, short_names
-from trial.audit.models import AuditEvent
 from trial.audit.services import record_event
 from trial.auth.roles import Role
-from trial.database import utcnow
 from trial.errors import Forbidden, ValidationFailed
-from trial.extensions import db
 from trial.protocol import current_protocol
 
 EXPORT_ROLES = frozenset({Role.STATISTICIAN, Role.UNBLINDED_STATISTICIAN, Role.DATA_MANAGER})
@@ -138,22 +135,6 @@ class BundleResult:
     manifest: dict
 
 
-def _first_generation(key: str) -> datetime | None:
-    detail = db.session.scalar(
-        select(AuditEvent.detail)
-        .where(
-            AuditEvent.action == ACTION,
-            AuditEvent.entity_type == "export",
-            AuditEvent.entity_id == key,
-        )
-        .order_by(AuditEvent.seq)
-        .limit(1)
-    )
-    if not detail:
-        return None
-    return datetime.fromisoformat(json.loads(detail)["generated_at"].replace("Z", "+00:00"))
-
-
 def _with_dummy(table: Table, labels: dict, ctx) -> Table:
     """The participant file with the dummy column appended."""
     column = Variable(
@@ -190,6 +171,33 @@ def _dictionary_rows(written: list[Table], fmt: str):
             )
 
 
+def bundle_manifest(protocol, request: ExportRequest, cut, files: list[dict]) -> dict:
+    """The manifest: a function of the cut and the options only, so it repeats byte for byte.
+
+    Nothing in it may come from the pull itself (a clock, a process, a counter): the time of
+    a pull is the time of its audit event.
+    """
+    return {
+        "bundle": "blinded dataset",
+        "trial": protocol.trial_code,
+        "cutoff": iso(cut.cutoff),
+        "audit_last_seq": cut.last_seq,
+        "software": {"name": "trial data service", "version": software_version()},
+        "format": request.format,
+        "dummy_arms": (
+            None
+            if request.dummy_seed is None
+            else {"seed": request.dummy_seed, "real": False, "warning": dummy.WARNING}
+        ),
+        "files": files,
+        "reproducibility": (
+            "The same database, cut-off and options give this bundle byte for byte, however "
+            "often and however many at once it is pulled: it is dated by its cut-off; each "
+            "pull's time is that of its audit event."
+        ),
+    }
+
+
 def write_bundle(
     actor, request: ExportRequest, out: Path, progress: Callable[[str], None] | None = None
 ) -> BundleResult:
@@ -204,7 +212,6 @@ def write_bundle(
     ):
         if helpers is not None:
             helpers.check_cut(cut.last_seq)
-        generated_at = _first_generation(request.key) or utcnow()
         # With helpers, each reads its participants' records and hands over their facts.
         ctx = build_context(protocol, cut, records=helpers is None)
         if helpers is not None:
@@ -252,25 +259,7 @@ def write_bundle(
                     else:
                         count = formats.write_csv(sink, variables, rows)
                 files.append({"name": name, "rows": count, "sha256": sink.sha256.hexdigest()})
-            manifest = {
-                "bundle": "blinded dataset",
-                "trial": protocol.trial_code,
-                "cutoff": iso(cut.cutoff),
-                "generated_at": iso(generated_at),
-                "audit_last_seq": cut.last_seq,
-                "software": {"name": "trial data service", "version": software_version()},
-                "format": request.format,
-                "dummy_arms": (
-                    None
-                    if request.dummy_seed is None
-                    else {"seed": request.dummy_seed, "real": False, "warning": dummy.WARNING}
-                ),
-                "files": files,
-                "reproducibility": (
-                    "The same database, cut-off and options give this bundle byte for byte; "
-                    "generated_at is when this cut was first generated."
-                ),
-            }
+            manifest = bundle_manifest(protocol, request, cut, files)
             body = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
             with archive.open(_entry("manifest.json", cut.cutoff), "w") as raw:
                 raw.write(body.encode("utf-8"))
@@ -286,7 +275,6 @@ def write_bundle(
         entity_id=request.key,
         detail={
             "cutoff": iso(cut.cutoff),
-            "generated_at": iso(generated_at),
             "format": request.format,
             "dummy_arms_seed": request.dummy_seed,
             "audit_last_seq": cut.last_seq,
