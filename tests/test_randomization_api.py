@@ -1,5 +1,6 @@
 """Randomization through the API and the command line: allocation, code-break, key, lists."""
 
+import hashlib
 import json
 
 import pytest
@@ -7,6 +8,7 @@ from sqlalchemy import select
 
 from randomization import lists
 from randomization.models import RandomizationNotice, RandomizationSlot
+from randomization.release import release_digest
 from tests.conftest import bearer
 from trial.audit.models import AuditEvent
 from trial.extensions import db
@@ -252,10 +254,12 @@ def test_key_export_only_for_unblinded_statistician_and_audited(
     response = client.get("/api/v1/exports/key", headers=bearer(unblinded[1]))
     assert response.status_code == 200 and response.mimetype == "text/csv"
     lines = response.data.decode().splitlines()
-    assert lines[0] == "participant_id,randomization_number,arm"
+    assert lines[0] == "participant_id,randomization_number,arm,padding"
     assert lines[1].startswith(f"{pid},R00001,") and lines[1].split(",")[2] in ARMS
+    assert hashlib.sha256(response.data).hexdigest() == response.headers["X-Content-SHA256"]
     event = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "export_key"))
-    assert json.loads(event.detail)["sha256"] == response.headers["X-Content-SHA256"]
+    # A keyed digest only: the plain one is an oracle (tests/test_release_blinding.py).
+    assert json.loads(event.detail) == {"rows": 1, "hmac_sha256": release_digest(response.data)}
 
 
 def test_without_the_key_unblinded_operations_refuse_but_allocation_works(
