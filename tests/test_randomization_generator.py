@@ -1,6 +1,6 @@
-"""The list generator and the predictability simulation, without a database."""
+"""The list generator's properties, without a database (known answers and statistics: see
+tests/test_generator_known_answers.py and tests/test_generator_statistics.py)."""
 
-import random
 from collections import Counter
 
 import pytest
@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from randomization.drbg import DeterministicStream
 from randomization.generator import block_contents, draw_kits, generate_list, list_digest
-from randomization.predictability import expected_fixed_block_share, simulate_guess_share
 
 ratios = st.lists(st.integers(min_value=1, max_value=4), min_size=2, max_size=4).map(tuple)
 multiples = st.lists(
@@ -101,20 +100,5 @@ def test_drbg_is_uniform_and_reproducible():
     assert draw_kits(b"s", 50, 6) == draw_kits(b"s", 50, 6)
 
 
-@pytest.mark.parametrize(
-    ("sizes", "expected"),
-    [
-        ((2,), 0.750),
-        ((4,), 0.708),
-        ((6,), 0.683),
-        ((2, 4, 6), 0.703),
-    ],
-)
-def test_predictability_matches_the_closed_form(sizes, expected):
-    share = simulate_guess_share(sizes, (1, 1), 100_000, random.Random(7))
-    assert share == pytest.approx(expected, abs=0.01)
-    if len(sizes) == 1:
-        assert expected_fixed_block_share(sizes[0]) == pytest.approx(expected, abs=0.001)
-    else:  # random sizes: the allocation-weighted mean of the fixed-size values
-        weighted = sum(s * expected_fixed_block_share(s) for s in sizes) / sum(sizes)
-        assert weighted == pytest.approx(expected, abs=0.001)
+# The predictability simulation (now through the trial's own generator) and the statistical
+# tests of the generator are in tests/test_generator_statistics.py.
