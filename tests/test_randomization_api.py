@@ -436,3 +436,40 @@ def test_code_break_password_guessing_locks_the_account(
     assert int(locked.headers["Retry-After"]) > 0
     participant = client.get(f"/api/v1/participants/{pid}", headers=bearer(coordinator)).json
     assert participant["unblinded"] is False
+
+
+def test_code_break_answers_have_one_length_whatever_the_arm(
+    client, make_user, trial_list, unblinded, make_participant, approve_code_break, monkeypatch
+):
+    """The access log and anyone watching encrypted traffic see the answer's size: it was 92
+    bytes for baclofen and 91 for placebo."""
+    from randomization.services import allocation_key
+
+    _, coordinator = make_user("coordinator", sites=["S01"])
+    pids = [make_participant(site="S01", sex="F")["participant_id"] for _ in range(8)]
+    for pid in pids:
+        assert randomize(client, coordinator, pid).status_code == 201
+    arm_of = {pid: arm for pid, _number, arm in allocation_key(unblinded[0])}
+    db.session.rollback()
+    by_arm = {arm: [pid for pid in pids if arm_of[pid] == arm] for arm in ARMS}
+    assert all(len(group) >= 2 for group in by_arm.values())  # 8 slots hold a whole block
+    user, investigator = make_user("investigator", sites=["S01"], password=PASSWORD)
+    approve_code_break(user, PASSWORD)
+
+    def answer(pid):
+        response = client.post(
+            f"/api/v1/participants/{pid}/code-break",
+            headers=bearer(investigator),
+            json={"reason": "overdose, treating physician asks", "password": PASSWORD},
+        )
+        assert response.status_code == 200, response.json
+        assert response.json["arm"] == arm_of[pid]
+        return len(response.data)
+
+    assert answer(by_arm["baclofen"][0]) == answer(by_arm["placebo"][0])
+    # Control: the answer as it was (plain JSON) gives the arm away by its length.
+    monkeypatch.setattr(
+        "randomization.views.padded_json_response",
+        lambda payload, _paths, _names: client.application.json.response(payload),
+    )
+    assert answer(by_arm["baclofen"][1]) != answer(by_arm["placebo"][1])
