@@ -27,7 +27,7 @@ import math
 import os
 import tomllib
 from collections import Counter
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import marshmallow as ma
 import pytest
@@ -143,6 +143,28 @@ date_like = st.one_of(
     ),
     st.text(alphabet="0123456789-T:Z+. \u0663", max_size=25),
 )
+# Instants at the edges of the calendar with the widest offsets: converting
+# 0001-01-01T00:00:00+14:00 or 9999-12-31T23:59:59-14:00 to UTC overflows; before 1980 a
+# ZIP entry cannot carry the time.
+OFFSETS = ["Z", "+00:00", "+14:00", "-14:00", "+23:59", "-23:59", "+05:30", "-00:30", ""]
+extreme_instants = st.one_of(
+    st.builds(
+        "{:04d}-{:02d}-{:02d}T{:02d}:{:02d}:{:02d}{}".format,
+        st.sampled_from([1, 2, 1969, 1970, 1979, 1980, 2025, 9998, 9999]) | st.integers(1, 9999),
+        st.integers(1, 12),
+        st.sampled_from([1, 28, 31]) | st.integers(1, 28),
+        st.sampled_from([0, 23]) | st.integers(0, 23),
+        st.integers(0, 59),
+        st.sampled_from([0, 59]),
+        st.sampled_from(OFFSETS),
+    ).filter(lambda text: not text[8:10] == "31" or text[5:7] in ("01", "03", "05", "07", "12")),
+    st.datetimes(
+        timezones=st.timedeltas(
+            min_value=-timedelta(hours=23, minutes=59), max_value=timedelta(hours=23, minutes=59)
+        ).map(timezone)
+    ).map(datetime.isoformat),
+)
+date_like = date_like | extreme_instants
 number_like = st.one_of(
     st.integers(-5, 10**6).map(str),
     st.integers(-(2**70), 2**70).map(str),
@@ -703,6 +725,28 @@ def path_values(app, rule):
     return st.fixed_dictionaries(values)
 
 
+def open_route(client, method: str, rule, headers: dict, case):
+    """Send ``case`` (path values, request keyword arguments) to ``rule``."""
+    from urllib.parse import quote
+
+    ids, kwargs = case
+    path = rule.rule
+    for name, value in ids.items():
+        path = path.replace(
+            f"<{name}>" if f"<{name}>" in path else f"<int:{name}>", quote(str(value), safe="")
+        )
+    return client.open(path, method=method, headers=headers, **kwargs)
+
+
+def route_headers(app, endpoint: str) -> dict:
+    """A token of the first role the route's policy admits (none for a public route)."""
+    from trial.auth.policy import policy_for
+
+    policy = policy_for(app, endpoint)
+    role = next((r for r in ROLE_PREFERENCE if policy.permits(r)), None)
+    return {} if policy.public else bearer(app.config["FUZZ_TOKENS"][role])
+
+
 def response_problem(response) -> str | None:
     if response.status_code >= 500:
         return f"answered {response.status_code}: {response.get_data(as_text=True)[:300]}"
@@ -716,8 +760,6 @@ def response_problem(response) -> str | None:
 def test_every_route_answers_bad_input_with_a_clear_4xx(fuzz_app):
     """Arbitrary JSON (NaN and huge numbers included), text and query strings, sent with a
     token the route's policy admits, to existing and odd ids: never a 5xx."""
-    from urllib.parse import quote
-
     from trial.auth.policy import policy_for
 
     client = fuzz_app.test_client()
@@ -741,14 +783,7 @@ def test_every_route_answers_bad_input_with_a_clear_4xx(fuzz_app):
             )
 
         def call(case, method=method, rule=rule, headers=headers):
-            ids, kwargs = case
-            path = rule.rule
-            for name, value in ids.items():
-                path = path.replace(
-                    f"<{name}>" if f"<{name}>" in path else f"<int:{name}>",
-                    quote(str(value), safe=""),
-                )
-            response = client.open(path, method=method, headers=headers, **kwargs)
+            response = open_route(client, method, rule, headers, case)
             statuses[response.status_code] += 1
             return response_problem(response)
 
@@ -767,6 +802,201 @@ def test_every_route_answers_bad_input_with_a_clear_4xx(fuzz_app):
     # The inputs got past authentication and routing to the parsers and services.
     assert statuses[422] + statuses[400] > sum(statuses.values()) / 3, statuses
     assert sum(n for status, n in statuses.items() if status < 300) >= 20, statuses
+
+
+# --- hostile JSON and extreme cut-offs (issue 22) ---------------------------------------
+# Hypothesis' text never holds a lone surrogate and json.dumps never writes a duplicate key,
+# a number of thousands of digits or a body nested thousands deep: these strategies write
+# the JSON text themselves, so each class of input that once reached a 500 is generated.
+
+SURROGATE_ESCAPES = st.integers(0xD800, 0xDFFF).map(lambda n: f"\\u{n:04x}")
+
+
+@st.composite
+def hostile_literals(draw) -> str:
+    """A JSON value no field may take: a lone surrogate in a string, nesting deeper than any
+    body, an integer literal of more digits than any field, or NaN/Infinity."""
+    kind = draw(st.sampled_from(["surrogate", "deep", "digits", "constant"]))
+    if kind == "surrogate":
+        before, after = draw(st.text(alphabet="ab ", max_size=4)), draw(st.text("cd", max_size=3))
+        return f'"{before}{draw(SURROGATE_ESCAPES)}{after}"'
+    if kind == "deep":
+        depth = draw(st.sampled_from([33, 100, 999, 5_000, 200_000]))
+        if draw(st.booleans()):
+            return "[" * depth + "1" + "]" * depth
+        return '{"k": ' * min(depth, 100_000) + "1" + "}" * min(depth, 100_000)
+    if kind == "digits":
+        digits = draw(st.sampled_from([101, 4_300, 4_301, 5_000, 50_000]))
+        return draw(st.sampled_from(["", "-"])) + draw(st.sampled_from("123456789")) * digits
+    return draw(st.sampled_from(["NaN", "Infinity", "-Infinity"]))
+
+
+@st.composite
+def hostile_bodies(draw, schema: ma.Schema) -> str:
+    """A body shaped like ``schema``'s with one to three hostile changes: a value replaced by
+    a hostile literal, a key given twice, a key holding a lone surrogate, or the whole body
+    nested deep."""
+    names = list(load_fields(schema)) or ["x"]
+    body = draw(st.fixed_dictionaries({}, optional={n: json_values for n in names}))
+    members = [[json.dumps(key), json.dumps(value)] for key, value in body.items()]
+    for _ in range(draw(st.integers(1, 3))):
+        change = draw(st.sampled_from(["value", "value", "twice", "key", "nest"]))
+        if change == "value" or (change == "twice" and not members):
+            key = json.dumps(draw(st.sampled_from(names)))
+            members.append([key, draw(hostile_literals())])
+        elif change == "twice":
+            key = draw(st.sampled_from(members))[0]
+            members.append([key, json.dumps(draw(json_scalars))])
+        elif change == "key":
+            members.append([f'"{draw(SURROGATE_ESCAPES)}"', "1"])
+        else:
+            depth = draw(st.sampled_from([33, 2_000, 200_000]))
+            inner = "{" + ", ".join(f"{k}: {v}" for k, v in members) + "}"
+            return "[" * depth + inner + "]" * depth
+    order = draw(st.permutations(range(len(members))))
+    return "{" + ", ".join(f"{members[i][0]}: {members[i][1]}" for i in order) + "}"
+
+
+def hostile_problem(response) -> str | None:
+    if response.status_code < 400:
+        return f"accepted hostile JSON with {response.status_code}"
+    return response_problem(response)
+
+
+def body_routes(app):
+    return [
+        (method, rule, endpoint, schema)
+        for method, rule, endpoint, location, schema in route_schemas(app)
+        if location == "json"
+    ]
+
+
+def fuzz_hostile_json(app, routes, max_examples: int) -> Counter:
+    client, statuses, problems = app.test_client(), Counter(), []
+    for method, rule, endpoint, schema in routes:
+        headers = route_headers(app, endpoint)
+        payload = hostile_bodies(schema).map(
+            lambda text: {"data": text, "content_type": "application/json"}
+        )
+
+        def call(case, method=method, rule=rule, headers=headers):
+            response = open_route(client, method, rule, headers, case)
+            statuses[response.status_code] += 1
+            return hostile_problem(response)
+
+        try:
+            fuzz(
+                f"hostile JSON {method} {rule.rule}",
+                st.tuples(path_values(app, rule), payload),
+                call,
+                max_examples=max_examples,
+            )
+        except UnhandledInput as exc:
+            problems.append(str(exc))
+    assert not problems, "\n\n".join(problems)
+    return statuses
+
+
+def test_every_body_route_refuses_hostile_json_clearly(fuzz_app):
+    """Lone surrogates (in values and keys), deep nesting, huge integers, NaN and keys given
+    twice, on every route that takes a JSON body, /auth/token included: a 4xx in the error
+    shape every time, never a 5xx and never an acceptance."""
+    routes = body_routes(fuzz_app)
+    assert len(routes) >= 25 and any(r.rule == "/api/v1/auth/token" for _, r, _, _ in routes)
+    statuses = fuzz_hostile_json(fuzz_app, routes, examples(12))
+    print(f"\n[fuzz statuses] {dict(sorted(statuses.items()))}")
+    assert statuses[400] and statuses[422], statuses  # both kinds of refusal were reached
+
+
+def cutoff_routes(app):
+    return [
+        (method, rule, endpoint, schema)
+        for method, rule, endpoint, location, schema in route_schemas(app)
+        if location == "query" and "cutoff" in load_fields(schema)
+    ]
+
+
+def fuzz_cutoffs(app, routes, max_examples: int) -> Counter:
+    client, statuses, problems = app.test_client(), Counter(), []
+    for method, rule, endpoint, schema in routes:
+        headers = route_headers(app, endpoint)
+        extra = {"session": "open"} if "session" in load_fields(schema) else {}
+        payload = extreme_instants.map(
+            lambda c, extra=extra: {"query_string": {**extra, "cutoff": c}}
+        )
+
+        def call(case, method=method, rule=rule, headers=headers):
+            response = open_route(client, method, rule, headers, case)
+            statuses[response.status_code] += 1
+            return response_problem(response)
+
+        try:
+            fuzz(
+                f"cut-off {method} {rule.rule}",
+                st.tuples(st.just({}), payload),
+                call,
+                max_examples=max_examples,
+            )
+        except UnhandledInput as exc:
+            problems.append(str(exc))
+    assert not problems, "\n\n".join(problems)
+    return statuses
+
+
+def test_every_cutoff_refuses_extreme_instants_clearly(fuzz_app):
+    """Instants from year 1 to 9999 with offsets up to +-23:59, on the bundle and the safety
+    report: a clear 4xx or the artefact, never a 5xx."""
+    routes = cutoff_routes(fuzz_app)
+    assert {r.rule for _, r, _, _ in routes} >= {
+        "/api/v1/exports/blinded",
+        "/api/v1/reports/safety",
+    }
+    statuses = fuzz_cutoffs(fuzz_app, routes, examples(15))
+    print(f"\n[fuzz statuses] {dict(sorted(statuses.items()))}")
+    assert statuses[422], statuses
+
+
+def test_the_cutoff_parser_refuses_extreme_instants_clearly():
+    from exports.snapshot import EARLIEST_CUTOFF, parse_cutoff
+
+    def parse(text):
+        instant = parse_cutoff(text)
+        if instant is not None and not (
+            instant.utcoffset() == timedelta(0) and EARLIEST_CUTOFF <= instant
+        ):
+            return f"accepted {instant!r}"
+        return None
+
+    fuzz(
+        "parse_cutoff",
+        extreme_instants | date_like | json_scalars.filter(lambda v: isinstance(v, str)),
+        parse,
+        max_examples=examples(300),
+        refused=TrialError,
+        refusal_problem=lambda exc: (
+            trial_error_problem(exc)
+            or (None if set(exc.errors) == {"cutoff"} else f"names {exc.errors}")
+        ),
+    )
+
+
+def test_control_the_fuzzers_find_the_old_parsers_failures(fuzz_app, monkeypatch):
+    """Negative control: with the parsers before issue 22 put back (plain json.loads; the
+    cut-off converted to UTC before any check, no lower bound), the two fuzzers above report
+    unhandled input within a few examples: they would have found these bugs."""
+    import exports.snapshot
+    import reports.data
+    from tests.test_input_hardening import _old_parse, _old_parse_cutoff
+    from trial import json_input
+
+    monkeypatch.setattr(json_input, "parse_json_body", _old_parse)
+    participants = [r for r in body_routes(fuzz_app) if r[1].rule == "/api/v1/participants"]
+    with pytest.raises(AssertionError, match="answered 500|accepted hostile"):
+        fuzz_hostile_json(fuzz_app, participants, 30)
+    monkeypatch.setattr(exports.snapshot, "parse_cutoff", _old_parse_cutoff)
+    monkeypatch.setattr(reports.data, "parse_cutoff", _old_parse_cutoff)
+    with pytest.raises(AssertionError, match="answered 500"):
+        fuzz_cutoffs(fuzz_app, cutoff_routes(fuzz_app), 30)
 
 
 # --- inputs the fuzzing broke, pinned ---------------------------------------------------

@@ -443,3 +443,19 @@ def test_a_body_not_an_object_or_a_list_with_a_null_item_does_not_confuse_the_ru
     errors = response.json["errors"]
     assert "drinking.0" in errors and not any(k.startswith("drinking.1") for k in errors)
     assert trial.post(path, [1, 2]).status_code == 422
+
+
+@pytest.mark.parametrize("mechanism", ["on", "off (control)"])
+def test_a_new_site_with_a_bad_code_and_an_unknown_time_zone_names_both(
+    client, make_user, monkeypatch, mechanism
+):
+    from tests.conftest import bearer
+
+    if mechanism != "on":
+        monkeypatch.setattr(validation, "rule_check_for", lambda schema: None)
+    admin = make_user("admin")[1]
+    body = {"code": "s 9", "name": "Nowhere", "timezone": "Mars/Olympus_Mons"}
+    response = client.post("/api/v1/sites", json=body, headers=bearer(admin))
+    assert response.status_code == 422
+    named = set(response.json["errors"])
+    assert named == ({"code", "timezone"} if mechanism == "on" else {"code"})

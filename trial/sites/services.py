@@ -13,6 +13,8 @@ from trial.errors import Conflict, ValidationFailed
 from trial.extensions import db
 from trial.protocol import current_protocol
 from trial.sites.models import Site
+from trial.sites.schemas import SiteSchema
+from trial.validation import checks_body
 
 
 def get_site_by_code(code: str) -> Site | None:
@@ -23,16 +25,27 @@ def list_sites() -> list[Site]:
     return list(db.session.scalars(select(Site).order_by(Site.code)))
 
 
-def create_site(
-    actor, *, code: str, name: str, timezone: str = "UTC", planned_enrollment: int | None = None
-) -> Site:
-    """Add a site; its planned enrollment defaults to the protocol's per-site figure."""
+def check_timezone(timezone: str) -> None:
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValidationFailed(
             "Invalid input: timezone.", {"timezone": [f"Unknown time zone {timezone!r}."]}
         ) from None
+
+
+@checks_body(SiteSchema)
+def _check_new_site(actor, values, failed):
+    """The rules of a new site whose body failed its schema (``trial.validation``)."""
+    if "timezone" in values:
+        check_timezone(values["timezone"])
+
+
+def create_site(
+    actor, *, code: str, name: str, timezone: str = "UTC", planned_enrollment: int | None = None
+) -> Site:
+    """Add a site; its planned enrollment defaults to the protocol's per-site figure."""
+    check_timezone(timezone)
     if get_site_by_code(code) is not None:
         raise Conflict(f"Site {code} already exists.", {"code": ["Already exists."]})
     if planned_enrollment is None:
