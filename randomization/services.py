@@ -36,6 +36,7 @@ from trial.extensions import db
 from trial.participants.models import Participant
 from trial.participants.services import get_visible_participant
 from trial.protocol import current_protocol
+from trial.reasons import require_reason
 from trial.visits.models import Visit
 from trial.visits.services import flag_visits_in_new_schedule
 
@@ -290,10 +291,7 @@ def break_code(actor, participant_id: str, *, reason: str, password: str) -> tup
     refusal's audit row, then raises ``code_break_refused()``, which names the cause).
     """
     participant = get_visible_participant(actor, participant_id)
-    if not (reason and reason.strip()):
-        raise ValidationFailed(
-            "Invalid input: reason.", {"reason": ["Say why the code must be broken."]}
-        )
+    reason = require_reason(reason, what="breaking the code")
     unapproved = code_break_refusal(actor)
     if unapproved is not None:
         # Before the password: an account nobody approved is not even a password oracle.
@@ -303,7 +301,7 @@ def break_code(actor, participant_id: str, *, reason: str, password: str) -> tup
             entity_type="participant",
             entity_id=participant_id,
             entity_site=participant.site_code,
-            reason=reason.strip(),
+            reason=reason,
             detail={"cause": NO_VALID_APPROVAL, "approval": unapproved},
         )
         g.code_break_refusal = Forbidden(
@@ -319,7 +317,7 @@ def break_code(actor, participant_id: str, *, reason: str, password: str) -> tup
             entity_type="participant",
             entity_id=participant_id,
             entity_site=participant.site_code,
-            reason=reason.strip(),
+            reason=reason,
             detail={"cause": "password incorrect"},
         )
         return None
@@ -350,7 +348,7 @@ def break_code(actor, participant_id: str, *, reason: str, password: str) -> tup
         field="unblinded",
         old=False,
         new=True,
-        reason=reason.strip(),
+        reason=reason,
     )
     db.session.add(
         RandomizationNotice(
@@ -359,7 +357,7 @@ def break_code(actor, participant_id: str, *, reason: str, password: str) -> tup
             created_at=now,
             message=f"Emergency code-break for {participant_id} by {actor.username} "
             f"({actor.role}, {actor.site_label}) at {now:%Y-%m-%d %H:%M} UTC. "
-            f"Reason: {reason.strip()}",
+            f"Reason: {reason}",
         )
     )
     return participant, arm

@@ -402,7 +402,10 @@ def test_a_visible_reason_among_invisible_characters_is_kept_trimmed(trial, reco
 
 def test_services_refuse_an_invisible_reason_for_every_caller(trial, records):
     """Not only the HTTP schema: the services the commands and the demo call refuse too."""
+    from randomization.services import break_code
+    from tests.capture_helpers import PASSWORD
     from trial.audit.services import record_changes
+    from trial.auth.services import change_role
     from trial.cli_support import system_actor
     from trial.errors import ValidationFailed
     from trial.forms.models import Vitals
@@ -413,6 +416,8 @@ def test_services_refuse_an_invisible_reason_for_every_caller(trial, records):
 
     p, ids = records
     actor = trial.make_user("coordinator")[0]
+    investigator = trial.investigator_user["S01"]
+    target = trial.make_user("monitor")[0]
     participant = db.session.get(Participant, p.id)
     vitals_row, visit = db.session.get(Vitals, ids["vitals"]), db.session.get(Visit, ids["visit"])
     calls = {
@@ -422,6 +427,10 @@ def test_services_refuse_an_invisible_reason_for_every_caller(trial, records):
         "mark_entered_in_error": lambda r: mark_entered_in_error(actor, vitals_row, participant, r),
         "mark_visit_in_error": lambda r: mark_visit_in_error(actor, visit, participant, r),
         "withdraw_adverse_event": lambda r: withdraw_adverse_event(actor, ids["ae"], r),
+        "break_code": lambda r: break_code(investigator, p.pid, reason=r, password=PASSWORD),
+        "change_role": lambda r: change_role(
+            system_actor(), target, role="data_manager", site_codes=[], reason=r
+        ),
     }
     before = audit_count()
     for name, call in calls.items():
@@ -459,3 +468,6 @@ def test_control_strip_as_the_test_of_a_reason_fails_these_checks(trial, records
     assert len(accepted) >= 5, accepted
     with pytest.raises(AssertionError):
         test_a_reason_of_invisible_characters_is_no_reason(trial, records, "\ufeff")
+    with pytest.raises(pytest.fail.Exception):  # the services' check fails the same way
+        test_services_refuse_an_invisible_reason_for_every_caller(trial, records)
+    db.session.rollback()
