@@ -857,6 +857,51 @@ def hostile_bodies(draw, schema: ma.Schema) -> str:
     return "{" + ", ".join(f"{members[i][0]}: {members[i][1]}" for i in order) + "}"
 
 
+def outcome(parse, text):
+    try:
+        return ("value", parse(text))
+    except TrialError as exc:
+        return (exc.status, exc.errors)
+
+
+def fast_path_problem(text: str) -> str | None:
+    """The request parser's fast path (the C parser and cheap checks of the text) must agree
+    with its strict path (hooks on every value and a walk of the result) on every text."""
+    from trial.json_input import _strict_parse, parse_json_body
+
+    fast, strict = outcome(parse_json_body, text), outcome(_strict_parse, text)
+    if fast != strict:
+        return f"fast path {fast!r:.200} but strict {strict!r:.200}"
+    return None
+
+
+HOSTILE_TEXTS = st.one_of(
+    hostile_bodies(ma.Schema.from_dict({n: ma.fields.Raw() for n in ("a", "b", "c")})()),
+    hostile_literals(),
+    json_values.map(json.dumps),
+    json_values.map(lambda v: json.dumps(v, ensure_ascii=False)),
+)
+
+
+def test_the_fast_path_of_the_request_parser_agrees_with_the_strict_one():
+    fuzz(
+        "request JSON fast path",
+        HOSTILE_TEXTS,
+        fast_path_problem,
+        max_examples=examples(400),
+    )
+
+
+def test_control_a_fast_path_that_misses_an_escape_is_caught(monkeypatch):
+    import re
+
+    from trial import json_input
+
+    monkeypatch.setattr(json_input, "_SUSPECT_ESCAPE", re.compile("(?!)"))  # never matches
+    with pytest.raises(UnhandledInput, match="fast path"):
+        fuzz("broken fast path", HOSTILE_TEXTS, fast_path_problem, max_examples=400)
+
+
 def hostile_problem(response) -> str | None:
     if response.status_code < 400:
         return f"accepted hostile JSON with {response.status_code}"
