@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import pytest
 from sqlalchemy import select
 
+from tests.mutants import negative_control
 from tests.test_audit import build_chain, drop_triggers
 from trial.audit import chain
 from trial.audit.models import AuditChainHead, AuditEvent
@@ -217,6 +218,7 @@ def test_the_bulk_template_writes_the_same_payload(constant_columns):
 # --- negative controls ----------------------------------------------------------------------
 
 
+@negative_control
 @pytest.mark.parametrize("column", HASHED)
 def test_negative_control_a_column_left_out_of_the_hash_is_caught(monkeypatch, column):
     fewer = tuple(c for c in HASHED if c != column)
@@ -234,6 +236,7 @@ def test_negative_control_a_column_left_out_of_the_hash_is_caught(monkeypatch, c
         test_each_hashed_column_changes_the_hash(column)
 
 
+@negative_control
 def test_negative_control_an_unchained_hash_is_caught(monkeypatch):
     def unchained(prev_hash, payload):
         return hashlib.sha256(payload.encode()).hexdigest()

@@ -43,7 +43,7 @@ import pytest
 
 from reports import counting as c
 from reports.rows import AdverseEventRow, ParticipantRow
-from tests.mutants import mutant
+from tests.mutants import mutant, negative_control
 
 DOSE = date(2026, 3, 1)
 GI = "Gastrointestinal disorders"
@@ -484,6 +484,7 @@ MUTANTS = {
 }
 
 
+@negative_control
 @pytest.mark.parametrize("name", sorted(MUTANTS))
 def test_negative_control_each_mutant_fails_a_hand_count(monkeypatch, columns, name):
     function, old, new = MUTANTS[name]
@@ -504,6 +505,7 @@ def test_negative_control_each_mutant_fails_a_hand_count(monkeypatch, columns, n
     assert caught, name
 
 
+@negative_control
 @pytest.mark.parametrize("level", c.RELATED)
 def test_negative_control_each_related_level_matters(monkeypatch, columns, level):
     monkeypatch.setattr(c, "RELATED", tuple(r for r in c.RELATED if r != level))
@@ -511,6 +513,7 @@ def test_negative_control_each_related_level_matters(monkeypatch, columns, level
         test_ae_overview_every_row(columns)
 
 
+@negative_control
 @pytest.mark.parametrize(("category", "term"), ALL_TERMS)
 def test_negative_control_each_special_term_matters(monkeypatch, category, term):
     trimmed = {k: tuple(t for t in v if t != term) for k, v in c.SPECIAL_INTEREST.items()}

@@ -30,10 +30,10 @@ from randomization import drbg, generator
 from randomization.drbg import DeterministicStream
 from randomization.generator import block_contents, generate_stratum
 from randomization.predictability import expected_fixed_block_share, simulate_guess_share
+from tests.mutants import negative_control
 
 ALPHA = 1e-4
 SEED = b"statistics-seed-0001"
-
 
 # --- chi-square, exactly, without scipy ------------------------------------------------------
 
@@ -332,6 +332,7 @@ class MutantStream(DeterministicStream):
         type(self).shuffle_impl(items, self.below)
 
 
+@negative_control
 @pytest.mark.parametrize("name", sorted(SHUFFLE_MUTANTS))
 def test_each_mutant_is_caught(monkeypatch, name):
     class Mutant(MutantStream):
@@ -356,6 +357,7 @@ def test_each_mutant_is_caught(monkeypatch, name):
     assert failures, name
 
 
+@negative_control
 def test_the_correct_shuffle_passes_the_controls(monkeypatch):
     """The control harness itself accepts the real algorithm (MutantStream = Fisher-Yates)."""
     monkeypatch.setattr(generator, "DeterministicStream", MutantStream)
@@ -363,6 +365,7 @@ def test_the_correct_shuffle_passes_the_controls(monkeypatch):
         assert not rejects(block_orders(size, BLOCKS[size]), arrangements(size))
 
 
+@negative_control
 @pytest.mark.parametrize("n", [192, 40000, 11_184_811])
 def test_modulo_bias_is_caught(monkeypatch, n):
     def biased_below(self, k):
@@ -378,6 +381,7 @@ def test_modulo_bias_is_caught(monkeypatch, n):
             test_below_has_no_modulo_bias_on_wide_draws(n)
 
 
+@negative_control
 def test_a_fixed_block_size_choice_is_caught(monkeypatch):
     monkeypatch.setattr(drbg.DeterministicStream, "choice", lambda self, items: items[0])
     with pytest.raises(AssertionError):
@@ -441,6 +445,7 @@ def test_guesser_moments_agree_with_the_closed_form():
         assert float(mean) / size == pytest.approx(expected_fixed_block_share(size), abs=1e-12)
 
 
+@negative_control
 def test_predictability_runs_through_the_trials_generator(monkeypatch):
     """Negative control: with the block shuffle removed from the generator, the simulated
     share leaves the closed form (the old simulation, on Python's random, could not notice)."""

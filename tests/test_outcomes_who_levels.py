@@ -21,7 +21,7 @@ import pytest
 import trial
 from exports import outcomes
 from exports.outcomes import Period
-from tests.mutants import mutant
+from tests.mutants import mutant, negative_control
 from trial.protocol import load_protocol
 
 PROTOCOL = load_protocol(Path(trial.__file__).parent / "protocol.toml")
@@ -259,6 +259,7 @@ WHO_MUTANTS = {
 }  # fmt: skip
 
 
+@negative_control
 @pytest.mark.parametrize("name", sorted(WHO_MUTANTS))
 def test_negative_control_who_mutants_fail_the_boundaries(monkeypatch, name):
     function, old, new = WHO_MUTANTS[name]
