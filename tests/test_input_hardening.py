@@ -94,6 +94,8 @@ JSON_CASES = [
     ("a key given twice", PARTICIPANTS, TWICE, 422, "sex"),
     ("a key given twice, login", TOKEN, '{"username": "a", "username": "b", "password": "x"}',
      422, "username"),
+    ("a key given twice, then not JSON", PARTICIPANTS, '{"a": 1, "a": 2} x', 400, "_schema"),
+    ("NaN, then not JSON", TOKEN, '[NaN, ', 400, "_schema"),
     ("UTF-8 of a surrogate", PARTICIPANTS, b'{"site": "S01\xed\xa0\x80"}', 400, "_schema"),
 ]  # fmt: skip
 

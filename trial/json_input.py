@@ -8,7 +8,9 @@ not JSON, and a key given twice silently keeps its last value (what a reviewer o
 request sees first is not what is stored). ``request_json`` refuses each of them, naming the
 field, and caches the result on the request: ``screen_request_input`` calls it before any
 view runs and the argument parser (``trial.validation.TrialParser``) reads the same value,
-so there is one parser of request bodies and no view can bypass it.
+so there is one parser of request bodies and no view can bypass it. Ordinary bodies take a
+fast path (the C parser and cheap checks of the text); whatever it cannot vouch for is
+parsed again by the strict path, which names each field.
 """
 
 from __future__ import annotations
@@ -183,7 +185,9 @@ def _deepest_member(text: str) -> str:
 # digits than any number may have (digits inside a string count too, with the same effect;
 # found by mapping every digit to "0" and anything else to " ", a byte table C applies).
 _SUSPECT_ESCAPE = re.compile(r"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
-_DIGITS = bytes.maketrans(bytes(range(256)), bytes(48 if 48 <= b <= 57 else 32 for b in range(256)))
+_DIGITS = bytes.maketrans(
+    bytes(range(256)), bytes(48 if 48 <= byte <= 57 else 32 for byte in range(256))
+)
 _LONG_NUMBER = b"0" * (MAX_INT_DIGITS + 1)
 _CONTAINERS = (dict, list)
 
@@ -210,7 +214,7 @@ _FAST = json.JSONDecoder(
 
 def _deeper_than_allowed(value: Any) -> bool:
     """Whether a parsed body nests deeper than ``MAX_DEPTH``, level by level (no recursion,
-    and only the containers are visited: strings were vouched for by ``_SUSPECT``)."""
+    and only the containers are visited: strings were vouched for by ``_SUSPECT_ESCAPE``)."""
     level = [value] if type(value) in _CONTAINERS else []
     for _ in range(MAX_DEPTH):
         if not level:
@@ -224,12 +228,19 @@ def _deeper_than_allowed(value: Any) -> bool:
     return bool(level)
 
 
+def _malformed(exc: json.JSONDecodeError) -> InvalidJSON:
+    message = f"Invalid JSON body: {exc.msg} at line {exc.lineno}, column {exc.colno}."
+    return InvalidJSON(message, {"_schema": [message]})
+
+
 def _strict_parse(text: str) -> Any:
     """Parse with every hook and walk the result, naming each part no field could take."""
     try:
         value = _DECODER.decode(text)
     except RecursionError:
         raise _too_deep(_deepest_member(text)) from None
+    except json.JSONDecodeError as exc:  # after what sent the fast path here (a key twice)
+        raise _malformed(exc) from None
     errors = body_errors(value)
     if errors:
         raise ValidationFailed("Invalid input: " + ", ".join(sorted(errors)) + ".", errors)
@@ -258,8 +269,7 @@ def parse_json_body(data: bytes | str) -> Any:
     try:
         value = _FAST.decode(text)
     except json.JSONDecodeError as exc:
-        message = f"Invalid JSON body: {exc.msg} at line {exc.lineno}, column {exc.colno}."
-        raise InvalidJSON(message, {"_schema": [message]}) from None
+        raise _malformed(exc) from None
     except (_Suspect, ValueError, RecursionError):  # ValueError: int() past 4,300 digits
         return _strict_parse(text)
     raw = data if isinstance(data, bytes) else text.encode("utf-8", "surrogatepass")
