@@ -241,6 +241,7 @@ def incidence_line(row, columns):
 def test_any_teae_row_at_the_worst_grade(columns, emergent):
     row = c.any_event_row(emergent, columns)
     assert (row.label, *incidence_line(row, columns)) == ANY_TEAE
+    assert (row.level, row.system_organ_class) == ("any", "")
     assert row.worst == {"A1": 3, "A2": 4, "A3": 1, "B1": 5, "B2": 3, "B4": 2}
 
 
@@ -283,17 +284,23 @@ def test_the_order_of_terms_is_by_frequency_then_alphabet():
         event("P3", "beta", NERVOUS, 2),
         event("P0", "Gamma", "cardiac disorders", 1),
         event("P1", "x", "Blood disorders", 1),
+        # classes and terms equal but for case: capitals first (code-point order breaks ties)
+        event("P2", "y", "blood disorders", 1),
+        event("P2", "Beta", NERVOUS, 1),
     ]
     columns = c.build_columns(c.safety_population(people))
     labels = [(row.level, row.label) for row in c.incidence(events, columns)]
     assert labels == [
         ("soc", "Blood disorders"),
         ("pt", "x"),
+        ("soc", "blood disorders"),
+        ("pt", "y"),
         ("soc", "cardiac disorders"),
         ("pt", "Gamma"),
         ("soc", NERVOUS),
         ("pt", "beta"),
         ("pt", "Alpha"),
+        ("pt", "Beta"),
         ("pt", "zeta"),
     ]
 
