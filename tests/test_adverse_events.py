@@ -547,7 +547,7 @@ def test_a_correction_that_changes_nothing_records_nothing(env):
     ae = env.create()
     before = committed_counts()
     response = env.patch(ae["id"], {"grade": 2, "reason": "checked"})
-    assert response.status_code == 200 and response.json["version"] == 1
+    assert response.status_code == 422 and response.json["code"] == "no_change", response.json
     assert committed_counts() == before
 
 

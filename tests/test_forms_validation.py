@@ -696,15 +696,18 @@ def test_a_disposition_reason_is_corrected_next_to_the_reason_for_the_change(tri
     )
 
 
-def test_a_correction_needs_a_reason_only_when_something_changes(trial, records):
+def test_a_correction_that_changes_nothing_says_so_and_writes_nothing(trial, records):
+    """Not a 200 that drops its reason: a 422 of its own code (tests/test_correction_versions.py
+    covers every record type)."""
     p, ids = records
-    stored = trial.get(f"/vitals/{ids['vitals']}").json
-    same = trial.patch(
-        f"/vitals/{ids['vitals']}", {"heart_rate": stored["heart_rate"], "reason": "checked"}
-    )
-    assert same.status_code == 200 and same.json["version"] == stored["version"]
+    url = f"/vitals/{ids['vitals']}"
+    stored = trial.get(url).json
+    before = counts()
+    same = trial.patch(url, {"heart_rate": stored["heart_rate"], "reason": "checked"})
+    assert same.status_code == 422 and same.json["code"] == "no_change", same.json
+    assert counts() == before and trial.get(url).json == stored
     # The reason is part of every PATCH body all the same.
-    assert trial.patch(f"/vitals/{ids['vitals']}", {}).status_code == 422
+    assert trial.patch(url, {}).status_code == 422
 
 
 def test_number_of_validation_cases(capsys):

@@ -175,7 +175,7 @@ def test_a_correction_that_changes_nothing_keeps_the_signature(trial, visit):
         f"/vitals/{visit['vitals']['id']}",
         {"heart_rate": visit["vitals"]["heart_rate"], "reason": "checked"},
     )
-    assert same.status_code == 200
+    assert same.status_code == 422 and same.json["code"] == "no_change", same.json
     assert signature_status(trial, visit["id"]) == "signed"
 
 

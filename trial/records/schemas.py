@@ -2,12 +2,33 @@ import copy
 
 import marshmallow as ma
 from marshmallow import fields as f
+from marshmallow import validate as v
 
 from trial.reasons import ReasonField
+from trial.records.services import MAX_VERSION
+
+# The body key of the version a change is made from (the precondition ``If-Match`` also gives).
+VERSION = "version"
+
+
+def version_field() -> f.Integer:
+    """The optional precondition of a correction or an entered-in-error mark."""
+    return f.Integer(
+        load_only=True,
+        strict=True,
+        validate=v.Range(min=1, max=MAX_VERSION),
+        metadata={
+            "description": "The record's version you are changing (its `version`, or its ETag "
+            "without the quotes); if the record has changed since, the request is refused "
+            "with 412 naming the current version and values, and nothing is written. "
+            "Optional, like `If-Match`, which says the same."
+        },
+    )
 
 
 class ReasonSchema(ma.Schema):
     reason = ReasonField(required=True, load_only=True)
+    version = version_field()
 
 
 class RecordMetaSchema(ma.Schema):
@@ -30,7 +51,8 @@ CHANGE_REASON = "reason_for_change"
 def patch_schema_for(
     create_schema: type[ma.Schema], name: str, keys: dict[str, str] | None = None
 ) -> type[ma.Schema]:
-    """The PATCH body of a form: any of its fields, none required, plus a required reason.
+    """The PATCH body of a form: any of its fields, none required, plus a required reason
+    and the optional ``version`` it corrects.
 
     ``keys`` gives a field another JSON key in the PATCH body when its own is taken by the
     reason for the change (a disposition's ``reason`` is corrected as ``disposition_reason``).
@@ -45,4 +67,5 @@ def patch_schema_for(
             clone.data_key = keys[field_name]
         fields[field_name] = clone
     fields[CHANGE_REASON] = ReasonField(required=True, load_only=True, data_key="reason")
+    fields[VERSION] = version_field()
     return ma.Schema.from_dict(fields, name=name)

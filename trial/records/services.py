@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import select
 
-from trial.audit.services import record_changes, record_created, record_event
+from trial.audit.services import encode_value, record_changes, record_created, record_event
 from trial.database import utcnow
-from trial.errors import Conflict, NotFound, ValidationFailed
+from trial.errors import Conflict, NotFound, TrialError, ValidationFailed
 from trial.extensions import db
 from trial.participants.models import Participant
 from trial.reasons import require_reason
@@ -17,6 +18,24 @@ from trial.reasons import require_reason
 # data queries and signatures to find a record from its audit name.
 RECORD_TYPES: dict[str, type] = {}
 MAX_RECORD_ID = 2**31 - 1
+MAX_VERSION = 2**31 - 1  # the version column's range on PostgreSQL
+
+# Called after any change to a record (a correction or an entered-in-error mark), e.g. to
+# invalidate the signature of its visit. Filled at import by the packages that need it.
+after_change_hooks: list[Callable] = []
+
+
+class PreconditionFailed(TrialError):
+    """The record is no longer at the version the change was made from (412)."""
+
+    status, code = 412, "precondition_failed"
+
+
+class NothingToChange(TrialError):
+    """A correction whose every value is the record's already: refused, so its reason is
+    not silently dropped (422 with its own code)."""
+
+    status, code = 422, "no_change"
 
 
 def register_record_type(model: type) -> type:
@@ -61,14 +80,60 @@ def ensure_correctable(record) -> None:
         raise Conflict("This record was marked as entered in error and can no longer change.")
 
 
+def etag(version: int) -> str:
+    """The ETag of a record at ``version`` (strong: ``If-Match`` compares it as sent back)."""
+    return f'"{version}"'
+
+
+def check_version(record, expected_version: int | None, current: Mapping[str, Any]) -> None:
+    """Refuse a change made from another version than the record's (412); ``None``: no check.
+
+    The error names the record's version and the current value of each field the request
+    tried to change (``current``: request key -> value now), so the client can see what it
+    would have overwritten. The caller holds the record's row (``get_visible_record(...,
+    lock=True)``) so the version cannot move between this check and the write.
+    """
+    if expected_version is None or record.version == expected_version:
+        return
+    name = f"{record.ENTITY.replace('_', ' ')} {record.entity_id}"
+    errors = {
+        "version": [
+            f"The record is at version {record.version}, not {expected_version}: it changed "
+            f"since you read it."
+        ]
+    }
+    for key, value in current.items():
+        shown = encode_value(value)
+        errors[key] = [f"Now {'null' if shown is None else shown}."]
+    raise PreconditionFailed(
+        f"{name[0].upper()}{name[1:]} changed since version {expected_version}: it is at "
+        f"version {record.version} (ETag {etag(record.version)}). Nothing was saved; read it "
+        f"again and make the correction on what it holds now.",
+        errors,
+    )
+
+
 def correct_record(
-    actor, record, participant: Participant, changes: dict[str, Any], reason: str | None
+    actor,
+    record,
+    participant: Participant,
+    changes: dict[str, Any],
+    reason: str | None,
+    *,
+    expected_version: int | None = None,
+    require_change: bool = False,
 ) -> int:
     """Apply changes with a reason; each changed field is audited with old and new value.
 
     Returns the number of fields that changed (0 changes nothing and needs no reason).
+    ``expected_version``: the version the change was made from (``If-Match`` or a body's
+    ``version``); another is refused with 412 and nothing written. ``require_change``: a
+    correction that changes nothing is refused (422 ``no_change``) instead of returning 0,
+    so a person's reason is never silently dropped (internal re-derivations, such as
+    re-coding, pass False).
     """
     ensure_correctable(record)
+    check_version(record, expected_version, {field: getattr(record, field) for field in changes})
     changes = {field: (getattr(record, field), new) for field, new in changes.items()}
     # No autoflush while fields change one by one: a check constraint spanning two columns
     # (diastolic < systolic) must see the record whole, at the flush below.
@@ -82,6 +147,12 @@ def correct_record(
             entity_site=_site_code(participant),
         )
         if not count:
+            if require_change:
+                raise NothingToChange(
+                    f"Nothing to correct: every value sent is the record's already (version "
+                    f"{record.version}). Nothing was saved and the reason was not recorded.",
+                    {},
+                )
             return 0
         for field, (_, new) in changes.items():
             setattr(record, field, new)
@@ -91,10 +162,26 @@ def correct_record(
     return count
 
 
-def mark_entered_in_error(actor, record, participant: Participant, reason: str | None) -> None:
-    """Withdraw a record from every output without deleting it."""
+def run_after_change_hooks(actor, record) -> None:
+    for hook in after_change_hooks:
+        hook(actor, record)
+
+
+def mark_entered_in_error(
+    actor,
+    record,
+    participant: Participant,
+    reason: str | None,
+    *,
+    expected_version: int | None = None,
+) -> None:
+    """Withdraw a record from every output without deleting it.
+
+    ``expected_version`` as for ``correct_record``: a stale one is refused with 412.
+    """
     if record.entered_in_error:
         raise Conflict("This record is already marked as entered in error.")
+    check_version(record, expected_version, {"entered_in_error": False})
     reason = require_reason(reason, what="marking a record entered in error")
     record.entered_in_error = True
     record.error_reason = reason
@@ -114,14 +201,24 @@ def mark_entered_in_error(actor, record, participant: Participant, reason: str |
     )
 
 
-def get_visible_record(actor, entity: str, record_id: int):
-    """Return (record, participant) or 404 when missing or at a site the actor cannot see."""
+def get_visible_record(actor, entity: str, record_id: int, *, lock: bool = False):
+    """Return (record, participant) or 404 when missing or at a site the actor cannot see.
+
+    ``lock``: read the record as committed and hold its row to the end of the transaction
+    (``FOR UPDATE`` on PostgreSQL; SQLite's writers are serialised by ``BEGIN IMMEDIATE``),
+    so a change checked against its version cannot be overtaken by another.
+    """
     model = RECORD_TYPES.get(entity)
     if model is None:
         raise NotFound(f"No record type {entity!r}.")
     if not 1 <= record_id <= MAX_RECORD_ID:  # beyond the id column: cannot exist
         raise NotFound(f"No {entity} {record_id}.")
-    record = db.session.get(model, record_id)
+    if lock:
+        record = db.session.get(
+            model, record_id, with_for_update={"of": model}, populate_existing=True
+        )
+    else:
+        record = db.session.get(model, record_id)
     if record is None:
         raise NotFound(f"No {entity} {record_id}.")
     participant = db.session.get(Participant, record.participant_id)

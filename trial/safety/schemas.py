@@ -5,6 +5,7 @@ from marshmallow import fields as f
 from marshmallow import validate as v
 
 from trial.reasons import ReasonField
+from trial.records.schemas import version_field
 from trial.safety.models import (
     ACTIONS_TAKEN,
     CODING_SOURCES,
@@ -94,6 +95,7 @@ AdverseEventCorrectionSchema = _Body.from_dict(
         "reason": ReasonField(
             required=True, metadata={"description": "Why the record is changed (audited)"}
         ),
+        "version": version_field(),
     },
     name="AdverseEventCorrection",
 )
@@ -104,6 +106,7 @@ class EnteredInErrorSchema(ma.Schema):
         unknown = ma.RAISE
 
     reason = ReasonField(required=True)
+    version = version_field()
 
 
 class AdverseEventListQuerySchema(ma.Schema):

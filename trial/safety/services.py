@@ -21,6 +21,7 @@ from trial.participants.models import Participant
 from trial.participants.services import get_visible_participant, site_today
 from trial.reasons import require_reason
 from trial.records.services import (
+    check_version,
     correct_record,
     create_record,
     get_visible_record,
@@ -162,15 +163,17 @@ def apply_correction(
     participant: Participant,
     values: dict[str, Any],
     reason: str | None,
+    **options,
 ) -> int:
-    """``correct_record`` with every field set before anything is flushed.
+    """``correct_record`` (with its ``options``) with every field set before anything is
+    flushed.
 
     correct_record sets the fields one at a time and writes an audit row after each; the
     audit head query would autoflush the half-changed row, and the check constraints that
     tie fields together (serious and its criteria, PT and SOC and source) refuse it.
     """
     with db.session.no_autoflush:
-        return correct_record(actor, record, participant, values, reason)
+        return correct_record(actor, record, participant, values, reason, **options)
 
 
 def report_adverse_event(actor, participant_id: str, body: dict[str, Any]):
@@ -201,28 +204,45 @@ def get_adverse_event(actor, record_id: int, *, lock: bool = False):
     return record, participant
 
 
-def correct_adverse_event(actor, record_id: int, body: dict[str, Any]):
+def correct_adverse_event(
+    actor, record_id: int, body: dict[str, Any], *, expected_version: int | None = None
+):
     """Apply a correction with its reason after re-checking the whole record.
 
     A changed term is coded again; a change of seriousness opens, reopens or withdraws the
-    expedited report. Returns (AE, participant).
+    expedited report. ``expected_version``: the version corrected (412 if stale); a
+    correction that changes nothing is refused (422 ``no_change``). Returns (AE, participant).
     """
     record, participant = get_adverse_event(actor, record_id, lock=True)
     changes = dict(body)
     reason = changes.pop("reason", None)
+    if not record.entered_in_error:  # else corrected_values refuses it (409)
+        entered = entered_values(record)
+        check_version(record, expected_version, {k: entered.get(k) for k in changes})
     stored = stored_values(corrected_values(record, participant, changes))
     if stored["term"] != record.term:
         stored.update(code_term(stored["term"]).as_values())
-    if apply_correction(actor, record, participant, stored, reason):
-        sync_expedited_report(actor, record, participant, reason=reason)
+    apply_correction(
+        actor,
+        record,
+        participant,
+        stored,
+        reason,
+        expected_version=expected_version,
+        require_change=True,
+    )
+    sync_expedited_report(actor, record, participant, reason=reason)
     return record, participant
 
 
-def withdraw_adverse_event(actor, record_id: int, reason: str):
-    """Mark an AE entered in error (kept, audited, out of every list); withdraw its report."""
+def withdraw_adverse_event(
+    actor, record_id: int, reason: str, *, expected_version: int | None = None
+):
+    """Mark an AE entered in error (kept, audited, out of every list); withdraw its report.
+    ``expected_version``: the version withdrawn (412 if stale)."""
     reason = require_reason(reason, what="marking a record entered in error")
     record, participant = get_adverse_event(actor, record_id, lock=True)
-    mark_entered_in_error(actor, record, participant, reason)
+    mark_entered_in_error(actor, record, participant, reason, expected_version=expected_version)
     sync_expedited_report(actor, record, participant, reason=reason)
     return record, participant
 

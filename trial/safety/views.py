@@ -10,6 +10,7 @@ from trial.auth.policy import allow
 from trial.auth.roles import Role
 from trial.blueprint import Blueprint
 from trial.database import commit_then_read
+from trial.records.views import ETAG, IF_MATCH, requested_version, with_etag
 from trial.safety import services
 from trial.safety.expedited import expedited_reports
 from trial.safety.schemas import (
@@ -64,36 +65,46 @@ def list_uncoded_adverse_events():
 
 @blp.route(RECORD, methods=["GET"])
 @allow(*READERS)
-@blp.response(200, AdverseEventSchema)
+@blp.response(200, AdverseEventSchema, headers=ETAG)
 def get_adverse_event(record_id):
     """Show one adverse event; another site's is a 404."""
     record, participant = services.get_adverse_event(g.current_user, record_id)
-    return services.present_one(record, participant)
+    return with_etag(services.present_one(record, participant), record.version)
 
 
 @blp.route(RECORD, methods=["PATCH"])
 @allow(*SITE_STAFF)
 @blp.arguments(AdverseEventCorrectionSchema)
-@blp.response(200, AdverseEventSchema)
+@blp.response(200, AdverseEventSchema, headers=ETAG)
+@blp.doc(parameters=[IF_MATCH])
 def correct_adverse_event(body, record_id):
     """Correct an adverse event with a reason; the whole record is checked again, a changed
-    term is coded again, and every changed field is audited with old and new value."""
-    record, participant = services.correct_adverse_event(g.current_user, record_id, body)
+    term is coded again, and every changed field is audited with old and new value. A stale
+    If-Match or version is refused with 412; a body that changes nothing with 422 no_change."""
+    expected = requested_version(body)
+    record, participant = services.correct_adverse_event(
+        g.current_user, record_id, body, expected_version=expected
+    )
     response = services.present_one(record, participant)
     commit_then_read()
-    return response
+    return with_etag(response, response["version"])
 
 
 @blp.route(f"{RECORD}/entered-in-error", methods=["POST"])
 @allow(*SITE_STAFF)
 @blp.arguments(EnteredInErrorSchema)
-@blp.response(200, AdverseEventSchema)
+@blp.response(200, AdverseEventSchema, headers=ETAG)
+@blp.doc(parameters=[IF_MATCH])
 def mark_adverse_event_in_error(body, record_id):
-    """Mark an adverse event as entered in error: kept and audited, left out of every list."""
-    record, participant = services.withdraw_adverse_event(g.current_user, record_id, body["reason"])
+    """Mark an adverse event as entered in error: kept and audited, left out of every list;
+    a stale If-Match or version is refused with 412."""
+    expected = requested_version(body)
+    record, participant = services.withdraw_adverse_event(
+        g.current_user, record_id, body["reason"], expected_version=expected
+    )
     response = services.present_one(record, participant)
     commit_then_read()
-    return response
+    return with_etag(response, response["version"])
 
 
 @blp.route("/expedited-reports", methods=["GET"])

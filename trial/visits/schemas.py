@@ -15,7 +15,7 @@ from trial.forms.schemas import (
     VitalsSchema,
 )
 from trial.reasons import ReasonField
-from trial.records.schemas import RecordMetaSchema
+from trial.records.schemas import RecordMetaSchema, version_field
 
 
 class VisitCreateSchema(ma.Schema):
@@ -50,6 +50,7 @@ class VisitPatchSchema(ma.Schema):
     status = f.String(validate=v.OneOf(["completed", "missed"]))
     missed_reason = ReasonField(allow_none=True)
     reason = ReasonField(required=True, load_only=True)
+    version = version_field()
 
 
 class SignSchema(ma.Schema):

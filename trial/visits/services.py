@@ -31,6 +31,8 @@ from trial.protocol import VisitDefinition, current_protocol
 from trial.reasons import clean_reason, require_reason
 from trial.records.bulk import RecordBatch, RecordRef, as_written
 from trial.records.services import (
+    check_version,
+    correct_record,
     ensure_correctable,
     get_visible_record,
     mark_entered_in_error,
@@ -415,14 +417,60 @@ def after_visit_corrected(actor, participant: Participant, visit: Visit) -> None
     _flag_window(actor, participant, visit)
 
 
-def mark_visit_in_error(actor, visit: Visit, participant: Participant, reason: str) -> None:
+def correct_visit(
+    actor,
+    visit: Visit,
+    participant: Participant,
+    body: dict,
+    reason: str | None,
+    *,
+    expected_version: int | None = None,
+) -> int:
+    """Correct a visit's date, status or missed reason with a reason, from the version the
+    change was made from (``expected_version``; None: as it is now).
+
+    In the order a person is told: a visit entered in error (409), a stale version (412,
+    naming the current value of each field sent), the visit as corrected (422), a body that
+    changes nothing (422 ``no_change``). Keeps the automatic out-of-window deviation true and
+    voids the signature. The caller holds the visit's row (``get_visible_record(...,
+    lock=True)``). Returns the number of fields changed.
+    """
+    ensure_correctable(visit)
+    check_version(visit, expected_version, {field: getattr(visit, field) for field in body})
+    changes = coherent_visit_changes(visit, body)
+    merged = {field: getattr(visit, field) for field in Visit.AUDITED_FIELDS}
+    merged.update(changes)
+    revalidate_visit(actor, participant, visit, merged)
+    count = correct_record(
+        actor,
+        visit,
+        participant,
+        changes,
+        reason,
+        expected_version=expected_version,
+        require_change=True,
+    )
+    after_visit_corrected(actor, participant, visit)
+    invalidate_signature(actor, visit)
+    return count
+
+
+def mark_visit_in_error(
+    actor,
+    visit: Visit,
+    participant: Participant,
+    reason: str,
+    *,
+    expected_version: int | None = None,
+) -> None:
     """Mark a visit in error with its forms and its automatic deviation, each audited.
 
     The forms and the deviation describe the visit; left active they would stay in every
     output and block the days and the visit from being entered again correctly.
+    ``expected_version``: the visit's version the mark was made from (412 if stale).
     """
     reason = require_reason(reason, what="marking a record entered in error")
-    mark_entered_in_error(actor, visit, participant, reason)
+    mark_entered_in_error(actor, visit, participant, reason, expected_version=expected_version)
     deviations = db.session.scalars(
         select(ProtocolDeviation).where(
             ProtocolDeviation.visit_id == visit.id,

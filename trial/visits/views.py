@@ -10,13 +10,16 @@ from trial.errors import Forbidden
 from trial.extensions import db
 from trial.participants.services import get_visible_participant
 from trial.records.schemas import ReasonSchema
-from trial.records.services import (
-    correct_record,
-    ensure_correctable,
-    get_visible_record,
-    records_of,
+from trial.records.services import get_visible_record, records_of
+from trial.records.views import (
+    ETAG,
+    IF_MATCH,
+    READERS,
+    SITE_STAFF,
+    after_change_hooks,
+    requested_version,
+    with_etag,
 )
-from trial.records.views import READERS, SITE_STAFF, after_change_hooks
 from trial.visits import services
 from trial.visits.models import Visit
 from trial.visits.schedule import build_schedule
@@ -70,43 +73,49 @@ def list_visits(participant_id):
 
 @blp.route("/visits/<int:visit_id>", methods=["GET"])
 @allow(*READERS)
-@blp.response(200, VisitSchema)
+@blp.response(200, VisitSchema, headers=ETAG)
 def get_visit(visit_id):
-    """Show one visit with its forms."""
-    return get_visible_record(g.current_user, "visit", visit_id)[0]
+    """Show one visit with its forms (the ETag is the visit's own version; each form has its
+    own)."""
+    visit = get_visible_record(g.current_user, "visit", visit_id)[0]
+    return with_etag(visit, visit.version)
 
 
 @blp.route("/visits/<int:visit_id>", methods=["PATCH"])
 @allow(*SITE_STAFF)
 @blp.arguments(VisitPatchSchema)
-@blp.response(200, VisitSchema)
+@blp.response(200, VisitSchema, headers=ETAG)
+@blp.doc(parameters=[IF_MATCH])
 def correct_visit(body, visit_id):
-    """Correct a visit (date, status, missed reason) with a reason; voids its signature."""
-    visit, participant = get_visible_record(g.current_user, "visit", visit_id)
-    ensure_correctable(visit)
+    """Correct a visit (date, status, missed reason) with a reason; voids its signature. A
+    stale If-Match or version is refused with 412; a body that changes nothing with 422
+    no_change."""
+    expected = requested_version(body)
+    visit, participant = get_visible_record(g.current_user, "visit", visit_id, lock=True)
     reason = body.pop("reason")
-    changes = services.coherent_visit_changes(visit, body)
-    merged = {field: getattr(visit, field) for field in Visit.AUDITED_FIELDS}
-    merged.update(changes)
-    services.revalidate_visit(g.current_user, participant, visit, merged)
-    if correct_record(g.current_user, visit, participant, changes, reason):
-        services.after_visit_corrected(g.current_user, participant, visit)
-        services.invalidate_signature(g.current_user, visit)
+    services.correct_visit(
+        g.current_user, visit, participant, body, reason, expected_version=expected
+    )
     commit_then_read()
-    return visit
+    return with_etag(visit, visit.version)
 
 
 @blp.route("/visits/<int:visit_id>/entered-in-error", methods=["POST"])
 @allow(*SITE_STAFF)
 @blp.arguments(ReasonSchema)
-@blp.response(200, VisitSchema)
+@blp.response(200, VisitSchema, headers=ETAG)
+@blp.doc(parameters=[IF_MATCH])
 def mark_visit_in_error(body, visit_id):
-    """Mark a visit as entered in error with its forms (kept, audited, out of every output)."""
-    visit, participant = get_visible_record(g.current_user, "visit", visit_id)
-    services.mark_visit_in_error(g.current_user, visit, participant, body["reason"])
+    """Mark a visit as entered in error with its forms (kept, audited, out of every output);
+    a stale If-Match or version is refused with 412."""
+    expected = requested_version(body)
+    visit, participant = get_visible_record(g.current_user, "visit", visit_id, lock=True)
+    services.mark_visit_in_error(
+        g.current_user, visit, participant, body["reason"], expected_version=expected
+    )
     services.invalidate_signature(g.current_user, visit)
     commit_then_read()
-    return visit
+    return with_etag(visit, visit.version)
 
 
 @blp.route("/visits/<int:visit_id>/sign", methods=["POST"])
