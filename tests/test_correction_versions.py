@@ -10,14 +10,27 @@ audit trail holds only the first change). A PATCH that changes nothing is refuse
 accepted (API compatibility). The negative controls patch the old behaviour back in (no
 version check; a no-op answered 200) and show the same checks catch it.
 
+The race is also run for real, through two gunicorn workers (slow): each correction is held
+just after it has read the record until the other has too (``rendezvous``, bounded), so two
+coordinators correct from version 1 at once. One is saved, the other gets 412. Its control
+serves the view without the row lock: on PostgreSQL both then pass the check and the second
+silently overwrites the first. (SQLite serialises writers with ``BEGIN IMMEDIATE``, so there the
+lock adds nothing and the control cannot fail: it is skipped.)
+
 Runs on SQLite and, with TEST_DATABASE_URL set, on PostgreSQL.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -422,3 +435,112 @@ def test_control_a_no_op_answered_200_is_caught(trial, records, monkeypatch):
     for entity in ("vitals", "visit", "adverse_event"):
         problems = no_op_problems(trial, records, entity)
         assert problems and problems[0].startswith("no-op PATCH: 200"), problems
+
+
+# --- the race for real, through gunicorn ------------------------------------------------------
+
+HELD_APP = "tests.test_correction_versions:app_holding_corrections()"
+UNLOCKED_APP = "tests.test_correction_versions:app_reading_without_the_row_lock()"
+HOLD_SECONDS = 2.0
+
+
+def rendezvous(count: int = 2) -> None:
+    """Wait until ``count`` requests have arrived here (files in ``RENDEZVOUS_DIR``), or
+    ``HOLD_SECONDS`` have passed (a request queued behind the first one's lock never comes)."""
+    folder = Path(os.environ["RENDEZVOUS_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / uuid.uuid4().hex).touch()
+    deadline = time.monotonic() + HOLD_SECONDS
+    while len(list(folder.iterdir())) < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def app_holding_corrections():
+    """The real app, each form correction held at the rendezvous once it has read the record
+    (served by gunicorn only)."""
+    from trial import create_app
+
+    real_check = records_views.check_version
+
+    def check_after_rendezvous(*args, **kwargs):
+        rendezvous()
+        return real_check(*args, **kwargs)
+
+    records_views.check_version = check_after_rendezvous
+    return create_app()
+
+
+def app_reading_without_the_row_lock():
+    """The control: as above, but the correction reads the record without holding its row."""
+    real_get = records_views.get_visible_record
+
+    def get_unlocked(actor, entity, record_id, *, lock=False):
+        return real_get(actor, entity, record_id)
+
+    records_views.get_visible_record = get_unlocked
+    return app_holding_corrections()
+
+
+def correct_at_once(trial, second, records, database_url, folder: Path, app: str):
+    """Two coordinators correct the vitals from the version both read, at the same time;
+    return the two responses (first coordinator's first), the record after, and its updates."""
+    import requests
+
+    from tests.live_server import live_server
+
+    p, ids = records
+    target = url("vitals", ids)
+    version = send(trial, "GET", target).json["version"]
+    tokens = [trial.coordinator["S01"], second]
+    bodies = [{"heart_rate": 80, "reason": "source"}, {"heart_rate": 90, "reason": "mine"}]
+    settings = {"RENDEZVOUS_DIR": str(folder / "rendezvous")}
+    with live_server(database_url, folder, workers=2, env=settings, app=app) as server:
+        start = threading.Barrier(2)
+
+        def patch(index):
+            start.wait(timeout=30)
+            return requests.patch(
+                f"{server.url}{target}",
+                json=bodies[index],
+                headers={**bearer(tokens[index]), "If-Match": f'"{version}"'},
+                timeout=60,
+            )
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            responses = list(pool.map(patch, range(2)))
+        log = server.log()
+    assert "Traceback" not in log, log[-3000:]
+    db.session.remove()
+    after = send(trial, "GET", target).json
+    return responses, after, updates("vitals", ids["vitals"])
+
+
+@pytest.mark.slow
+def test_two_coordinators_at_once_through_two_workers_one_wins(
+    trial, second, records, database_url, tmp_path
+):
+    responses, after, rows = correct_at_once(
+        trial, second, records, database_url, tmp_path / "server", HELD_APP
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [200, 412], [r.text for r in responses]
+    won = next(r for r in responses if r.status_code == 200).json()
+    lost = next(r for r in responses if r.status_code == 412).json()
+    assert after["version"] == won["version"] == 2 and after["heart_rate"] == won["heart_rate"]
+    assert lost["errors"]["heart_rate"] == [f"Now {won['heart_rate']}."]
+    assert [(field, new) for _, field, new in rows] == [("heart_rate", str(won["heart_rate"]))]
+
+
+@pytest.mark.slow
+def test_control_without_the_row_lock_both_pass_and_one_is_lost(
+    trial, second, records, database_url, backend, tmp_path
+):
+    if backend == "sqlite":
+        pytest.skip("SQLite serialises writers (BEGIN IMMEDIATE): no race to lose")
+    responses, after, rows = correct_at_once(
+        trial, second, records, database_url, tmp_path / "control", UNLOCKED_APP
+    )
+    assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
+    # Both were told they made version 2; the trail shows two changes, the record only one.
+    assert [r.json()["version"] for r in responses] == [2, 2] and after["version"] == 2
+    assert len(rows) == 2
