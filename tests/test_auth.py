@@ -631,11 +631,14 @@ BAD_SET_ROLE_ARGS = [
     (["olivia", "--role", "monitor", "--reason", "r"], "at least one site"),
     (["olivia", "--role", "dsmb", "--site", "S01", "--reason", "r"], "takes no site"),
     (["olivia", "--role", "dsmb", "--reason", "   "], "reason"),
+    # Invisible characters only: str.strip() keeps them (the former check let them through).
+    (["olivia", "--role", "dsmb", "--reason", "\u200b\ufeff"], "reason"),
     (["nobody", "--role", "dsmb", "--reason", "r"], "no user 'nobody'"),
 ]
 
 
 def test_cli_set_role_refuses_bad_input(runner, make_user):
+    assert "\u200b\ufeff".strip()  # control: the former test (strip) saw a reason here
     make_user("coordinator", username="olivia", sites=["S01"])
     for args, expected in BAD_SET_ROLE_ARGS:
         result = runner.invoke(args=["users", "set-role", *args])

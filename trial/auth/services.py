@@ -27,6 +27,7 @@ from trial.auth.throttle import check_step_up_allowed, count_wrong_step_up
 from trial.database import utcnow
 from trial.errors import Conflict, Forbidden, Unauthorized, ValidationFailed
 from trial.extensions import db
+from trial.reasons import require_reason
 from trial.sites.services import get_site_by_code
 
 TOKEN_BYTES = 32
@@ -165,8 +166,7 @@ def change_role(actor, user: User, *, role: str, site_codes: list[str] | None, r
     """Change a user's role and sites; recorded with old and new values and the reason."""
     if role not in {r.value for r in Role}:
         raise ValidationFailed("Invalid input: role.", {"role": [f"Unknown role {role!r}."]})
-    if not (reason and reason.strip()):
-        raise ValidationFailed("Invalid input: reason.", {"reason": ["Give a reason."]})
+    reason = require_reason(reason, what="a role change")
     if getattr(actor, "id", None) == user.id:
         # An admin granting themselves an unblinded role would defeat separation of duties.
         raise Forbidden("You may not change your own role; ask another admin.")
@@ -192,7 +192,7 @@ def change_role(actor, user: User, *, role: str, site_codes: list[str] | None, r
                 field=field,
                 old=old,
                 new=new,
-                reason=reason.strip(),
+                reason=reason,
             )
     return user
 
