@@ -188,6 +188,7 @@ def test_the_previous_hash_changes_the_hash():
         "é — ü ✓ 日本 \u2028 \U0001f600",
         "100% sure",
         "[1, 2]",
+        ["é", 1],  # not a column's type, but json_value's contract: no ASCII escapes
     ],
 )
 def test_values_are_written_as_json_dumps_writes_them(value):
