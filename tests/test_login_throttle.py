@@ -263,3 +263,21 @@ def test_a_bad_limit_setting_refuses_to_start(tmp_path, database_url):
     config = make_config(database_url, tmp_path / "instance", LOGIN_LIMIT_PER_NAME="lots")
     with pytest.raises(ConfigurationError, match="LOGIN_LIMIT_PER_NAME"):
         create_app(config)
+
+
+def test_the_limiter_runs_for_the_login_routes_only(client, monkeypatch):
+    """Its request hooks are scoped to the auth blueprint: other requests pay nothing.
+    Control: a login does go through them."""
+    calls = []
+    original = throttle.limiter.identify_request
+
+    def counting():
+        calls.append(1)
+        return original()
+
+    monkeypatch.setattr(throttle.limiter, "identify_request", counting)
+    assert client.get("/api/v1/health").status_code == 200
+    assert client.get("/api/v1/participants").status_code == 401
+    assert calls == []
+    login(client, "nobody", "guess")
+    assert calls != []

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 
 from flask import Flask, current_app, request
 from flask_limiter import Limiter, RateLimitExceeded
@@ -191,6 +192,31 @@ def _step_up_throttled(exc: StepUpThrottled):
 # --- binding -----------------------------------------------------------------------------
 
 
+def _is_limiters(hook) -> bool:
+    """Whether a request hook is one Flask-Limiter's ``init_app`` registered for ``limiter``
+    (bound methods of it, or a partial taking it first)."""
+    return getattr(hook, "__self__", None) is limiter or (
+        isinstance(hook, partial) and hook.args[:1] == (limiter,)
+    )
+
+
+def _scope_hooks_to(app: Flask, blueprint: str) -> None:
+    """Run the limiter's request hooks for one blueprint's requests, not for every request.
+
+    Flask-Limiter hooks the whole app (check, count, headers, context reset): about 0.1 ms
+    on every request, though only the login is limited here (its decorator does the check;
+    the hooks count its failures and set its headers) and the step-up uses the storage
+    directly. Moved to the blueprint that holds the login, they run for its routes only.
+    """
+    for registry in (app.before_request_funcs, app.after_request_funcs, app.teardown_request_funcs):
+        hooks = registry.get(None, [])
+        moved = [hook for hook in hooks if _is_limiters(hook)]
+        if len(moved) != 1:
+            raise RuntimeError("Flask-Limiter's request hooks are not the ones expected")
+        registry[None] = [hook for hook in hooks if not _is_limiters(hook)]
+        registry.setdefault(blueprint, []).extend(moved)
+
+
 def init_throttling(app: Flask) -> None:
     """Check the limits, bind the limiter to the app, and give its 429s the error shape."""
     for name in LIMIT_SETTINGS:
@@ -203,5 +229,6 @@ def init_throttling(app: Flask) -> None:
                 f"'10 per 15 minutes' ({exc})"
             ) from exc
     limiter.init_app(app)
+    _scope_hooks_to(app, "auth")
     app.register_error_handler(RateLimitExceeded, _rate_limited)
     app.register_error_handler(StepUpThrottled, _step_up_throttled)
