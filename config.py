@@ -68,7 +68,6 @@ class Config:
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", "memory://")
     RATELIMIT_KEY_PREFIX = os.environ.get("RATELIMIT_KEY_PREFIX", "trial")
     RATELIMIT_ENABLED = True  # explicit: Flask-Limiter would otherwise inherit another app's
-    RATELIMIT_HEADERS_ENABLED = True  # Retry-After on every 429
     LOGIN_LIMIT_PER_ADDRESS = os.environ.get("LOGIN_LIMIT_PER_ADDRESS", "30 per 15 minutes")
     LOGIN_LIMIT_PER_NAME = os.environ.get("LOGIN_LIMIT_PER_NAME", "10 per 15 minutes")
     LOGIN_LIMIT_TRIAL_WIDE = os.environ.get("LOGIN_LIMIT_TRIAL_WIDE", "300 per 15 minutes")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pytest
 from argon2 import PasswordHasher
+from flask_limiter import HeaderNames
 from sqlalchemy import func, select
 
 from randomization import lists
@@ -281,3 +282,22 @@ def test_the_limiter_runs_for_the_login_routes_only(client, monkeypatch):
     assert calls == []
     login(client, "nobody", "guess")
     assert calls != []
+
+
+def test_login_answers_tell_nobody_how_many_logins_the_trial_has_seen(
+    client, make_user, monkeypatch
+):
+    """No X-RateLimit-* headers (the trial-wide budget left would be an activity count);
+    a 429 still says when to retry. Control: Flask-Limiter's headers would carry it."""
+    make_user("coordinator", username="judy", password=PASSWORD)
+    answers = [login(client, "judy", PASSWORD), login(client, "judy", "wrong")]
+    for answer in answers:
+        assert not [h for h in answer.headers.keys() if h.lower().startswith("x-ratelimit")]
+    monkeypatch.setattr(throttle.limiter, "_headers_enabled", True)
+    monkeypatch.setattr(
+        throttle.limiter,
+        "_header_mapping",
+        {name: name.value for name in HeaderNames},
+    )
+    shown = login(client, "judy", "wrong again")
+    assert shown.headers["X-RateLimit-Limit"] == "300"  # the trial-wide cap, exposed

@@ -62,10 +62,12 @@ def client_address() -> str:
 
 # Every setting a second app could otherwise inherit from the first is given here, not read
 # from the first app's configuration (Flask-Limiter keeps what its first init_app found).
+# No X-RateLimit-* headers: they would tell any anonymous caller how many logins the trial
+# has seen lately; a 429 carries Retry-After (``_rate_limited``).
 limiter = Limiter(
     key_func=client_address,
     strategy="moving-window",
-    headers_enabled=True,
+    headers_enabled=False,
     fail_on_first_breach=True,
     swallow_errors=False,
 )
