@@ -327,6 +327,7 @@ def test_special_interest_every_row(columns, emergent):
         for anyg, severe in rows
     ]  # fmt: skip
     assert table == SPECIAL
+    assert all(anyg.label == severe.label for anyg, severe in rows)
 
 
 # The categories of DESIGN section 5 and their MedDRA preferred terms, written out again here
@@ -414,7 +415,8 @@ def wilson_by_bisection(x: int, n: int, z: float = c.Z95) -> tuple[float, float]
 
 
 @pytest.mark.parametrize(
-    ("x", "n"), [(0, 10), (1, 10), (5, 10), (10, 10), (0, 1), (1, 1), (3, 7), (56, 70)]
+    ("x", "n"),
+    [(0, 10), (1, 10), (5, 10), (10, 10), (0, 1), (1, 1), (3, 7), (56, 70), (16, 16), (0, 21)],
 )
 def test_wilson_against_bisection(x, n):
     low, high = c.wilson(x, n)
@@ -422,6 +424,13 @@ def test_wilson_against_bisection(x, n):
     assert low == pytest.approx(ref_low, abs=1e-9) and high == pytest.approx(ref_high, abs=1e-9)
     # within [0, 1] and around x / n (to the last bit: 10/10 gives an upper 1 - 2**-53)
     assert 0.0 <= low <= x / n + 1e-12 and x / n <= high + 1e-12 and high <= 1.0
+
+
+def test_wilson_is_clipped_to_zero_and_one():
+    """In floats the closed form can step a hair outside [0, 1]: 16/16 gives an upper bound
+    of 1.0000000000000002 and 0/21 a lower bound of -1.4e-17 before clipping."""
+    assert c.wilson(16, 16)[1] == 1.0
+    assert c.wilson(0, 21)[0] == 0.0
 
 
 @pytest.mark.parametrize(
@@ -529,3 +538,11 @@ def test_negative_control_each_special_term_matters(monkeypatch, category, term)
         test_the_special_interest_categories_are_the_designs()
     with pytest.raises(AssertionError):
         test_every_special_interest_term_counts_in_its_category_only(category, term)
+
+
+@negative_control
+@pytest.mark.parametrize(("old", "new"), [("min(1.0,", "min(2.0,"), ("max(0.0,", "max(-1.0,")])
+def test_negative_control_an_unclipped_wilson_is_caught(monkeypatch, old, new):
+    monkeypatch.setattr(c, "wilson", mutant(c, "wilson", old, new))
+    with pytest.raises(AssertionError):
+        test_wilson_is_clipped_to_zero_and_one()
