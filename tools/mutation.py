@@ -45,6 +45,7 @@ class Module:
     path: str
     tests: list[str]
     goal: float
+    timeout_multiplier: float
     equivalent: dict[str, tuple[str, str]]  # mutant -> (mutated line, why)
 
 
@@ -62,6 +63,7 @@ def load_config(path: Path) -> tuple[list[str], list[Module]]:
                 entry["path"],
                 entry["tests"],
                 float(entry.get("goal", data.get("goal", 0.9))),
+                float(entry.get("timeout_multiplier", data.get("timeout_multiplier", 2.0))),
                 equivalent,
             )
         )
@@ -97,7 +99,10 @@ def lay_out(module: Module, tests: list[str], pytest_args: list[str]) -> Path:
         f"also_copy = {cfg_list(list(ALSO_COPY))}\n"
         f"pytest_add_cli_args_test_selection = {cfg_list(tests)}\n"
         f"pytest_add_cli_args = {cfg_list(pytest_args)}\n"
-        "use_git_change_detection = false\n",
+        "use_git_change_detection = false\n"
+        # A mutant that loops forever (say, a rejection limit of 0) is stopped after this many
+        # times the time its tests took unmutated (times two; mutmut's default is 15).
+        f"timeout_multiplier = {module.timeout_multiplier}\n",
         "utf-8",
     )
     return work
@@ -147,6 +152,10 @@ def run_module(module: Module, tests: list[str], pytest_args: list[str]) -> floa
             survivors.append((name, status, diff))
     total = len(statuses)
     killed = sum(1 for s in statuses.values() if s in KILLED)
+    timeouts = sorted((n for n, s in statuses.items() if s == "timeout"), key=natural)
+    for name in timeouts:  # counted as killed: shown so a reader can see each one loops
+        print(f"--- killed by timeout {name}:")
+        print(body_of(mutmut(work, "show", name, quiet=True)))
     counted = total - len(equivalents)
     score = killed / counted if counted else 1.0
     for name, status, why, _diff in equivalents:
@@ -160,7 +169,8 @@ def run_module(module: Module, tests: list[str], pytest_args: list[str]) -> floa
     verdict = "met" if score >= module.goal else "NOT met"
     print(
         f"SCORE {module.name}: {killed}/{counted} non-equivalent mutants killed = {score:.1%} "
-        f"({total} mutants, {len(equivalents)} equivalent, {len(survivors)} surviving; "
+        f"({total} mutants, {len(timeouts)} of the kills by timeout, {len(equivalents)} "
+        f"equivalent, {len(survivors)} surviving; "
         f"goal {module.goal:.0%} {verdict}; {time.monotonic() - started:.0f} s)"
     )
     return score
