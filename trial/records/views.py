@@ -69,7 +69,7 @@ def requested_version(body: dict) -> int | None:
     header = request.headers.get("If-Match")
     in_header = None if header is None else _if_match_version(header)
     if in_body is not None and in_header is not None and in_body != in_header:
-        message = f"The body's version {in_body} and If-Match {header.strip()} differ."
+        message = f"The body's version {in_body} and If-Match's {in_header} differ: send one."
         raise ValidationFailed(
             "Invalid input: If-Match, version.",
             {"If-Match": [message], VERSION: [message]},
