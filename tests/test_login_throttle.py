@@ -301,3 +301,32 @@ def test_login_answers_tell_nobody_how_many_logins_the_trial_has_seen(
     )
     shown = login(client, "judy", "wrong again")
     assert shown.headers["X-RateLimit-Limit"] == "300"  # the trial-wide cap, exposed
+
+
+def test_an_unreachable_counter_store_never_blocks_the_step_up(
+    client, make_site, make_user, monkeypatch
+):
+    """Redis down: the step-up (an emergency's code-break) still checks the password and
+    answers; logins fall back to counting in memory instead of failing with a 500.
+    Control: the store the test breaks does raise when used."""
+    from trial.auth.services import verify_password
+
+    make_site("S01")
+    user, _ = make_user("investigator", username="ines", password=PASSWORD)
+
+    class Down:
+        def __getattr__(self, name):
+            def fail(*args, **kwargs):
+                raise ConnectionError("redis://counters:6379 unreachable")
+
+            return fail
+
+    monkeypatch.setattr(throttle.limiter, "_limiter", Down())
+    # Restored at teardown, like the store: the login below marks the store dead.
+    monkeypatch.setattr(throttle.limiter, "_storage_dead", False)
+    with pytest.raises(ConnectionError):
+        throttle.limiter.limiter.test(None)
+    assert verify_password(user, "wrong") is False
+    assert verify_password(user, PASSWORD) is True
+    assert login(client, "ines", "wrong").status_code == 401
+    assert login(client, "ines", PASSWORD).status_code == 201

@@ -21,6 +21,7 @@ them between workers and hosts). The limiter is one extension object, bound to e
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from functools import partial
@@ -38,6 +39,7 @@ LIMIT_SETTINGS = (
     "STEP_UP_LIMIT",
 )
 STEP_UP_SCOPE = "step-up"
+log = logging.getLogger(__name__)
 
 
 def client_address() -> str:
@@ -70,6 +72,9 @@ limiter = Limiter(
     headers_enabled=False,
     fail_on_first_breach=True,
     swallow_errors=False,
+    # Storage unreachable (Redis down): count in this process's memory meanwhile, rather
+    # than answer 500 to every login.
+    in_memory_fallback_enabled=True,
 )
 
 
@@ -167,11 +172,20 @@ def _step_up_keys(user) -> tuple[str, ...]:
 
 
 def check_step_up_allowed(user) -> None:
-    """Refuse (429) before any password is checked once the account's budget is spent."""
+    """Refuse (429) before any password is checked once the account's budget is spent.
+
+    If the counters cannot be read (the storage is down), the step-up goes on: it guards an
+    emergency, and the password is still checked; the failure is logged.
+    """
     keys = _step_up_keys(user)
     for item in _step_up_items():
-        if not limiter.limiter.test(item, *keys):
-            reset = limiter.limiter.get_window_stats(item, *keys).reset_time
+        try:
+            allowed = limiter.limiter.test(item, *keys)
+            reset = None if allowed else limiter.limiter.get_window_stats(item, *keys).reset_time
+        except Exception:  # noqa: BLE001 - any storage failure: see the docstring
+            log.exception("step-up throttle storage unreachable; password checked unthrottled")
+            return
+        if reset is not None:
             retry_after = max(1, math.ceil(reset - time.time()))
             raise StepUpThrottled(
                 f"Too many wrong passwords for this account; try again in {retry_after} s.",
@@ -181,8 +195,11 @@ def check_step_up_allowed(user) -> None:
 
 def count_wrong_step_up(user) -> None:
     keys = _step_up_keys(user)
-    for item in _step_up_items():
-        limiter.limiter.hit(item, *keys)
+    try:
+        for item in _step_up_items():
+            limiter.limiter.hit(item, *keys)
+    except Exception:  # noqa: BLE001 - as in check_step_up_allowed
+        log.exception("step-up throttle storage unreachable; a wrong password went uncounted")
 
 
 def _step_up_throttled(exc: StepUpThrottled):
@@ -207,8 +224,8 @@ def _scope_hooks_to(app: Flask, blueprint: str) -> None:
 
     Flask-Limiter hooks the whole app (check, count, headers, context reset): about 0.1 ms
     on every request, though only the login is limited here (its decorator does the check;
-    the hooks count its failures and set its headers) and the step-up uses the storage
-    directly. Moved to the blueprint that holds the login, they run for its routes only.
+    the hooks count its failures) and the step-up uses the storage directly. Moved to the
+    blueprint that holds the login, they run for its routes only.
     """
     for registry in (app.before_request_funcs, app.after_request_funcs, app.teardown_request_funcs):
         hooks = registry.get(None, [])
