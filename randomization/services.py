@@ -290,6 +290,7 @@ def break_code(actor, participant_id: str, *, reason: str, password: str) -> tup
     None when refused, without an approval or with a wrong password (the caller commits the
     refusal's audit row, then raises ``code_break_refused()``, which names the cause).
     """
+    g.pop("code_break_refusal", None)  # none left from an earlier call in this context
     participant = get_visible_participant(actor, participant_id)
     reason = require_reason(reason, what="breaking the code")
     unapproved = code_break_refusal(actor)
