@@ -9,14 +9,12 @@ ranges into the ZIP in order; a record file is ordered by participant id first, 
 put end to end are byte for byte the file one process writes.
 
 Each helper is a fork of the request's process (the application is loaded already, so it
-starts at once), made by the first bundle that needs it after that process has closed every
-database connection: SQLite forbids carrying an open connection across a fork, so each
-helper, like the parent afterwards, opens its own. Helpers then live on with the process
-that forked them (a gunicorn worker), a bundle's ranges at a time, keeping their memory
-and database connection (``HelperPool``); a failure ends them all, and the next bundle
-forks new ones. For each bundle, sent after the audit barrier, a helper takes a new read
-snapshot and rebuilds the cut, which gives the same rows whenever the snapshot is taken (the
-current rows rewound through the audit trail); every helper reports the last audit event
+starts at once), made for one bundle after that process has closed every database connection:
+SQLite forbids carrying an open connection across a fork, so each helper, like the parent
+afterwards, opens its own. A helper lives and dies with its bundle: the process serving the
+request keeps nothing between requests. Sent after the audit barrier, a helper takes its own
+read snapshot and rebuilds the cut, which gives the same rows whenever the snapshot is taken
+(the current rows rewound through the audit trail); every helper reports the last audit event
 of its cut, and a helper that saw another one fails the export instead of mixing two cuts.
 
 A helper reads its participants' visits, study drug and dispositions, and hands the facts
@@ -34,7 +32,6 @@ import os
 import shutil
 import signal
 import tempfile
-import threading
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -154,47 +151,22 @@ def _part_path(directory: Path, number: int, name: str) -> Path:
     return directory / f"{number}-{name}.csv"
 
 
-class HelperPool:
-    """The helpers of one application in one process, kept from one bundle to the next.
-
-    A helper that lives on has its own memory and its database connection already when the
-    next bundle comes. A fresh fork paid for both before its first row: measured on a
-    500-participant trial on PostgreSQL, ~5,000 pages copied on write and a new server
-    backend per helper; a pull took 0.29 s with new forks and 0.24-0.26 s with kept
-    helpers (2,000 participants: 0.83-0.85 against 0.79-0.83 s), and PostgreSQL's own
-    processor time fell from 0.13 to 0.09 s.
-    """
-
-    def __init__(self):
-        self.helpers: list[_Helper] = []
-        # A process serving requests on threads could start two bundles at once: the
-        # second is written without helpers rather than waiting.
-        self.lock = threading.Lock()
-
-    def running(self, app, count: int) -> list[_Helper] | None:
-        """``count`` live helpers, forking the missing ones; None if it cannot fork now.
-
-        If one died while idle, all are replaced: helpers are numbered 1, 2, ... (their part
-        files are named by number), and a new one must not take a live one's number."""
-        if not all(helper.process.is_alive() for helper in self.helpers):
-            self.stop()
-        if len(self.helpers) < count:
-            db.session.commit()  # hands the session's connection back to the pool ...
-            engine = db.engine
-            if engine.pool.checkedout():
-                log.warning("a database connection is in use: the bundle is written in one process")
-                return None
-            engine.dispose()  # ... which closes them all: no connection crosses the fork
-            context = multiprocessing.get_context("fork")
-            while len(self.helpers) < count:
-                self.helpers.append(self._fork(app, context, len(self.helpers) + 1))
-        return self.helpers[:count]
-
-    def _fork(self, app, context, number: int) -> _Helper:
+def _fork_helpers(app, count: int) -> list[_Helper] | None:
+    """``count`` new helpers, forked after this process has closed its database connections
+    (none may cross a fork); None if a connection is in use (another thread's request)."""
+    db.session.commit()  # hands the session's connection back to the pool ...
+    engine = db.engine
+    if engine.pool.checkedout():
+        log.warning("a database connection is in use: the bundle is written in one process")
+        return None
+    engine.dispose()  # ... which closes them all: no connection crosses the fork
+    context = multiprocessing.get_context("fork")
+    helpers: list[_Helper] = []
+    for number in range(1, count + 1):
         ours, theirs = context.Pipe()
-        # The helper closes its copies of our ends of every pipe, so that when this process
-        # ends (however it ends) each helper reads the end of its pipe and exits.
-        inherited = [ours, *(helper.pipe for helper in self.helpers)]
+        # The helper closes its copies of our ends of the earlier pipes, so that when this
+        # process ends (however it ends) each helper reads the end of its pipe and exits.
+        inherited = [ours, *(helper.pipe for helper in helpers)]
         process = context.Process(
             target=_helper_main,
             args=(app, theirs, number, inherited),
@@ -203,88 +175,72 @@ class HelperPool:
         )
         process.start()
         theirs.close()
-        return _Helper(process, ours, number)
+        helpers.append(_Helper(process, ours, number))
+    return helpers
 
-    def stop(self) -> None:
-        """End every helper (after a failure, or when the application is discarded)."""
-        for helper in self.helpers:
-            if helper.process.is_alive():
-                helper.process.kill()
+
+def _end_helpers(helpers: list[_Helper]) -> None:
+    """Close every pipe and wait for each helper to exit (killing one that does not)."""
+    for helper in helpers:
+        helper.pipe.close()
+    for helper in helpers:
+        helper.process.join(timeout=5)
+        if helper.process.is_alive():
+            helper.process.kill()
             helper.process.join()
-            helper.pipe.close()
-        self.helpers = []
-
-
-def helper_pool(app) -> HelperPool:
-    return app.extensions.setdefault("export_helpers", HelperPool())
-
-
-def stop_helpers(app) -> None:
-    """End the application's export helpers, if it started any."""
-    pool = app.extensions.get("export_helpers")
-    if pool is not None:
-        pool.stop()
 
 
 @contextmanager
 def record_helpers(fmt: str, cutoff: datetime, selected: list[Table]) -> Iterator:
-    """Give the helpers their ranges of this bundle (or yield None when it is written in
-    this process).
+    """Fork this bundle's helpers and give them their ranges (or yield None when it is
+    written in this process); they exit when the bundle is written or has failed.
 
-    Call it after the audit barrier and before this process opens its own snapshot. When
-    anything fails, the helpers are ended (the next bundle forks new ones)."""
+    Call it after the audit barrier and before this process opens its own snapshot."""
     names = [table.name for table in selected if table.splits]
     ranges = helper_ranges(fmt) if names else []
-    app = current_app._get_current_object()
-    pool = helper_pool(app)
-    if not ranges or not pool.lock.acquire(blocking=False):
+    if not ranges:
+        yield None
+        return
+    helpers = _fork_helpers(current_app._get_current_object(), len(ranges))
+    if helpers is None:
         yield None
         return
     try:
-        helpers = pool.running(app, len(ranges))
-        if helpers is None:
-            yield None
-            return
-        finished = False
         with tempfile.TemporaryDirectory(prefix="bundle-parts-") as scratch:
             directory = Path(scratch)
-            try:
-                for helper, part in zip(helpers, ranges, strict=True):
-                    helper.pipe.send(("bundle", cutoff, part, names, directory))
-                yield RecordHelpers(helpers, directory)
-                for helper in helpers:
-                    kind, *_ = helper.receive()
-                    if kind != "done":
-                        raise ExportHelperFailed(f"export helper {helper.number} sent {kind}")
-                finished = True
-            finally:
-                if not finished:
-                    pool.stop()
+            for helper, part in zip(helpers, ranges, strict=True):
+                helper.pipe.send(("bundle", cutoff, part, names, directory))
+            yield RecordHelpers(helpers, directory)
+            for helper in helpers:
+                kind, *_ = helper.receive()
+                if kind != "done":
+                    raise ExportHelperFailed(f"export helper {helper.number} sent {kind}")
     finally:
-        pool.lock.release()
+        _end_helpers(helpers)
 
 
 def _helper_main(app, pipe, number, inherited) -> None:
-    """A helper's whole life: a bundle's range at a time, until its pipe ends; then exit
-    without cleanup (what it inherited belongs to its parent)."""
+    """A helper's whole life: one bundle's ranges, then exit without cleanup (what it
+    inherited belongs to its parent)."""
     for number_of_signal in INHERITED_SIGNALS:
         signal.signal(number_of_signal, signal.SIG_DFL)
     for connection in inherited:
         connection.close()
     with app.app_context():
         db.engine.dispose(close=False)  # a pool of its own (the parent's was empty)
-    while True:
-        try:
-            _, cutoff, part, names, directory = pipe.recv()
-        except EOFError:  # the parent has gone
-            os._exit(0)
-        try:
-            _write_ranges(app, pipe, number, cutoff, part, names, directory)
-            pipe.send(("done",))
-        except BaseException:
-            pipe.send(("failed", traceback.format_exc()))
-            pipe.close()
-            os._exit(1)
+    try:
+        _, cutoff, part, names, directory = pipe.recv()
+    except EOFError:  # the parent has gone
+        os._exit(0)
+    try:
+        _write_ranges(app, pipe, number, cutoff, part, names, directory)
+        pipe.send(("done",))
+    except BaseException:
+        pipe.send(("failed", traceback.format_exc()))
+        pipe.close()
+        os._exit(1)
+    pipe.close()
+    os._exit(0)
 
 
 def _write_ranges(app, pipe, number, cutoff, part, names, directory) -> None:

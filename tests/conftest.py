@@ -19,7 +19,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from config import TestConfig
-from exports.helpers import stop_helpers
 from trial import create_app
 from trial.extensions import db
 
@@ -211,7 +210,6 @@ def app(database_url, tmp_path, config_overrides):
     application = create_app(make_config(database_url, tmp_path / "instance", **config_overrides))
     with application.app_context():
         yield application
-        stop_helpers(application)  # they would hold their database connections else
         db.session.remove()
         db.engine.dispose()
 

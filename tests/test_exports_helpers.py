@@ -272,33 +272,51 @@ def test_a_gunicorn_worker_serves_the_same_bundle_through_helpers(
     assert "Traceback" not in log and "export helper" not in log, log[-3000:]
 
 
-def helper_pids(app) -> list[int]:
-    return [helper.process.pid for helper in exports.helpers.helper_pool(app).helpers]
+@pytest.fixture
+def forked(monkeypatch) -> list:
+    """The helpers forked, one list per bundle that forked any."""
+    bundles = []
+    real = exports.helpers._fork_helpers
+
+    def spy(app, count):
+        helpers = real(app, count)
+        bundles.append(helpers)
+        return helpers
+
+    monkeypatch.setattr(exports.helpers, "_fork_helpers", spy)
+    return bundles
 
 
-def test_helpers_live_on_and_take_a_new_snapshot_for_each_bundle(
-    app, runner, tmp_path, trial, helpers_used
+def pids(helpers) -> set[int]:
+    return {helper.process.pid for helper in helpers}
+
+
+def test_each_bundle_forks_its_own_helpers_which_end_with_it(
+    app, runner, tmp_path, trial, helpers_used, forked
 ):
-    """The second bundle is written by the same processes, and shows what was written
-    between the two: a helper kept from the first must not read through its old cut."""
+    """No helper outlives its bundle (a web worker keeps nothing between requests), and the
+    second bundle shows what was written between the two."""
     first = export(app, runner, tmp_path, "first.zip", helpers=2, user="stat")
-    pids = helper_pids(app)
-    assert len(pids) == 2
+    assert len(forked) == 1 and len(forked[0]) == 2
+    assert not multiprocessing.active_children()
+    assert all(helper.process.exitcode == 0 for helper in forked[0])
     fixed = trial.patch(f"/vitals/{trial.vitals_id}", {"systolic_bp": 126, "reason": "misread"})
     assert fixed.status_code == 200, fixed.json
     cutoff = now_cutoff()
     alone = export(app, runner, tmp_path, "one.zip", "--cutoff", cutoff, helpers=0, user="stat")
     shared = export(app, runner, tmp_path, "two.zip", "--cutoff", cutoff, helpers=2, user="stat")
     assert helpers_used == [True, False, True]
-    assert helper_pids(app) == pids
-    assert all(helper.process.is_alive() for helper in exports.helpers.helper_pool(app).helpers)
+    assert len(forked) == 2
+    assert [helper.number for helper in forked[1]] == [1, 2]
+    assert not pids(forked[1]) & pids(forked[0])
+    assert not multiprocessing.active_children()
     assert shared == alone
     assert [r["systolic_bp"] for r in table(members(first), "vitals.csv")] == ["150"]
     assert [r["systolic_bp"] for r in table(members(shared), "vitals.csv")] == ["126"]
 
 
 def test_after_a_failed_bundle_new_helpers_write_the_next(
-    app, runner, tmp_path, trial, helpers_used, monkeypatch
+    app, runner, tmp_path, trial, helpers_used, monkeypatch, forked
 ):
     real = exports.helpers.build_context
 
@@ -306,50 +324,52 @@ def test_after_a_failed_bundle_new_helpers_write_the_next(
         raise RuntimeError("disk on fire")
 
     export(app, runner, tmp_path, "warm.zip", helpers=2, user="stat")  # helpers forked
-    before = helper_pids(app)
     monkeypatch.setattr(exports.helpers, "build_context", broken)
-    # The running helpers were forked before the patch: the export only fails in new ones.
-    exports.helpers.stop_helpers(app)
     assert_export_fails(app, runner, tmp_path, now_cutoff(), "disk on fire")
     monkeypatch.setattr(exports.helpers, "build_context", real)
     cutoff = now_cutoff()
     alone = export(app, runner, tmp_path, "one.zip", "--cutoff", cutoff, helpers=0, user="stat")
     again = export(app, runner, tmp_path, "again.zip", "--cutoff", cutoff, helpers=2, user="stat")
     assert again == alone
-    after = helper_pids(app)
-    assert len(after) == 2 and not set(after) & set(before)
+    before, failed, after = forked
+    assert len(after) == 2 and not pids(after) & (pids(before) | pids(failed))
     assert helpers_used == [True, True, False, True]
 
 
-def test_a_helper_exits_when_its_parent_end_of_the_pipe_closes(
-    app, runner, tmp_path, trial, helpers_used
-):
-    """As when the parent dies: the first helper's pipe is its only link, although the
-    second was forked later, while our end of the first's pipe was open (the second
+def test_a_helper_exits_when_its_parent_end_of_the_pipe_closes(app):
+    """As when the parent dies mid-bundle: the first helper's pipe is its only link, although
+    the second was forked later, while our end of the first's pipe was open (the second
     closes its copy; had it kept it, the first would wait for ever)."""
-    export(app, runner, tmp_path, "warm.zip", helpers=2, user="stat")
-    first, second = exports.helpers.helper_pool(app).helpers
-    first.pipe.close()
-    first.process.join(timeout=30)
-    assert first.process.exitcode == 0
-    assert second.process.is_alive()
+    helpers = exports.helpers._fork_helpers(app, 2)
+    first, second = helpers
+    try:
+        first.pipe.close()
+        first.process.join(timeout=30)
+        assert first.process.exitcode == 0
+        assert second.process.is_alive()
+    finally:
+        exports.helpers._end_helpers(helpers)
+    assert not multiprocessing.active_children()
 
 
-def test_a_helper_that_died_between_bundles_is_replaced_with_the_others(
-    app, runner, tmp_path, trial, helpers_used
-):
-    """Killed while idle (by an operator, or the kernel short of memory): the next bundle
-    forks a whole new set, numbered afresh (two helpers of one number would write the
-    same part files)."""
-    export(app, runner, tmp_path, "warm.zip", helpers=2, user="stat")
-    first, second = exports.helpers.helper_pool(app).helpers
-    first.process.kill()
-    first.process.join()
-    cutoff = now_cutoff()
-    alone = export(app, runner, tmp_path, "one.zip", "--cutoff", cutoff, helpers=0, user="stat")
-    again = export(app, runner, tmp_path, "again.zip", "--cutoff", cutoff, helpers=2, user="stat")
-    assert again == alone
-    helpers = exports.helpers.helper_pool(app).helpers
-    assert [helper.number for helper in helpers] == [1, 2]
-    assert not {helper.process.pid for helper in helpers} & {first.process.pid, second.process.pid}
-    assert helpers_used == [True, False, True]
+def test_control_helpers_left_running_are_caught(app, runner, tmp_path, trial, monkeypatch, forked):
+    """Negative control: were the helpers kept after their bundle (the old pool: a helper
+    waiting for the next bundle), the check of the test above would see them."""
+    import os
+    import time
+
+    real_main = exports.helpers._helper_main
+
+    def lingering(*args):
+        os._exit = lambda code: time.sleep(60)  # in the helper only: it stays
+        real_main(*args)
+
+    monkeypatch.setattr(exports.helpers, "_helper_main", lingering)
+    monkeypatch.setattr(exports.helpers, "_end_helpers", lambda helpers: None)
+    export(app, runner, tmp_path, "kept.zip", helpers=2, user="stat")
+    try:
+        assert multiprocessing.active_children()
+    finally:
+        for helper in forked[0]:
+            helper.process.kill()
+            helper.process.join()
