@@ -100,10 +100,10 @@ def write_csv(
     """RFC 4180: a header row (unless ``header`` is false: a range of a file), CRLF line
     ends, fields quoted only where needed.
 
-    Each row becomes its line through one compiled f-string of its columns' remembered
-    fields; a chunk of lines goes out as one UTF-8 block, so memory holds one chunk. (The
-    csv module did the same quoting at three times the cost: tests/test_exports_csv.py
-    checks the bytes against it.)"""
+    Each row becomes its line by mapping its columns' remembered fields over it; a chunk of
+    lines goes out as one UTF-8 block, so memory holds one chunk. (The csv module did the
+    same quoting at three times the cost: tests/test_exports_csv.py checks the bytes
+    against it.)"""
     if header:
         names = ",".join(csv_field(v.name) for v in variables)
         binary.write((names + "\r\n").encode("utf-8"))
@@ -111,10 +111,10 @@ def write_csv(
     if len(fields) == 1:  # an empty field alone would be a blank line, which readers skip
         only = fields[0]
         fields = [lambda value: only(value) or '""']
-    line = line_maker(fields, ",", "\r\n")
+    line = line_maker(fields, ",")
     rows, count = iter(rows), 0
     while chunk := list(islice(rows, CSV_CHUNK_ROWS)):
-        binary.write("".join(map(line, chunk)).encode("utf-8"))
+        binary.write(("\r\n".join(map(line, chunk)) + "\r\n").encode("utf-8"))
         count += len(chunk)
     return count
 
