@@ -16,7 +16,7 @@ import importlib.metadata
 import json
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from exports import dummy, formats
 from exports.context import build_context
 from exports.helpers import record_helpers
 from exports.snapshot import audit_barrier, read_snapshot, resolve_cutoff
-from exports.tables import Table, tables
+from exports.tables import Column, Table, tables
 from exports.variables import Variable, short_names
 from trial.audit.services import record_event
 from trial.auth.roles import Role
@@ -135,23 +135,20 @@ class BundleResult:
     manifest: dict
 
 
-def _with_dummy(table: Table, labels: dict, ctx) -> Table:
+def _with_dummy(table: Table, labels: dict) -> Table:
     """The participant file with the dummy column appended."""
-    column = Variable(
-        dummy.COLUMN,
-        dummy.LABEL,
-        "string",
-        allowed="DUMMY_A, DUMMY_B, ...",
-        origin="derived",
-        derivation=dummy.WARNING,
+    column = Column(
+        Variable(
+            dummy.COLUMN,
+            dummy.LABEL,
+            "string",
+            allowed="DUMMY_A, DUMMY_B, ...",
+            origin="derived",
+            derivation=dummy.WARNING,
+        ),
+        lambda group: (labels.get(p.row_id) for p in group["facts"]),
     )
-    by_code = {p.participant_id: labels.get(p.row_id) for p in ctx.participants.values()}
-
-    def rows(context):
-        for row in table.rows(context):
-            yield (*row, by_code.get(row[0]))
-
-    return Table(table.name, table.label, (*table.variables, column), rows)
+    return replace(table, columns=(*table.columns, column))
 
 
 def _dictionary_rows(written: list[Table], fmt: str):
@@ -218,7 +215,7 @@ def write_bundle(
             helpers.adopt_record_facts(ctx)
         if request.dummy_seed is not None:
             labels = dummy.dummy_arms(protocol, list(ctx.participants.values()), request.dummy_seed)
-            selected[0] = _with_dummy(selected[0], labels, ctx)
+            selected[0] = _with_dummy(selected[0], labels)
         files = []
         with zipfile.ZipFile(out, "w") as archive:
             for table in selected:
@@ -265,8 +262,6 @@ def write_bundle(
                 raw.write(body.encode("utf-8"))
             if request.dummy_seed is not None:
                 archive.comment = b"DUMMY ARMS - NOT THE REAL ALLOCATION"
-        if ctx.drinking_outcomes is not None:
-            ctx.drinking_outcomes.close()
     digest = _sha256_file(out)
     record_event(
         actor,

@@ -6,9 +6,7 @@ while the big tables (the drinking calendar above all) only ever stream through.
 
 from __future__ import annotations
 
-import pickle
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -59,30 +57,6 @@ class ParticipantFacts:
         return None if start is None or day is None else (day - start).days
 
 
-class RowSpool:
-    """Batches of rows kept in a temporary file between two files of a bundle, so memory
-    stays flat however large the trial: (key, rows) pickled one batch at a time."""
-
-    def __init__(self):
-        self._file = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the spool
-        self.keys: set = set()
-
-    def add(self, key, rows: list[tuple]) -> None:
-        pickle.dump((key, rows), self._file, protocol=pickle.HIGHEST_PROTOCOL)
-        self.keys.add(key)
-
-    def __iter__(self) -> Iterator[tuple[object, list[tuple]]]:
-        self._file.seek(0)
-        while True:
-            try:
-                yield pickle.load(self._file)  # noqa: S301 - written above, in this process
-            except EOFError:
-                return
-
-    def close(self) -> None:
-        self._file.close()
-
-
 @dataclass(slots=True)
 class VisitFacts:
     participant_row_id: int
@@ -120,9 +94,11 @@ class Context:
     visit_order: dict[str, int]
     # The participants whose records this context reads (a helper process reads a range).
     part: ParticipantRange = EVERYONE
-    # Filled by the calendar's pass (exports.tables.drinking_rows) with each participant's
-    # drinking outcome rows, so the calendar is read once per bundle.
-    drinking_outcomes: RowSpool | None = None
+
+    @cached_property
+    def visit_codes(self) -> dict[int, str]:
+        """Each visit's code by its row id."""
+        return {row_id: visit.visit_code for row_id, visit in self.visits.items()}
 
     def ordered_participants(self) -> list[ParticipantFacts]:
         return sorted(self.participants.values(), key=lambda p: p.participant_id)

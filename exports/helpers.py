@@ -20,8 +20,8 @@ of its cut, and a helper that saw another one fails the export instead of mixing
 A helper reads its participants' visits, study drug and dispositions, and hands the facts
 they give (screening and first dose dates, disposition) to the request's process, which
 writes the participant file from them instead of reading every participant's records again.
-Its calendar pass computes its participants' drinking outcomes, written as its range of the
-outcome file (in the same order of participant ids as the record files).
+It also writes its range of the outcome file (in the same order of participant ids as the
+record files), computed from its participants' calendars.
 """
 
 from __future__ import annotations

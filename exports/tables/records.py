@@ -1,0 +1,265 @@
+"""The record files read participant by participant: the drinking calendar, study drug,
+adverse events and protocol deviations."""
+
+from __future__ import annotations
+
+from exports import outcomes
+from exports.tables.declaration import (
+    Column,
+    Group,
+    Table,
+    each,
+    field,
+    participant_id,
+    record_groups,
+    study_days,
+    visit_codes,
+)
+from exports.tables.participants import PID, _join
+from exports.tables.visits import STUDY_DAY
+from exports.variables import Variable as V
+from trial.conduct.models import DEVIATION_CATEGORIES, ProtocolDeviation
+from trial.dosing.models import DosingRecord
+from trial.forms.models import DrinkingDay
+from trial.safety.models import (
+    ACTIONS_TAKEN,
+    OUTCOMES,
+    RELATEDNESS,
+    SERIOUSNESS_CRITERIA,
+    AdverseEvent,
+    criterion_column,
+)
+
+
+class _DrinkGrams(dict):
+    """Grams of alcohol for a number of drinks, rounded as the outcomes are, remembered: a
+    calendar holds few distinct numbers of drinks."""
+
+    def __init__(self, grams_per_drink: float):
+        super().__init__()
+        self.grams_per_drink = grams_per_drink
+
+    def __missing__(self, drinks: float) -> float:
+        weight = self[drinks] = outcomes.round_half_up(drinks * self.grams_per_drink)
+        return weight
+
+
+def calendar_table(protocol) -> Table:
+    per_drink = protocol.standard_drink_grams
+    grams = _DrinkGrams(per_drink)
+    return Table(
+        "drinking_calendar",
+        "Timeline Followback drinking calendar",
+        (
+            Column(PID, participant_id),
+            Column(V("visit_code", "Visit that collected the day", "string"), visit_codes()),
+            Column(V("day", "Calendar day", "date"), field("day")),
+            Column(
+                V(
+                    "study_day",
+                    "Study day",
+                    "integer",
+                    "days",
+                    origin="derived",
+                    derivation=STUDY_DAY,
+                ),
+                study_days("day"),
+            ),
+            Column(
+                V("standard_drinks", "Standard drinks", "number", "standard drinks", "0-60"),
+                field("standard_drinks"),
+            ),
+            Column(
+                V(
+                    "grams_alcohol",
+                    "Grams of alcohol",
+                    "number",
+                    "g",
+                    origin="derived",
+                    derivation=f"standard_drinks x {per_drink:g} g; 4 decimals, half up.",
+                ),
+                each(grams.__getitem__, "standard_drinks"),
+            ),
+        ),
+        record_groups(DrinkingDay, ["visit_id", "day", "standard_drinks"], ("day", "id")),
+        splits=True,
+    )
+
+
+def study_drug_table() -> Table:
+    return Table(
+        "study_drug",
+        "Study drug (tablets; identical in both arms)",
+        (
+            Column(PID, participant_id),
+            Column(V("date", "From this date", "date"), field("date")),
+            Column(
+                V(
+                    "study_day",
+                    "Study day",
+                    "integer",
+                    "days",
+                    origin="derived",
+                    derivation=STUDY_DAY,
+                ),
+                study_days("date"),
+            ),
+            Column(
+                V("tablets_per_day", "Tablets per day", "integer", "tablets", "0-20"),
+                field("tablets_per_day"),
+            ),
+            Column(
+                V("change_reason", "Reason for the dose change", "string"), field("change_reason")
+            ),
+            Column(
+                V("tablets_returned", "Tablets returned", "integer", "tablets"),
+                field("tablets_returned"),
+            ),
+        ),
+        record_groups(
+            DosingRecord,
+            ["date", "tablets_per_day", "change_reason", "tablets_returned"],
+            ("date", "id"),
+        ),
+        splits=True,
+    )
+
+
+AE_FIELDS = [
+    "term",
+    "preferred_term",
+    "system_organ_class",
+    "coding_source",
+    "onset_date",
+    "end_date",
+    "grade",
+    "serious",
+    *(criterion_column(c) for c in SERIOUSNESS_CRITERIA),
+    "relatedness",
+    "action_taken",
+    "outcome",
+]
+
+
+def _treatment_emergent(group: Group):
+    first_dose = group.facts.first_dose_date
+    return (first_dose is not None and onset >= first_dose for onset in group["onset_date"])
+
+
+def adverse_events_table() -> Table:
+    def entered(variable: V) -> Column:
+        return Column(variable, field(variable.name))
+
+    columns = (
+        Column(PID, participant_id),
+        entered(V("term", "Verbatim term", "string")),
+        entered(
+            V(
+                "preferred_term",
+                "MedDRA preferred term",
+                "string",
+                origin="derived",
+                derivation="Coded from the verbatim term (sponsor dictionary, then built-in).",
+            )
+        ),
+        entered(
+            V(
+                "system_organ_class",
+                "MedDRA primary system organ class",
+                "string",
+                origin="derived",
+                derivation="The preferred term's primary SOC.",
+            )
+        ),
+        entered(
+            V(
+                "coding_source",
+                "Coding source",
+                "string",
+                allowed="builtin, sponsor, uncoded",
+                origin="derived",
+                derivation="Dictionary that coded the term.",
+            )
+        ),
+        entered(V("onset_date", "Onset date", "date")),
+        Column(
+            V(
+                "onset_study_day",
+                "Study day of onset",
+                "integer",
+                "days",
+                origin="derived",
+                derivation=STUDY_DAY,
+            ),
+            study_days("onset_date"),
+        ),
+        entered(V("end_date", "End date", "date")),
+        entered(V("grade", "CTCAE grade", "integer", allowed="1-5")),
+        entered(V("serious", "Serious", "boolean")),
+        *(
+            entered(V(criterion_column(c), f"Serious: {c.replace('_', ' ')}", "boolean"))
+            for c in SERIOUSNESS_CRITERIA
+        ),
+        entered(
+            V("relatedness", "Relatedness to study drug", "string", allowed=_join(RELATEDNESS))
+        ),
+        entered(
+            V(
+                "action_taken",
+                "Action taken with study drug",
+                "string",
+                allowed=_join(ACTIONS_TAKEN),
+            )
+        ),
+        entered(V("outcome", "Outcome", "string", allowed=_join(OUTCOMES))),
+        Column(
+            V(
+                "treatment_emergent",
+                "Treatment-emergent",
+                "boolean",
+                origin="derived",
+                derivation="Onset on or after the first dose date.",
+            ),
+            _treatment_emergent,
+        ),
+    )
+    return Table(
+        "adverse_events",
+        "Adverse events (MedDRA coded)",
+        columns,
+        record_groups(AdverseEvent, AE_FIELDS, ("onset_date", "term", "id")),
+        splits=True,
+    )
+
+
+def deviations_table() -> Table:
+    return Table(
+        "protocol_deviations",
+        "Protocol deviations",
+        (
+            Column(PID, participant_id),
+            Column(
+                V("category", "Deviation category", "string", allowed=_join(DEVIATION_CATEGORIES)),
+                field("category"),
+            ),
+            Column(V("description", "Description", "string"), field("description")),
+            Column(V("date", "Date of the deviation", "date"), field("date")),
+            Column(
+                V(
+                    "automatic",
+                    "Raised by the system",
+                    "boolean",
+                    origin="derived",
+                    derivation="True when raised for a visit outside its window.",
+                ),
+                each(bool, "automatic"),
+            ),
+            Column(V("visit_code", "Visit concerned", "string"), visit_codes()),
+        ),
+        record_groups(
+            ProtocolDeviation,
+            ["category", "description", "date", "automatic", "visit_id"],
+            ("date", "id"),
+        ),
+        splits=True,
+    )
