@@ -17,8 +17,8 @@ migrates a fresh schema and loads the demo trial (``flask trial demo``), then:
   it is at the time;
 * the bundle from a running server: ``GET /api/v1/exports/blinded`` (CSV) on ``gunicorn
   wsgi:app`` (one worker, on loopback) with a statistician's token, --repeats times after one
-  untimed pull (which loads the export code and forks the worker's export helpers, kept for
-  the next pulls), timing each request until the last byte of the ZIP is read: how a
+  untimed pull (which loads the export code; each pull forks its own export helpers),
+  timing each request until the last byte of the ZIP is read: how a
   statistician pulls a cut, without the process start-up a command pays;
 * the start-up: ``flask --app wsgi exports --help``, the cost of starting Python and
   importing the application that every bundle run pays (printed, not subtracted).

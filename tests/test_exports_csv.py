@@ -1,7 +1,7 @@
 """The bundle's CSV writer writes what the csv module writes, byte for byte.
 
-``exports.formats.write_csv`` builds each line with a compiled f-string of remembered
-fields instead of calling the csv module (three times faster); here the csv module, with
+``exports.formats.write_csv`` builds each line by mapping its columns' remembered
+field functions over the row instead of calling the csv module; here the csv module, with
 the same cell text (``csv_cell``) and CRLF line ends, is the reference for any table.
 No database: pure functions.
 """
