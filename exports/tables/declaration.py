@@ -65,6 +65,11 @@ class Table:
             yield from zip(*[make(group) for make in makers], strict=True)
 
 
+def one_of(values) -> str:
+    """A variable's allowed values as the dictionary lists them."""
+    return ", ".join(values)
+
+
 # --- what a column's values are made from -----------------------------------------------------
 
 

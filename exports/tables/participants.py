@@ -5,16 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from exports.context import Context
-from exports.tables.declaration import Column, Group, Table, fact
+from exports.tables.declaration import Column, Group, Table, fact, one_of
 from exports.variables import Variable as V
 from randomization.strata import stratum_key
 from trial.conduct.models import DISPOSITIONS
 
 PID = V("participant_id", "Participant identifier", "string", origin="assigned")
-
-
-def _join(values) -> str:
-    return ", ".join(values)
 
 
 def participant_groups(ctx: Context) -> Iterator[Group]:
@@ -88,7 +84,7 @@ def participants_table() -> Table:
                 fact("first_dose_date"),
             ),
             Column(
-                V("disposition", "Final disposition", "string", allowed=_join(DISPOSITIONS)),
+                V("disposition", "Final disposition", "string", allowed=one_of(DISPOSITIONS)),
                 fact("disposition"),
             ),
             Column(V("disposition_date", "Disposition date", "date"), fact("disposition_date")),

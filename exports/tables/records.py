@@ -10,12 +10,13 @@ from exports.tables.declaration import (
     Table,
     each,
     field,
+    one_of,
     participant_id,
     record_groups,
     study_days,
     visit_codes,
 )
-from exports.tables.participants import PID, _join
+from exports.tables.participants import PID
 from exports.tables.visits import STUDY_DAY
 from exports.variables import Variable as V
 from trial.conduct.models import DEVIATION_CATEGORIES, ProtocolDeviation
@@ -201,17 +202,17 @@ def adverse_events_table() -> Table:
             for c in SERIOUSNESS_CRITERIA
         ),
         entered(
-            V("relatedness", "Relatedness to study drug", "string", allowed=_join(RELATEDNESS))
+            V("relatedness", "Relatedness to study drug", "string", allowed=one_of(RELATEDNESS))
         ),
         entered(
             V(
                 "action_taken",
                 "Action taken with study drug",
                 "string",
-                allowed=_join(ACTIONS_TAKEN),
+                allowed=one_of(ACTIONS_TAKEN),
             )
         ),
-        entered(V("outcome", "Outcome", "string", allowed=_join(OUTCOMES))),
+        entered(V("outcome", "Outcome", "string", allowed=one_of(OUTCOMES))),
         Column(
             V(
                 "treatment_emergent",
@@ -239,7 +240,7 @@ def deviations_table() -> Table:
         (
             Column(PID, participant_id),
             Column(
-                V("category", "Deviation category", "string", allowed=_join(DEVIATION_CATEGORIES)),
+                V("category", "Deviation category", "string", allowed=one_of(DEVIATION_CATEGORIES)),
                 field("category"),
             ),
             Column(V("description", "Description", "string"), field("description")),

@@ -8,12 +8,13 @@ from exports.tables.declaration import (
     Table,
     each,
     field,
+    one_of,
     participant_id,
     record_groups,
     study_days,
     visit_codes,
 )
-from exports.tables.participants import PID, _join
+from exports.tables.participants import PID
 from exports.variables import Variable as V
 from trial.forms.models import (
     CIWA_ITEMS,
@@ -210,9 +211,11 @@ def labs_table() -> Table:
         "Laboratory results",
         LabResult,
         [
-            Column(V("test", "Laboratory test", "string", allowed=_join(LAB_UNITS)), field("test")),
+            Column(
+                V("test", "Laboratory test", "string", allowed=one_of(LAB_UNITS)), field("test")
+            ),
             Column(V("value", "Result", "number"), field("value")),
-            Column(V("unit", "Unit", "string", allowed=_join(units)), field("unit")),
+            Column(V("unit", "Unit", "string", allowed=one_of(units)), field("unit")),
             Column(
                 V("upper_limit_normal", "Upper limit of normal", "number"),
                 field("upper_limit_normal"),
