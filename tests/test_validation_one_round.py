@@ -459,3 +459,20 @@ def test_a_new_site_with_a_bad_code_and_an_unknown_time_zone_names_both(
     assert response.status_code == 422
     named = set(response.json["errors"])
     assert named == ({"code", "timezone"} if mechanism == "on" else {"code"})
+
+
+@pytest.mark.parametrize("mechanism", ["on", "off (control)"])
+def test_a_new_account_with_a_bad_name_and_sites_its_role_refuses_names_both(
+    client, make_user, monkeypatch, mechanism
+):
+    from tests.conftest import bearer
+
+    if mechanism != "on":
+        monkeypatch.setattr(validation, "rule_check_for", lambda schema: None)
+    admin = make_user("admin")[1]
+    body = {"username": "x", "role": "statistician", "sites": ["S01"], "password": "short"}
+    response = client.post("/api/v1/users", json=body, headers=bearer(admin))
+    assert response.status_code == 422
+    named = set(response.json["errors"])
+    expected = {"username", "password", "site"}
+    assert named == (expected if mechanism == "on" else expected - {"site"})

@@ -23,12 +23,14 @@ from sqlalchemy.orm import joinedload
 from trial.audit.services import record_created, record_event
 from trial.auth.models import ApiToken, User
 from trial.auth.roles import MULTI_SITE_ROLES, SINGLE_SITE_ROLES, UNBLINDED_ROLES, Role
+from trial.auth.schemas import UserCreateSchema
 from trial.auth.throttle import check_step_up_allowed, count_wrong_step_up
 from trial.database import utcnow
 from trial.errors import Conflict, Forbidden, Unauthorized, ValidationFailed
 from trial.extensions import db
 from trial.reasons import require_reason
 from trial.sites.services import get_site_by_code
+from trial.validation import checks_body
 
 TOKEN_BYTES = 32
 # The audit trail records user names (entity_id is 80 wide), so names stay within 80.
@@ -115,6 +117,17 @@ def _check_may_grant(actor, role: str) -> None:
             f"The {role} role is granted only from the server's command line "
             f"(flask users create / set-role)."
         )
+
+
+@checks_body(UserCreateSchema)
+def _check_new_user(actor, values, failed):
+    """The rules of a new account whose body failed its schema (``trial.validation``): the
+    sites its role takes, and an unblinded role never granted over HTTP (403)."""
+    if "role" not in values:
+        return
+    _check_may_grant(actor, values["role"])
+    if "sites" not in failed:
+        _resolve_sites(values["role"], list(values.get("sites") or []))
 
 
 def create_user(
