@@ -30,13 +30,9 @@ def upgrade():
     )
     op.add_column(
         "users",
-        sa.Column(
-            "password_set_by_owner", sa.Boolean(), server_default=sa.false(), nullable=False
-        ),
+        sa.Column("password_set_by_owner", sa.Boolean(), server_default=sa.false(), nullable=False),
     )
-    op.add_column(
-        "users", sa.Column("password_set_at", sa.DateTime(timezone=True), nullable=True)
-    )
+    op.add_column("users", sa.Column("password_set_at", sa.DateTime(timezone=True), nullable=True))
     op.create_table(
         "code_break_approvals",
         sa.Column("id", sa.Integer(), nullable=False),
