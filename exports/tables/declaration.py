@@ -159,3 +159,12 @@ def record_groups(
                 yield Group(ctx, facts, names, rows)
 
     return groups
+
+
+STUDY_DAY = "Date minus the randomization date (day 0); empty before randomization."
+
+
+def study_day_column(name: str, label: str, date_field: str) -> Column:
+    """A derived study-day column: ``date_field`` counted from day 0."""
+    variable = Variable(name, label, "integer", "days", origin="derived", derivation=STUDY_DAY)
+    return Column(variable, study_days(date_field))

@@ -13,11 +13,10 @@ from exports.tables.declaration import (
     one_of,
     participant_id,
     record_groups,
-    study_days,
+    study_day_column,
     visit_codes,
 )
 from exports.tables.participants import PID
-from exports.tables.visits import STUDY_DAY
 from exports.variables import Variable as V
 from trial.conduct.models import DEVIATION_CATEGORIES, ProtocolDeviation
 from trial.dosing.models import DosingRecord
@@ -55,17 +54,7 @@ def calendar_table(protocol) -> Table:
             Column(PID, participant_id),
             Column(V("visit_code", "Visit that collected the day", "string"), visit_codes()),
             Column(V("day", "Calendar day", "date"), field("day")),
-            Column(
-                V(
-                    "study_day",
-                    "Study day",
-                    "integer",
-                    "days",
-                    origin="derived",
-                    derivation=STUDY_DAY,
-                ),
-                study_days("day"),
-            ),
+            study_day_column("study_day", "Study day", "day"),
             Column(
                 V("standard_drinks", "Standard drinks", "number", "standard drinks", "0-60"),
                 field("standard_drinks"),
@@ -94,17 +83,7 @@ def study_drug_table() -> Table:
         (
             Column(PID, participant_id),
             Column(V("date", "From this date", "date"), field("date")),
-            Column(
-                V(
-                    "study_day",
-                    "Study day",
-                    "integer",
-                    "days",
-                    origin="derived",
-                    derivation=STUDY_DAY,
-                ),
-                study_days("date"),
-            ),
+            study_day_column("study_day", "Study day", "date"),
             Column(
                 V("tablets_per_day", "Tablets per day", "integer", "tablets", "0-20"),
                 field("tablets_per_day"),
@@ -183,17 +162,7 @@ def adverse_events_table() -> Table:
             )
         ),
         entered(V("onset_date", "Onset date", "date")),
-        Column(
-            V(
-                "onset_study_day",
-                "Study day of onset",
-                "integer",
-                "days",
-                origin="derived",
-                derivation=STUDY_DAY,
-            ),
-            study_days("onset_date"),
-        ),
+        study_day_column("onset_study_day", "Study day of onset", "onset_date"),
         entered(V("end_date", "End date", "date")),
         entered(V("grade", "CTCAE grade", "integer", allowed="1-5")),
         entered(V("serious", "Serious", "boolean")),

@@ -11,7 +11,7 @@ from exports.tables.declaration import (
     one_of,
     participant_id,
     record_groups,
-    study_days,
+    study_day_column,
     visit_codes,
 )
 from exports.tables.participants import PID
@@ -26,8 +26,6 @@ from trial.forms.models import (
     Vitals,
 )
 from trial.visits.models import Visit
-
-STUDY_DAY = "Date minus the randomization date (day 0); empty before randomization."
 
 
 def _schedule_rank(ctx, code):
@@ -86,17 +84,7 @@ def visits_table() -> Table:
             Column(PID, participant_id),
             Column(V("visit_code", "Visit", "string"), field("visit_code")),
             Column(V("visit_date", "Visit date", "date"), field("visit_date")),
-            Column(
-                V(
-                    "study_day",
-                    "Study day of the visit",
-                    "integer",
-                    "days",
-                    origin="derived",
-                    derivation=STUDY_DAY,
-                ),
-                study_days("visit_date"),
-            ),
+            study_day_column("study_day", "Study day of the visit", "visit_date"),
             Column(
                 V("status", "Visit status", "string", allowed="completed, missed"),
                 field("status"),
