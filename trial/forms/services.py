@@ -129,8 +129,8 @@ def add_forms(
 
 
 def revalidate_drinking_day(record: DrinkingDay, participant: Participant, merged: dict):
+    from trial.visits.checks import calendar_period
     from trial.visits.models import Visit
-    from trial.visits.services import calendar_period
 
     visit = db.session.get(Visit, record.visit_id)
     period = calendar_period(

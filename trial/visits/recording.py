@@ -1,0 +1,123 @@
+"""Record a new visit with its forms: checked whole, written with its audit rows."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from sqlalchemy import bindparam, null, select, union_all
+
+from trial.conduct.models import ProtocolDeviation
+from trial.extensions import db
+from trial.forms import services as forms
+from trial.forms.models import CiwaAssessment, DrinkingDay, LabResult, OcdsAssessment, Vitals
+from trial.participants.models import Participant
+from trial.participants.services import (
+    get_visible_participant,
+)
+from trial.records.bulk import RecordBatch, RecordRef, as_written
+from trial.records.services import (
+    raise_if_errors,
+)
+from trial.validation import checks_body
+from trial.visits.checks import (
+    VISIT_FIELDS,
+    visit_errors,
+)
+from trial.visits.deviations import (
+    out_of_window_deviation,
+)
+from trial.visits.models import Visit
+from trial.visits.schemas import VisitCreateSchema
+
+# What a new visit's body holds when a field is left out (VisitCreateSchema's defaults).
+VISIT_DEFAULTS = {
+    "status": "completed",
+    "visit_date": None,
+    "missed_reason": None,
+    "drinking": [],
+    "labs": [],
+    "ocds": None,
+    "ciwa": None,
+    "vitals": None,
+}
+# What a new visit is checked against (its code not taken, its calendar period): the
+# participant's active visits, as plain rows (built once; rows need no ORM objects).
+_VISITS_TO_CHECK = select(Visit.id, Visit.visit_code, Visit.visit_date, Visit.status).where(
+    Visit.participant_id == bindparam("participant"), Visit.entered_in_error.is_(False)
+)
+# The same, and the days already on the participant's calendar (for a visit that brings
+# calendar days) in the same round trip: a day is a row with no id, its day as visit_date.
+_VISITS_AND_RECORDED_DAYS = union_all(
+    _VISITS_TO_CHECK,
+    forms.RECORDED_DAYS.with_only_columns(
+        null(), null(), forms.RECORDED_DAYS.selected_columns.day, null()
+    ),
+)
+
+
+@checks_body(VisitCreateSchema)
+def _check_new_visit(actor, values, failed, participant_id):
+    raise_if_errors(visit_errors(get_visible_participant(actor, participant_id), values))
+
+
+def record_visit(actor, participant: Participant, data: dict):
+    """Create a visit and its forms in one step; refuse everything if anything is wrong.
+
+    Returns the visit as written (``visit_as_written``: built from the rows stored, not
+    read back), so the response needs no further round trip.
+    """
+    data = {**VISIT_DEFAULTS, **data}  # as the schema loads them: every rule applies
+    if data["drinking"]:
+        parameters = {"participant": participant.id, "exclude": -1}
+        rows = db.session.execute(_VISITS_AND_RECORDED_DAYS, parameters).all()
+        visits = [row for row in rows if row.id is not None]
+        recorded = {row.visit_date for row in rows if row.id is None}
+    else:
+        visits = db.session.execute(_VISITS_TO_CHECK, {"participant": participant.id}).all()
+        recorded = None  # no calendar day to check
+    raise_if_errors(visit_errors(participant, data, visits=visits, recorded=recorded))
+
+    batch = RecordBatch(actor)
+    queue_visit(batch, participant, data)
+    return visit_as_written(batch.write(), participant)
+
+
+def queue_visit(batch: RecordBatch, participant: Participant, data: dict) -> RecordRef:
+    """Queue a checked visit on ``batch``: the visit, its automatic out-of-window deviation
+    if it is outside its window, then its forms (the order of their audit rows)."""
+    visit = batch.add(
+        Visit,
+        participant,
+        {**{k: data.get(k) for k in VISIT_FIELDS}, "signature_status": "unsigned"},
+    )
+    if data.get("status", "completed") == "completed":
+        values = out_of_window_deviation(participant, data["visit_code"], data["visit_date"])
+        if values is not None:
+            automatic = {**values, "automatic": True, "visit_id": visit}
+            batch.add(ProtocolDeviation, participant, automatic)
+        forms.add_forms(batch, participant, visit, data)
+    return visit
+
+
+def visit_as_written(written: dict[type, list[dict]], participant: Participant):
+    """The one visit of ``written`` (``RecordBatch.write``'s rows) with its forms, shown as
+    ``VisitSchema`` shows a stored visit, from exactly the values stored."""
+    shown = SimpleNamespace(id=participant.id, participant_id=participant.participant_id)
+
+    def records(model: type) -> list:
+        return [as_written(model, row, participant=shown) for row in written.get(model, ())]
+
+    single = {
+        name: next(iter(records(model)), None)
+        for name, model in (("ocds", OcdsAssessment), ("ciwa", CiwaAssessment), ("vitals", Vitals))
+    }
+    [row] = written[Visit]
+    return as_written(
+        Visit,
+        row,
+        participant=shown,
+        signer=None,
+        drinking_days=sorted(records(DrinkingDay), key=lambda day: day.day),
+        labs=sorted(records(LabResult), key=lambda lab: lab.test),
+        **single,
+    )
