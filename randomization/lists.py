@@ -496,8 +496,3 @@ def summary(actor, *, simulations: int = 20_000, seed: int | None = None) -> lis
         info["predictability"] = share
         result.append(info)
     return result
-
-
-def expected_strata() -> list[str]:
-    codes = list(db.session.scalars(select(Site.code).order_by(Site.code)))
-    return all_strata(current_protocol(), codes)

@@ -13,9 +13,3 @@ def stratum_key(protocol: Protocol, *, site: str, sex: str) -> str:
 def all_strata(protocol: Protocol, site_codes: list[str]) -> list[str]:
     keys = {stratum_key(protocol, site=code, sex=sex) for code in site_codes for sex in SEXES}
     return sorted(keys)
-
-
-def parse_stratum(key: str) -> dict[str, str]:
-    if key == "all":
-        return {}
-    return dict(part.split("=", 1) for part in key.split("|"))

@@ -49,10 +49,6 @@ class UserRoleChangeSchema(ma.Schema):
     reason = ReasonField(required=True)
 
 
-class UsernamePath(ma.Schema):
-    username = f.String(required=True)
-
-
 class PasswordChangeSchema(ma.Schema):
     current_password = f.String(required=True, load_only=True, validate=v.Length(min=1, max=1024))
     new_password = f.String(required=True, load_only=True, validate=v.Length(min=12, max=1024))
