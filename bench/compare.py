@@ -3,7 +3,8 @@
 A refactoring's speed guardrail ("at most 25% slower than before") is only meaningful when old
 and new are timed on the same machine at the same time: this machine is shared and its speed
 drifts by more than the differences looked for. The script checks out ``--old`` into a
-temporary git worktree, then runs the benchmark script from each tree in ABBA order (old, new,
+temporary git worktree (and ``--new`` too, when given; by default the new side is the
+working tree as it is), then runs the benchmark script from each tree in ABBA order (old, new,
 new, old, ...), so a drift in the machine's speed falls on both alike, and prints each run's
 output under its label, followed by the lines of every run that carry figures (``--grep``).
 
@@ -49,6 +50,7 @@ def run(tree: Path, script: str, args: list[str]) -> tuple[int, str]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--old", required=True, help="the commit to compare against")
+    parser.add_argument("--new", help="the commit to compare (default: the working tree as it is)")
     parser.add_argument("--rounds", type=int, default=1, help="ABBA rounds (2 runs of each)")
     parser.add_argument("--grep", default=DEFAULT_GREP, help="regex of the lines summarised")
     parser.add_argument("script", help="a script under bench/, e.g. visits.py")
@@ -81,13 +83,17 @@ def main(argv=None) -> int:
             print(output, flush=True)
             outputs.append((label, status, output))
     finally:
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old_tree)], check=False
-        )
+        for tree in trees.values():
+            if tree != ROOT:
+                remove = ["worktree", "remove", "--force", str(tree)]
+                subprocess.run(["git", "-C", str(ROOT), *remove], check=False)
         shutil.rmtree(scratch, ignore_errors=True)
 
     pattern = re.compile(options.grep)
-    print(f"=== summary: {options.script} {' '.join(options.args)} (old = {options.old})")
+    new = options.new or "working tree"
+    print(
+        f"=== summary: {options.script} {' '.join(options.args)} (old = {options.old}, new = {new})"
+    )
     for label, status, output in outputs:
         lines = [
             line
