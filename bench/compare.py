@@ -57,23 +57,12 @@ def main(argv=None) -> int:
     parser.add_argument("args", nargs=argparse.REMAINDER, help="the script's own arguments")
     options = parser.parse_args(argv)
 
-    scratch = Path(tempfile.mkdtemp(prefix="bench-old-"))
-    old_tree = scratch / "tree"
-    subprocess.run(
-        [
-            "git",
-            "-C",
-            str(ROOT),
-            "worktree",
-            "add",
-            "--detach",
-            "--quiet",
-            str(old_tree),
-            options.old,
-        ],
-        check=True,
-    )
-    trees = {"old": old_tree, "new": ROOT}
+    scratch = Path(tempfile.mkdtemp(prefix="bench-compare-"))
+    trees = {"old": scratch / "old", "new": scratch / "new" if options.new else ROOT}
+    for label, commit in (("old", options.old), ("new", options.new)):
+        if commit:
+            add = ["worktree", "add", "--detach", "--quiet", str(trees[label]), commit]
+            subprocess.run(["git", "-C", str(ROOT), *add], check=True)
     order = [label for _ in range(options.rounds) for label in ("old", "new", "new", "old")]
     outputs: list[tuple[str, int, str]] = []
     try:
