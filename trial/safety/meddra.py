@@ -224,11 +224,6 @@ def builtin_dictionary() -> dict[str, DictionaryEntry]:
     return parse_dictionary(decode_dictionary_file(data))
 
 
-def builtin_preferred_terms() -> dict[str, str]:
-    """Each built-in preferred term with its SOC."""
-    return {e.preferred_term: e.soc for e in builtin_dictionary().values()}
-
-
 def code_term(term: str) -> Coding:
     """Code a verbatim term: the sponsor's dictionary first, then the built-in one."""
     key = normalise_term(term)
