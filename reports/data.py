@@ -11,9 +11,7 @@ separately.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
-from functools import lru_cache
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -42,20 +40,12 @@ LIVER_TESTS = ("ALT", "AST", "bilirubin")
 
 
 def resolve_cutoff(value: str | datetime | None, now: datetime | None = None) -> datetime:
-    """The cut-off as an aware UTC instant (``exports.snapshot.parse_cutoff``: with a time
-    zone, from 1980 up to now). Without a value, now to the whole second, so the report can
-    print it exactly."""
+    """The cut-off as an aware UTC instant, parsed by the one parser of cut-offs
+    (``exports.snapshot.parse_cutoff``: with a time zone, from 1980 up to now). Without a
+    value, now to the whole second (the bundle takes now to the microsecond its manifest
+    prints), so the report can print it exactly."""
     now = now or utcnow()
     return parse_cutoff(value, now) or now.replace(microsecond=0).astimezone(UTC)
-
-
-@lru_cache(maxsize=64)
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
-
-
-def _local_date(instant: datetime, zone: str) -> date:
-    return instant.astimezone(_zone(zone)).date()
 
 
 def load_safety_data(cutoff: datetime) -> SafetyData:

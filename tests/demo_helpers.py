@@ -25,7 +25,7 @@ def fixed_list_seed(seed: bytes = LIST_SEED):
     """Fix the list seed (and so the allocation) for the demos run inside the block."""
     fixed = SimpleNamespace(token_bytes=lambda n: seed[:n], randbelow=secrets.randbelow)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(lists, "secrets", fixed)
+        patch.setattr(lists.generation, "secrets", fixed)
         yield
 
 
