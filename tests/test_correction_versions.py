@@ -41,7 +41,6 @@ from tests.test_adverse_events import body as ae_body
 from trial.audit.models import AuditEvent
 from trial.extensions import db
 from trial.records import services as records_services
-from trial.records import views as records_views
 from trial.records.services import RECORD_TYPES
 from trial.safety import services as safety_services
 from trial.visits import services as visits_services
@@ -270,7 +269,7 @@ def test_control_without_the_version_check_the_race_loses_the_first_correction(
 ):
     """The old behaviour (no precondition) patched back in: the second coordinator's
     correction silently overwrites the first, and the race check reports it."""
-    for module in (records_services, records_views, visits_services, safety_services):
+    for module in (records_services, visits_services, safety_services):
         monkeypatch.setattr(module, "check_version", lambda *args, **kwargs: None)
     for entity in ("vitals", "adverse_event"):
         problems = two_coordinators_race(trial, second, records, entity, "if-match")
@@ -430,7 +429,7 @@ def test_control_a_no_op_answered_200_is_caught(trial, records, monkeypatch):
         kwargs["require_change"] = False
         return real(*args, **kwargs)
 
-    for module in (records_views, visits_services, safety_services):
+    for module in (records_services, visits_services, safety_services):
         monkeypatch.setattr(module, "correct_record", old_correct_record)
     for entity in ("vitals", "visit", "adverse_event"):
         problems = no_op_problems(trial, records, entity)
@@ -455,30 +454,26 @@ def rendezvous(count: int = 2) -> None:
         time.sleep(0.005)
 
 
-def app_holding_corrections():
+def app_holding_corrections(*, row_lock: bool = True):
     """The real app, each form correction held at the rendezvous once it has read the record
-    (served by gunicorn only)."""
+    (served by gunicorn only); ``row_lock=False``: read without holding the record's row."""
     from trial import create_app
 
-    real_check = records_views.check_version
+    real_get = records_services.get_visible_record
 
-    def check_after_rendezvous(*args, **kwargs):
-        rendezvous()
-        return real_check(*args, **kwargs)
+    def get_then_rendezvous(actor, entity, record_id, *, lock=False):
+        found = real_get(actor, entity, record_id, lock=lock and row_lock)
+        if lock:  # the correction's read (a GET does not lock)
+            rendezvous()
+        return found
 
-    records_views.check_version = check_after_rendezvous
+    records_services.get_visible_record = get_then_rendezvous
     return create_app()
 
 
 def app_reading_without_the_row_lock():
     """The control: as above, but the correction reads the record without holding its row."""
-    real_get = records_views.get_visible_record
-
-    def get_unlocked(actor, entity, record_id, *, lock=False):
-        return real_get(actor, entity, record_id)
-
-    records_views.get_visible_record = get_unlocked
-    return app_holding_corrections()
+    return app_holding_corrections(row_lock=False)
 
 
 def correct_at_once(trial, second, records, database_url, folder: Path, app: str):

@@ -427,7 +427,7 @@ def test_services_refuse_an_invisible_reason_for_every_caller(trial, records):
             system_actor(), "vitals", "1", {"heart_rate": (72, 64)}, reason=r
         ),
         "mark_entered_in_error": lambda r: mark_entered_in_error(actor, vitals_row, participant, r),
-        "mark_visit_in_error": lambda r: mark_visit_in_error(actor, visit, participant, r),
+        "mark_visit_in_error": lambda r: mark_visit_in_error(actor, visit.id, r),
         "withdraw_adverse_event": lambda r: withdraw_adverse_event(actor, ids["ae"], r),
         "break_code": lambda r: break_code(investigator, p.pid, reason=r, password=PASSWORD),
         "change_role": lambda r: change_role(

@@ -77,6 +77,29 @@ class UnsupportedMediaType(TrialError):
     status, code = 415, "unsupported_media_type"
 
 
+class RecordedRefusal(TrialError):
+    """A refusal whose audit rows (and notices), written before it was raised, are kept.
+
+    The one way a refused attempt stays on record: the service writes what must be kept,
+    undoes anything else itself (e.g. rolls back to a savepoint), and raises this; the
+    request that gets it commits the session instead of discarding it
+    (``handle_trial_error``). A view never commits a refusal itself. Combine it with the
+    error that gives the status: ``class Refused(RecordedRefusal, Forbidden)``.
+    """
+
+
+class ForbiddenRecorded(RecordedRefusal, Forbidden):
+    """403, the attempt recorded (a wrong password at a step-up, a code-break refused)."""
+
+
+class UnauthorizedRecorded(RecordedRefusal, Unauthorized):
+    """401, the attempt recorded (a failed login)."""
+
+
+class ConflictRecorded(RecordedRefusal, Conflict):
+    """409, with a notice kept (a stratum with no slot left)."""
+
+
 class ConfigurationError(RuntimeError):
     """Raised at start when a setting would make the service unsafe or wrong."""
 
@@ -165,7 +188,16 @@ def _http_code(exc: HTTPException) -> str:
     return (exc.name or "error").lower().replace(" ", "_")
 
 
+def keep_recorded_refusal() -> None:
+    """Commit what a ``RecordedRefusal`` left to keep (its audit rows, its notices)."""
+    from trial.extensions import db
+
+    db.session.commit()
+
+
 def handle_trial_error(exc: TrialError):
+    if isinstance(exc, RecordedRefusal):
+        keep_recorded_refusal()
     return error_response(exc.status, exc.code, exc.message, exc.errors)
 
 

@@ -8,7 +8,12 @@ from trial.errors import Conflict
 from trial.participants.models import Participant
 from trial.participants.services import get_visible_participant, site_today
 from trial.reasons import clean_reason
-from trial.records.services import create_record, raise_if_errors, records_of
+from trial.records.services import (
+    create_record,
+    raise_if_errors,
+    records_of,
+    register_revalidation,
+)
 from trial.validation import checks_body
 
 
@@ -39,6 +44,14 @@ def check_disposition(
     raise_if_errors(errors)
 
 
+def revalidate_disposition(record: Disposition, participant: Participant, values: dict) -> None:
+    """A disposition as a correction would leave it (it does not count as a second one)."""
+    check_disposition(participant, values, exclude_id=record.id)
+
+
+register_revalidation(Disposition, revalidate_disposition)
+
+
 @checks_body(DispositionCreateSchema)
 def _check_new_disposition(actor, values, failed, participant_id):
     check_disposition(get_visible_participant(actor, participant_id), values)
@@ -54,6 +67,14 @@ def check_deviation(participant: Participant, values: dict) -> None:
     day = values.get("date")
     if day is not None and day > site_today(participant.site):
         raise_if_errors({"date": ["The date is in the future."]})
+
+
+def revalidate_deviation(record: ProtocolDeviation, participant: Participant, values) -> None:
+    """A deviation as a correction would leave it."""
+    check_deviation(participant, values)
+
+
+register_revalidation(ProtocolDeviation, revalidate_deviation)
 
 
 @checks_body(DeviationCreateSchema)

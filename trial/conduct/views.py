@@ -68,25 +68,16 @@ def list_deviations(participant_id):
     return records_of(ProtocolDeviation, participant)
 
 
-def _revalidate_disposition(record, participant, values):
-    services.check_disposition(participant, values, exclude_id=record.id)
-
-
-def _revalidate_deviation(record, participant, values):
-    services.check_deviation(participant, values)
-
-
 add_record_endpoints(
     blp,
     model=Disposition,
     path="dispositions",
     dump_schema=DispositionSchema,
     patch_schema=DispositionPatchSchema,
-    revalidate=_revalidate_disposition,
     patch_keys=DISPOSITION_PATCH_KEYS,
 )
 checks_correction(
-    DispositionPatchSchema, Disposition, _revalidate_disposition, DISPOSITION_PATCH_KEYS
+    DispositionPatchSchema, Disposition, services.revalidate_disposition, DISPOSITION_PATCH_KEYS
 )
 add_record_endpoints(
     blp,
@@ -94,6 +85,5 @@ add_record_endpoints(
     path="deviations",
     dump_schema=DeviationSchema,
     patch_schema=DeviationPatchSchema,
-    revalidate=_revalidate_deviation,
 )
-checks_correction(DeviationPatchSchema, ProtocolDeviation, _revalidate_deviation)
+checks_correction(DeviationPatchSchema, ProtocolDeviation, services.revalidate_deviation)

@@ -14,7 +14,7 @@ from trial.participants.models import Participant
 from trial.participants.services import get_visible_participant, randomization_date, site_today
 from trial.protocol import current_protocol
 from trial.reasons import clean_reason
-from trial.records.services import create_record, records_of
+from trial.records.services import create_record, records_of, register_revalidation
 from trial.validation import checks_body, raise_errors
 
 
@@ -65,6 +65,14 @@ def check_dosing(participant: Participant, values: dict, *, exclude_id: int | No
                 f"(e.g. titration step, sedation)."
             )
     raise_errors(errors)
+
+
+def revalidate_dosing(record: DosingRecord, participant: Participant, values: dict) -> None:
+    """A dosing record as a correction would leave it (the other records as they are)."""
+    check_dosing(participant, values, exclude_id=record.id)
+
+
+register_revalidation(DosingRecord, revalidate_dosing)
 
 
 @checks_body(DosingCreateSchema)

@@ -37,16 +37,7 @@ def list_dosing(participant_id):
     return sorted(records_of(DosingRecord, participant), key=lambda r: r.date)
 
 
-def _revalidate(record, participant, values):
-    services.check_dosing(participant, values, exclude_id=record.id)
-
-
 add_record_endpoints(
-    blp,
-    model=DosingRecord,
-    path="dosing",
-    dump_schema=DosingSchema,
-    patch_schema=DosingPatchSchema,
-    revalidate=_revalidate,
+    blp, model=DosingRecord, path="dosing", dump_schema=DosingSchema, patch_schema=DosingPatchSchema
 )
-checks_correction(DosingPatchSchema, DosingRecord, _revalidate)
+checks_correction(DosingPatchSchema, DosingRecord, services.revalidate_dosing)

@@ -17,12 +17,12 @@ from trial.reasons import require_reason
 # entity name -> model class, filled by ``register_record_type``; used by corrections,
 # data queries and signatures to find a record from its audit name.
 RECORD_TYPES: dict[str, type] = {}
+# entity name -> the check of a record as a correction would leave it (``register_revalidation``):
+# the record types ``correct_any_record`` corrects. Visits and adverse events have operations
+# of their own (``trial.visits.services``, ``trial.safety.services``).
+REVALIDATIONS: dict[str, Callable] = {}
 MAX_RECORD_ID = 2**31 - 1
 MAX_VERSION = 2**31 - 1  # the version column's range on PostgreSQL
-
-# Called after any change to a record (a correction or an entered-in-error mark), e.g. to
-# invalidate the signature of its visit. Filled at import by the packages that need it.
-after_change_hooks: list[Callable] = []
 
 
 class PreconditionFailed(TrialError):
@@ -41,6 +41,13 @@ class NothingToChange(TrialError):
 def register_record_type(model: type) -> type:
     RECORD_TYPES[model.ENTITY] = model
     return model
+
+
+def register_revalidation(model: type, revalidate: Callable) -> None:
+    """Declare how a record of ``model`` is checked as a correction would leave it:
+    ``revalidate(record, participant, merged_values)`` raises ValidationFailed naming each bad
+    field. A record type with one is corrected by ``correct_any_record``."""
+    REVALIDATIONS[model.ENTITY] = revalidate
 
 
 def _site_code(participant: Participant) -> str:
@@ -162,9 +169,97 @@ def correct_record(
     return count
 
 
-def run_after_change_hooks(actor, record) -> None:
-    for hook in after_change_hooks:
-        hook(actor, record)
+def invalidate_signature(actor, record) -> None:
+    """Void the signature of the visit ``record`` is (a visit) or belongs to (its forms, its
+    automatic deviation), if signed: any change after signing does."""
+    visit_model = RECORD_TYPES["visit"]
+    if record.ENTITY == visit_model.ENTITY:
+        visit = record
+    else:
+        visit_id = getattr(record, "visit_id", None)
+        visit = db.session.get(visit_model, visit_id) if visit_id else None
+    if visit is None or visit.signature_status != "signed":
+        return
+    visit.signature_status = "invalidated"
+    db.session.flush()
+    record_event(
+        actor,
+        "signature_invalidated",
+        entity_type="visit",
+        entity_id=visit.entity_id,
+        entity_site=visit.participant.site_code,
+        field="signature_status",
+        old="signed",
+        new="invalidated",
+        reason=f"{record.ENTITY} {record.id} changed after signature",
+    )
+
+
+def _generic(entity: str) -> Callable:
+    """The revalidation of a record type ``correct_any_record`` and
+    ``mark_any_record_in_error`` serve; a type with operations of its own is not one."""
+    if entity in RECORD_TYPES and entity not in REVALIDATIONS:
+        raise ValueError(f"{entity} records change through an operation of their own")
+    return REVALIDATIONS.get(entity)
+
+
+def correct_any_record(
+    actor,
+    entity: str,
+    record_id: int,
+    changes: dict[str, Any],
+    reason: str | None,
+    *,
+    expected_version: int | None = None,
+    names: Mapping[str, str] | None = None,
+):
+    """Correct one captured record (a form, a dosing record, a disposition, a deviation) with
+    a reason, whole: the operation the API and the pages call.
+
+    In the order a person is told: a record not found or at another site (404), one entered
+    in error (409), a stale ``expected_version`` (412, naming the current value of each field
+    sent), the record as corrected (422, its type's ``register_revalidation`` check), a
+    correction that changes nothing (422 ``no_change``). Each changed field is audited with
+    old and new value, and the signature of the record's visit is voided. ``names``: the
+    request's key of each field, where it differs from the field's (errors name those).
+    Returns the record, its row held to the end of the transaction.
+    """
+    names = names or {}
+    revalidate = _generic(entity)
+    record, participant = get_visible_record(actor, entity, record_id, lock=True)
+    ensure_correctable(record)
+    check_version(record, expected_version, {names.get(f, f): getattr(record, f) for f in changes})
+    merged = {field: getattr(record, field) for field in record.AUDITED_FIELDS}
+    merged.update(changes)
+    try:
+        revalidate(record, participant, merged)
+    except ValidationFailed as error:
+        error.errors = {names.get(k, k): messages for k, messages in error.errors.items()}
+        raise
+    correct_record(
+        actor,
+        record,
+        participant,
+        changes,
+        reason,
+        expected_version=expected_version,
+        require_change=True,
+    )
+    invalidate_signature(actor, record)
+    return record
+
+
+def mark_any_record_in_error(
+    actor, entity: str, record_id: int, reason: str | None, *, expected_version: int | None = None
+):
+    """Mark one captured record as entered in error, whole: found at a site the actor sees
+    (404), not already marked (409), at ``expected_version`` (412), with a reason; audited,
+    and the signature of its visit voided. Returns the record."""
+    _generic(entity)
+    record, participant = get_visible_record(actor, entity, record_id, lock=True)
+    mark_entered_in_error(actor, record, participant, reason, expected_version=expected_version)
+    invalidate_signature(actor, record)
+    return record
 
 
 def mark_entered_in_error(

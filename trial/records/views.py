@@ -1,10 +1,11 @@
 """Endpoints every captured form has: read one, correct it with a reason, mark it in error.
 
-Built by ``add_record_endpoints`` for each form so the rules (site scoping, reason, audit,
-signature invalidation, re-validation of the corrected record, the version precondition) are
-written once. A record's ``version`` is its ETag: a change may name the version it was made
-from (``If-Match`` or the body's ``version``), and is refused with 412 if the record has
-moved on since.
+Built by ``add_record_endpoints`` for each form; the rules (site scoping, reason, audit,
+signature invalidation, re-validation of the corrected record, the version precondition)
+are the operations ``correct_any_record`` and ``mark_any_record_in_error`` in
+``trial.records.services``, which the views only call. A record's ``version`` is its ETag: a
+change may name the version it was made from (``If-Match`` or the body's ``version``), and
+is refused with 412 if the record has moved on since.
 """
 
 from __future__ import annotations
@@ -22,20 +23,17 @@ from trial.errors import ValidationFailed
 from trial.records.schemas import CHANGE_REASON, VERSION, ReasonSchema
 from trial.records.services import (
     MAX_VERSION,
-    after_change_hooks,
-    check_version,
-    correct_record,
-    ensure_correctable,
+    correct_any_record,
     etag,
     get_visible_record,
-    mark_entered_in_error,
-    run_after_change_hooks,
+    mark_any_record_in_error,
+    register_revalidation,
 )
 
 SITE_STAFF = (Role.COORDINATOR, Role.INVESTIGATOR)
 READERS = (*SITE_STAFF, Role.MONITOR, Role.DATA_MANAGER)
 
-__all__ = ["READERS", "SITE_STAFF", "add_record_endpoints", "after_change_hooks"]
+__all__ = ["READERS", "SITE_STAFF", "add_record_endpoints"]
 
 # OpenAPI: the precondition a change may carry, and the header every answer with one record has.
 IF_MATCH = {
@@ -103,16 +101,19 @@ def add_record_endpoints(
     path: str,
     dump_schema,
     patch_schema,
-    revalidate: Callable,
+    revalidate: Callable | None = None,
     patch_keys: dict[str, str] | None = None,
 ) -> None:
     """GET /{path}/{id}, PATCH /{path}/{id} and POST /{path}/{id}/entered-in-error.
 
-    ``revalidate(record, participant, merged_values)`` checks the record as it would be
-    after the change and raises ValidationFailed naming each bad field. ``patch_keys`` are
-    the PATCH body keys of fields renamed there (see ``patch_schema_for``); errors name them.
+    ``revalidate``, if given, is registered as the record type's check
+    (``register_revalidation``; a package may register it beside its services instead).
+    ``patch_keys`` are the PATCH body keys of fields renamed there (see ``patch_schema_for``);
+    errors name them.
     """
     entity = model.ENTITY
+    if revalidate is not None:
+        register_revalidation(model, revalidate)
     # The PATCH body key of each field (a loaded body is keyed by attribute), for the 412.
     keys = {
         field.attribute or name: field.data_key or name
@@ -136,27 +137,10 @@ def add_record_endpoints(
     @blp.doc(parameters=[IF_MATCH])
     def correct(body, record_id):
         expected = requested_version(body)
-        record, participant = get_visible_record(g.current_user, entity, record_id, lock=True)
-        ensure_correctable(record)
         reason = body.pop(CHANGE_REASON)
-        check_version(record, expected, {keys.get(f, f): getattr(record, f) for f in body})
-        merged = {field: getattr(record, field) for field in model.AUDITED_FIELDS}
-        merged.update(body)
-        try:
-            revalidate(record, participant, merged)
-        except ValidationFailed as error:
-            error.errors = {keys.get(k, k): messages for k, messages in error.errors.items()}
-            raise
-        correct_record(
-            g.current_user,
-            record,
-            participant,
-            body,
-            reason,
-            expected_version=expected,
-            require_change=True,
+        record = correct_any_record(
+            g.current_user, entity, record_id, body, reason, expected_version=expected, names=keys
         )
-        run_after_change_hooks(g.current_user, record)
         commit_then_read()
         return with_etag(record, record.version)
 
@@ -177,11 +161,9 @@ def add_record_endpoints(
     @blp.doc(parameters=[IF_MATCH])
     def mark_in_error(body, record_id):
         expected = requested_version(body)
-        record, participant = get_visible_record(g.current_user, entity, record_id, lock=True)
-        mark_entered_in_error(
-            g.current_user, record, participant, body["reason"], expected_version=expected
+        record = mark_any_record_in_error(
+            g.current_user, entity, record_id, body["reason"], expected_version=expected
         )
-        run_after_change_hooks(g.current_user, record)
         commit_then_read()
         return with_etag(record, record.version)
 

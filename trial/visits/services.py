@@ -14,15 +14,15 @@ from trial.audit.services import record_event
 from trial.auth.services import verify_password
 from trial.conduct.models import ProtocolDeviation
 from trial.database import utcnow
-from trial.errors import Conflict, Forbidden
+from trial.errors import Conflict, Forbidden, ForbiddenRecorded
 from trial.extensions import db
-from trial.participants.models import Participant
 from trial.reasons import require_reason
 from trial.records.services import (
     check_version,
     correct_record,
     ensure_correctable,
     get_visible_record,
+    invalidate_signature,
     mark_entered_in_error,
 )
 from trial.validation import checks_body
@@ -65,29 +65,29 @@ def _check_visit_correction(actor, values, failed, visit_id):
 
 def correct_visit(
     actor,
-    visit: Visit,
-    participant: Participant,
+    visit_id: int,
     body: dict,
     reason: str | None,
     *,
     expected_version: int | None = None,
-) -> int:
+) -> Visit:
     """Correct a visit's date, status or missed reason with a reason, from the version the
     change was made from (``expected_version``; None: as it is now).
 
-    In the order a person is told: a visit entered in error (409), a stale version (412,
-    naming the current value of each field sent), the visit as corrected (422), a body that
-    changes nothing (422 ``no_change``). Keeps the automatic out-of-window deviation true and
-    voids the signature. The caller holds the visit's row (``get_visible_record(...,
-    lock=True)``). Returns the number of fields changed.
+    In the order a person is told: a visit not found or at another site (404), entered in
+    error (409), a stale version (412, naming the current value of each field sent), the
+    visit as corrected (422), a body that changes nothing (422 ``no_change``). Keeps the
+    automatic out-of-window deviation true and voids the signature. Returns the visit, its
+    row held to the end of the transaction.
     """
+    visit, participant = get_visible_record(actor, "visit", visit_id, lock=True)
     ensure_correctable(visit)
     check_version(visit, expected_version, {field: getattr(visit, field) for field in body})
     changes = coherent_visit_changes(visit, body)
     merged = {field: getattr(visit, field) for field in Visit.AUDITED_FIELDS}
     merged.update(changes)
     revalidate_visit(actor, participant, visit, merged)
-    count = correct_record(
+    correct_record(
         actor,
         visit,
         participant,
@@ -98,23 +98,20 @@ def correct_visit(
     )
     after_visit_corrected(actor, participant, visit)
     invalidate_signature(actor, visit)
-    return count
+    return visit
 
 
 def mark_visit_in_error(
-    actor,
-    visit: Visit,
-    participant: Participant,
-    reason: str,
-    *,
-    expected_version: int | None = None,
-) -> None:
-    """Mark a visit in error with its forms and its automatic deviation, each audited.
+    actor, visit_id: int, reason: str | None, *, expected_version: int | None = None
+) -> Visit:
+    """Mark a visit in error with its forms and its automatic deviation, each audited, and
+    void its signature.
 
     The forms and the deviation describe the visit; left active they would stay in every
     output and block the days and the visit from being entered again correctly.
     ``expected_version``: the visit's version the mark was made from (412 if stale).
     """
+    visit, participant = get_visible_record(actor, "visit", visit_id, lock=True)
     reason = require_reason(reason, what="marking a record entered in error")
     mark_entered_in_error(actor, visit, participant, reason, expected_version=expected_version)
     deviations = db.session.scalars(
@@ -127,10 +124,17 @@ def mark_visit_in_error(
     because = f"Visit {visit.id} was entered in error: {reason}"
     for record in [*active_forms(visit), *deviations]:
         mark_entered_in_error(actor, record, participant, because)
+    invalidate_signature(actor, visit)
+    return visit
 
 
-def sign_visit(actor, visit: Visit, participant: Participant, password: str) -> bool:
-    """An investigator signs a visit: name, server UTC time, meaning. False: bad password."""
+def sign_visit(actor, visit_id: int, password: str) -> Visit:
+    """An investigator signs a visit: name, server UTC time, meaning.
+
+    The password is typed again; a wrong one is refused (403) and the attempt kept on
+    record (``ForbiddenRecorded``).
+    """
+    visit, participant = get_visible_record(actor, "visit", visit_id)
     if actor.role != "investigator":
         raise Forbidden("Only an investigator signs visits.")
     if visit.entered_in_error:
@@ -144,7 +148,10 @@ def sign_visit(actor, visit: Visit, participant: Participant, password: str) -> 
             entity_site=participant.site_code,
             detail={"cause": "password incorrect"},
         )
-        return False
+        raise ForbiddenRecorded(
+            "Password incorrect: the visit was not signed. The attempt was recorded.",
+            {"password": ["Incorrect password."]},
+        )
     old = visit.signature_status
     visit.signature_status = "signed"
     visit.signed_by_id, visit.signed_at = actor.id, utcnow()
@@ -161,28 +168,4 @@ def sign_visit(actor, visit: Visit, participant: Participant, password: str) -> 
         new="signed",
         detail={"meaning": SIGNATURE_MEANING, "signed_at": visit.signed_at.isoformat()},
     )
-    return True
-
-
-def invalidate_signature(actor, record) -> None:
-    """Any change to a signed visit or to one of its forms voids the signature."""
-    visit = (
-        record
-        if isinstance(record, Visit)
-        else (db.session.get(Visit, record.visit_id) if getattr(record, "visit_id", None) else None)
-    )
-    if visit is None or visit.signature_status != "signed":
-        return
-    visit.signature_status = "invalidated"
-    db.session.flush()
-    record_event(
-        actor,
-        "signature_invalidated",
-        entity_type="visit",
-        entity_id=visit.entity_id,
-        entity_site=visit.participant.site_code,
-        field="signature_status",
-        old="signed",
-        new="invalidated",
-        reason=f"{record.ENTITY} {record.id} changed after signature",
-    )
+    return visit

@@ -6,7 +6,6 @@ from trial.auth.policy import allow
 from trial.auth.roles import Role
 from trial.blueprint import Blueprint
 from trial.database import commit_then_read
-from trial.errors import Forbidden
 from trial.extensions import db
 from trial.participants.services import get_visible_participant
 from trial.records.schemas import ReasonSchema
@@ -16,7 +15,6 @@ from trial.records.views import (
     IF_MATCH,
     READERS,
     SITE_STAFF,
-    after_change_hooks,
     requested_version,
     with_etag,
 )
@@ -32,7 +30,6 @@ from trial.visits.schemas import (
 )
 
 blp = Blueprint("visits", __name__, url_prefix="/api/v1", description="Visits and schedule")
-after_change_hooks.append(services.invalidate_signature)
 
 
 @blp.route("/participants/<participant_id>/schedule", methods=["GET"])
@@ -91,10 +88,9 @@ def correct_visit(body, visit_id):
     stale If-Match or version is refused with 412; a body that changes nothing with 422
     no_change."""
     expected = requested_version(body)
-    visit, participant = get_visible_record(g.current_user, "visit", visit_id, lock=True)
     reason = body.pop("reason")
-    services.correct_visit(
-        g.current_user, visit, participant, body, reason, expected_version=expected
+    visit = services.correct_visit(
+        g.current_user, visit_id, body, reason, expected_version=expected
     )
     commit_then_read()
     return with_etag(visit, visit.version)
@@ -107,13 +103,11 @@ def correct_visit(body, visit_id):
 @blp.doc(parameters=[IF_MATCH])
 def mark_visit_in_error(body, visit_id):
     """Mark a visit as entered in error with its forms (kept, audited, out of every output);
-    a stale If-Match or version is refused with 412."""
+    voids its signature. A stale If-Match or version is refused with 412."""
     expected = requested_version(body)
-    visit, participant = get_visible_record(g.current_user, "visit", visit_id, lock=True)
-    services.mark_visit_in_error(
-        g.current_user, visit, participant, body["reason"], expected_version=expected
+    visit = services.mark_visit_in_error(
+        g.current_user, visit_id, body["reason"], expected_version=expected
     )
-    services.invalidate_signature(g.current_user, visit)
     commit_then_read()
     return with_etag(visit, visit.version)
 
@@ -124,12 +118,6 @@ def mark_visit_in_error(body, visit_id):
 @blp.response(200, VisitSchema)
 def sign_visit(body, visit_id):
     """Sign a visit as reviewed and approved (investigator, password re-entered)."""
-    visit, participant = get_visible_record(g.current_user, "visit", visit_id)
-    signed = services.sign_visit(g.current_user, visit, participant, body["password"])
+    visit = services.sign_visit(g.current_user, visit_id, body["password"])
     db.session.commit()
-    if not signed:
-        raise Forbidden(
-            "Password incorrect: the visit was not signed. The attempt was recorded.",
-            {"password": ["Incorrect password."]},
-        )
     return visit
