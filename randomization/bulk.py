@@ -2,11 +2,13 @@
 
 The same allocation as ``services.randomize`` called once per participant in the given
 order: under the trial-wide allocation lock, each participant takes the next free slot of
-their stratum, the next randomization number, and the same five audit rows; the same
-notices when a stratum runs low or out. What differs is the cost: the free slots are read
-once, and the rows are written in a few batches instead of a dozen statements each.
-Minimization decides each arm from the decisions before it, so it goes one at a time through
-``services.randomize``.
+their stratum and the next randomization number, and leaves what ``randomize`` leaves,
+through the same ``AllocationRecords`` (five audit rows, the low-stratum notice, the window
+check of visits recorded before day 0). What differs is the cost: the free slots and the
+visits are read once, and the rows are written in a few batches instead of a dozen
+statements each. A stratum that runs out refuses the whole batch (nothing allocated, the
+notice kept), as ``randomize`` refuses one. Minimization decides each arm from the decisions
+before it, so it goes one at a time through ``services.randomize``.
 """
 
 from __future__ import annotations
@@ -20,18 +22,19 @@ from sqlalchemy import func, select
 from randomization.models import AllocationLock, RandomizationSlot
 from randomization.services import (
     NUMBER_WIDTH,
+    Allocation,
+    AllocationRecords,
     _lock,
-    _notify_once,
     check_consent,
     participant_stratum,
     randomize,
     refuse_exhausted,
 )
-from trial.audit.services import record_events
 from trial.errors import NotFound
 from trial.extensions import db
 from trial.participants.models import Participant
 from trial.protocol import current_protocol
+from trial.visits.models import Visit
 
 
 def randomize_many(entries: Sequence[tuple[object, str, datetime]]) -> None:
@@ -46,6 +49,7 @@ def randomize_many(entries: Sequence[tuple[object, str, datetime]]) -> None:
             randomize(actor, participant_id, eligibility_confirmed=True, at=at)
         return
     wanted = [participant_id for _, participant_id, _ in entries]
+    batch = db.session.begin_nested()  # undone whole if a stratum runs out
     people = {
         p.participant_id: p
         for p in db.session.scalars(
@@ -74,7 +78,15 @@ def randomize_many(entries: Sequence[tuple[object, str, datetime]]) -> None:
             select(RandomizationSlot.stratum, func.count()).group_by(RandomizationSlot.stratum)
         ).all()
     )
-    events_by_actor: dict[int, tuple[object, list]] = {}
+    visits: dict[int, list[Visit]] = defaultdict(list)
+    for visit in db.session.scalars(
+        select(Visit)
+        .join(Participant, Participant.id == Visit.participant_id)
+        .where(Participant.participant_id.in_(wanted), Visit.entered_in_error.is_(False))
+        .order_by(Visit.id)
+    ):
+        visits[visit.participant_id].append(visit)
+    records = AllocationRecords()
     for actor, participant_id, at in entries:
         participant = people.get(participant_id)
         site_ids = actor.visible_site_ids()
@@ -85,6 +97,7 @@ def randomize_many(entries: Sequence[tuple[object, str, datetime]]) -> None:
         check_consent(participant)
         stratum = participant_stratum(participant)
         if not free[stratum]:
+            batch.rollback()
             refuse_exhausted(stratum, participant_id)
         slot = free[stratum].popleft()
         counter.last_number += 1
@@ -94,43 +107,15 @@ def randomize_many(entries: Sequence[tuple[object, str, datetime]]) -> None:
         slot.allocated_by_id = actor.id
         participant.status, participant.randomized_at = "randomized", at
         allocated.add(participant.id)
-        site = participant.site_code
-        events = events_by_actor.setdefault(id(actor), (actor, []))[1]
-        for field, value in (
-            ("randomization_number", slot.randomization_number),
-            ("kit_number", slot.kit_number),
-            ("randomized_at", at),
-            ("eligibility_confirmed", True),
-        ):
-            events.append(
-                {
-                    "action": "randomize",
-                    "entity_type": "participant",
-                    "entity_id": participant_id,
-                    "entity_site": site,
-                    "field": field,
-                    "new": value,
-                }
-            )
-        events.append(
-            {
-                "action": "update",
-                "entity_type": "participant",
-                "entity_id": participant_id,
-                "entity_site": site,
-                "field": "status",
-                "old": "screened",
-                "new": "randomized",
-                "reason": "randomized",
-            }
+        records.add(
+            actor,
+            participant,
+            Allocation(slot.randomization_number, slot.kit_number, at),
+            stratum=stratum,
+            total=totals[stratum],
+            used=totals[stratum] - len(free[stratum]),
+            visits=visits.get(participant.id),
         )
-        left = len(free[stratum])
-        if left < protocol.low_remaining_warning * totals[stratum]:
-            _notify_once(
-                "stratum_low",
-                stratum,
-                f"Stratum {stratum} is running low: {left} of {totals[stratum]} slots left.",
-            )
     db.session.flush()
-    for actor, events in events_by_actor.values():
-        record_events(actor, events)
+    records.write()
+    batch.commit()

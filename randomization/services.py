@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from flask import g
 from sqlalchemy import bindparam, func, select
 
 from randomization.claim import (
@@ -31,12 +30,19 @@ from trial.audit.services import record_event, record_events
 from trial.auth.approval import NO_VALID_APPROVAL, code_break_refusal
 from trial.auth.services import verify_password
 from trial.database import utcnow
-from trial.errors import Conflict, Forbidden, ValidationFailed
+from trial.errors import (
+    Conflict,
+    ConflictRecorded,
+    Forbidden,
+    ForbiddenRecorded,
+    ValidationFailed,
+)
 from trial.extensions import db
 from trial.participants.models import Participant
 from trial.participants.services import get_visible_participant
 from trial.protocol import current_protocol
 from trial.reasons import require_reason
+from trial.records.services import records_of
 from trial.visits.models import Visit
 from trial.visits.services import flag_visits_in_new_schedule
 
@@ -121,12 +127,12 @@ def _stratum_counts(stratum: str) -> tuple[int, int]:
     return total, used
 
 
-class StratumExhausted(Conflict):
+class StratumExhausted(ConflictRecorded):
     """No slot is left in a stratum; says nothing about arms.
 
-    The transaction that raised it has used up a randomization number: the caller rolls it
-    back, then keeps the notice with ``notify_exhausted(refusal)`` in a transaction of its
-    own, so numbers stay gapless.
+    Raised once the attempt's claim is undone (its savepoint rolled back: no number used up,
+    so numbers stay gapless) and the unblinded statistician's notice written; the request
+    keeps the notice (``trial.errors.RecordedRefusal``).
     """
 
     def __init__(self, message: str, stratum: str, participant_id: str):
@@ -184,25 +190,83 @@ def check_consent(participant: Participant) -> None:
 
 
 def refuse_exhausted(stratum: str, participant_id: str) -> None:
-    """Notify the unblinded statistician (once per stratum), then refuse without an arm."""
-    refusal = StratumExhausted(
+    """Notify the unblinded statistician (once per stratum), then refuse without an arm.
+
+    The caller has undone its claim first: the notice is all the refusal leaves.
+    """
+    _notify_once(
+        "stratum_exhausted",
+        stratum,
+        f"Stratum {stratum} has no slot left; participant {participant_id} could not be "
+        f"randomized.",
+    )
+    raise StratumExhausted(
         f"No randomization slot is left in stratum {stratum}. The unblinded statistician "
         f"has been notified; the participant was not randomized.",
         stratum,
         participant_id,
     )
-    notify_exhausted(refusal)
-    raise refusal
 
 
-def notify_exhausted(refusal: StratumExhausted) -> None:
-    """Tell the unblinded statistician (once per stratum) that a stratum ran out."""
-    _notify_once(
-        "stratum_exhausted",
-        refusal.stratum,
-        f"Stratum {refusal.stratum} has no slot left; participant {refusal.participant_id} "
-        f"could not be randomized.",
-    )
+class AllocationRecords:
+    """What allocations leave besides their slots, for ``randomize`` and ``randomize_many``
+    alike: each one's five audit rows, the notice of a stratum running low, and the window
+    check of the visits recorded before day 0 (which only day 0 defines).
+
+    ``add`` each allocation, then ``write``: the audit rows go in one batch per actor, then
+    the visits are checked, so a deviation a visit raises follows its allocation's rows in
+    the trail.
+    """
+
+    def __init__(self):
+        self._events: dict[int, tuple[object, list[dict]]] = {}
+        self._visits: list[tuple[object, Participant, list]] = []
+
+    def add(
+        self,
+        actor,
+        participant: Participant,
+        allocation: Allocation,
+        *,
+        stratum: str,
+        total: int,
+        used: int,
+        visits: list | None,
+    ) -> None:
+        """One allocation: ``total`` slots in its stratum, ``used`` with this one; ``visits``
+        the participant's active visits (None or empty when none)."""
+        about = {
+            "entity_type": "participant",
+            "entity_id": participant.participant_id,
+            "entity_site": participant.site_code,
+        }
+        allocated = (
+            ("randomization_number", allocation.randomization_number),
+            ("kit_number", allocation.kit_number),
+            ("randomized_at", allocation.randomized_at),
+            ("eligibility_confirmed", True),
+        )
+        events = self._events.setdefault(id(actor), (actor, []))[1]
+        events.extend(
+            {"action": "randomize", **about, "field": field, "old": None, "new": value}
+            for field, value in allocated
+        )
+        status = {"field": "status", "old": "screened", "new": "randomized"}
+        events.append({"action": "update", **about, **status, "reason": "randomized"})
+        if total - used < current_protocol().low_remaining_warning * total:
+            _notify_once(
+                "stratum_low",
+                stratum,
+                f"Stratum {stratum} is running low: {total - used} of {total} slots left.",
+            )
+        if visits:
+            self._visits.append((actor, participant, visits))
+
+    def write(self) -> None:
+        for actor, events in self._events.values():
+            record_events(actor, events)  # one chain-head lock and one insert per actor
+        for actor, participant, visits in self._visits:
+            flag_visits_in_new_schedule(actor, participant, visits)
 
 
 def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=None):
@@ -233,6 +297,8 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
     check_consent(participant)
     minimization = current_protocol().randomization_method == "minimization"
     stratum = POOL_STRATUM if minimization else participant_stratum(participant)
+    # The claim, undone whole if no slot is left: not even a randomization number used up.
+    claim = db.session.begin_nested()
     number = next_randomization_number()  # takes the trial-wide allocation lock
     now = at or utcnow()
     taken = {
@@ -249,35 +315,22 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
         claimed = claim_next_slot(stratum, participant, taken)
         counts = claimed and claimed[1:]
     if claimed is None:
+        claim.rollback()
         refuse_exhausted(stratum, participant_id)
+    claim.commit()
     allocation = Allocation(number, claimed[0], now)
-    about = {
-        "entity_type": "participant",
-        "entity_id": participant_id,
-        "entity_site": participant.site_code,
-    }
-    allocated = (
-        ("randomization_number", number),
-        ("kit_number", allocation.kit_number),
-        ("randomized_at", now),
-        ("eligibility_confirmed", True),
-    )
-    events = [
-        {"action": "randomize", **about, "field": field, "old": None, "new": value}
-        for field, value in allocated
-    ]
-    status = {"field": "status", "old": "screened", "new": "randomized", "reason": "randomized"}
-    events.append({"action": "update", **about, **status})
-    record_events(actor, events)  # one chain-head lock and one insert for the five
     total, used = counts or _stratum_counts(stratum)
-    if total - used < current_protocol().low_remaining_warning * total:
-        _notify_once(
-            "stratum_low",
-            stratum,
-            f"Stratum {stratum} is running low: {total - used} of {total} slots left.",
-        )
-    if has_visits:  # day 0 is known only now: a screening visit gets its window check
-        flag_visits_in_new_schedule(actor, participant)
+    records = AllocationRecords()
+    records.add(
+        actor,
+        participant,
+        allocation,
+        stratum=stratum,
+        total=total,
+        used=used,
+        visits=records_of(Visit, participant) if has_visits else None,
+    )
+    records.write()
     return allocation, True
 
 
@@ -286,11 +339,10 @@ def break_code(actor, participant_id: str, *, reason: str, password: str) -> tup
 
     Only through an account an unblinded statistician has approved, as it is now
     (``trial.auth.approval``): without that, an admin could break codes through an
-    investigator account whose password they chose. Returns ``(participant, arm_name)``, or
-    None when refused, without an approval or with a wrong password (the caller commits the
-    refusal's audit row, then raises ``code_break_refused()``, which names the cause).
+    investigator account whose password they chose. Returns ``(participant, arm_name)``.
+    Without an approval or with a wrong password the attempt is recorded and refused (403,
+    ``ForbiddenRecorded``: the request keeps the audit row), naming the cause.
     """
-    g.pop("code_break_refusal", None)  # none left from an earlier call in this context
     participant = get_visible_participant(actor, participant_id)
     reason = require_reason(reason, what="breaking the code")
     unapproved = code_break_refusal(actor)
@@ -305,12 +357,11 @@ def break_code(actor, participant_id: str, *, reason: str, password: str) -> tup
             reason=reason,
             detail={"cause": NO_VALID_APPROVAL, "approval": unapproved},
         )
-        g.code_break_refusal = Forbidden(
+        raise ForbiddenRecorded(
             f"{NO_VALID_APPROVAL[0].upper()}{NO_VALID_APPROVAL[1:]} ({unapproved}). The code "
             f"was not broken; the attempt was recorded.",
             {"approval": [unapproved]},
         )
-        return None
     if not verify_password(actor, password):
         record_event(
             actor,
@@ -321,7 +372,10 @@ def break_code(actor, participant_id: str, *, reason: str, password: str) -> tup
             reason=reason,
             detail={"cause": "password incorrect"},
         )
-        return None
+        raise ForbiddenRecorded(
+            "Password incorrect: the code was not broken. The attempt was recorded.",
+            {"password": ["Incorrect password."]},
+        )
     require_arm_key()
     participant = _lock(Participant, participant.id)
     slot = allocation_of(participant)
@@ -362,17 +416,6 @@ def break_code(actor, participant_id: str, *, reason: str, password: str) -> tup
         )
     )
     return participant, arm
-
-
-def code_break_refused() -> Forbidden:
-    """The 403 for the refusal ``break_code`` just recorded (by default a wrong password)."""
-    refusal = g.pop("code_break_refusal", None)
-    if refusal is not None:
-        return refusal
-    return Forbidden(
-        "Password incorrect: the code was not broken. The attempt was recorded.",
-        {"password": ["Incorrect password."]},
-    )
 
 
 def list_notices(actor) -> list[RandomizationNotice]:

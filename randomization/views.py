@@ -50,15 +50,9 @@ def _blinded(participant, slot) -> dict:
 )
 def randomize(body, participant_id):
     """Randomize a consented, eligible participant of your site (idempotent)."""
-    try:
-        allocation, created = services.randomize(
-            g.current_user, participant_id, eligibility_confirmed=body["eligibility_confirmed"]
-        )
-    except services.StratumExhausted as refusal:
-        db.session.rollback()  # the attempt leaves nothing, not even a used-up number
-        services.notify_exhausted(refusal)  # but the unblinded statistician hears of it
-        db.session.commit()
-        raise
+    allocation, created = services.randomize(
+        g.current_user, participant_id, eligibility_confirmed=body["eligibility_confirmed"]
+    )
     commit_then_read()
     return {"participant_id": participant_id, **allocation._asdict()}, 201 if created else 200
 
@@ -85,13 +79,10 @@ def break_code(body, participant_id):
     Needs the investigator's password again and a reason; recorded (without the arm), flags
     the participant as unblinded, and notifies the unblinded statistician and the DSMB.
     """
-    result = services.break_code(
+    participant, arm = services.break_code(
         g.current_user, participant_id, reason=body["reason"], password=body["password"]
     )
     db.session.commit()
-    if result is None:
-        raise services.code_break_refused()
-    participant, arm = result
     answer = CodeBreakResultSchema().dump(
         {"participant_id": participant.participant_id, "arm": arm,
          "unblinded_at": participant.unblinded_at}

@@ -57,10 +57,13 @@ def _flag_window(actor, participant: Participant, visit: Visit) -> None:
     record_deviation(actor, participant, values, automatic=True, visit_id=visit.id)
 
 
-def flag_visits_in_new_schedule(actor, participant: Participant) -> None:
+def flag_visits_in_new_schedule(
+    actor, participant: Participant, visits: list[Visit] | None = None
+) -> None:
     """At randomization, check the visits recorded before day 0 (screening) against their
-    windows, which only day 0 defines."""
-    for visit in records_of(Visit, participant):
+    windows, which only day 0 defines. ``visits``: the participant's active visits, if read
+    already."""
+    for visit in records_of(Visit, participant) if visits is None else visits:
         _flag_window(actor, participant, visit)
 
 
