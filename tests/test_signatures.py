@@ -101,6 +101,50 @@ def test_other_roles_cannot_sign(trial, visit, role):
     assert signature_status(trial, visit["id"]) == "unsigned"
 
 
+def _signed_by_another_role(trial, visit_id, roles) -> list[str]:
+    """Call the sign service itself (no route, no policy) as each of ``roles`` (site roles at
+    S01, the visit's site), with the right password; return what went wrong (a signature, a
+    write)."""
+    from trial.errors import Forbidden, RecordedRefusal
+    from trial.visits import services
+
+    problems = []
+    for role in roles:
+        actor = trial.make_user(role, password=PASSWORD)[0]  # site roles: S01
+        before = counts()
+        try:
+            services.sign_visit(actor, visit_id, PASSWORD)
+        except Forbidden as refused:
+            if isinstance(refused, RecordedRefusal) or "investigator" not in refused.message:
+                problems.append(f"{role}: refused for another cause: {refused.message}")
+        else:
+            problems.append(f"{role}: the service signed the visit")
+        db.session.rollback()
+        if counts() != before:
+            problems.append(f"{role}: something was written")
+    return problems
+
+
+SIGNING_ROLES_REFUSED = ["coordinator", "monitor", "data_manager"]
+
+
+def test_the_sign_service_itself_refuses_other_roles(trial, visit):
+    """The route's policy refuses other roles before the service runs; a page or a command
+    calling ``sign_visit`` relies on the service's own check."""
+    assert _signed_by_another_role(trial, visit["id"], SIGNING_ROLES_REFUSED) == []
+    assert signature_status(trial, visit["id"]) == "unsigned"
+
+
+def test_control_without_the_services_role_check_another_role_signs(trial, visit, monkeypatch):
+    """The service's role check removed: the same calls sign the visit, and the check above
+    reports each role."""
+    from trial.visits import services
+
+    monkeypatch.setattr(services, "require_signer", lambda actor: None)
+    problems = _signed_by_another_role(trial, visit["id"], SIGNING_ROLES_REFUSED)
+    assert problems == [f"{role}: the service signed the visit" for role in SIGNING_ROLES_REFUSED]
+
+
 def test_a_wrong_password_is_refused_and_audited(trial, visit):
     before = counts()
     response = sign(trial, visit["id"], password="not the password")

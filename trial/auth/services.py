@@ -26,7 +26,14 @@ from trial.auth.roles import MULTI_SITE_ROLES, SINGLE_SITE_ROLES, UNBLINDED_ROLE
 from trial.auth.schemas import UserCreateSchema
 from trial.auth.throttle import check_step_up_allowed, count_wrong_step_up
 from trial.database import utcnow
-from trial.errors import Conflict, Forbidden, Unauthorized, ValidationFailed
+from trial.errors import (
+    Conflict,
+    Forbidden,
+    ForbiddenRecorded,
+    Unauthorized,
+    UnauthorizedRecorded,
+    ValidationFailed,
+)
 from trial.extensions import db
 from trial.reasons import require_reason
 from trial.sites.services import get_site_by_code
@@ -234,13 +241,14 @@ def set_password(actor, user: User, password: str) -> None:
     )
 
 
-def change_own_password(user: User, token_row: ApiToken, current: str, new: str) -> bool:
-    """The owner replaces their password; False (nothing changed) if ``current`` is wrong.
+def change_own_password(user: User, token_row: ApiToken, current: str, new: str) -> None:
+    """The owner replaces their password, typing the current one.
 
-    The current password is a step-up (the account's own throttle); the caller commits the
-    refusal's audit row. The new password must differ from the current one (someone who set
-    the current one would otherwise still know it). The account's other tokens are revoked:
-    a token obtained with the old password (by whoever knew it) dies with it.
+    The current password is a step-up (the account's own throttle): a wrong one is refused
+    (403) with nothing changed and the attempt kept on record (``ForbiddenRecorded``). The
+    new password must differ from the current one (someone who set the current one would
+    otherwise still know it). The account's other tokens are revoked: a token obtained with
+    the old password (by whoever knew it) dies with it.
     """
     if not verify_password(user, current):
         record_event(
@@ -250,7 +258,10 @@ def change_own_password(user: User, token_row: ApiToken, current: str, new: str)
             entity_id=user.username,
             detail={"cause": "current password incorrect"},
         )
-        return False
+        raise ForbiddenRecorded(
+            "Current password incorrect: the password was not changed. The attempt was recorded.",
+            {"current_password": ["Incorrect password."]},
+        )
     if new == current:
         raise ValidationFailed(
             "Invalid input: new_password.",
@@ -266,7 +277,6 @@ def change_own_password(user: User, token_row: ApiToken, current: str, new: str)
     )
     for row in others:
         revoke_token(user, row)
-    return True
 
 
 def issue_token(actor, user: User, *, label: str, ttl: timedelta) -> tuple[str, ApiToken]:
@@ -359,12 +369,12 @@ def _record_failed_login(name: str, user: User | None) -> None:
     )
 
 
-def login(username: str, password: str) -> tuple[str, ApiToken] | None:
-    """Check a password and return a new token, or None after recording the failure.
+def login(username: str, password: str) -> tuple[str, ApiToken]:
+    """Check a password and return a new token.
 
-    The caller commits in both cases, so failures are recorded even though the request fails;
-    it then raises ``login_refusal()``. Throttled attempts never get here (the limiter
-    refuses them before the view runs).
+    A failure is refused with one 401 for every cause, the attempt kept on record
+    (``UnauthorizedRecorded``). Throttled attempts never get here (the limiter refuses them
+    before the view runs).
     """
     name = normalize_username(username)[:150]
     user = get_user_by_username(name)
@@ -376,17 +386,12 @@ def login(username: str, password: str) -> tuple[str, ApiToken] | None:
         verified = False
     if not verified or user is None or not user.password_hash or not user.is_active:
         _record_failed_login(name, user)
-        return None
+        raise UnauthorizedRecorded(BAD_CREDENTIALS)
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
     record_event(user, "login", entity_type="user", entity_id=user.username)
     ttl = timedelta(hours=current_app.config["TOKEN_TTL_HOURS"])
     return issue_token(user, user, label="password login", ttl=ttl)
-
-
-def login_refusal() -> Exception:
-    """The error for a refused login: one 401 for every cause."""
-    return Unauthorized(BAD_CREDENTIALS)
 
 
 def verify_password(user: User, password: str) -> bool:

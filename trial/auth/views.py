@@ -19,7 +19,7 @@ from trial.auth.schemas import (
 from trial.auth.throttle import init_throttling, login_limits
 from trial.blueprint import Blueprint
 from trial.database import commit_then_read
-from trial.errors import Forbidden, NotFound
+from trial.errors import ForbiddenRecorded, NotFound
 from trial.extensions import db
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Accounts and tokens")
@@ -39,11 +39,8 @@ def create_token(body):
     client address and per name typed, and attempts trial-wide (429 with Retry-After, whether
     or not the name exists); a throttled attempt checks no password and writes nothing.
     """
-    issued = services.login(body["username"], body["password"])
+    token, row = services.login(body["username"], body["password"])
     db.session.commit()
-    if issued is None:
-        raise services.login_refusal()
-    token, row = issued
     return {
         "token": token,
         "expires_at": row.expires_at,
@@ -71,15 +68,10 @@ def change_own_password(body):
     Until an account's owner has done this, a password an admin chose at creation (or a
     reset) is in force, and the account cannot be approved to break codes.
     """
-    changed = services.change_own_password(
+    services.change_own_password(
         g.current_user, g.current_token, body["current_password"], body["new_password"]
     )
     db.session.commit()
-    if not changed:
-        raise Forbidden(
-            "Current password incorrect: the password was not changed. The attempt was recorded.",
-            {"current_password": ["Incorrect password."]},
-        )
 
 
 @blp.route("/auth/me", methods=["GET"])
@@ -165,9 +157,8 @@ def approve_code_break(body, username):
     given = approval.approve_code_break_with_password(
         g.current_user, user, reason=body["reason"], password=body["password"]
     )
-    if given is None:
-        db.session.commit()  # the refusal's audit row
-        raise Forbidden(
+    if given is None:  # the refusal's audit row is written: the request keeps it
+        raise ForbiddenRecorded(
             "Password incorrect: the account was not approved. The attempt was recorded.",
             {"password": ["Incorrect password."]},
         )

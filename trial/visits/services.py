@@ -128,6 +128,13 @@ def mark_visit_in_error(
     return visit
 
 
+def require_signer(actor) -> None:
+    """Only an investigator signs. The route's policy refuses other roles first; this is the
+    rule for every other caller (a page, a command)."""
+    if actor.role != "investigator":
+        raise Forbidden("Only an investigator signs visits.")
+
+
 def sign_visit(actor, visit_id: int, password: str) -> Visit:
     """An investigator signs a visit: name, server UTC time, meaning.
 
@@ -135,8 +142,7 @@ def sign_visit(actor, visit_id: int, password: str) -> Visit:
     record (``ForbiddenRecorded``).
     """
     visit, participant = get_visible_record(actor, "visit", visit_id)
-    if actor.role != "investigator":
-        raise Forbidden("Only an investigator signs visits.")
+    require_signer(actor)
     if visit.entered_in_error:
         raise Conflict("A visit marked as entered in error cannot be signed.")
     if not verify_password(actor, password):
