@@ -17,6 +17,7 @@ from tests.conftest import bearer, make_config
 from trial import create_app
 from trial.audit.models import AuditEvent
 from trial.auth.policy import public
+from trial.errors import Forbidden, ForbiddenRecorded
 from trial.extensions import db
 from trial.participants.models import Participant
 
@@ -335,6 +336,21 @@ def failing_app(database_url, tmp_path, monkeypatch):
     application.add_url_rule(
         "/api/v1/_test/integrity", "test_integrity", public(violate_unique), methods=["POST"]
     )
+
+    def refuse(code: str, error: type):
+        def view():
+            create_site(system_actor(), code=code, name="written before the refusal")
+            raise error("Refused.", {"password": ["Incorrect password."]})
+
+        return public(view)
+
+    for code, error in (("S78", ForbiddenRecorded), ("S79", Forbidden)):
+        application.add_url_rule(
+            f"/api/v1/_test/refuse-{code}",
+            f"test_refuse_{code}",
+            refuse(code, error),
+            methods=["POST"],
+        )
     with application.app_context():
         create_site(system_actor(), code="S01", name="Site S01")
         db.session.commit()
@@ -378,6 +394,37 @@ def test_unexpected_exception_is_an_opaque_500_and_nothing_is_saved(failing_app,
         db.session.remove()
     # The service carries on.
     assert client.get("/api/v1/health").status_code == 200
+
+
+def refusals_kept(application) -> dict[str, bool]:
+    """Refuse once with a recorded refusal (S78) and once with a plain one (S79), each after
+    writing a site and its audit row; return which site each request left."""
+    from trial.sites.models import Site
+
+    client = application.test_client()
+    kept = {}
+    for code in ("S78", "S79"):
+        response = client.post(f"/api/v1/_test/refuse-{code}")
+        assert assert_error(response, 403)["errors"] == {"password": ["Incorrect password."]}
+        with application.app_context():
+            kept[code] = db.session.scalar(select(Site).where(Site.code == code)) is not None
+            db.session.remove()
+    return kept
+
+
+def test_a_recorded_refusal_keeps_what_was_written_before_it_a_plain_one_does_not(failing_app):
+    """The one mechanism behind every refused attempt that stays on record (a wrong password
+    at login, signing, a code-break; an exhausted stratum's notice): the service raises a
+    ``RecordedRefusal`` and the request commits; any other error discards the request's
+    writes."""
+    assert refusals_kept(failing_app) == {"S78": True, "S79": False}
+
+
+def test_control_without_the_handlers_commit_the_recorded_refusal_is_lost(failing_app, monkeypatch):
+    import trial.errors
+
+    monkeypatch.setattr(trial.errors, "keep_recorded_refusal", lambda: None)
+    assert refusals_kept(failing_app) == {"S78": False, "S79": False}
 
 
 def test_integrity_error_leaks_no_sql(failing_app, caplog):

@@ -30,6 +30,7 @@ from trial.errors import (
     Conflict,
     Forbidden,
     ForbiddenRecorded,
+    NotFound,
     Unauthorized,
     UnauthorizedRecorded,
     ValidationFailed,
@@ -91,6 +92,19 @@ def normalize_username(username: str) -> str:
 
 def get_user_by_username(username: str) -> User | None:
     return db.session.scalar(select(User).where(User.username == normalize_username(username)))
+
+
+def require_user(username: str) -> User:
+    """The account named ``username``, or 404."""
+    user = get_user_by_username(username)
+    if user is None:
+        raise NotFound(f"No user {username!r}.")
+    return user
+
+
+def list_users(actor) -> list[User]:
+    """Every account, by name (the route lets admins only)."""
+    return list(db.session.scalars(select(User).order_by(User.username)))
 
 
 def _resolve_sites(role: str, site_codes: list[str]):

@@ -19,7 +19,7 @@ from trial.auth.schemas import (
 from trial.auth.throttle import init_throttling, login_limits
 from trial.blueprint import Blueprint
 from trial.database import commit_then_read
-from trial.errors import ForbiddenRecorded, NotFound
+from trial.errors import ForbiddenRecorded
 from trial.extensions import db
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Accounts and tokens")
@@ -87,11 +87,7 @@ def who_am_i():
 @blp.response(200, UserSchema(many=True))
 def list_users():
     """List accounts (admins)."""
-    from sqlalchemy import select
-
-    from trial.auth.models import User
-
-    return list(db.session.scalars(select(User).order_by(User.username)))
+    return services.list_users(g.current_user)
 
 
 @blp.route("/users", methods=["POST"])
@@ -117,20 +113,11 @@ def create_user(body):
 @blp.response(200, UserSchema)
 def change_user_role(body, username):
     """Change an account's role and sites, with a reason (admins). Admin is not unblinded."""
-    user = services.get_user_by_username(username)
-    if user is None:
-        raise NotFound(f"No user {username!r}.")
+    user = services.require_user(username)
     services.change_role(
         g.current_user, user, role=body["role"], site_codes=body["sites"], reason=body["reason"]
     )
     commit_then_read()
-    return user
-
-
-def _user_or_404(username: str):
-    user = services.get_user_by_username(username)
-    if user is None:
-        raise NotFound(f"No user {username!r}.")
     return user
 
 
@@ -139,7 +126,7 @@ def _user_or_404(username: str):
 @blp.response(200, CodeBreakApprovalStateSchema)
 def get_code_break_approval(username):
     """Whether an account may break codes now, and why not (its latest approval, if any)."""
-    return approval.approval_state(_user_or_404(username))
+    return approval.approval_state(services.require_user(username))
 
 
 @blp.route("/users/<username>/code-break-approval", methods=["POST"])
@@ -153,7 +140,7 @@ def approve_code_break(body, username):
     they set its password themselves. The approval is bound to the account's role, sites and
     credentials now: any change of those by someone else voids it.
     """
-    user = _user_or_404(username)
+    user = services.require_user(username)
     given = approval.approve_code_break_with_password(
         g.current_user, user, reason=body["reason"], password=body["password"]
     )
@@ -172,7 +159,7 @@ def approve_code_break(body, username):
 @blp.response(200, CodeBreakApprovalStateSchema)
 def revoke_code_break_approval(body, username):
     """Revoke an account's code-break approval, with a reason (unblinded statistician)."""
-    user = _user_or_404(username)
+    user = services.require_user(username)
     approval.revoke_code_break_approval(g.current_user, user, reason=body["reason"])
     commit_then_read()
     return approval.approval_state(user)
