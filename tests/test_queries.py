@@ -444,14 +444,28 @@ def test_query_on_a_missing_participant_is_404(client, people):
     assert counts() == before
 
 
-def test_every_registered_record_type_is_queryable_by_its_audited_fields(client, people):
-    """Record types other features register: their fields are accepted, others refused, and a
-    record that does not exist is a 404 (no record is created here)."""
-    from trial.records.services import RECORD_TYPES
+# The captured record types the features register (``register_record_type``): every one must
+# be queryable. Listed here, so a registration that goes missing fails instead of skipping.
+RECORD_ENTITIES = {
+    "visit",
+    "drinking_day",
+    "ocds",
+    "ciwa",
+    "vitals",
+    "lab_result",
+    "adverse_event",
+    "dosing",
+    "disposition",
+    "protocol_deviation",
+}
 
-    if not RECORD_TYPES:
-        pytest.skip("no captured record type is registered yet")
-    for entity, model in RECORD_TYPES.items():
+
+def check_every_record_type_is_queryable(client, people):
+    from trial.records import services as records_services
+
+    registered = records_services.RECORD_TYPES
+    assert set(registered) == RECORD_ENTITIES, sorted(registered)
+    for entity, model in registered.items():
         for field in model.AUDITED_FIELDS:
             body = {"entity": entity, "record_id": "2147483647", "text": "x", "field": field}
             assert post(client, people["data_manager"], "/queries", body).status_code == 404
@@ -465,6 +479,24 @@ def test_every_registered_record_type_is_queryable_by_its_audited_fields(client,
     assert counts()[0] == 0
 
 
+def test_every_registered_record_type_is_queryable_by_its_audited_fields(client, people):
+    """Record types other features register: their fields are accepted, others refused, and a
+    record that does not exist is a 404 (no record is created here)."""
+    check_every_record_type_is_queryable(client, people)
+
+
+def test_control_a_record_type_not_registered_fails_instead_of_skipping(
+    client, people, monkeypatch
+):
+    """The registry emptied (as before any feature registered): the check fails, where it
+    used to skip."""
+    from trial.records import services as records_services
+
+    monkeypatch.setattr(records_services, "RECORD_TYPES", {})
+    with pytest.raises(AssertionError):
+        check_every_record_type_is_queryable(client, people)
+
+
 def test_a_captured_record_is_queried_like_a_participant(client, people):
     """A record type another feature registers (a protocol deviation, made through the shared
     record service): its audited fields can be queried, its site scopes it, its id is canonical."""
@@ -474,9 +506,7 @@ def test_a_captured_record_is_queried_like_a_participant(client, people):
     from trial.participants.models import Participant
     from trial.records.services import RECORD_TYPES, create_record
 
-    model = RECORD_TYPES.get("protocol_deviation")
-    if model is None:
-        pytest.skip("the protocol deviation record type is not registered")
+    model = RECORD_TYPES["protocol_deviation"]  # a KeyError, not a skip, if unregistered
     participant = db.session.scalar(
         select(Participant).where(Participant.participant_id == people["p1"])
     )
