@@ -132,6 +132,10 @@ def correct_record(
 ) -> int:
     """Apply changes with a reason; each changed field is audited with old and new value.
 
+    A step of the whole operations (``correct_any_record``, ``trial.visits.services.
+    correct_visit``, the adverse-event correction), which also revalidate the record and void
+    its visit's signature: call those, not this.
+
     Returns the number of fields that changed (0 changes nothing and needs no reason).
     ``expected_version``: the version the change was made from (``If-Match`` or a body's
     ``version``); another is refused with 412 and nothing written. ``require_change``: a
@@ -271,6 +275,10 @@ def mark_entered_in_error(
     expected_version: int | None = None,
 ) -> None:
     """Withdraw a record from every output without deleting it.
+
+    A step of the whole operations (``mark_any_record_in_error``, ``trial.visits.services.
+    mark_visit_in_error``, the adverse-event withdrawal), which also void the signature of the
+    record's visit: call those, not this.
 
     ``expected_version`` as for ``correct_record``: a stale one is refused with 412.
     """
