@@ -10,7 +10,7 @@ Rules, stated once here and in each table's footnote:
   dose). Events of anyone outside the column are not counted in it.
 * A participant counts once per preferred term and once per system organ class, at the worst
   (highest) grade among their events there; event counts, where shown, count every event.
-* Treatment-emergent: onset on or after the first dose (``trial.safety.services`` rule).
+* Treatment-emergent and the safety population: ``trial.safety.definitions`` (their one home).
 * Organ classes alphabetically, uncoded verbatim terms last; preferred terms within a class by
   descending number of participants in the total column, then alphabetically.
 * ``n (%)`` with the percentage rounded half up to one decimal; a zero count is shown as ``0``.
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from reports.rows import AdverseEventRow, ParticipantRow
-from trial.safety.services import is_treatment_emergent
+from trial.safety.definitions import in_safety_population, is_treatment_emergent
 
 TOTAL = "Total"
 UNCODED_SOC = "Uncoded terms (verbatim, awaiting coding)"
@@ -71,7 +71,7 @@ def safety_population(participants: Iterable[ParticipantRow]) -> set[str]:
     return {
         p.participant_id
         for p in participants
-        if p.randomized_on is not None and p.first_dose is not None
+        if in_safety_population(p.randomized_on is not None, p.first_dose)
     }
 
 
@@ -121,7 +121,9 @@ def first_doses(participants: Iterable[ParticipantRow]) -> dict[str, date | None
 def treatment_emergent(
     events: Iterable[AdverseEventRow], first_dose: Mapping[str, date | None]
 ) -> list[AdverseEventRow]:
-    return [e for e in events if is_treatment_emergent(e, first_dose.get(e.participant_id))]
+    return [
+        e for e in events if is_treatment_emergent(e.onset_date, first_dose.get(e.participant_id))
+    ]
 
 
 # --- sets of participants (overview, worst grade, special interest) -----------------------

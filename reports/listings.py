@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from reports.counting import is_treatment_emergent
 from reports.layout import CONTENT_WIDTH
 from reports.liver import LiverFinding
 from reports.rows import AdverseEventRow, ParticipantRow
 from reports.tables import section, table
+from trial.safety.definitions import is_treatment_emergent
 
 CRITERIA_SHORT = {
     "death": "death",
@@ -68,7 +68,7 @@ def sae_listing(title, events, people: Mapping[str, ParticipantRow], arm_of=None
             e.relatedness.replace("_", " "),
             e.action_taken.replace("_", " "),
             e.outcome.replace("_", " "),
-            "yes" if is_treatment_emergent(e, first[e.participant_id]) else "no",
+            "yes" if is_treatment_emergent(e.onset_date, first[e.participant_id]) else "no",
         ]
         for e in chosen
     ]

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from reports.counting import Column, n_pct
+from reports.counting import Column, n_pct, safety_population
 from reports.rows import DoseRow, ParticipantRow, SafetyData, SiteRow, VisitRow
 
 DISPOSITION_LABELS = (
@@ -56,7 +56,7 @@ def enrollment_by_site(data: SafetyData) -> list[SiteEnrollment]:
                 site,
                 len(people),
                 sum(1 for p in people if p.randomized_on is not None),
-                sum(1 for p in people if p.randomized_on is not None and p.first_dose),
+                len(safety_population(people)),
             )
         )
     return rows

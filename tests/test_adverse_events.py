@@ -641,6 +641,83 @@ def test_first_dose_date_falls_back_without_the_dosing_module(app, make_particip
     assert services.first_dose_date(participant) == date(2026, 3, 1)
 
 
+# Every output that decides treatment-emergence or the safety population, with the names it
+# decides by; each must be the one definition in trial.safety.definitions.
+DEFINITION_USERS = {
+    "trial.safety.services": ("is_treatment_emergent",),
+    "exports.tables.records": ("is_treatment_emergent",),
+    "exports.tables.participants": ("in_safety_population",),
+    "reports.counting": ("is_treatment_emergent", "in_safety_population"),
+    "reports.listings": ("is_treatment_emergent",),
+}
+PROJECT = Path(__file__).parents[1]
+
+
+def _names_in(node) -> set[str]:
+    """The names, attributes and string keys ``node`` mentions."""
+    names = set()
+    for n in ast.walk(node):
+        if isinstance(n, ast.Name):
+            names.add(n.id)
+        elif isinstance(n, ast.Attribute):
+            names.add(n.attr)
+        elif isinstance(n, ast.Constant) and isinstance(n.value, str):
+            names.add(n.value)
+    return names
+
+
+def rules_written_out(source: str) -> list[str]:
+    """Where ``source`` writes either rule itself: an onset compared with a first dose
+    (treatment-emergence), or randomization and a first dose tested together (the safety
+    population)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            names = _names_in(node)
+            if any("onset" in n for n in names) and any("first_dose" in n for n in names):
+                found.append(f"line {node.lineno}: treatment-emergence")
+        elif isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
+            names = _names_in(node)
+            if any("randomi" in n for n in names) and any("first_dose" in n for n in names):
+                found.append(f"line {node.lineno}: safety population")
+    return found
+
+
+def test_treatment_emergence_and_the_safety_population_are_defined_once():
+    """The AE API, the bundle and the DSMB reports decide with trial.safety.definitions, and
+    no other module of the service writes either rule out again."""
+    import importlib
+
+    from trial.safety import definitions
+
+    for module, names in DEFINITION_USERS.items():
+        for name in names:
+            assert getattr(importlib.import_module(module), name) is getattr(definitions, name)
+    home = PROJECT / "trial" / "safety" / "definitions.py"
+    written = {
+        str(path.relative_to(PROJECT)): found
+        for package in ("trial", "exports", "reports", "randomization")
+        for path in sorted((PROJECT / package).rglob("*.py"))
+        if path != home and (found := rules_written_out(path.read_text()))
+    }
+    assert written == {}
+    assert rules_written_out(home.read_text())  # the home itself is found by the same search
+
+
+@pytest.mark.parametrize(
+    "copy",
+    [
+        # the bundle's own copies before issue 27
+        "(first_dose is not None and onset >= first_dose for onset in group['onset_date'])",
+        "(p.randomization_number is not None and p.first_dose_date is not None for p in g)",
+        # the report's enrollment table's
+        "sum(1 for p in people if p.randomized_on is not None and p.first_dose)",
+    ],
+)
+def test_control_a_copy_of_either_rule_is_found(copy):
+    assert rules_written_out(copy)
+
+
 # --- expedited reports ------------------------------------------------------------------
 
 

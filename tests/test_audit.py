@@ -769,8 +769,8 @@ def _concurrent_visits(app, trial, *, threads_n=4, per_thread=2):
 def test_concurrent_visits_leave_an_intact_gapless_chain(
     app, client, make_site, make_user, make_participant
 ):
-    """A visit's records go in with the statement that locks the chain head (PostgreSQL),
-    its events with the one that advances it: concurrent visits still chain one by one."""
+    """Each visit's transaction locks the chain head before its first audit row and holds it
+    to commit: concurrent visits still chain one by one."""
     from tests.capture_helpers import Trial
     from trial.visits.models import Visit
 
@@ -802,18 +802,27 @@ def test_control_visits_reading_an_unlocked_head_are_caught(
     from trial.audit import services
 
     trial = Trial(client, make_site, make_user, make_participant)
-    unlocked = services.HEAD_FOR_UPDATE_SQL.replace(" FOR UPDATE", "")
-    assert unlocked != services.HEAD_FOR_UPDATE_SQL
-    monkeypatch.setattr(services, "HEAD_FOR_UPDATE_SQL", unlocked)
-    adopt, side_by_side = services.adopt_locked_head, threading.Barrier(4)
+    unlocked = (
+        select(AuditChainHead)
+        .where(AuditChainHead.id == 1)
+        .execution_options(populate_existing=True)
+    )
+    assert "FOR UPDATE" in str(services._HEAD_FOR_UPDATE.compile(dialect=db.engine.dialect))
+    monkeypatch.setattr(services, "_HEAD_FOR_UPDATE", unlocked)
+    lock_head, side_by_side = services._lock_head, threading.Barrier(4)
 
-    def adopt_together(last_seq, last_hash):
-        try:
-            side_by_side.wait(timeout=5)  # the first four writers have all read the head
-        except threading.BrokenBarrierError:
-            pass
-        adopt(last_seq, last_hash)
+    def read_together():
+        session = db.session()
+        cached = session.info.get("audit_head")
+        fresh = cached is None or cached[0] is not session.get_transaction()
+        head = lock_head()
+        if fresh:
+            try:
+                side_by_side.wait(timeout=5)  # the first four writers have all read the head
+            except threading.BrokenBarrierError:
+                pass
+        return head
 
-    monkeypatch.setattr(services, "adopt_locked_head", adopt_together)
+    monkeypatch.setattr(services, "_lock_head", read_together)
     failures, _ = _concurrent_visits(app, trial)
     assert failures or not verify_chain().ok

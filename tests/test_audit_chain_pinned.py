@@ -202,22 +202,6 @@ def test_values_are_written_as_json_dumps_writes_them(value):
     assert chain.canonical_payload(row) == expected
 
 
-@pytest.mark.parametrize(
-    "constant_columns",
-    [(), ("action",), ("reason", "detail", "username"), HASHED[1:], HASHED],
-)
-def test_the_bulk_template_writes_the_same_payload(constant_columns):
-    values = {column: getattr(ROW, column) for column in HASHED}
-    values["occurred_at"] = "2026-01-15T10:20:30.000123+00:00"
-    values["reason"] = "50% of a %s and %(x)s"  # percent signs in a constant are escaped
-    constants = {column: values[column] for column in constant_columns}
-    template, rest = chain.payload_template(constants)
-    assert rest == tuple(sorted(set(HASHED) - set(constant_columns)))
-    written = template % tuple(chain.json_value(values[column]) for column in rest)
-    assert written == chain.payload_of(values)
-    assert written == json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
 # --- negative controls ----------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from exports.tables.declaration import Column, Group, Table, fact, one_of
 from exports.variables import Variable as V
 from randomization.strata import stratum_key
 from trial.conduct.models import DISPOSITIONS
+from trial.safety.definitions import in_safety_population
 
 PID = V("participant_id", "Participant identifier", "string", origin="assigned")
 
@@ -27,7 +28,8 @@ def _stratum(group: Group):
 
 def _safety_population(group: Group):
     return (
-        p.randomization_number is not None and p.first_dose_date is not None for p in group["facts"]
+        in_safety_population(p.randomization_number is not None, p.first_dose_date)
+        for p in group["facts"]
     )
 
 

@@ -21,6 +21,7 @@ from exports.variables import Variable as V
 from trial.conduct.models import DEVIATION_CATEGORIES, ProtocolDeviation
 from trial.dosing.models import DosingRecord
 from trial.forms.models import DrinkingDay
+from trial.safety.definitions import is_treatment_emergent
 from trial.safety.models import (
     ACTIONS_TAKEN,
     OUTCOMES,
@@ -123,7 +124,7 @@ AE_FIELDS = [
 
 def _treatment_emergent(group: Group):
     first_dose = group.facts.first_dose_date
-    return (first_dose is not None and onset >= first_dose for onset in group["onset_date"])
+    return (is_treatment_emergent(onset, first_dose) for onset in group["onset_date"])
 
 
 def adverse_events_table() -> Table:

@@ -13,7 +13,7 @@ others got, and a run with the same list (e.g. an imported one) is the same tria
 relative to the day the demo runs.
 
 Writes go through the bulk paths of the services (``register_participants_bulk``,
-``randomize_many``, ``record_visits_bulk``, ``create_records_bulk``), which store and audit
+``randomize_many``, ``record_visits``, ``create_records``), which store and audit
 each record field by field exactly as the single-record services do (the test suite loads a
 demo both ways and compares); serious AEs go through the safety service itself, which opens
 their expedited reports. Participants are randomized in the order of their (past) day 0, each

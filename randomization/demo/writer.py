@@ -18,11 +18,11 @@ from trial.conduct.models import Disposition, ProtocolDeviation
 from trial.conduct.services import record_deviation, record_disposition
 from trial.dosing.models import DosingRecord
 from trial.dosing.services import record_dosing
-from trial.records.bulk import create_records_bulk
+from trial.records.bulk import create_records
 from trial.safety.meddra import code_term
 from trial.safety.models import AdverseEvent
 from trial.safety.services import check_adverse_event, report_adverse_event, stored_values
-from trial.visits.bulk import record_visits_bulk
+from trial.visits.recording import record_visits
 from trial.visits.services import record_visit
 
 BULK = True
@@ -46,7 +46,7 @@ def write_visits(users: dict, entries: list) -> None:
     for site, items in sorted(by_site.items()):
         coordinator = _staff(users, site, "coordinator")
         if BULK:
-            record_visits_bulk(coordinator, items)
+            record_visits(coordinator, items)
         else:
             for participant, visit in items:
                 record_visit(coordinator, participant, visit)
@@ -83,7 +83,7 @@ def write_courses(users: dict, courses: list) -> None:
             for participant, values in dispositions:
                 record_disposition(coordinator, participant, dict(values))
             continue
-        create_records_bulk(coordinator, DosingRecord, dosing)
+        create_records(coordinator, [(DosingRecord, p, v) for p, v in dosing])
         coded = []
         for participant, body, serious in events:
             if serious:
@@ -92,9 +92,9 @@ def write_courses(users: dict, courses: list) -> None:
             stored = stored_values(body)
             stored.update(_coding(stored["term"]))
             coded.append((participant, stored))
-        create_records_bulk(investigator, AdverseEvent, coded)
+        create_records(investigator, [(AdverseEvent, p, v) for p, v in coded])
         for participant, body, serious in events:
             if serious:
                 report_adverse_event(investigator, participant.participant_id, body)
-        create_records_bulk(coordinator, ProtocolDeviation, deviations)
-        create_records_bulk(coordinator, Disposition, dispositions)
+        create_records(coordinator, [(ProtocolDeviation, p, v) for p, v in deviations])
+        create_records(coordinator, [(Disposition, p, v) for p, v in dispositions])

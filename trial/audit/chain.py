@@ -53,25 +53,6 @@ def payload_of(values: Mapping) -> str:
     return _TEMPLATE % tuple([json_value(values[column]) for column in _SORTED_COLUMNS])
 
 
-def payload_template(constants: Mapping) -> tuple[str, tuple[str, ...]]:
-    """``payload_of`` with some columns fixed, for many rows sharing them (a bulk append).
-
-    Returns a %-template with the constants written in and the other columns, in the order
-    their values fill it: ``template % tuple(encoded values)`` equals ``payload_of``.
-    """
-    parts, rest = [], []
-    for column in _SORTED_COLUMNS:
-        if column in constants:
-            parts.append(json_value(constants[column]).replace("%", "%%"))
-        else:
-            parts.append("%s")
-            rest.append(column)
-    template = (
-        "{" + ",".join(f'"{c}":{p}' for c, p in zip(_SORTED_COLUMNS, parts, strict=True)) + "}"
-    )
-    return template, tuple(rest)
-
-
 def canonical_payload(row) -> str:
     values = {column: getattr(row, column) for column in HASHED_COLUMNS}
     values["occurred_at"] = values["occurred_at"].isoformat(timespec="microseconds")

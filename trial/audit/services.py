@@ -2,42 +2,32 @@
 
 Services call ``record_event`` (or the create/update helpers) with the acting user inside the
 transaction that makes the change; the caller commits once, so the change and its audit rows
-stand or fall together.
+stand or fall together. Every event, one or many, becomes its row in one place
+(``_chained_row``) and chains from the head locked once per transaction (``_lock_head``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC
+from itertools import islice
 from json.encoder import encode_basestring
 from typing import Any
 
-from sqlalchemy import Table, func, select
-from sqlalchemy.orm import make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy import insert, select
 
-from trial.audit.chain import (
-    GENESIS_HASH,
-    chain_hash,
-    hash_payload,
-    json_value,
-    payload_template,
-)
+from trial.audit.chain import GENESIS_HASH, chain_hash, hash_payload, payload_of
 from trial.audit.models import AuditChainHead, AuditEvent
-from trial.bulk import bulk_insert, insert_few
 from trial.database import utcnow
 from trial.extensions import db
 from trial.reasons import require_reason
 
-_ABSENT = object()
-
-# Up to this many events (what one request writes) go in one INSERT ... VALUES with the head
-# update; more (bulk loads) stream through COPY.
-FEW_EVENTS = 200
-HEAD_UPDATE_SQL = "UPDATE audit_chain_head SET last_seq = %s, last_hash = %s WHERE id = 1"
+# A bulk load's events are inserted this many at a time (bounded memory, few round trips);
+# fewer events (what one request writes) are added to the session as objects.
+BULK_CHUNK = 1000
 
 
 def encode_value(value: Any) -> str | None:
@@ -56,9 +46,10 @@ def encode_value(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def _actor_columns(actor) -> dict:
+def _actor_columns(actor, username: str | None = None) -> dict:
+    """Who acted; ``username`` names an unknown user (a failed login) when there is no actor."""
     if actor is None:
-        return {"user_id": None, "username": None, "role": None, "user_site": None}
+        return {"user_id": None, "username": username, "role": None, "user_site": None}
     return {
         "user_id": actor.id,
         "username": actor.username,
@@ -78,52 +69,66 @@ _HEAD_FOR_UPDATE = (
 def _lock_head() -> AuditChainHead:
     """Lock the chain head once per transaction and keep it for the transaction's events.
 
-    The lock is held until commit or rollback; later events of the same transaction reuse
-    the head in memory instead of re-reading it (one lock, one flush, whatever the count).
+    The lock (``SELECT ... FOR UPDATE``; SQLite's writers hold the database lock already) is
+    held until commit or rollback; later events of the same transaction chain from the head
+    in memory instead of reading it again.
     """
-    cached = _locked_head()
-    if cached is not None:
-        return cached
     session = db.session()
-    head = db.session.execute(_HEAD_FOR_UPDATE).scalar_one()
+    transaction = session.get_transaction()
+    cached = session.info.get("audit_head")
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        return cached[1]
+    head = session.execute(_HEAD_FOR_UPDATE).scalar_one()
     session.info["audit_head"] = (session.get_transaction(), head)
     return head
 
 
-def _dialect_name() -> str:
-    return db.session.get_bind().dialect.name
+def _author(actor, username: str | None = None) -> tuple[dict[str, Any], str]:
+    """The columns the events of one call share (who acted, and now), and the instant as
+    it is hashed: as it reads back from either database (microseconds, UTC)."""
+    now = utcnow().astimezone(UTC)
+    return {**_actor_columns(actor, username), "occurred_at": now}, now.isoformat(
+        timespec="microseconds"
+    )
 
 
-def _locked_head() -> AuditChainHead | None:
-    """The chain head if this transaction has locked it already, else None."""
-    session = db.session()
-    cached = session.info.get("audit_head")
-    transaction = session.get_transaction()
-    if cached is not None and transaction is not None and cached[0] is transaction:
-        return cached[1]
-    return None
+def _chained_row(
+    head: AuditChainHead,
+    author: tuple[dict[str, Any], str],
+    action: str,
+    *,
+    entity_type: str | None = None,
+    entity_id: str | None = None,
+    entity_site: str | None = None,
+    field: str | None = None,
+    old: Any = None,
+    new: Any = None,
+    reason: str | None = None,
+    detail: dict | None = None,
+) -> dict[str, Any]:
+    """The one way an event becomes a row: its columns, encoded, chained after ``head``.
 
-
-# The chain head locked by a statement of the caller's own (which also did its own work),
-# returned as its last columns: see ``adopt_locked_head``.
-HEAD_FOR_UPDATE_SQL = "SELECT last_seq, last_hash FROM audit_chain_head WHERE id = 1 FOR UPDATE"
-
-
-def adopt_locked_head(last_seq: int, last_hash: str) -> None:
-    """Use the chain head that the caller has just locked and read (``HEAD_FOR_UPDATE_SQL``
-    in one of its own statements, on PostgreSQL), so this transaction's events skip the
-    lock's round trip. The lock must be held (taken in this transaction) and the values
-    read under it: the next event chains from them.
+    ``author``: ``_author``'s shared columns and hashed instant. The head advances to the
+    new row (the caller holds it locked: ``_lock_head``).
     """
-    session = db.session()
-    head = session.identity_map.get(session.identity_key(AuditChainHead, 1))
-    if head is None:
-        head = AuditChainHead(id=1)
-        make_transient_to_detached(head)
-        session.add(head)  # known to the session as stored, without a query
-    set_committed_value(head, "last_seq", last_seq)
-    set_committed_value(head, "last_hash", last_hash)
-    session.info["audit_head"] = (session.get_transaction(), head)
+    shared, stamp = author
+    row = {
+        "seq": head.last_seq + 1,
+        **shared,
+        "action": action,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "entity_site": entity_site,
+        "field": field,
+        "old_value": encode_value(old),
+        "new_value": encode_value(new),
+        "reason": reason,
+        "detail": json.dumps(detail, sort_keys=True, ensure_ascii=False) if detail else None,
+        "prev_hash": head.last_hash,
+    }
+    row["hash"] = hash_payload(head.last_hash, payload_of({**row, "occurred_at": stamp}))
+    head.last_seq, head.last_hash = row["seq"], row["hash"]
+    return row
 
 
 def record_event(
@@ -145,123 +150,43 @@ def record_event(
     ``username`` overrides the actor's name for events without a known user (a failed login
     under an unknown name). Values are JSON-encoded; ``detail`` holds extra context.
     """
-    head = _lock_head()
-    columns = _actor_columns(actor)
-    if username is not None and actor is None:
-        columns["username"] = username
-    event = AuditEvent(
-        seq=head.last_seq + 1,
-        occurred_at=utcnow(),
-        action=action,
+    row = _chained_row(
+        _lock_head(),
+        _author(actor, username),
+        action,
         entity_type=entity_type,
         entity_id=entity_id,
         entity_site=entity_site,
         field=field,
-        old_value=encode_value(old),
-        new_value=encode_value(new),
+        old=old,
+        new=new,
         reason=reason,
-        detail=json.dumps(detail, sort_keys=True, ensure_ascii=False) if detail else None,
-        prev_hash=head.last_hash,
-        **columns,
+        detail=detail,
     )
-    # Hash the instant as it will read back from either database (microseconds, UTC).
-    event.occurred_at = event.occurred_at.astimezone(UTC)
-    event.hash = chain_hash(event.prev_hash, event)
-    head.last_seq, head.last_hash = event.seq, event.hash
+    event = AuditEvent(**row)
     db.session.add(event)  # flushed with the change it records, at the latest on commit
     return event
 
 
-def _event_row(event: Mapping[str, Any]) -> tuple[dict, tuple[str, ...]]:
-    """An event's own columns, encoded, and the JSON of those the payload hashes
-    (``_EVENT_HASHED``): everything but the chain's place, the actor and the instant."""
-    detail = event.get("detail")
-    row = {
-        "action": event["action"],
-        "entity_type": event.get("entity_type"),
-        "entity_id": event.get("entity_id"),
-        "entity_site": event.get("entity_site"),
-        "field": event.get("field"),
-        "old_value": encode_value(event.get("old")),
-        "new_value": encode_value(event.get("new")),
-        "reason": event.get("reason"),
-        "detail": json.dumps(detail, sort_keys=True, ensure_ascii=False) if detail else None,
-    }
-    return row, tuple([json_value(row[column]) for column in _EVENT_HASHED])
+def record_events(actor, events: Iterable[Mapping[str, Any]]) -> int:
+    """Append many events of one actor, sharing one instant; return how many.
 
-
-# The payload's columns other than the shared ones (actor, instant), in template order:
-# ``seq`` sorts last, so a payload is ``template % (*an event's hashed values, seq)``.
-_SHARED = (*_actor_columns(None), "occurred_at")
-*_EVENT_HASHED, _LAST = payload_template(dict.fromkeys(_SHARED, ""))[1]
-assert _LAST == "seq"
-
-
-def record_events(
-    actor,
-    events: Iterable[Mapping[str, Any]],
-    *,
-    along: Sequence[tuple[Table, list[Mapping[str, Any]]] | tuple] = (),
-) -> int:
-    """Append many events with one head lock and one bulk insert; return how many.
-
-    ``along`` holds the rows the events record, as ``insert_few`` parts (ids reserved
-    beforehand). When the events are few, they go in with the events: on PostgreSQL, when
-    the chain head is not locked yet, the records go in with the statement that locks it
-    and the events with the one that advances it, so the client's work on the records'
-    statement (converting it, packing its arrays) and the events' encoding are done before
-    the lock, which every audited write waits for, is taken; on SQLite (the write lock is
-    taken at BEGIN) and when the head is locked already, all in one statement.
-
-    Each event is a mapping of ``record_event``'s keyword arguments plus ``action``. Rows are
-    encoded and chained exactly as ``record_event`` does it (same columns, same payload, same
-    hash), so ``verify_chain`` cannot tell the two paths apart; they share one instant, as
-    the events of one transaction do. For bulk loads (the demo), where an ORM object and a
-    flush per event would cost more than the data itself.
+    Each event is a mapping of ``record_event``'s keyword arguments plus ``action``, made
+    into its row and chained as ``record_event`` does it. A request's few events are added
+    to the session like ``record_event``'s (one flush inserts them together); a bulk load's
+    (``BULK_CHUNK`` or more) go in ``BULK_CHUNK`` rows per insert.
     """
-    is_few = isinstance(events, list | tuple) and len(events) <= FEW_EVENTS
-    encoded = [_event_row(event) for event in events] if is_few else map(_event_row, events)
-    if is_few and events and along and _locked_head() is None and _dialect_name() == "postgresql":
-        adopt_locked_head(*insert_few(along, then=(HEAD_FOR_UPDATE_SQL, ())))
-        along = ()
-    head = _lock_head()
-    occurred_at = utcnow().astimezone(UTC)
-    constants = {
-        **_actor_columns(actor),
-        "occurred_at": occurred_at.isoformat(timespec="microseconds"),
-    }
-    template = payload_template(constants)[0]
-    constants["occurred_at"] = occurred_at
-    state = {"seq": head.last_seq, "hash": head.last_hash}
-
-    def rows():
-        seq, prev_hash = state["seq"], state["hash"]
-        for row, hashed in encoded:
-            seq += 1
-            row["seq"] = seq
-            row["prev_hash"] = prev_hash
-            row["hash"] = prev_hash = hash_payload(prev_hash, template % (*hashed, seq))
-            row.update(constants)
-            state["seq"], state["hash"] = seq, prev_hash
-            yield row
-
-    if is_few:
-        few = list(rows())
-        if few:  # the events and the advanced head in one statement where possible
-            last_seq, last_hash = state["seq"], state["hash"]
-            advance = (HEAD_UPDATE_SQL, (last_seq, last_hash))
-            insert_few([*along, (AuditEvent.__table__, few, _SHARED)], then=advance)
-            # The head row is written: show it on the loaded object without making it dirty.
-            set_committed_value(head, "last_seq", last_seq)
-            set_committed_value(head, "last_hash", last_hash)
-            return len(few)
-    # Bulk loads (and records without audited fields): each table streamed on its own.
-    for table, records, *_ in along:
-        bulk_insert(table, records)
-    # Rows are hashed as they are sent, so the database stores while the chain is computed.
-    count = bulk_insert(AuditEvent.__table__, rows())
-    if count:
-        head.last_seq, head.last_hash = state["seq"], state["hash"]
+    head, author = _lock_head(), _author(actor)
+    rows: Iterator[dict] = (_chained_row(head, author, **event) for event in events)
+    chunk = list(islice(rows, BULK_CHUNK))
+    if len(chunk) < BULK_CHUNK:  # a request's events: objects, as record_event adds them
+        db.session.add_all([AuditEvent(**row) for row in chunk])
+        return len(chunk)
+    count = 0
+    while chunk:  # a bulk load: many rows per insert, computed as they are sent
+        db.session.execute(insert(AuditEvent.__table__), chunk)
+        count += len(chunk)
+        chunk = list(islice(rows, BULK_CHUNK))
     return count
 
 
@@ -373,7 +298,3 @@ def verify_chain(batch_size: int = 5000) -> ChainReport:
             f"found {checked}: rows were removed from the end",
         )
     return ChainReport(True, checked)
-
-
-def count_events() -> int:
-    return db.session.scalar(select(func.count()).select_from(AuditEvent)) or 0

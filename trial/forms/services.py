@@ -18,7 +18,6 @@ from trial.forms.models import (
 from trial.participants.models import Participant
 from trial.participants.services import site_today
 from trial.protocol import current_protocol
-from trial.records.bulk import RecordBatch, RecordRef
 from trial.records.services import raise_if_errors
 
 # The days already on a participant's calendar (but for the day being corrected, ``exclude``).
@@ -75,7 +74,9 @@ def check_drinking_days(
 
 
 def check_vitals(vitals: dict | None, errors: dict, prefix: str = "vitals") -> None:
-    """Diastolic below systolic (when both are known)."""
+    """Diastolic below systolic (when both are known): the rule's one statement, applied to a
+    new visit and to a corrected form; the database's CHECK ``diastolic_below_systolic`` is
+    the last guard."""
     if not vitals:
         return
     systolic, diastolic = vitals.get("systolic_bp"), vitals.get("diastolic_bp")
@@ -103,13 +104,11 @@ def check_labs(labs: list[dict], errors: dict, prefix: str = "labs") -> None:
             )
 
 
-def add_forms(
-    batch: RecordBatch, participant: Participant, visit_id: int | RecordRef, data: dict
-) -> None:
-    """Queue a visit's forms (drinking days, OCDS, CIWA-Ar, vitals, labs) on ``batch``, in
-    the order of their audit rows; ``visit_id`` may be the ref of a visit queued before."""
-    for entry in data.get("drinking") or ():
-        batch.add(
+def form_records(participant: Participant, visit_id: int, data: dict) -> list[tuple]:
+    """A visit's forms (drinking days, OCDS, CIWA-Ar, vitals, labs) as ``create_records``
+    items, in the order of their audit rows."""
+    items: list[tuple] = [
+        (
             DrinkingDay,
             participant,
             {
@@ -118,11 +117,15 @@ def add_forms(
                 "standard_drinks": entry["standard_drinks"],
             },
         )
+        for entry in data.get("drinking") or ()
+    ]
     for key, model in (("ocds", OcdsAssessment), ("ciwa", CiwaAssessment), ("vitals", Vitals)):
         if data.get(key) is not None:
-            batch.add(model, participant, {"visit_id": visit_id, **data[key]})
-    for lab in data.get("labs") or ():
-        batch.add(LabResult, participant, {"visit_id": visit_id, **lab})
+            items.append((model, participant, {"visit_id": visit_id, **data[key]}))
+    items.extend(
+        (LabResult, participant, {"visit_id": visit_id, **lab}) for lab in data.get("labs") or ()
+    )
+    return items
 
 
 # --- re-validation of corrected forms ---------------------------------------------------

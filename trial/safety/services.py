@@ -27,6 +27,7 @@ from trial.records.services import (
     get_visible_record,
     mark_entered_in_error,
 )
+from trial.safety.definitions import is_treatment_emergent
 from trial.safety.expedited import sync_expedited_report
 from trial.safety.meddra import code_term
 from trial.safety.models import (
@@ -57,11 +58,6 @@ def first_dose_date(participant: Participant) -> date | None:
         raise
     lookup = getattr(dosing, "first_dose_date", None)
     return None if lookup is None else lookup(participant)
-
-
-def is_treatment_emergent(record: AdverseEvent, first_dose: date | None) -> bool:
-    """Onset on or after the first dose; with no dose recorded, not treatment-emergent."""
-    return first_dose is not None and record.onset_date >= first_dose
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -300,7 +296,7 @@ def present_one(record: AdverseEvent, participant: Participant, first_dose=...) 
         system_organ_class=record.system_organ_class,
         coded=record.coded,
         coding_source=record.coding_source,
-        treatment_emergent=is_treatment_emergent(record, first_dose),
+        treatment_emergent=is_treatment_emergent(record.onset_date, first_dose),
         version=record.version,
         entered_in_error=record.entered_in_error,
         error_reason=record.error_reason,
