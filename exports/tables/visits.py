@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from exports import outcomes
 from exports.tables.declaration import (
     Column,
@@ -19,7 +21,11 @@ from exports.variables import Variable as V
 from trial.forms.models import (
     CIWA_ITEMS,
     LAB_UNITS,
+    OCDS_COMPULSIVE,
+    OCDS_ITEM_MAX,
     OCDS_ITEMS,
+    OCDS_OBSESSIVE,
+    VITALS_RANGES,
     CiwaAssessment,
     LabResult,
     OcdsAssessment,
@@ -103,47 +109,35 @@ def visits_table() -> Table:
     )
 
 
+def _ocds_number(item: str) -> str:
+    return item.split("_")[1]
+
+
+def _ocds_score(name: str, label: str, items: tuple[str, ...]) -> Column:
+    """A score summed over a run of OCDS items (trial.forms.models, their one home)."""
+    span = f"{_ocds_number(items[0])}-{_ocds_number(items[-1])}"
+    variable = V(
+        name,
+        label,
+        "integer",
+        allowed=f"0-{OCDS_ITEM_MAX * len(items)}",
+        origin="derived",
+        derivation=f"Sum of items {span}.",
+    )
+    return Column(variable, _sum_of(items))
+
+
 def ocds_table() -> Table:
-    items = [_item(i, f"OCDS item {i.split('_')[1]}", 4) for i in OCDS_ITEMS]
+    items = [_item(i, f"OCDS item {_ocds_number(i)}", OCDS_ITEM_MAX) for i in OCDS_ITEMS]
     return _form_table(
         "ocds",
         "Obsessive Compulsive Drinking Scale",
         OcdsAssessment,
         items,
         (
-            Column(
-                V(
-                    "total",
-                    "OCDS total",
-                    "integer",
-                    allowed="0-56",
-                    origin="derived",
-                    derivation="Sum of items 1-14.",
-                ),
-                _sum_of(OCDS_ITEMS),
-            ),
-            Column(
-                V(
-                    "obsessive_subscale",
-                    "OCDS obsessive subscale",
-                    "integer",
-                    allowed="0-24",
-                    origin="derived",
-                    derivation="Sum of items 1-6.",
-                ),
-                _sum_of(OCDS_ITEMS[:6]),
-            ),
-            Column(
-                V(
-                    "compulsive_subscale",
-                    "OCDS compulsive subscale",
-                    "integer",
-                    allowed="0-32",
-                    origin="derived",
-                    derivation="Sum of items 7-14.",
-                ),
-                _sum_of(OCDS_ITEMS[6:]),
-            ),
+            _ocds_score("total", "OCDS total", OCDS_ITEMS),
+            _ocds_score("obsessive_subscale", "OCDS obsessive subscale", OCDS_OBSESSIVE),
+            _ocds_score("compulsive_subscale", "OCDS compulsive subscale", OCDS_COMPULSIVE),
         ),
     )
 
@@ -161,9 +155,9 @@ def ciwa_table() -> Table:
                     "total",
                     "CIWA-Ar total",
                     "integer",
-                    allowed="0-67",
+                    allowed=f"0-{sum(CIWA_ITEMS.values())}",
                     origin="derived",
-                    derivation="Sum of the 10 items.",
+                    derivation=f"Sum of the {len(CIWA_ITEMS)} items.",
                 ),
                 _sum_of(CIWA_ITEMS),
             ),
@@ -173,17 +167,19 @@ def ciwa_table() -> Table:
 
 def vitals_table() -> Table:
     def entered(variable: V) -> Column:
-        return Column(variable, field(variable.name))
+        """With its range from trial.forms.models, the range the API and database hold it to."""
+        low, high = VITALS_RANGES[variable.name]
+        return Column(replace(variable, allowed=f"{low}-{high}"), field(variable.name))
 
     return _form_table(
         "vitals",
         "Vital signs",
         Vitals,
         [
-            entered(V("systolic_bp", "Systolic blood pressure", "integer", "mmHg", "60-260")),
-            entered(V("diastolic_bp", "Diastolic blood pressure", "integer", "mmHg", "30-160")),
-            entered(V("heart_rate", "Heart rate", "integer", "beats/min", "30-220")),
-            entered(V("weight_kg", "Weight", "number", "kg", "30-300")),
+            entered(V("systolic_bp", "Systolic blood pressure", "integer", "mmHg")),
+            entered(V("diastolic_bp", "Diastolic blood pressure", "integer", "mmHg")),
+            entered(V("heart_rate", "Heart rate", "integer", "beats/min")),
+            entered(V("weight_kg", "Weight", "number", "kg")),
         ],
     )
 

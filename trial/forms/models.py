@@ -12,7 +12,10 @@ from trial.extensions import db
 from trial.records.models import CapturedRecord, active_unique_index
 from trial.records.services import register_record_type
 
+# The OCDS and its subscales, defined here once: the model's scores, the API's schemas, the
+# database's checks and the bundle's columns (exports.tables.visits) all read these.
 OCDS_ITEMS = tuple(f"item_{n}" for n in range(1, 15))
+OCDS_ITEM_MAX = 4  # each item is scored 0-4
 OCDS_OBSESSIVE = OCDS_ITEMS[:6]  # items 1-6: obsessive thoughts about drinking
 OCDS_COMPULSIVE = OCDS_ITEMS[6:]  # items 7-14: drinking behaviour
 # CIWA-Ar items and their maxima (orientation 0-4, the others 0-7): total 0-67.
@@ -27,6 +30,15 @@ CIWA_ITEMS = {
     "visual_disturbances": 7,
     "headache": 7,
     "orientation": 4,
+}
+# Physiological ranges of the vital signs (inclusive; weight may be left empty): plausibility
+# limits of the measurement, not settings of a protocol. Written once here for the database's
+# checks, the API's schema (trial.forms.schemas) and the bundle's dictionary.
+VITALS_RANGES = {
+    "systolic_bp": (60, 260),
+    "diastolic_bp": (30, 160),
+    "heart_rate": (30, 220),
+    "weight_kg": (30, 300),
 }
 LAB_UNITS = {
     "GGT": ("U/L", "ukat/L"),
@@ -60,7 +72,10 @@ class OcdsAssessment(CapturedRecord, db.Model):
 
     __tablename__ = "ocds_assessments"
     __table_args__ = (
-        *(CheckConstraint(f"{item} BETWEEN 0 AND 4", name=f"{item}_range") for item in OCDS_ITEMS),
+        *(
+            CheckConstraint(f"{item} BETWEEN 0 AND {OCDS_ITEM_MAX}", name=f"{item}_range")
+            for item in OCDS_ITEMS
+        ),
         active_unique_index("uq_ocds_assessments_visit", "visit_id"),
     )
     ENTITY = "ocds"
@@ -127,15 +142,20 @@ class CiwaAssessment(CapturedRecord, db.Model):
         return sum(getattr(self, item) for item in CIWA_ITEMS)
 
 
+def _between(name: str) -> str:
+    low, high = VITALS_RANGES[name]
+    return f"{name} BETWEEN {low} AND {high}"
+
+
 @register_record_type
 class Vitals(CapturedRecord, db.Model):
     __tablename__ = "vitals"
     __table_args__ = (
-        CheckConstraint("systolic_bp BETWEEN 60 AND 260", name="systolic_range"),
-        CheckConstraint("diastolic_bp BETWEEN 30 AND 160", name="diastolic_range"),
+        CheckConstraint(_between("systolic_bp"), name="systolic_range"),
+        CheckConstraint(_between("diastolic_bp"), name="diastolic_range"),
         CheckConstraint("diastolic_bp < systolic_bp", name="diastolic_below_systolic"),
-        CheckConstraint("heart_rate BETWEEN 30 AND 220", name="heart_rate_range"),
-        CheckConstraint("weight_kg IS NULL OR weight_kg BETWEEN 30 AND 300", name="weight_range"),
+        CheckConstraint(_between("heart_rate"), name="heart_rate_range"),
+        CheckConstraint(f"weight_kg IS NULL OR {_between('weight_kg')}", name="weight_range"),
         active_unique_index("uq_vitals_visit", "visit_id"),
     )
     ENTITY = "vitals"

@@ -2,7 +2,7 @@ import marshmallow as ma
 from marshmallow import fields as f
 from marshmallow import validate as v
 
-from trial.forms.models import CIWA_ITEMS, LAB_UNITS, OCDS_ITEMS
+from trial.forms.models import CIWA_ITEMS, LAB_UNITS, OCDS_ITEM_MAX, OCDS_ITEMS, VITALS_RANGES
 from trial.records.schemas import RecordMetaSchema, patch_schema_for
 
 
@@ -24,22 +24,27 @@ class DrinkingDayInput(ma.Schema):
 
 
 OcdsInput = ma.Schema.from_dict(
-    {item: _score(4, required=True) for item in OCDS_ITEMS}, name="OcdsInput"
+    {item: _score(OCDS_ITEM_MAX, required=True) for item in OCDS_ITEMS}, name="OcdsInput"
 )
 CiwaInput = ma.Schema.from_dict(
     {item: _score(top, required=True) for item, top in CIWA_ITEMS.items()}, name="CiwaInput"
 )
 
 
+def _vital(name: str) -> v.Range:
+    low, high = VITALS_RANGES[name]
+    return v.Range(min=low, max=high)
+
+
 class VitalsInput(ma.Schema):
     """Each value in its range; diastolic below systolic is a rule of the service
     (``trial.forms.services.check_vitals``), checked on a visit and on a correction."""
 
-    systolic_bp = f.Integer(required=True, strict=True, validate=v.Range(min=60, max=260))
-    diastolic_bp = f.Integer(required=True, strict=True, validate=v.Range(min=30, max=160))
-    heart_rate = f.Integer(required=True, strict=True, validate=v.Range(min=30, max=220))
+    systolic_bp = f.Integer(required=True, strict=True, validate=_vital("systolic_bp"))
+    diastolic_bp = f.Integer(required=True, strict=True, validate=_vital("diastolic_bp"))
+    heart_rate = f.Integer(required=True, strict=True, validate=_vital("heart_rate"))
     weight_kg = f.Float(
-        load_default=None, allow_none=True, allow_nan=False, validate=v.Range(min=30, max=300)
+        load_default=None, allow_none=True, allow_nan=False, validate=_vital("weight_kg")
     )
 
 
