@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from exports.columns import column_mapper
 from trial.audit.models import AuditChainHead, AuditEvent
-from trial.database import UTCDateTime, read_only_transactions, utcnow
+from trial.database import UTCDateTime, reading, utcnow
 from trial.errors import ValidationFailed
 from trial.extensions import db
 from trial.records.services import RECORD_TYPES
@@ -114,7 +114,7 @@ def begin_snapshot() -> None:
 def snapshot_at(cutoff: datetime) -> Iterator[Cut]:
     """Read the data as of ``cutoff``: barrier, one read-only snapshot, then end it.
 
-    Call it outside any read-only block: the barrier needs SQLite's write lock for a moment.
+    Call it outside any ``reading()`` block: the barrier needs SQLite's write lock for a moment.
     """
     audit_barrier()
     with read_snapshot(cutoff) as cut:
@@ -125,7 +125,7 @@ def snapshot_at(cutoff: datetime) -> Iterator[Cut]:
 def read_snapshot(cutoff: datetime) -> Iterator[Cut]:
     """The snapshot of ``snapshot_at`` without the barrier, for a reader that starts after
     one: the state it rebuilds at the cut-off is the same whenever its snapshot is taken."""
-    with read_only_transactions(), cyclic_gc_paused():
+    with reading(), cyclic_gc_paused():
         begin_snapshot()
         try:
             yield load_cut(cutoff)

@@ -30,7 +30,7 @@ from reports.options import ARM_MODES, SESSIONS
 from reports.rows import SafetyData
 from trial.audit.services import record_event
 from trial.auth.roles import UNBLINDED_ROLES
-from trial.database import read_only_transactions
+from trial.database import reading
 from trial.errors import Forbidden, ValidationFailed
 from trial.extensions import db
 from trial.protocol import current_protocol
@@ -293,7 +293,7 @@ def _render(actor, session: str, arms: str | None, cutoff) -> SafetyReport:
     data = load_safety_data(cutoff)  # in a snapshot of its own
     arm_of = None
     if session == "closed":
-        with read_only_transactions():
+        with reading():
             try:
                 arm_of = arms_for_closed_report(actor)
             finally:

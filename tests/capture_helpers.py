@@ -17,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import func, select, text, update
 
 from tests.conftest import bearer
-from trial.database import read_only_transactions
+from trial.database import reading
 from trial.extensions import db
 from trial.participants.models import Participant
 
@@ -110,7 +110,7 @@ def calendar(first: date, last: date, drinks=2.0) -> list[dict]:
 
 def counts() -> dict[str, int]:
     """Rows per capture table, read through a connection of its own (what is committed)."""
-    with read_only_transactions(), db.engine.connect() as connection:
+    with reading(), db.engine.connect() as connection:
         return {
             table: connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
             for table in CAPTURE_TABLES

@@ -277,7 +277,7 @@ def check_database(app, subs: Submissions) -> list[str]:
     ``subs.half_written`` and ``subs.stored_unacknowledged`` from what is stored now.
     """
     from trial.audit.services import verify_chain
-    from trial.database import read_only_transactions
+    from trial.database import reading
     from trial.extensions import db
 
     problems = []
@@ -405,7 +405,7 @@ def check_database(app, subs: Submissions) -> list[str]:
     if half:
         problems.append(f"{len(half)} half-written: " + "; ".join(half[:5]))
 
-    with read_only_transactions():
+    with reading():
         chain = verify_chain()
     db.session.remove()
     db.engine.dispose()

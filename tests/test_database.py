@@ -6,21 +6,25 @@ uses the ``app`` fixture, pinned to SQLite where the property is SQLite's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
 from datetime import UTC, date, datetime, timedelta, timezone
+from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import create_engine, select, text, update
+from flask import g
+from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
+import exports.views
 import trial.database
 from tests.conftest import make_config
 from trial import create_app
-from trial.database import UTCDateTime, check_durability
+from trial.database import UTCDateTime, check_durability, reading, writing
 from trial.errors import ConfigurationError
 from trial.extensions import db
 from trial.sites.models import Site
@@ -202,33 +206,159 @@ def test_read_request_transaction_is_deferred(app, make_site, method):
         db.session.rollback()
 
 
+class _Probe:
+    """Stands in for an audited GET's service: reads, then says whether a writer could start."""
+
+    def __init__(self):
+        self.lock_held = None
+
+    def read(self) -> None:
+        db.session.execute(select(Site.participant_counter)).all()
+        self.lock_held = not _second_writer_can_begin()
+
+
+def _stub_audited_get(monkeypatch, path, probe, tmp_path):
+    """Replace the service behind an audited GET with ``probe`` (nothing else changes)."""
+    import exports.views
+    import randomization.services
+    import reports.pdf
+
+    if path == "/api/v1/exports/key":
+
+        def key(actor):
+            probe()
+            return "", "0"
+
+        monkeypatch.setattr(exports.views, "build_key_csv", key)
+    elif path == "/api/v1/randomization/list":
+        monkeypatch.setattr(randomization.services, "unblinded_slots", lambda actor: probe() or [])
+    elif path == "/api/v1/exports/blinded":
+
+        def bundle(actor, request, target):
+            probe()
+            target.write_bytes(b"PK")
+            return SimpleNamespace(manifest={"cutoff": "2026-01-01T00:00:00Z"}, sha256="0")
+
+        monkeypatch.setattr(exports.views, "write_bundle", bundle)
+    else:
+
+        def report(actor, session, arms, cutoff):
+            probe()
+            return SimpleNamespace(pdf=b"%PDF", filename="r.pdf", sha256="0")
+
+        monkeypatch.setattr(reports.pdf, "produce_safety_report", report)
+
+
+AUDITED_GETS = {
+    "/api/v1/exports/key": "unblinded_statistician",
+    "/api/v1/randomization/list": "unblinded_statistician",
+    "/api/v1/exports/blinded": "data_manager",
+    "/api/v1/reports/safety": "dsmb",
+}
+
+
 @only_sqlite
-@pytest.mark.parametrize("path", ["/api/v1/exports/key", "/api/v1/randomization/list"])
-def test_audited_get_takes_the_write_lock_at_begin(app, make_site, path):
-    """A GET that records its own release (key, unblinded list) must not start deferred:
-    a deferred reader that later writes fails on SQLite if another writer got in first."""
+@pytest.mark.parametrize("path", sorted(AUDITED_GETS))
+def test_audited_get_takes_the_write_lock_at_begin(
+    app, client, make_site, make_user, monkeypatch, tmp_path, path
+):
+    """A GET that records its own release (key, unblinded list, bundle, report) runs its view
+    in ``writing()``: a deferred reader that later writes fails on SQLite if another writer
+    got in first. Its service's first read already holds the write lock."""
+    make_site("S01")
+    _, token = make_user(AUDITED_GETS[path], sites=[])
+    db.session.close()
+    probe = _Probe()
+    _stub_audited_get(monkeypatch, path, probe.read, tmp_path)
+    response = client.get(path, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert probe.lock_held is True
+
+
+def _other_writer_commits() -> bool:
+    """A plain sqlite3 writer (a change SQLite must write); True if it got in and committed."""
+    other = sqlite3.connect(_database_path(), timeout=0.05, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("UPDATE sites SET participant_counter = participant_counter + 1")
+        other.execute("COMMIT")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        other.close()
+
+
+@only_sqlite
+@pytest.mark.parametrize("rule", [True, False])
+def test_audited_get_records_its_release_when_another_writer_comes_between(
+    app, client, make_site, make_user, monkeypatch, tmp_path, rule
+):
+    """Another writer tries to commit between the GET's read and its audit row: with the rule
+    it waits and the release is recorded; the control (the view's ``writing()`` disabled, so
+    the GET reads deferred) lets it in and the audit row then fails ("database is locked")."""
+    from trial.audit.models import AuditEvent
+    from trial.audit.services import record_event
+
+    make_site("S01")
+    user, token = make_user("unblinded_statistician", sites=[])
+    db.session.close()
+    if not rule:
+        monkeypatch.setattr(trial.database, "writing", contextlib.nullcontext)
+    got_in = []
+
+    def read_then_audit():
+        db.session.execute(select(Site.participant_counter)).all()
+        got_in.append(_other_writer_commits())
+        record_event(g.current_user, "probe_release", entity_type="probe")
+        return "", "0"
+
+    monkeypatch.setattr(exports.views, "build_key_csv", lambda actor: read_then_audit())
+    if rule:
+        response = client.get("/api/v1/exports/key", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200
+        assert got_in == [False]
+        released = select(func.count()).where(AuditEvent.action == "probe_release")
+        assert db.session.scalar(released) == 1
+    else:
+        response = client.get("/api/v1/exports/key", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 500  # sqlite3: "database is locked" at the audit row
+        assert got_in == [True]
+        db.session.rollback()  # the request's failed flush, in the session the test shares
+        released = select(func.count()).where(AuditEvent.action == "probe_release")
+        assert db.session.scalar(released) == 0
+
+
+@only_sqlite
+def test_writing_and_reading_blocks_override_the_request_method(app, make_site):
+    """The innermost block decides: ``writing()`` in a GET locks, ``reading()`` in a POST not."""
     make_site("S01")
     db.session.close()
-    with app.test_request_context(path, method="GET"):
+    with app.test_request_context("/api/v1/participants", method="GET"), writing():
         db.session.execute(select(Site.participant_counter)).all()
         assert not _second_writer_can_begin()
+        db.session.rollback()
+        with reading():
+            db.session.execute(select(Site.participant_counter)).all()
+            assert _second_writer_can_begin()
+            db.session.rollback()
+    with app.test_request_context("/api/v1/participants", method="POST"), reading():
+        db.session.execute(select(Site.participant_counter)).all()
+        assert _second_writer_can_begin()
         db.session.rollback()
 
 
 @only_sqlite
-@pytest.mark.parametrize("helper", [True, False])
-def test_a_write_request_reads_its_response_without_the_write_lock(app, make_site, helper):
-    """After ``commit_then_read`` the response's reads open deferred and let the next
-    writer in; after a plain commit (the control) they would hold the write lock."""
-    from trial.database import commit_then_read
-
+def test_a_write_request_reads_its_response_under_the_write_lock(app, make_site):
+    """One rule for a write request's every transaction: after its commit, the response's
+    reads take the write lock again (no commit that changes the mode of what follows)."""
     make_site("S01")
     db.session.close()
     with app.test_request_context("/api/v1/participants", method="POST"):
         db.session.execute(update(Site).values(participant_counter=Site.participant_counter + 1))
-        commit_then_read() if helper else db.session.commit()
+        db.session.commit()
         db.session.execute(select(Site.participant_counter)).all()  # reading the response
-        assert _second_writer_can_begin() is helper
+        assert not _second_writer_can_begin()
         db.session.rollback()
     with app.test_request_context("/api/v1/participants", method="POST"):
         db.session.execute(select(Site.participant_counter)).all()  # the next request
@@ -237,39 +367,30 @@ def test_a_write_request_reads_its_response_without_the_write_lock(app, make_sit
 
 
 @only_sqlite
-@pytest.mark.parametrize("before_the_lock", [True, False])
-def test_authentication_reads_before_the_write_lock(app, make_site, make_user, before_the_lock):
-    """A write request reads its token without SQLite's write lock, keeps the user it read,
-    and takes the lock at its next statement; the control (the same read without the
-    block) shows the read would otherwise hold the lock."""
+def test_a_write_request_authenticates_under_the_write_lock(app, make_site, make_user):
+    """A write request reads its token in its write transaction, which keeps the lock on to
+    its next statement and the user it read."""
     from trial.auth.services import authenticate_token
-    from trial.database import reading_before_the_write_lock
 
     make_site("S01")
     _, token = make_user("coordinator", sites=["S01"])
     db.session.close()
     with app.test_request_context("/api/v1/participants", method="POST"):
-        if before_the_lock:
-            with reading_before_the_write_lock():
-                user, _ = authenticate_token(token)
-        else:
-            user, _ = authenticate_token(token)
-        assert _second_writer_can_begin() is before_the_lock
+        user, _ = authenticate_token(token)
+        assert not _second_writer_can_begin()
         assert not sa_inspect(user).expired_attributes  # still loaded: no query to read it
         assert user.role == "coordinator"
         db.session.execute(select(Site.participant_counter)).all()
-        assert not _second_writer_can_begin()  # the write transaction holds it again
+        assert not _second_writer_can_begin()  # the write transaction holds it still
         db.session.rollback()
 
 
 @only_sqlite
 def test_read_only_block_is_deferred_outside_a_request(app, make_site):
-    """``audit verify`` walks the chain in a read-only block and does not block writers."""
-    from trial.database import read_only_transactions
-
+    """``audit verify`` walks the chain in ``reading()`` and does not block writers."""
     make_site("S01")
     db.session.close()
-    with read_only_transactions():
+    with reading():
         db.session.execute(select(Site.participant_counter)).all()
         assert _second_writer_can_begin()
         db.session.rollback()
@@ -303,9 +424,8 @@ def test_second_writer_waits_instead_of_reading_a_stale_counter(app, make_site):
 
 @only_sqlite
 def test_a_waiting_writer_gets_the_lock_when_it_is_released_within_the_timeout(app, make_site):
-    """Writers poll for the write lock themselves (``_begin_immediate``): one that starts
-    while another holds the lock gets it once the holder commits, and its connection keeps
-    the configured busy timeout afterwards."""
+    """A writer that starts while another holds the lock gets it once the holder commits,
+    and its connection keeps the configured busy timeout afterwards."""
     make_site("S01")
     db.session.close()
     holder = sqlite3.connect(_database_path(), isolation_level=None, check_same_thread=False)
@@ -333,7 +453,7 @@ def test_companion_deferred_begin_lets_two_writers_read_the_same_counter(
     """
     make_site("S01")
     db.session.close()
-    monkeypatch.setattr(trial.database, "_wants_write_lock", lambda: False)
+    monkeypatch.setattr(trial.database, "takes_write_lock", lambda: False)
     with db.engine.connect() as first, db.engine.connect() as second:
         assert _read_counter(first) == 0
         assert _read_counter(second) == 0  # same value, both inside open transactions
@@ -352,6 +472,62 @@ def test_companion_deferred_begin_lets_two_writers_read_the_same_counter(
                 .values(participant_counter=Site.participant_counter + 1)
             )
         second.rollback()
+
+
+@only_sqlite
+@pytest.mark.parametrize("config_overrides", [{"SQLITE_BUSY_TIMEOUT_MS": 10_000}])
+@pytest.mark.parametrize("rule", [True, False])
+def test_two_concurrent_write_requests_both_succeed(app, make_site, monkeypatch, rule):
+    """Two write requests read the counter and write it plus one, the second starting while
+    the first holds its read: with the rule the second waits at BEGIN and both land (2);
+    the control (every transaction deferred) lets the second read the same 0, and one of
+    the two then fails. A busy timeout far above the test's pauses: no flaky waits."""
+    make_site("S01")
+    db.session.close()
+    if not rule:
+        monkeypatch.setattr(trial.database, "takes_write_lock", lambda: False)
+    first_has_read, second_has_read = threading.Event(), threading.Event()
+    outcomes = {}
+
+    def write_request(name: str, wait_for: threading.Event | None) -> None:
+        if wait_for is not None:
+            wait_for.wait(5)
+        with app.app_context(), app.test_request_context("/api/v1/participants", method="POST"):
+            try:
+                seen = _read_counter(db.session)
+                if wait_for is None:
+                    first_has_read.set()
+                    # With the rule the second cannot read before this commits: give up soon.
+                    second_has_read.wait(0.2)
+                else:
+                    second_has_read.set()
+                db.session.execute(
+                    update(Site).where(Site.code == "S01").values(participant_counter=seen + 1)
+                )
+                db.session.commit()
+                outcomes[name] = "ok"
+            except OperationalError as exc:
+                outcomes[name] = str(exc.orig)
+                db.session.rollback()
+            finally:
+                db.session.remove()
+
+    threads = [
+        threading.Thread(target=write_request, args=("first", None)),
+        threading.Thread(target=write_request, args=("second", first_has_read)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    counter = _read_counter(db.session)
+    db.session.rollback()
+    if rule:
+        assert outcomes == {"first": "ok", "second": "ok"}
+        assert counter == 2
+    else:
+        assert sorted(outcomes.values()) == ["database is locked", "ok"]
+        assert counter == 1
 
 
 # --- constraints and the UTC type on both databases ---------------------------------------

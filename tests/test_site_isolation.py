@@ -20,7 +20,7 @@ from sqlalchemy import inspect, text
 from tests.capture_helpers import PASSWORD, Trial, calendar, ciwa, iso, lab, ocds, today, vitals
 from tests.conftest import approve_for_code_break
 from trial.auth.policy import policy_for
-from trial.database import read_only_transactions
+from trial.database import reading
 from trial.extensions import db
 from trial.records.services import RECORD_TYPES
 
@@ -116,7 +116,7 @@ def s01(app, trial):
 
 def snapshot() -> dict[str, list]:
     """Every row of every table, read through a connection of its own."""
-    with read_only_transactions(), db.engine.connect() as connection:
+    with reading(), db.engine.connect() as connection:
         names = sorted(n for n in inspect(connection).get_table_names() if n != "alembic_version")
         return {
             name: [

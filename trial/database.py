@@ -1,18 +1,31 @@
 """Make both databases safe to write to, and refuse to start when they are not.
 
-SQLite: WAL, ``synchronous=FULL``, foreign keys, and write transactions opened with
-``BEGIN IMMEDIATE``. pysqlite's own transaction handling opens transactions lazily with a
-deferred ``BEGIN``; two deferred writers can both read the same row and the loser either fails
-at commit or, worse, acted on a stale read. Taking the write lock at ``BEGIN`` serialises
-writers from their first read. Reads (GET/HEAD) keep a deferred ``BEGIN`` so WAL readers never
-wait for writers.
+SQLite: WAL, ``synchronous=FULL``, foreign keys, and one rule for transactions: **a
+transaction takes SQLite's write lock at its BEGIN unless it is a read — begun in a GET or
+HEAD request or in a ``reading()`` block — and ``writing()`` makes one a write wherever it
+is** (the innermost block decides, then the request's method; outside a request, in a CLI
+command or a test, a transaction writes). ``takes_write_lock`` is that rule.
+
+Why: pysqlite's own deferred ``BEGIN`` lets two writers read the same row; the loser fails
+when it writes ("database is locked") or acted on a stale read. ``BEGIN IMMEDIATE`` serialises
+writers from their first read. A read begins deferred, so WAL readers never wait for writers
+and a long read (an export's snapshot, ``audit verify``) never blocks them. A GET that records
+its own release (an audited export, key or list) declares it with ``@writes_on_read``, which
+runs the view in ``writing()``: read deferred, its audit row would fail whenever another
+writer committed in between. Its long read stays deferred inside ``reading()``.
+
+A writer that finds the lock taken polls for it every half millisecond up to the busy
+timeout (``_begin_immediate``) rather than leaving it to SQLite's busy handler, whose sleeps
+grow to 100 ms: measured with bench/visits.py on SQLite, the busy handler alone cost about a
+quarter of the visit throughput (the guardrail of issue 27), the polling nothing measurable.
 
 PostgreSQL: ``fsync`` and ``synchronous_commit`` must be on, or an acknowledged write can be
-lost in a crash.
+lost in a crash. The rule changes nothing there (its ``BEGIN`` is PostgreSQL's own).
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import sqlite3
 import time
@@ -20,7 +33,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-from flask import Flask, current_app, has_request_context, request
+from flask import Flask, has_request_context, request
 from sqlalchemy import DateTime, event, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
@@ -29,7 +42,6 @@ from trial.errors import ConfigurationError
 from trial.extensions import db
 
 READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-WRITES_COMMITTED = "trial.writes_committed"  # request.environ key set by commit_then_read
 SQLITE_SYNCHRONOUS_LEVELS = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
 
 
@@ -63,84 +75,66 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-_read_only = ContextVar("trial_read_only_transaction", default=False)
+_declared: ContextVar[bool | None] = ContextVar("trial_sqlite_write_lock", default=None)
 
 
 @contextmanager
-def read_only_transactions():
-    """Open deferred transactions inside this block (a long read must not block writers)."""
-    token = _read_only.set(True)
-    try:
-        yield
-    finally:
-        _read_only.reset(token)
+def reading():
+    """Begin this block's transactions deferred: a long read must not block writers.
 
-
-@contextmanager
-def reading_before_the_write_lock():
-    """Run a write request's first reads (authentication) before SQLite's write lock.
-
-    A write request takes SQLite's write lock at its transaction's ``BEGIN``; reading the
-    token and parsing the body need none, and holding the lock through them serialised them
-    across workers. Here, on SQLite, the block's reads run in a deferred transaction that
-    ends with the block without expiring what it loaded (the user stays readable), and the
-    request's next statement opens the write transaction. Elsewhere (PostgreSQL, or a
-    request that takes no write lock) the block changes nothing: reading locks nothing
-    there, and ending the transaction would cost a round trip.
+    It decides at ``BEGIN``, so end any transaction that is open before the block.
     """
-    if db.engine.dialect.name != "sqlite" or not _wants_write_lock():
-        yield
-        return
-    session = db.session()
-    if session.in_transaction():  # something read or wrote already: keep one transaction
-        yield
-        return
-    token = _read_only.set(True)
+    token = _declared.set(False)
     try:
         yield
     finally:
-        _read_only.reset(token)
-    if session.new or session.dirty or session.deleted:
-        return  # not a read after all: the request's transaction goes on as it began
-    session.expire_on_commit = False
+        _declared.reset(token)
+
+
+@contextmanager
+def writing():
+    """Begin this block's transactions with SQLite's write lock (a GET's audited release).
+
+    It decides at ``BEGIN``, so end any transaction that is open before the block.
+    """
+    token = _declared.set(True)
     try:
-        session.commit()  # ends the read; nothing to write
+        yield
     finally:
-        session.expire_on_commit = True
+        _declared.reset(token)
 
 
 def writes_on_read(view):
-    """Mark a GET view that writes (an audited release), so it takes the write lock at BEGIN.
+    """Run a GET view that writes (an audited release) in ``writing()``.
 
-    Without it, a deferred read transaction that later writes its audit row fails on SQLite
-    when another writer committed in between ("database is locked").
+    A read transaction that later writes fails on SQLite when another writer committed in
+    between ("database is locked"), so the view's transactions take the write lock at
+    ``BEGIN``; its long reads (an export's snapshot) stay in ``reading()`` blocks. The read
+    the request opened before the view (authentication) is ended first.
     """
-    view.writes_on_read = True
-    return view
+
+    @functools.wraps(view)
+    def in_a_write_transaction(*args, **kwargs):
+        db.session.commit()  # the authentication's read, begun deferred: nothing to write
+        with writing():
+            return view(*args, **kwargs)
+
+    return in_a_write_transaction
 
 
 def commit_then_read() -> None:
-    """Commit the request's writes; all it does afterwards is read back its response.
-
-    A write request's later transactions then open deferred, so on SQLite the response's
-    reads (the record and its forms, reloaded as stored) do not hold the write lock: the
-    next writer starts at the commit. Only for views that write nothing more.
-    """
+    """Commit the request's writes (kept for callers not yet changed to ``db.session.commit``)."""
     db.session.commit()
-    request.environ[WRITES_COMMITTED] = True  # per request (``g`` may outlive it in tests)
 
 
-def _wants_write_lock() -> bool:
-    """Take SQLite's write lock at BEGIN for anything but a read-only request or block."""
-    if _read_only.get():
-        return False
+def takes_write_lock() -> bool:
+    """The rule: the innermost ``reading()``/``writing()`` block decides, else a GET or HEAD
+    request reads, else (any other request, a CLI command, a test) the transaction writes."""
+    declared = _declared.get()
+    if declared is not None:
+        return declared
     if has_request_context():
-        if request.environ.get(WRITES_COMMITTED):
-            return False
-        if request.method not in READ_ONLY_METHODS:
-            return True
-        view = current_app.view_functions.get(request.endpoint or "")
-        return bool(getattr(view, "writes_on_read", False))
+        return request.method not in READ_ONLY_METHODS
     return True
 
 
@@ -158,7 +152,7 @@ def configure_sqlite(engine: Engine, synchronous: str, busy_timeout_ms: int) -> 
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
-        if _wants_write_lock():
+        if takes_write_lock():
             _begin_immediate(connection, busy_timeout_ms)
         else:
             connection.exec_driver_sql("BEGIN")

@@ -4,7 +4,7 @@ import click
 from flask.cli import AppGroup
 
 from trial.audit.services import verify_chain
-from trial.database import read_only_transactions
+from trial.database import reading
 
 audit_cli = AppGroup("audit", help="Inspect the audit trail.")
 
@@ -12,7 +12,7 @@ audit_cli = AppGroup("audit", help="Inspect the audit trail.")
 @audit_cli.command("verify")
 def verify_command():
     """Check every row's hash and link; exit 1 naming the first broken row."""
-    with read_only_transactions():  # a long walk must not hold SQLite's write lock
+    with reading():  # a long walk must not hold SQLite's write lock
         report = verify_chain()
     if report.ok:
         click.echo(f"audit chain intact: {report.rows_checked} rows verified")

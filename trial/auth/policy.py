@@ -14,7 +14,6 @@ from flask import Flask, current_app, g, request
 from flask_smorest import Blueprint
 
 from trial.auth.roles import ALL_ROLES, Role
-from trial.database import reading_before_the_write_lock
 from trial.errors import Forbidden, Unauthorized
 
 BEARER_SECURITY = [{"bearerAuth": []}]
@@ -90,8 +89,7 @@ def enforce_access_policy():
     token = bearer_token_from_request()
     if token is None:
         raise Unauthorized("Send an API token as 'Authorization: Bearer TOKEN'.")
-    with reading_before_the_write_lock():
-        user, token_row = authenticate_token(token)
+    user, token_row = authenticate_token(token)
     g.current_user, g.current_token = user, token_row
     if not policy.permits(user.role):
         raise Forbidden(f"The {user.role} role may not do this.")

@@ -75,7 +75,7 @@ def restore_command(file: Path) -> None:
     """Restore FILE into the empty database of DATABASE_URL, then verify it."""
     from trial.audit.services import record_event, verify_chain
     from trial.cli_support import system_actor
-    from trial.database import read_only_transactions
+    from trial.database import reading
     from trial.extensions import db
 
     db.session.remove()
@@ -87,7 +87,7 @@ def restore_command(file: Path) -> None:
         raise click.ClickException(str(exc)) from exc
     db.session.remove()
     db.engine.dispose()
-    with read_only_transactions():
+    with reading():
         chain = verify_chain()
     db.session.rollback()
     rows = sum(result.tables.values())

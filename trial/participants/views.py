@@ -5,7 +5,7 @@ from flask import g
 from trial.auth.policy import allow
 from trial.auth.roles import Role
 from trial.blueprint import Blueprint
-from trial.database import commit_then_read
+from trial.extensions import db
 from trial.participants import services
 from trial.participants.schemas import (
     ParticipantCreateSchema,
@@ -26,7 +26,7 @@ READERS = (*SITE_STAFF, Role.MONITOR, Role.DATA_MANAGER)
 def register_participant(body):
     """Register a consented participant at your site; the response carries its id."""
     participant = services.register_participant(g.current_user, **body)
-    commit_then_read()
+    db.session.commit()
     return participant
 
 

@@ -10,7 +10,7 @@ from flask import g
 from trial.auth.policy import allow
 from trial.auth.roles import Role
 from trial.blueprint import Blueprint
-from trial.database import commit_then_read
+from trial.extensions import db
 from trial.queries import services
 from trial.queries.schemas import (
     QueryAnswerSchema,
@@ -37,7 +37,7 @@ READERS = (*SITE_STAFF, *OWNERS)
 def raise_query(body):
     """Raise a query on a record you can see, optionally on one of its fields."""
     query = services.raise_query(g.current_user, **body)
-    commit_then_read()
+    db.session.commit()
     return query
 
 
@@ -73,7 +73,7 @@ def get_query(query_id):
 def answer_query(body, query_id):
     """Answer an open query of your site; it waits for the monitor to close or re-open it."""
     query = services.answer_query(g.current_user, query_id, **body)
-    commit_then_read()
+    db.session.commit()
     return query
 
 
@@ -84,7 +84,7 @@ def answer_query(body, query_id):
 def close_query(body, query_id):
     """Close an open or answered query, with an optional remark."""
     query = services.close_query(g.current_user, query_id, **body)
-    commit_then_read()
+    db.session.commit()
     return query
 
 
@@ -95,5 +95,5 @@ def close_query(body, query_id):
 def reopen_query(body, query_id):
     """Re-open an answered or closed query, saying why."""
     query = services.reopen_query(g.current_user, query_id, **body)
-    commit_then_read()
+    db.session.commit()
     return query

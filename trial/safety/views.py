@@ -9,7 +9,7 @@ from flask import g
 from trial.auth.policy import allow
 from trial.auth.roles import Role
 from trial.blueprint import Blueprint
-from trial.database import commit_then_read
+from trial.extensions import db
 from trial.records.views import ETAG, IF_MATCH, requested_version, with_etag
 from trial.safety import services
 from trial.safety.expedited import expedited_reports
@@ -39,7 +39,7 @@ def report_adverse_event(body, participant_id):
     24-hour expedited report."""
     record, participant = services.report_adverse_event(g.current_user, participant_id, body)
     response = services.present_one(record, participant)
-    commit_then_read()
+    db.session.commit()
     return response
 
 
@@ -86,7 +86,7 @@ def correct_adverse_event(body, record_id):
         g.current_user, record_id, body, expected_version=expected
     )
     response = services.present_one(record, participant)
-    commit_then_read()
+    db.session.commit()
     return with_etag(response, response["version"])
 
 
@@ -103,7 +103,7 @@ def mark_adverse_event_in_error(body, record_id):
         g.current_user, record_id, body["reason"], expected_version=expected
     )
     response = services.present_one(record, participant)
-    commit_then_read()
+    db.session.commit()
     return with_etag(response, response["version"])
 
 

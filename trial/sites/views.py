@@ -5,7 +5,7 @@ from flask import g
 from trial.auth.policy import allow, allow_any_user
 from trial.auth.roles import Role
 from trial.blueprint import Blueprint
-from trial.database import commit_then_read
+from trial.extensions import db
 from trial.sites import services
 from trial.sites.schemas import SiteSchema
 
@@ -27,5 +27,5 @@ def list_sites():
 def create_site(body):
     """Add a site (admins)."""
     site = services.create_site(g.current_user, **body)
-    commit_then_read()
+    db.session.commit()
     return site
