@@ -18,7 +18,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column, Integer, MetaData, create_engine, inspect, text
+from sqlalchemy import CheckConstraint, Column, Integer, MetaData, create_engine, inspect, text
 
 from config import PROJECT_ROOT
 from tests.conftest import create_pg_database, drop_pg_database
@@ -67,6 +67,62 @@ def test_every_model_table_is_created_by_the_migrations(app):
     tables = set(inspect(db.engine).get_table_names())
     assert set(db.metadata.tables) <= tables
     assert FOUNDATION_TABLES <= tables
+
+
+def model_checks(metadata) -> dict[tuple[str, str], str]:
+    """Each CHECK constraint of the models, by (table, name as created), with its text."""
+    checks = {}
+    for table in metadata.tables.values():
+        for constraint in table.constraints:
+            if isinstance(constraint, CheckConstraint):
+                name = str(constraint.name)
+                if not name.startswith("ck_"):
+                    name = f"ck_{table.name}_{name}"
+                checks[(table.name, name)] = str(constraint.sqltext)
+    return checks
+
+
+def migrated_checks(engine, tables) -> dict[tuple[str, str], str]:
+    inspector = inspect(engine)
+    return {
+        (table, check["name"]): check["sqltext"]
+        for table in tables
+        for check in inspector.get_check_constraints(table)
+    }
+
+
+def check_differences(migrated: dict, models: dict) -> list:
+    def same(text: str) -> str:
+        return " ".join(text.split())
+
+    return sorted(
+        (key, migrated.get(key), models.get(key))
+        for key in migrated.keys() | models.keys()
+        if same(migrated.get(key) or "") != same(models.get(key) or "")
+    )
+
+
+def test_check_constraints_match_the_models(app, backend):
+    """Alembic's comparison leaves CHECK constraints out; this compares them (the drinks
+    guard of migration 0011 with ``trial.protocol.DRINKS_PER_DAY_CEILING``, the vitals and
+    score ranges with ``trial.forms.models``). SQLite keeps a CHECK's text as written;
+    PostgreSQL rewrites it, so there tests/test_protocol_rules.py checks the drinks guard by
+    what the database refuses."""
+    if backend != "sqlite":
+        pytest.skip("PostgreSQL stores a CHECK's text rewritten")
+    models = model_checks(db.metadata)
+    assert ("drinking_days", "ck_drinking_days_drinks_range") in models
+    assert check_differences(migrated_checks(db.engine, db.metadata.tables), models) == []
+
+
+def test_control_the_check_comparison_notices_a_changed_range(app, backend):
+    if backend != "sqlite":
+        pytest.skip("PostgreSQL stores a CHECK's text rewritten")
+    models = model_checks(db.metadata)
+    key = ("drinking_days", "ck_drinking_days_drinks_range")
+    models[key] = models[key].replace("<= 100", "<= 60")  # the limit before migration 0011
+    differences = check_differences(migrated_checks(db.engine, db.metadata.tables), models)
+    assert [difference[0] for difference in differences] == [key]
 
 
 def test_migrations_have_a_single_head():

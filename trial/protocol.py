@@ -20,6 +20,10 @@ from trial.errors import ConfigurationError
 
 SEXES = ("F", "M")
 STRATUM_FACTORS = ("site", "sex")
+# The database's own bound on a day's standard drinks (CHECK drinks_range, migration 0011): a
+# last guard, wide on purpose. The limit the service enforces is the protocol's
+# ``drinking.max_drinks_per_day``, which may be set anywhere up to it.
+DRINKS_PER_DAY_CEILING = 100
 
 
 @dataclass(frozen=True)
@@ -163,7 +167,9 @@ class RiskLevel(_Strict):
 class DrinkingSection(_Strict):
     standard_drink_grams = f.Float(required=True, validate=v.Range(min=0, min_inclusive=False))
     heavy_drinking_threshold = f.Nested(BySex, required=True)
-    max_drinks_per_day = _positive_int()
+    max_drinks_per_day = f.Integer(
+        required=True, strict=True, validate=v.Range(min=1, max=DRINKS_PER_DAY_CEILING)
+    )
     baseline_days = _positive_int()
     who_risk_levels = f.List(f.Nested(RiskLevel), required=True, validate=v.Length(min=1))
 

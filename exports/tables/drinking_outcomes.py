@@ -50,6 +50,8 @@ def outcomes_table(protocol) -> Table:
         f"{lvl['level']} <= {lvl['F']} g (F) / {lvl['M']} g (M)" for lvl in protocol.who_risk_levels
     )
     grams = protocol.standard_drink_grams
+    month = outcomes.PERIOD_DAYS
+    months = len(range(1, outcomes.treatment_end_day(protocol) + 1, month))  # as periods_for
 
     def derived(name, label, kind, unit="", allowed="", derivation="") -> Column:
         variable = V(name, label, kind, unit, allowed, origin="derived", derivation=derivation)
@@ -64,12 +66,12 @@ def outcomes_table(protocol) -> Table:
                 "period",
                 "Period",
                 "string",
-                allowed="baseline, month_1 ... month_6, treatment",
+                allowed=f"baseline, month_1 ... month_{months}, treatment",
                 derivation=(
-                    "baseline: the 28 days before screening (before randomization if no "
-                    "screening visit); month_k: study days 28(k-1)+1 to 28k; treatment: study "
-                    "days 1 to the end-of-treatment day. Cut at the cut-off date; no row before "
-                    "a period starts."
+                    f"baseline: the {protocol.baseline_days} days before screening (before "
+                    f"randomization if no screening visit); month_k: study days {month}(k-1)+1 "
+                    f"to {month}k; treatment: study days 1 to the end-of-treatment day. Cut at "
+                    "the cut-off date; no row before a period starts."
                 ),
             ),
             derived("period_start", "First day of the period", "date", derivation="See period."),

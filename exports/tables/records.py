@@ -57,7 +57,13 @@ def calendar_table(protocol) -> Table:
             Column(V("day", "Calendar day", "date"), field("day")),
             study_day_column("study_day", "Study day", "day"),
             Column(
-                V("standard_drinks", "Standard drinks", "number", "standard drinks", "0-60"),
+                V(
+                    "standard_drinks",
+                    "Standard drinks",
+                    "number",
+                    "standard drinks",
+                    f"0-{protocol.max_drinks_per_day}",
+                ),
                 field("standard_drinks"),
             ),
             Column(

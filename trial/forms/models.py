@@ -9,6 +9,7 @@ from sqlalchemy import CheckConstraint, Date, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from trial.extensions import db
+from trial.protocol import DRINKS_PER_DAY_CEILING
 from trial.records.models import CapturedRecord, active_unique_index
 from trial.records.services import register_record_type
 
@@ -55,7 +56,11 @@ class DrinkingDay(CapturedRecord, db.Model):
 
     __tablename__ = "drinking_days"
     __table_args__ = (
-        CheckConstraint("standard_drinks >= 0 AND standard_drinks <= 60", name="drinks_range"),
+        # The database's last guard; the protocol's limit is checked by the service.
+        CheckConstraint(
+            f"standard_drinks >= 0 AND standard_drinks <= {DRINKS_PER_DAY_CEILING}",
+            name="drinks_range",
+        ),
         active_unique_index("uq_drinking_days_participant_day", "participant_id", "day"),
     )
     ENTITY = "drinking_day"

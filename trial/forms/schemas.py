@@ -1,8 +1,10 @@
 import marshmallow as ma
+from flask import has_app_context
 from marshmallow import fields as f
 from marshmallow import validate as v
 
 from trial.forms.models import CIWA_ITEMS, LAB_UNITS, OCDS_ITEM_MAX, OCDS_ITEMS, VITALS_RANGES
+from trial.protocol import current_protocol
 from trial.records.schemas import RecordMetaSchema, patch_schema_for
 
 
@@ -14,12 +16,35 @@ def _score(maximum: int, **kwargs):
     )
 
 
+class DrinksInADay(v.Validator):
+    """0 up to the protocol's ``drinking.max_drinks_per_day``, read when a value is checked
+    (so the protocol file, not this module, sets the limit; the database only guards a wider
+    range: ``trial.protocol.DRINKS_PER_DAY_CEILING``).
+
+    The OpenAPI spec documents ``min`` and, when built inside an app context, ``max`` (the
+    app's limit). The factory builds it outside one, so the spec shows the minimum and the
+    field's description names the protocol setting."""
+
+    min = 0
+
+    @property
+    def max(self) -> int | None:
+        return current_protocol().max_drinks_per_day if has_app_context() else None
+
+    def __call__(self, value: float) -> float:
+        limit = current_protocol().max_drinks_per_day
+        if not 0 <= value <= limit:
+            raise ma.ValidationError(f"Standard drinks must be between 0 and {limit}.")
+        return value
+
+
 class DrinkingDayInput(ma.Schema):
     date = f.Date(required=True, attribute="day", data_key="date")
     standard_drinks = f.Float(
         required=True,
         allow_nan=False,
-        validate=v.Range(min=0, max=60, error="Standard drinks must be between 0 and 60."),
+        validate=DrinksInADay(),
+        metadata={"description": "From 0 up to the protocol's drinking.max_drinks_per_day."},
     )
 
 
