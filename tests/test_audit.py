@@ -826,3 +826,47 @@ def test_control_visits_reading_an_unlocked_head_are_caught(
     monkeypatch.setattr(services, "_lock_head", read_together)
     failures, _ = _concurrent_visits(app, trial)
     assert failures or not verify_chain().ok
+
+
+def _head_lock_held_after_a_rolled_back_savepoint() -> bool:
+    """Lock the chain head inside a savepoint, roll the savepoint back, append one more event:
+    is the head locked against another connection once that event is chained (before the
+    flush, whose UPDATE of the head would lock it anyway, too late: the head was read)?"""
+    from trial.cli_support import system_actor
+
+    actor = system_actor()
+    savepoint = db.session.begin_nested()
+    record_event(actor, "note", entity_type="test", entity_id="undone")
+    db.session.flush()
+    savepoint.rollback()  # PostgreSQL releases the head's row lock taken after the savepoint
+    record_event(actor, "note", entity_type="test", entity_id="kept")
+    try:
+        with db.engine.connect() as other:
+            other.execute(text("SELECT 1 FROM audit_chain_head WHERE id = 1 FOR UPDATE NOWAIT"))
+            other.rollback()
+        held = False
+    except DBAPIError:
+        held = True
+    db.session.commit()
+    assert verify_chain().ok
+    assert [row.entity_id for row in events() if row.entity_type == "test"] == ["kept"]
+    return held
+
+
+def test_a_head_locked_in_a_rolled_back_savepoint_is_locked_again(app, backend):
+    if backend != "postgresql":
+        pytest.skip(
+            "SQLite's writers hold the database lock from BEGIN; row locks are PostgreSQL's"
+        )
+    assert _head_lock_held_after_a_rolled_back_savepoint()
+
+
+def test_control_a_head_kept_across_a_rolled_back_savepoint_is_unlocked(app, backend, monkeypatch):
+    """Negative control: with the head kept for the whole transaction (the savepoint not
+    told apart), the event after the rollback is appended without the lock."""
+    if backend != "postgresql":
+        pytest.skip(
+            "SQLite's writers hold the database lock from BEGIN; row locks are PostgreSQL's"
+        )
+    monkeypatch.setattr(type(db.session()), "get_nested_transaction", lambda self: None)
+    assert not _head_lock_held_after_a_rolled_back_savepoint()

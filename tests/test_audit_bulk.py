@@ -47,13 +47,13 @@ def test_encode_value_is_json_dumps(value):
     assert encode_value(value) == expected
 
 
-@pytest.mark.parametrize("path", ["few (objects, one flush)", "bulk (inserts of 7 rows)"])
+@pytest.mark.parametrize("path", ["few (one insert)", "bulk (inserts of 7 rows)"])
 def test_bulk_events_chain_with_single_events_and_verify(app, path, monkeypatch):
     from trial.audit import services
     from trial.cli_support import system_actor
 
     if path.startswith("bulk"):
-        monkeypatch.setattr(services, "BULK_CHUNK", 7)  # 20 events: inserts of 7, 7 and 6
+        monkeypatch.setattr(services, "CHUNK", 7)  # 20 events: inserts of 7, 7 and 6
     actor = system_actor()
     record_event(actor, "create", entity_type="x", entity_id="1", field="a", new="é")
     assert record_events(actor, []) == 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from itertools import islice
@@ -25,9 +25,9 @@ from trial.database import utcnow
 from trial.extensions import db
 from trial.reasons import require_reason
 
-# A bulk load's events are inserted this many at a time (bounded memory, few round trips);
-# fewer events (what one request writes) are added to the session as objects.
-BULK_CHUNK = 1000
+# Events inserted together by ``record_events``: all of a request's; a bulk load's in parts.
+CHUNK = 1000
+_INSERT = insert(AuditEvent.__table__)
 
 
 def encode_value(value: Any) -> str | None:
@@ -71,15 +71,17 @@ def _lock_head() -> AuditChainHead:
 
     The lock (``SELECT ... FOR UPDATE``; SQLite's writers hold the database lock already) is
     held until commit or rollback; later events of the same transaction chain from the head
-    in memory instead of reading it again.
+    in memory instead of reading it again. A head locked inside a savepoint is locked again
+    once the savepoint ends: rolled back, it released the lock (PostgreSQL) and the head's
+    advance with it.
     """
     session = db.session()
-    transaction = session.get_transaction()
     cached = session.info.get("audit_head")
-    if cached is not None and transaction is not None and cached[0] is transaction:
+    if cached is not None and cached[0].is_active:
         return cached[1]
     head = session.execute(_HEAD_FOR_UPDATE).scalar_one()
-    session.info["audit_head"] = (session.get_transaction(), head)
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    session.info["audit_head"] = (transaction, head)
     return head
 
 
@@ -172,21 +174,15 @@ def record_events(actor, events: Iterable[Mapping[str, Any]]) -> int:
     """Append many events of one actor, sharing one instant; return how many.
 
     Each event is a mapping of ``record_event``'s keyword arguments plus ``action``, made
-    into its row and chained as ``record_event`` does it. A request's few events are added
-    to the session like ``record_event``'s (one flush inserts them together); a bulk load's
-    (``BULK_CHUNK`` or more) go in ``BULK_CHUNK`` rows per insert.
+    into its row and chained as ``record_event`` does it, and inserted at once: one
+    statement per ``CHUNK`` rows (a bulk load's are sent as they are computed).
     """
     head, author = _lock_head(), _author(actor)
-    rows: Iterator[dict] = (_chained_row(head, author, **event) for event in events)
-    chunk = list(islice(rows, BULK_CHUNK))
-    if len(chunk) < BULK_CHUNK:  # a request's events: objects, as record_event adds them
-        db.session.add_all([AuditEvent(**row) for row in chunk])
-        return len(chunk)
+    rows = (_chained_row(head, author, **event) for event in events)
     count = 0
-    while chunk:  # a bulk load: many rows per insert, computed as they are sent
-        db.session.execute(insert(AuditEvent.__table__), chunk)
+    while chunk := list(islice(rows, CHUNK)):
+        db.session.execute(_INSERT, chunk)  # executemany
         count += len(chunk)
-        chunk = list(islice(rows, BULK_CHUNK))
     return count
 
 

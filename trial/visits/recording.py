@@ -13,7 +13,7 @@ from trial.participants.models import Participant
 from trial.participants.services import (
     get_visible_participant,
 )
-from trial.records.bulk import create_records
+from trial.records.bulk import add_records, audit_creations
 from trial.records.services import (
     raise_if_errors,
 )
@@ -78,28 +78,34 @@ def record_visit(actor, participant: Participant, data: dict) -> Visit:
 def record_visits(actor, entries: Sequence[tuple[Participant, dict]]) -> list[Visit]:
     """Write checked visits, each ``(participant, data)`` with ``data`` as a loaded visit
     body: the visits, then for each completed one its automatic out-of-window deviation (if
-    it is outside its window) and its forms, audited field by field in that order."""
-    visits = create_records(
-        actor,
-        [
-            (
-                Visit,
-                participant,
-                {**{k: data.get(k) for k in VISIT_FIELDS}, "signature_status": "unsigned"},
-            )
-            for participant, data in entries
-        ],
-    )
-    records = []
+    it is outside its window) and its forms; then their audit rows, field by field, in that
+    order (``create_records``, in two steps: the forms need their visit's id)."""
+    visit_items = [
+        (
+            Visit,
+            participant,
+            {**{k: data.get(k) for k in VISIT_FIELDS}, "signature_status": "unsigned"},
+        )
+        for participant, data in entries
+    ]
+    visits = add_records(actor, visit_items)
+    items = []
     for visit, (participant, data) in zip(visits, entries, strict=True):
         if data.get("status", "completed") != "completed":
             continue
         values = out_of_window_deviation(participant, data["visit_code"], data["visit_date"])
         if values is not None:
             automatic = {**values, "automatic": True, "visit_id": visit.id}
-            records.append((ProtocolDeviation, participant, automatic))
-        records.extend(forms.form_records(participant, visit.id, data))
-    create_records(actor, records)
+            items.append((ProtocolDeviation, participant, automatic))
+        items.extend(forms.form_records(participant, visit.id, data))
+    records = add_records(actor, items)
+    audit_creations(
+        actor,
+        [
+            *zip(visits, [participant for participant, _ in entries], strict=True),
+            *zip(records, [participant for _, participant, _ in items], strict=True),
+        ],
+    )
     return visits
 
 
