@@ -473,3 +473,50 @@ def test_code_break_answers_have_one_length_whatever_the_arm(
         lambda payload, _paths, _names: client.application.json.response(payload),
     )
     assert answer(by_arm["baclofen"][1]) != answer(by_arm["placebo"][1])
+
+
+# --- randomize and randomize_many leave the same things ----------------------------------------
+
+
+def screening_deviations_after(client, make_site, make_user, make_participant, how) -> list:
+    """Randomize a participant screened 40 days ago (outside the screening window of day -28
+    to -1 once day 0 is today), through the API or ``randomize_many``; return the automatic
+    deviations they then have, with their screening visit's id."""
+    from randomization.bulk import randomize_many
+    from tests.capture_helpers import Trial
+    from trial.database import utcnow
+
+    trial = Trial(client, make_site, make_user, make_participant)
+    p = trial.enrol(day0_ago=None, screening_ago=40, consent_ago=45)
+    if how == "randomize":
+        response = trial.post(f"/participants/{p.pid}/randomize", {"eligibility_confirmed": True})
+        assert response.status_code == 201, response.json
+    else:
+        randomize_many([(make_user("coordinator")[0], p.pid, utcnow())])
+        db.session.commit()
+    response = trial.get(f"/participants/{p.pid}/deviations")
+    assert response.status_code == 200, response.json
+    return [(row["automatic"], row["visit_id"] == p.screening_id) for row in response.json]
+
+
+@pytest.mark.parametrize("how", ["randomize", "randomize_many"])
+def test_either_allocation_window_checks_the_screening_visit(
+    client, make_site, make_user, make_participant, how
+):
+    """``randomize_many`` (the demo's load) shares ``randomize``'s steps after the claim, the
+    window check of visits recorded before day 0 among them (it used to skip it)."""
+    found = screening_deviations_after(client, make_site, make_user, make_participant, how)
+    assert found == [(True, True)]
+
+
+def test_control_without_the_window_check_no_deviation_is_raised(
+    client, make_site, make_user, make_participant, monkeypatch
+):
+    """The old ``randomize_many`` (no window check) patched in: the check above fails."""
+    import randomization.services
+
+    monkeypatch.setattr(
+        randomization.services, "flag_visits_in_new_schedule", lambda *args, **kwargs: None
+    )
+    how = "randomize_many"
+    assert screening_deviations_after(client, make_site, make_user, make_participant, how) == []
