@@ -244,3 +244,56 @@ def test_entered_in_error_invalidates_and_cannot_be_signed(trial, visit):
     before = counts()
     assert sign(trial, visit["id"]).status_code == 409
     assert counts() == before
+
+
+# --- the services void the signature themselves, whoever calls them ------------------------------
+
+
+def _status_after_service_changes(trial, visit) -> dict[str, str]:
+    """Sign the visit, change it through each whole operation called directly (as a page or a
+    command would, without the API's views), and return the signature status after each."""
+    from trial.records.services import correct_any_record, mark_any_record_in_error
+    from trial.visits.services import mark_visit_in_error
+
+    vitals_id = visit["vitals"]["id"]
+    changes = {
+        "correct_any_record": lambda actor: correct_any_record(
+            actor, "vitals", vitals_id, {"heart_rate": 61}, "source document checked"
+        ),
+        "mark_any_record_in_error": lambda actor: mark_any_record_in_error(
+            actor, "vitals", vitals_id, "entered for the wrong visit"
+        ),
+        "mark_visit_in_error": lambda actor: mark_visit_in_error(
+            actor, visit["id"], "entered for the wrong participant"
+        ),
+    }
+    actor = trial.make_user("coordinator")[0]  # of S01, the visit's site
+    status = {}
+    for name, change in changes.items():
+        if signature_status(trial, visit["id"]) != "signed":
+            assert sign(trial, visit["id"]).status_code == 200, name
+        change(actor)
+        db.session.commit()
+        status[name] = signature_status(trial, visit["id"])
+    return status
+
+
+def test_each_service_that_changes_a_signed_visit_voids_its_signature(trial, visit):
+    assert _status_after_service_changes(trial, visit) == {
+        "correct_any_record": "invalidated",
+        "mark_any_record_in_error": "invalidated",
+        "mark_visit_in_error": "invalidated",
+    }
+
+
+def test_control_without_the_services_invalidation_the_visit_stays_signed(
+    trial, visit, monkeypatch
+):
+    """The invalidation patched out of the services (where the views' hook list used to do
+    it): every change leaves the visit signed, and the check above reports it."""
+    from trial.records import services as records_services
+    from trial.visits import services as visits_services
+
+    for module in (records_services, visits_services):
+        monkeypatch.setattr(module, "invalidate_signature", lambda actor, record: None)
+    assert set(_status_after_service_changes(trial, visit).values()) == {"signed"}
