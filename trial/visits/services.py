@@ -1,4 +1,4 @@
-"""Visit operations: record, correct, mark in error, sign, and void a signature.
+"""Visit operations: record, correct, mark in error, sign (each change voids a signature).
 
 A visit is refused whole when any part is wrong (the errors name each field, forms
 prefixed: ``drinking.2.date``, ``vitals.diastolic_bp``). A visit outside its window is
@@ -37,7 +37,7 @@ from trial.visits.deviations import (
     flag_visits_in_new_schedule,
 )
 from trial.visits.models import SIGNATURE_MEANING, Visit
-from trial.visits.recording import queue_visit, record_visit
+from trial.visits.recording import record_visit
 from trial.visits.schemas import VisitPatchSchema
 
 __all__ = [
@@ -45,7 +45,6 @@ __all__ = [
     "flag_visits_in_new_schedule",
     "invalidate_signature",
     "mark_visit_in_error",
-    "queue_visit",
     "record_visit",
     "sign_visit",
 ]
@@ -54,7 +53,7 @@ __all__ = [
 @checks_body(VisitPatchSchema)
 def _check_visit_correction(actor, values, failed, visit_id):
     """The rules of a visit correction whose body failed its schema, on the part that loaded
-    (the correction view applies the same steps to a body that loads)."""
+    (``correct_visit`` applies the same steps to a body that loads)."""
     visit, participant = get_visible_record(actor, "visit", visit_id)
     ensure_correctable(visit)
     changes = coherent_visit_changes(visit, {k: v for k, v in values.items() if k in VISIT_FIELDS})
