@@ -129,7 +129,7 @@ def commit_then_read() -> None:
 
 def takes_write_lock() -> bool:
     """The rule: the innermost ``reading()``/``writing()`` block decides, else a GET or HEAD
-    request reads, else (any other request, a CLI command, a test) the transaction writes."""
+    (or OPTIONS) request reads, else (any other request, a CLI command, a test) it writes."""
     declared = _declared.get()
     if declared is not None:
         return declared
