@@ -15,7 +15,7 @@ from trial.conduct.schemas import (
     DispositionPatchSchema,
     DispositionSchema,
 )
-from trial.database import commit_then_read
+from trial.extensions import db
 from trial.participants.services import get_visible_participant
 from trial.records.services import records_of
 from trial.records.views import READERS, SITE_STAFF, add_record_endpoints
@@ -34,7 +34,7 @@ def record_disposition(body, participant_id):
     """Record the final disposition (one per participant)."""
     participant = get_visible_participant(g.current_user, participant_id)
     record = services.record_disposition(g.current_user, participant, body)
-    commit_then_read()
+    db.session.commit()
     return record
 
 
@@ -55,7 +55,7 @@ def record_deviation(body, participant_id):
     """Record a protocol deviation."""
     participant = get_visible_participant(g.current_user, participant_id)
     record = services.record_deviation(g.current_user, participant, body)
-    commit_then_read()
+    db.session.commit()
     return record
 
 

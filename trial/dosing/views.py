@@ -4,10 +4,10 @@ from flask import g
 
 from trial.auth.policy import allow
 from trial.blueprint import Blueprint
-from trial.database import commit_then_read
 from trial.dosing import services
 from trial.dosing.models import DosingRecord
 from trial.dosing.schemas import DosingCreateSchema, DosingPatchSchema, DosingSchema
+from trial.extensions import db
 from trial.participants.services import get_visible_participant
 from trial.records.services import records_of
 from trial.records.views import READERS, SITE_STAFF, add_record_endpoints
@@ -24,7 +24,7 @@ def record_dosing(body, participant_id):
     """Record tablets per day from a date on; a change of dose needs a reason."""
     participant = get_visible_participant(g.current_user, participant_id)
     record = services.record_dosing(g.current_user, participant, body)
-    commit_then_read()
+    db.session.commit()
     return record
 
 
