@@ -21,7 +21,7 @@ from trial.auth.models import CodeBreakApproval, User
 from trial.auth.roles import Role
 from trial.auth.services import verify_password
 from trial.database import utcnow
-from trial.errors import Conflict, Forbidden
+from trial.errors import Conflict, Forbidden, ForbiddenRecorded
 from trial.extensions import db
 from trial.reasons import require_reason
 
@@ -153,12 +153,12 @@ def approve_code_break(actor, user: User, *, reason: str) -> CodeBreakApproval:
 
 def approve_code_break_with_password(
     actor, user: User, *, reason: str, password: str
-) -> CodeBreakApproval | None:
+) -> CodeBreakApproval:
     """Approve after the approver re-types their password (the step-up, throttled per account).
 
-    None when the password is wrong: the refusal is recorded and the caller commits it, then
-    answers 403. Whether the account may be approved at all is checked first, so a refusal
-    for that reason costs no password check.
+    A wrong password is refused (403) with the attempt kept on record (``ForbiddenRecorded``).
+    Whether the account may be approved at all is checked first, so a refusal for that reason
+    costs no password check.
     """
     reason = _check_approvable(actor, user, reason)
     if not verify_password(actor, password):
@@ -170,7 +170,10 @@ def approve_code_break_with_password(
             reason=reason,
             detail={"cause": "password incorrect"},
         )
-        return None
+        raise ForbiddenRecorded(
+            "Password incorrect: the account was not approved. The attempt was recorded.",
+            {"password": ["Incorrect password."]},
+        )
     return approve_code_break(actor, user, reason=reason)
 
 
