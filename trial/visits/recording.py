@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, null, select, union_all
+from sqlalchemy import bindparam, select
 
 from trial.conduct.models import ProtocolDeviation
 from trial.extensions import db
@@ -40,17 +40,9 @@ VISIT_DEFAULTS = {
     "vitals": None,
 }
 # What a new visit is checked against (its code not taken, its calendar period): the
-# participant's active visits, as plain rows (built once; rows need no ORM objects).
+# participant's active visits, as plain rows (read once for both rules).
 _VISITS_TO_CHECK = select(Visit.id, Visit.visit_code, Visit.visit_date, Visit.status).where(
     Visit.participant_id == bindparam("participant"), Visit.entered_in_error.is_(False)
-)
-# The same, and the days already on the participant's calendar (for a visit that brings
-# calendar days) in the same round trip: a day is a row with no id, its day as visit_date.
-_VISITS_AND_RECORDED_DAYS = union_all(
-    _VISITS_TO_CHECK,
-    forms.RECORDED_DAYS.with_only_columns(
-        null(), null(), forms.RECORDED_DAYS.selected_columns.day, null()
-    ),
 )
 
 
@@ -62,15 +54,8 @@ def _check_new_visit(actor, values, failed, participant_id):
 def record_visit(actor, participant: Participant, data: dict) -> Visit:
     """Create a visit and its forms in one step; refuse everything if anything is wrong."""
     data = {**VISIT_DEFAULTS, **data}  # as the schema loads them: every rule applies
-    if data["drinking"]:
-        parameters = {"participant": participant.id, "exclude": -1}
-        rows = db.session.execute(_VISITS_AND_RECORDED_DAYS, parameters).all()
-        visits = [row for row in rows if row.id is not None]
-        recorded = {row.visit_date for row in rows if row.id is None}
-    else:
-        visits = db.session.execute(_VISITS_TO_CHECK, {"participant": participant.id}).all()
-        recorded = None  # no calendar day to check
-    raise_if_errors(visit_errors(participant, data, visits=visits, recorded=recorded))
+    visits = db.session.execute(_VISITS_TO_CHECK, {"participant": participant.id}).all()
+    raise_if_errors(visit_errors(participant, data, visits=visits))
     [visit] = record_visits(actor, [(participant, data)])
     return visit
 
