@@ -25,7 +25,12 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from reports.rows import AdverseEventRow, ParticipantRow
-from trial.safety.definitions import in_safety_population, is_treatment_emergent
+from trial.safety.definitions import (
+    SAFETY_POPULATION,
+    TREATMENT_EMERGENT,
+    in_safety_population,
+    is_treatment_emergent,
+)
 
 TOTAL = "Total"
 UNCODED_SOC = "Uncoded terms (verbatim, awaiting coding)"
@@ -37,13 +42,12 @@ PERCENT_RULE = (
     "decimal; a count of zero is shown as 0."
 )
 DENOMINATOR_RULE = (
-    "N: safety population (randomized with a recorded first dose) in the column, as of the "
-    "data cut-off."
+    f"N: safety population ({SAFETY_POPULATION}) in the column, as of the data cut-off."
 )
 INCIDENCE_RULE = (
     "A participant is counted once per preferred term and once per system organ class, at "
-    "the worst grade among their events there. Treatment-emergent: onset on or after the "
-    "first dose. Organ classes alphabetically (uncoded verbatim terms last); terms by "
+    f"the worst grade among their events there. Treatment-emergent: {TREATMENT_EMERGENT}. "
+    "Organ classes alphabetically (uncoded verbatim terms last); terms by "
     "descending frequency in the Total column, then alphabetically."
 )
 
@@ -67,7 +71,7 @@ class Column:
 
 
 def safety_population(participants: Iterable[ParticipantRow]) -> set[str]:
-    """Randomized participants with a recorded first dose."""
+    """The participants in the safety population (``trial.safety.definitions``)."""
     return {
         p.participant_id
         for p in participants

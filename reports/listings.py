@@ -12,7 +12,7 @@ from reports.layout import CONTENT_WIDTH
 from reports.liver import LiverFinding
 from reports.rows import AdverseEventRow, ParticipantRow
 from reports.tables import section, table
-from trial.safety.definitions import is_treatment_emergent
+from trial.safety.definitions import TREATMENT_EMERGENT, is_treatment_emergent
 
 CRITERIA_SHORT = {
     "death": "death",
@@ -78,8 +78,7 @@ def sae_listing(title, events, people: Mapping[str, ParticipantRow], arm_of=None
         title,
         table([header], _empty(rows, len(header)), _scale(widths)),
         "All serious adverse events of randomized participants reported by the cut-off, "
-        "ordered by site, participant and onset. TE: treatment-emergent (onset on or after "
-        "the first dose).",
+        f"ordered by site, participant and onset. TE: treatment-emergent ({TREATMENT_EMERGENT}).",
     )
 
 

@@ -34,6 +34,7 @@ from trial.database import reading
 from trial.errors import Forbidden, ValidationFailed
 from trial.extensions import db
 from trial.protocol import current_protocol
+from trial.safety.definitions import SAFETY_POPULATION
 
 AUTHOR = "Trial data service"
 
@@ -246,9 +247,9 @@ def enrollment_table(data: SafetyData) -> list:
             [[str(v) for v in row] for row in body],
             [70, 80, 80, 80, 80, 133],
         ),
-        "Registered: consented participants entered by the cut-off. Dosed: randomized with a "
-        "recorded first dose (the safety population). Randomized / planned: n (%) of the "
-        "site's planned enrollment, rounded half up.",
+        "Registered: consented participants entered by the cut-off. "
+        f"Dosed: {SAFETY_POPULATION} (the safety population). Randomized / planned: n (%) of "
+        "the site's planned enrollment, rounded half up.",
     )
 
 

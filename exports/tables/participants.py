@@ -9,7 +9,7 @@ from exports.tables.declaration import Column, Group, Table, fact, one_of
 from exports.variables import Variable as V
 from randomization.strata import stratum_key
 from trial.conduct.models import DISPOSITIONS
-from trial.safety.definitions import in_safety_population
+from trial.safety.definitions import SAFETY_POPULATION, in_safety_population
 
 PID = V("participant_id", "Participant identifier", "string", origin="assigned")
 
@@ -100,7 +100,7 @@ def participants_table() -> Table:
                     "In the safety population",
                     "boolean",
                     origin="derived",
-                    derivation="Randomized with a recorded first dose.",
+                    derivation=f"{SAFETY_POPULATION.capitalize()}.",
                 ),
                 _safety_population,
             ),

@@ -21,7 +21,7 @@ from exports.variables import Variable as V
 from trial.conduct.models import DEVIATION_CATEGORIES, ProtocolDeviation
 from trial.dosing.models import DosingRecord
 from trial.forms.models import DrinkingDay
-from trial.safety.definitions import is_treatment_emergent
+from trial.safety.definitions import TREATMENT_EMERGENT, is_treatment_emergent
 from trial.safety.models import (
     ACTIONS_TAKEN,
     OUTCOMES,
@@ -195,7 +195,7 @@ def adverse_events_table() -> Table:
                 "Treatment-emergent",
                 "boolean",
                 origin="derived",
-                derivation="Onset on or after the first dose date.",
+                derivation=f"{TREATMENT_EMERGENT.capitalize()} date.",
             ),
             _treatment_emergent,
         ),

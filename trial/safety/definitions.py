@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from datetime import date
 
+# Each definition in words, for the footnotes, listings and data dictionary that state it.
+TREATMENT_EMERGENT = "onset on or after the first dose"
+SAFETY_POPULATION = "randomized with a recorded first dose"
+
 
 def is_treatment_emergent(onset: date, first_dose: date | None) -> bool:
-    """Onset on or after the first dose; with no dose recorded, not treatment-emergent."""
+    """``TREATMENT_EMERGENT``; with no dose recorded, not treatment-emergent."""
     return first_dose is not None and onset >= first_dose
 
 
 def in_safety_population(randomized: bool, first_dose: date | None) -> bool:
-    """Randomized, with a recorded first dose."""
+    """``SAFETY_POPULATION``."""
     return randomized and first_dose is not None

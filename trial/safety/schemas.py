@@ -6,6 +6,7 @@ from marshmallow import validate as v
 
 from trial.reasons import ReasonField
 from trial.records.schemas import version_field
+from trial.safety.definitions import TREATMENT_EMERGENT
 from trial.safety.models import (
     ACTIONS_TAKEN,
     CODING_SOURCES,
@@ -135,7 +136,7 @@ class AdverseEventSchema(ma.Schema):
     coded = f.Boolean(dump_only=True)
     coding_source = f.String(dump_only=True, metadata={"enum": list(CODING_SOURCES)})
     treatment_emergent = f.Boolean(
-        dump_only=True, metadata={"description": "Onset on or after the first dose date"}
+        dump_only=True, metadata={"description": f"{TREATMENT_EMERGENT.capitalize()} date"}
     )
     version = f.Integer(dump_only=True)
     entered_in_error = f.Boolean(dump_only=True)
