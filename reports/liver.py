@@ -11,6 +11,7 @@ from datetime import date
 
 from reports.counting import ParticipantSet
 from reports.rows import LabRow
+from trial.safety.definitions import is_treatment_emergent
 
 
 @dataclass
@@ -27,8 +28,7 @@ def liver_findings(
     findings: dict[str, LiverFinding] = {}
     by_visit: dict[tuple[str, date], dict[str, float]] = {}
     for lab in labs:
-        start = first_dose.get(lab.participant_id)
-        if start is None or lab.visit_date < start:
+        if not is_treatment_emergent(lab.visit_date, first_dose.get(lab.participant_id)):
             continue
         ratio = lab.value / lab.upper_limit_normal
         finding = findings.setdefault(

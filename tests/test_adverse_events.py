@@ -649,6 +649,7 @@ DEFINITION_USERS = {
     "exports.tables.participants": ("in_safety_population",),
     "reports.counting": ("is_treatment_emergent", "in_safety_population"),
     "reports.listings": ("is_treatment_emergent",),
+    "reports.liver": ("is_treatment_emergent",),
 }
 PROJECT = Path(__file__).parents[1]
 

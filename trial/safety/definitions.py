@@ -17,7 +17,8 @@ SAFETY_POPULATION = "randomized with a recorded first dose"
 
 
 def is_treatment_emergent(onset: date, first_dose: date | None) -> bool:
-    """``TREATMENT_EMERGENT``; with no dose recorded, not treatment-emergent."""
+    """``TREATMENT_EMERGENT``; with no dose recorded, not treatment-emergent. An adverse
+    event's onset, or the date of a measurement (the report's liver findings)."""
     return first_dose is not None and onset >= first_dose
 
 
