@@ -16,7 +16,7 @@ from randomization.schemas import (
 from trial.auth.policy import allow
 from trial.auth.roles import Role
 from trial.blueprint import Blueprint
-from trial.database import commit_then_read, writes_on_read
+from trial.database import writes_on_read
 from trial.errors import NotFound
 from trial.extensions import db
 from trial.participants.services import get_visible_participant
@@ -53,7 +53,7 @@ def randomize(body, participant_id):
     allocation, created = services.randomize(
         g.current_user, participant_id, eligibility_confirmed=body["eligibility_confirmed"]
     )
-    commit_then_read()
+    db.session.commit()
     return {"participant_id": participant_id, **allocation._asdict()}, 201 if created else 200
 
 
@@ -98,7 +98,7 @@ def break_code(body, participant_id):
 def unblinded_list():
     """The allocation list with arms and kits (unblinded statistician; every read audited)."""
     rows = services.unblinded_slots(g.current_user)
-    commit_then_read()
+    db.session.commit()
     answer = UnblindedSlotSchema(many=True).dump(rows)
     return padded_json_response(answer, ["arm"], current_protocol().arms)
 

@@ -122,11 +122,6 @@ def writes_on_read(view):
     return in_a_write_transaction
 
 
-def commit_then_read() -> None:
-    """Commit the request's writes (kept for callers not yet changed to ``db.session.commit``)."""
-    db.session.commit()
-
-
 def takes_write_lock() -> bool:
     """The rule: the innermost ``reading()``/``writing()`` block decides, else a GET or HEAD
     (or OPTIONS) request reads, else (any other request, a CLI command, a test) it writes."""

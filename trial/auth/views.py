@@ -18,7 +18,6 @@ from trial.auth.schemas import (
 )
 from trial.auth.throttle import init_throttling, login_limits
 from trial.blueprint import Blueprint
-from trial.database import commit_then_read
 from trial.extensions import db
 
 blp = Blueprint("auth", __name__, url_prefix="/api/v1", description="Accounts and tokens")
@@ -102,7 +101,7 @@ def create_user(body):
         site_codes=body["sites"],
         password=body["password"],
     )
-    commit_then_read()
+    db.session.commit()
     return user
 
 
@@ -116,7 +115,7 @@ def change_user_role(body, username):
     services.change_role(
         g.current_user, user, role=body["role"], site_codes=body["sites"], reason=body["reason"]
     )
-    commit_then_read()
+    db.session.commit()
     return user
 
 
@@ -143,7 +142,7 @@ def approve_code_break(body, username):
     approval.approve_code_break_with_password(
         g.current_user, user, reason=body["reason"], password=body["password"]
     )
-    commit_then_read()
+    db.session.commit()
     return approval.approval_state(user)
 
 
@@ -155,5 +154,5 @@ def revoke_code_break_approval(body, username):
     """Revoke an account's code-break approval, with a reason (unblinded statistician)."""
     user = services.require_user(username)
     approval.revoke_code_break_approval(g.current_user, user, reason=body["reason"])
-    commit_then_read()
+    db.session.commit()
     return approval.approval_state(user)

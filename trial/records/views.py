@@ -18,8 +18,8 @@ from flask import g, request
 from trial.auth.policy import allow
 from trial.auth.roles import Role
 from trial.blueprint import Blueprint
-from trial.database import commit_then_read
 from trial.errors import ValidationFailed
+from trial.extensions import db
 from trial.records.schemas import CHANGE_REASON, VERSION, ReasonSchema
 from trial.records.services import (
     MAX_VERSION,
@@ -141,7 +141,7 @@ def add_record_endpoints(
         record = correct_any_record(
             g.current_user, entity, record_id, body, reason, expected_version=expected, names=keys
         )
-        commit_then_read()
+        db.session.commit()
         return with_etag(record, record.version)
 
     correct.__doc__ = (
@@ -164,7 +164,7 @@ def add_record_endpoints(
         record = mark_any_record_in_error(
             g.current_user, entity, record_id, body["reason"], expected_version=expected
         )
-        commit_then_read()
+        db.session.commit()
         return with_etag(record, record.version)
 
     mark_in_error.__doc__ = (

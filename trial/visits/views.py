@@ -5,7 +5,6 @@ from flask import g
 from trial.auth.policy import allow
 from trial.auth.roles import Role
 from trial.blueprint import Blueprint
-from trial.database import commit_then_read
 from trial.extensions import db
 from trial.participants.services import get_visible_participant
 from trial.records.schemas import ReasonSchema
@@ -55,7 +54,7 @@ def record_visit(body, participant_id):
     # so a screening visit is window-checked by one of the two, whichever commits second.
     participant = get_visible_participant(g.current_user, participant_id, lock=True)
     visit = services.record_visit(g.current_user, participant, body)
-    commit_then_read()
+    db.session.commit()
     return visit
 
 
@@ -92,7 +91,7 @@ def correct_visit(body, visit_id):
     visit = services.correct_visit(
         g.current_user, visit_id, body, reason, expected_version=expected
     )
-    commit_then_read()
+    db.session.commit()
     return with_etag(visit, visit.version)
 
 
@@ -108,7 +107,7 @@ def mark_visit_in_error(body, visit_id):
     visit = services.mark_visit_in_error(
         g.current_user, visit_id, body["reason"], expected_version=expected
     )
-    commit_then_read()
+    db.session.commit()
     return with_etag(visit, visit.version)
 
 
