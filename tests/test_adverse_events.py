@@ -849,18 +849,3 @@ def test_no_arm_appears_in_any_adverse_event_output(client, make_site, make_user
     for response in outputs:
         text = (str(response.headers) + response.get_data(as_text=True)).lower()
         assert not [label for label in ARM_LABELS if label in text], response.request.path
-
-
-def test_safety_package_never_imports_randomization_or_exports():
-    package = Path(__file__).parents[1] / "trial" / "safety"
-    for path in package.glob("*.py"):
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            for name in names:
-                assert name.split(".")[0] not in ("randomization", "exports"), (path, name)
-        assert 'import_module("randomization' not in path.read_text()
