@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 
 from trial.forms.models import CIWA_ITEMS, OCDS_ITEMS
+from trial.protocol import current_protocol
 
 # Upper limits of normal in U/L by sex; a site reporting in ukat/L divides by 60.
 ULN = {
@@ -41,25 +42,29 @@ CIWA_WEIGHTS = {
 Level = Callable[[date], tuple[float, float]]
 
 
-def drinks_on(rng: random.Random, day: date, probability: float, mean: float) -> float:
-    """Standard drinks on one day (Timeline Followback, to the half drink)."""
+def drinks_on(
+    rng: random.Random, day: date, probability: float, mean: float, limit: float
+) -> float:
+    """Standard drinks on one day (Timeline Followback, to the half drink), at most ``limit``
+    (the protocol's limit for a day: the demo writes without the schema that checks it)."""
     weekday = day.weekday()
     weekend = weekday >= 4
     if rng.random() >= min(0.995, probability * (1.06 if weekend else 0.97)):
         return 0.0
     mean *= 1.25 if weekday in (4, 5) else 0.92
     drinks = rng.gammavariate(5.0, mean / 5.0)
-    return min(max(round(drinks * 2) / 2, 0.5), 60.0)
+    return min(max(round(drinks * 2) / 2, 0.5), limit)
 
 
 def calendar(rng: random.Random, first: date, last: date, level: Level) -> dict[date, float]:
     """Every day from ``first`` to ``last`` with its drinks; ``level(day)`` gives the chance
     of drinking and the mean drinks on a drinking day."""
     days = {}
+    limit = float(current_protocol().max_drinks_per_day)
     day = first
     while day <= last:
         probability, mean = level(day)
-        days[day] = drinks_on(rng, day, probability, mean)
+        days[day] = drinks_on(rng, day, probability, mean, limit)
         day += timedelta(days=1)
     return days
 
