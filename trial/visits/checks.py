@@ -120,13 +120,10 @@ def calendar_period(
     return first, last
 
 
-def visit_errors(
-    participant: Participant, data: dict, *, visits: list | None = None, recorded=None
-) -> dict:
+def visit_errors(participant: Participant, data: dict, *, visits: list | None = None) -> dict:
     """Every rule of a new visit with its forms, on the fields of ``data`` that are known.
 
-    ``visits`` and ``recorded`` (the days on the participant's calendar): as read by the
-    caller, or read here.
+    ``visits``: the participant's active visits, as read by the caller, or read here.
     """
     errors = check_visit(
         participant, {k: data[k] for k in VISIT_FIELDS if k in data}, visits=visits
@@ -150,7 +147,7 @@ def visit_errors(
         and not errors
     ):
         period = calendar_period(participant, data["visit_code"], visit_date, visits=visits)
-        forms.check_drinking_days(participant, data["drinking"], period, errors, recorded=recorded)
+        forms.check_drinking_days(participant, data["drinking"], period, errors)
     forms.check_vitals(data.get("vitals"), errors)
     forms.check_labs(data.get("labs") or [], errors)
     return errors
