@@ -120,8 +120,7 @@ def prepare_trial(database_url: str, instance: Path, arm_key: str, participants:
     from trial.auth import services as auth
     from trial.cli_support import system_actor
     from trial.extensions import db
-    from trial.participants.bulk import register_participants_bulk
-    from trial.participants.services import site_today
+    from trial.participants.services import register_participants, site_today
     from trial.sites.services import create_site
 
     app = create_app(bench_config(database_url, instance, arm_key))
@@ -165,7 +164,7 @@ def prepare_trial(database_url: str, instance: Path, arm_key: str, participants:
         for index, code in enumerate(SITES):
             count = len(range(index, participants, len(SITES)))
             entries = [("FM"[n % 2], 1975, consent) for n in range(count)]
-            for participant in register_participants_bulk(users[code], code, entries):
+            for participant in register_participants(users[code], code, entries):
                 services.randomize(
                     users[code],
                     participant.participant_id,

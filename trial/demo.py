@@ -24,8 +24,7 @@ from trial.auth import services as auth_services
 from trial.auth.approval import approve_code_break
 from trial.cli_support import system_actor
 from trial.extensions import db
-from trial.participants.bulk import register_participants_bulk
-from trial.participants.services import site_today
+from trial.participants.services import register_participants, site_today
 from trial.protocol import current_protocol
 from trial.sites.models import Site
 from trial.sites.services import create_site
@@ -88,7 +87,7 @@ def _register_demo_participants(rng: random.Random, count: int, users: dict) -> 
         sex = rng.choice(("F", "M", "M"))
         entries[code].append((sex, consent.year - age, min(consent, today[code])))
     registered = {
-        code: iter(register_participants_bulk(users[f"coordinator.{code.lower()}"], code, batch))
+        code: iter(register_participants(users[f"coordinator.{code.lower()}"], code, batch))
         for code, batch in entries.items()
         if batch
     }

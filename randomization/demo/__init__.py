@@ -12,7 +12,7 @@ course). So a participant given the same arm gets the same data on every run, wh
 others got, and a run with the same list (e.g. an imported one) is the same trial. Dates are
 relative to the day the demo runs.
 
-Writes go through the bulk paths of the services (``register_participants_bulk``,
+Writes go through the bulk paths of the services (``register_participants``,
 ``randomize_many``, ``record_visits``, ``create_records``), which store and audit
 each record field by field exactly as the single-record services do (the test suite loads a
 demo both ways and compares); serious AEs go through the safety service itself, which opens

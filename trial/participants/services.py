@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, select
 
-from trial.audit.services import record_created
+from trial.audit.services import record_events
 from trial.auth.roles import SINGLE_SITE_ROLES
 from trial.database import utcnow
 from trial.errors import Forbidden, NotFound, ValidationFailed
@@ -108,36 +109,66 @@ def register_participant(
     site_row = check_registration(
         actor, {"site": site, "year_of_birth": year_of_birth, "consent_date": consent_date}
     )
-    locked = lock_site(site_row)
-    locked.participant_counter += 1
-    number = locked.participant_counter
-    participant = Participant(
-        participant_id=f"{locked.code}-{number:04d}",
-        site_id=locked.id,
-        number=number,
-        sex=sex,
-        year_of_birth=year_of_birth,
-        consent_date=consent_date,
-        status="screened",
-        created_at=utcnow(),
-        created_by_id=actor.id,
-    )
-    db.session.add(participant)
-    db.session.flush()
-    record_created(
-        actor,
-        "participant",
-        participant.participant_id,
-        {
+    return _register(actor, site_row, [(sex, year_of_birth, consent_date)])[0]
+
+
+def register_participants(
+    actor, site: str, entries: Sequence[tuple[str, int, date]]
+) -> list[Participant]:
+    """Register many ``(sex, year_of_birth, consent_date)`` entries at ``site``, in order,
+    each checked as one registration is: for loads such as the demo (one site lock, one
+    flush and one audit append for the batch)."""
+    site_row = registration_site(actor, site)
+    for _sex, year_of_birth, consent_date in entries:
+        _check_registration(site_row, year_of_birth, consent_date)
+    return _register(actor, site_row, entries)
+
+
+def _register(actor, site: Site, entries: Sequence[tuple[str, int, date]]) -> list[Participant]:
+    """Number checked entries under the site's row lock, store them and audit each field."""
+    locked = lock_site(site)
+    first_number = locked.participant_counter + 1
+    locked.participant_counter += len(entries)
+    now = utcnow()
+    participants, events = [], []
+    for number, (sex, year_of_birth, consent_date) in enumerate(entries, start=first_number):
+        participant_id = f"{locked.code}-{number:04d}"
+        participants.append(
+            Participant(
+                participant_id=participant_id,
+                site_id=locked.id,
+                number=number,
+                sex=sex,
+                year_of_birth=year_of_birth,
+                consent_date=consent_date,
+                status="screened",
+                created_at=now,
+                created_by_id=actor.id,
+                unblinded=False,
+            )
+        )
+        entered = {
             "site": locked.code,
             "sex": sex,
             "year_of_birth": year_of_birth,
             "consent_date": consent_date,
             "status": "screened",
-        },
-        entity_site=locked.code,
-    )
-    return participant
+        }
+        events.extend(
+            {
+                "action": "create",
+                "entity_type": "participant",
+                "entity_id": participant_id,
+                "entity_site": locked.code,
+                "field": field,
+                "new": value,
+            }
+            for field, value in entered.items()
+        )
+    db.session.add_all(participants)
+    db.session.flush()
+    record_events(actor, events)
+    return participants
 
 
 def visible_participants(actor, *, site: str | None = None, status: str | None = None):
