@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from sqlalchemy import bindparam, select
+from sqlalchemy.orm.attributes import set_committed_value
 
 from trial.conduct.models import ProtocolDeviation
 from trial.extensions import db
 from trial.forms import services as forms
+from trial.forms.models import CiwaAssessment, DrinkingDay, LabResult, OcdsAssessment, Vitals
 from trial.participants.models import Participant
 from trial.participants.services import (
     get_visible_participant,
@@ -64,7 +66,8 @@ def record_visits(actor, entries: Sequence[tuple[Participant, dict]]) -> list[Vi
     """Write checked visits, each ``(participant, data)`` with ``data`` as a loaded visit
     body: the visits, then for each completed one its automatic out-of-window deviation (if
     it is outside its window) and its forms; then their audit rows, field by field, in that
-    order (``create_records``, in two steps: the forms need their visit's id)."""
+    order (``create_records``, in two steps: the forms need their visit's id). Each visit
+    holds its forms as written (``_hold_written``): its answer needs no read-back."""
     visit_items = [
         (
             Visit,
@@ -84,6 +87,11 @@ def record_visits(actor, entries: Sequence[tuple[Participant, dict]]) -> list[Vi
             items.append((ProtocolDeviation, participant, automatic))
         items.extend(forms.form_records(participant, visit.id, data))
     records = add_records(actor, items)
+    held: dict[int, list] = {visit.id: [] for visit in visits}
+    for record in records:
+        held[record.visit_id].append(record)
+    for visit, (participant, _) in zip(visits, entries, strict=True):
+        _hold_written(visit, participant, held[visit.id])
     audit_creations(
         actor,
         [
@@ -94,5 +102,17 @@ def record_visits(actor, entries: Sequence[tuple[Participant, dict]]) -> list[Vi
     return visits
 
 
-# Re-exported by trial.visits.services until its import is updated (no caller uses it).
-queue_visit = record_visits
+def _hold_written(visit: Visit, participant: Participant, records: list) -> None:
+    """Give a new visit its participant and forms as just written, as its relationships
+    would load them (drinking days by day, labs by test, one OCDS, CIWA-Ar and vitals or
+    none), and each form its participant: the visit's answer needs no read-back."""
+
+    def of(model):
+        return [record for record in records if type(record) is model]
+
+    for record in (visit, *records):
+        set_committed_value(record, "participant", participant)
+    set_committed_value(visit, "drinking_days", sorted(of(DrinkingDay), key=lambda d: d.day))
+    set_committed_value(visit, "labs", sorted(of(LabResult), key=lambda lab: lab.test))
+    for name, model in (("ocds", OcdsAssessment), ("ciwa", CiwaAssessment), ("vitals", Vitals)):
+        set_committed_value(visit, name, next(iter(of(model)), None))

@@ -54,7 +54,14 @@ def record_visit(body, participant_id):
     # so a screening visit is window-checked by one of the two, whichever commits second.
     participant = get_visible_participant(g.current_user, participant_id, lock=True)
     visit = services.record_visit(g.current_user, participant, body)
-    db.session.commit()
+    # The answer is the visit as written, its forms held by the service: committed without
+    # expiring it, so it is not read back.
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
     return visit
 
 
