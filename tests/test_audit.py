@@ -380,7 +380,7 @@ def test_exception_in_a_request_after_recording_commits_nothing(
     db.session.close()
     import trial.participants.services as participant_services
 
-    original = participant_services.record_created
+    original = participant_services.record_events
 
     def record_then_fail(*args, **kwargs):
         original(*args, **kwargs)
