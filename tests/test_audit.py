@@ -386,7 +386,7 @@ def test_exception_in_a_request_after_recording_commits_nothing(
         original(*args, **kwargs)
         raise RuntimeError("crash between the audit row and the commit")
 
-    monkeypatch.setattr(participant_services, "record_created", record_then_fail)
+    monkeypatch.setattr(participant_services, "record_events", record_then_fail)
     # A request in its own thread gets its own app context and session, as in production.
     responses = []
     worker = threading.Thread(
