@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import ast
 import json
-import sys
-import types
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -20,7 +18,6 @@ from sqlalchemy import func, select
 from tests.conftest import bearer
 from trial.audit.models import AuditEvent
 from trial.extensions import db
-from trial.participants.models import Participant
 from trial.participants.services import site_today
 from trial.safety import services
 from trial.safety.models import AdverseEvent, ExpeditedReport
@@ -624,21 +621,6 @@ def test_treatment_emergent_follows_the_dose_recorded_through_the_api(
     assert dosed.status_code == 201, dosed.json
     listed = {ae["id"]: ae["treatment_emergent"] for ae in env.listing().json}
     assert listed == {earlier["id"]: False, same_day["id"]: True}
-
-
-def test_first_dose_date_falls_back_without_the_dosing_module(app, make_participant, monkeypatch):
-    participant = db.session.scalar(
-        select(Participant).where(
-            Participant.participant_id == make_participant()["participant_id"]
-        )
-    )
-    monkeypatch.setitem(sys.modules, "trial.dosing.services", None)  # as if not written yet
-    assert services.first_dose_date(participant) is None
-    fake = types.ModuleType("trial.dosing.services")
-    monkeypatch.setitem(sys.modules, "trial.dosing.services", fake)  # without the function
-    assert services.first_dose_date(participant) is None
-    fake.first_dose_date = lambda p: date(2026, 3, 1) if p is participant else None
-    assert services.first_dose_date(participant) == date(2026, 3, 1)
 
 
 # Every output that decides treatment-emergence or the safety population, with the names it

@@ -9,12 +9,12 @@ This module never imports ``randomization``: nothing here can know an arm.
 
 from __future__ import annotations
 
-import importlib
 from datetime import date
 from typing import Any
 
 from sqlalchemy import select
 
+from trial.dosing.services import first_dose_date
 from trial.errors import Conflict, NotFound
 from trial.extensions import db
 from trial.participants.models import Participant
@@ -42,22 +42,6 @@ MAX_RECORD_ID = 2**31 - 1  # the id column's range on PostgreSQL
 
 
 # --- first dose ---------------------------------------------------------------------------
-
-
-def first_dose_date(participant: Participant) -> date | None:
-    """The participant's first dose date, from the dosing module when it is installed.
-
-    Imported lazily: the dosing module is developed separately and may be absent; without
-    it no participant has a recorded dose, so no AE is treatment-emergent.
-    """
-    try:
-        dosing = importlib.import_module("trial.dosing.services")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("trial.dosing", "trial.dosing.services"):
-            return None
-        raise
-    lookup = getattr(dosing, "first_dose_date", None)
-    return None if lookup is None else lookup(participant)
 
 
 # --- validation ---------------------------------------------------------------------------
