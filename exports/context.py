@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from exports.snapshot import Cut, stream
-from randomization.services import blinded_allocations
+from randomization.outputs import blinded_allocations
 from trial.conduct.models import Disposition
 from trial.dosing.models import DosingRecord
 from trial.participants.models import Participant

@@ -13,8 +13,8 @@ import hashlib
 import io
 from collections.abc import Iterable
 
+from randomization.outputs import allocation_key
 from randomization.release import release_digest
-from randomization.services import allocation_key
 from trial.audit.services import record_event
 from trial.protocol import current_protocol
 

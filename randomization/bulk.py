@@ -24,8 +24,8 @@ from randomization.services import (
     NUMBER_WIDTH,
     Allocation,
     AllocationRecords,
-    _lock,
     check_consent,
+    lock_row,
     participant_stratum,
     randomize,
     refuse_exhausted,
@@ -58,7 +58,7 @@ def randomize_many(entries: Sequence[tuple[object, str, datetime]]) -> None:
             .with_for_update(of=Participant)
         )
     }
-    counter = _lock(AllocationLock, 1)
+    counter = lock_row(AllocationLock, 1)
     allocated = set(
         db.session.scalars(
             select(RandomizationSlot.participant_id).where(

@@ -1,7 +1,9 @@
-"""Allocate participants to slots, break the code in an emergency, and read the key.
+"""Allocate participants to slots: the randomization service.
 
-This module and ``lists`` are the only code that decrypts an arm. Blinded callers get the
-randomization number, kit number and time: the same shape and size whatever the arm.
+This package is the only code that decrypts an arm (here for minimization's decisions, in
+``code_break`` for an emergency unblinding, in ``outputs`` for the unblinded statistician's
+key, list and the closed report, and in ``lists``). Blinded callers get the randomization
+number, kit number and time: the same shape and size whatever the arm.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from randomization.claim import (
     mark_randomized,
     next_randomization_number,
 )
-from randomization.crypto import decrypt_arm, decrypt_json, encrypt_json, require_arm_key
-from randomization.lists import POOL_STRATUM, require_unblinded_statistician
+from randomization.crypto import decrypt_arm, decrypt_json, encrypt_json
+from randomization.lists import POOL_STRATUM
 from randomization.minimization import decide
 from randomization.models import (
     MinimizationDecision,
@@ -26,22 +28,16 @@ from randomization.models import (
     RandomizationSlot,
 )
 from randomization.strata import stratum_key
-from trial.audit.services import record_event, record_events
-from trial.auth.approval import NO_VALID_APPROVAL, code_break_refusal
-from trial.auth.services import verify_password
+from trial.audit.services import record_events
 from trial.database import utcnow
 from trial.errors import (
-    Conflict,
     ConflictRecorded,
-    Forbidden,
-    ForbiddenRecorded,
     ValidationFailed,
 )
 from trial.extensions import db
 from trial.participants.models import Participant
 from trial.participants.services import get_visible_participant
 from trial.protocol import current_protocol
-from trial.reasons import require_reason
 from trial.records.services import records_of
 from trial.visits.models import Visit
 from trial.visits.services import flag_visits_in_new_schedule
@@ -57,7 +53,7 @@ def allocation_of(participant: Participant) -> RandomizationSlot | None:
     )
 
 
-def _lock(model, key):
+def lock_row(model, key):
     return db.session.execute(
         select(model)
         .where(model.id == key)
@@ -332,202 +328,3 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
     )
     records.write()
     return allocation, True
-
-
-def break_code(actor, participant_id: str, *, reason: str, password: str) -> tuple:
-    """Reveal one participant's arm to an investigator of their site, in an emergency.
-
-    Only through an account an unblinded statistician has approved, as it is now
-    (``trial.auth.approval``): without that, an admin could break codes through an
-    investigator account whose password they chose. Returns ``(participant, arm_name)``.
-    Without an approval or with a wrong password the attempt is recorded and refused (403,
-    ``ForbiddenRecorded``: the request keeps the audit row), naming the cause.
-    """
-    participant = get_visible_participant(actor, participant_id)
-    reason = require_reason(reason, what="breaking the code")
-    unapproved = code_break_refusal(actor)
-    if unapproved is not None:
-        # Before the password: an account nobody approved is not even a password oracle.
-        record_event(
-            actor,
-            "code_break_refused",
-            entity_type="participant",
-            entity_id=participant_id,
-            entity_site=participant.site_code,
-            reason=reason,
-            detail={"cause": NO_VALID_APPROVAL, "approval": unapproved},
-        )
-        raise ForbiddenRecorded(
-            f"{NO_VALID_APPROVAL[0].upper()}{NO_VALID_APPROVAL[1:]} ({unapproved}). The code "
-            f"was not broken; the attempt was recorded.",
-            {"approval": [unapproved]},
-        )
-    if not verify_password(actor, password):
-        record_event(
-            actor,
-            "code_break_refused",
-            entity_type="participant",
-            entity_id=participant_id,
-            entity_site=participant.site_code,
-            reason=reason,
-            detail={"cause": "password incorrect"},
-        )
-        raise ForbiddenRecorded(
-            "Password incorrect: the code was not broken. The attempt was recorded.",
-            {"password": ["Incorrect password."]},
-        )
-    require_arm_key()
-    participant = _lock(Participant, participant.id)
-    slot = allocation_of(participant)
-    if slot is None:
-        raise Conflict(
-            f"Participant {participant_id} is not randomized; there is no code to break."
-        )
-    if participant.unblinded:
-        raise Conflict(
-            f"The code of {participant_id} was already broken on "
-            f"{participant.unblinded_at:%Y-%m-%d %H:%M} UTC; ask the unblinded "
-            f"statistician."
-        )
-    arm = current_protocol().arms[decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted)]
-    now = utcnow()
-    participant.unblinded, participant.unblinded_at = True, now
-    db.session.flush()
-    # The audit row records that the code was broken, by whom and why: never the arm.
-    record_event(
-        actor,
-        "code_break",
-        entity_type="participant",
-        entity_id=participant_id,
-        entity_site=participant.site_code,
-        field="unblinded",
-        old=False,
-        new=True,
-        reason=reason,
-    )
-    db.session.add(
-        RandomizationNotice(
-            kind="code_break",
-            participant_id=participant.id,
-            created_at=now,
-            message=f"Emergency code-break for {participant_id} by {actor.username} "
-            f"({actor.role}, {actor.site_label}) at {now:%Y-%m-%d %H:%M} UTC. "
-            f"Reason: {reason}",
-        )
-    )
-    return participant, arm
-
-
-def list_notices(actor) -> list[RandomizationNotice]:
-    return list(
-        db.session.scalars(select(RandomizationNotice).order_by(RandomizationNotice.id.desc()))
-    )
-
-
-def unblinded_slots(actor) -> list[dict]:
-    """The allocation list with arms and kits, for the unblinded statistician; audited."""
-    require_unblinded_statistician(actor)
-    arms = current_protocol().arms
-    rows = db.session.execute(
-        select(RandomizationSlot, Participant.participant_id)
-        .outerjoin(Participant, Participant.id == RandomizationSlot.participant_id)
-        .order_by(RandomizationSlot.stratum, RandomizationSlot.sequence)
-    ).all()
-    result = [
-        {
-            "stratum": slot.stratum,
-            "sequence": slot.sequence,
-            "block": slot.block,
-            "block_size": slot.block_size,
-            "arm": arms[decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted)],
-            "kit_number": slot.kit_number,
-            "participant_id": pid,
-            "randomization_number": slot.randomization_number,
-            "allocated_at": slot.allocated_at,
-        }
-        for slot, pid in rows
-    ]
-    record_event(
-        actor,
-        "unblinded_read",
-        entity_type="randomization_list",
-        detail={"what": "allocation list", "rows": len(result)},
-    )
-    return result
-
-
-def allocation_key(actor) -> list[tuple[str, str, str]]:
-    """Participant -> arm for every randomized participant; the caller audits the release."""
-    require_unblinded_statistician(actor)
-    arms = current_protocol().arms
-    rows = db.session.execute(
-        select(Participant.participant_id, RandomizationSlot)
-        .join(RandomizationSlot, RandomizationSlot.participant_id == Participant.id)
-        .order_by(Participant.participant_id)
-    ).all()
-    return [
-        (
-            pid,
-            slot.randomization_number,
-            arms[decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted)],
-        )
-        for pid, slot in rows
-    ]
-
-
-def arms_for_closed_report(actor) -> dict[str, str]:
-    """Participant id -> arm name, for the DSMB's closed report (DSMB and unblinded
-    statistician only); the caller audits the report that uses it."""
-    from trial.auth.roles import UNBLINDED_ROLES
-
-    if getattr(actor, "role", None) not in UNBLINDED_ROLES:
-        raise Forbidden("Only the DSMB and the unblinded statistician may see arms.")
-    arms = current_protocol().arms
-    rows = db.session.execute(
-        select(Participant.participant_id, RandomizationSlot).join(
-            RandomizationSlot, RandomizationSlot.participant_id == Participant.id
-        )
-    ).all()
-    return {
-        pid: arms[decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted)]
-        for pid, slot in rows
-    }
-
-
-def blinded_allocations():
-    """Participant row id, randomization number, kit number and allocation time of every
-    allocated slot: what any blinded role may know (never the arm, stratum or sequence)."""
-    return db.session.execute(
-        select(
-            RandomizationSlot.participant_id,
-            RandomizationSlot.randomization_number,
-            RandomizationSlot.kit_number,
-            RandomizationSlot.allocated_at,
-        ).where(RandomizationSlot.participant_id.is_not(None))
-    ).all()
-
-
-def closed_report_coding() -> tuple[str, ...]:
-    """The arms in the order the closed DSMB report codes them A, B, ...
-
-    A secret permutation keyed by ARM_KEY, so knowing the protocol's arm order does not
-    decode a closed report that strays; stable for a key, so a report is reproducible.
-    The unblinded statistician gives the DSMB the key (``reports arm-code``).
-    """
-    import hashlib
-    import hmac
-
-    from flask import current_app
-
-    require_arm_key()
-    arms = list(current_protocol().arms)
-    secret = current_app.config["ARM_KEY"].encode()
-    trial = current_protocol().trial_code
-    return tuple(
-        sorted(
-            arms,
-            key=lambda arm: hmac.new(
-                secret, f"dsmb-arm-coding|{trial}|{arm}".encode(), hashlib.sha256
-            ).digest(),
-        )
-    )

@@ -2,7 +2,7 @@
 
 from flask import g
 
-from randomization import lists, services
+from randomization import code_break, lists, outputs, services
 from randomization.release import padded_json_response
 from randomization.schemas import (
     AllocationSchema,
@@ -79,7 +79,7 @@ def break_code(body, participant_id):
     Needs the investigator's password again and a reason; recorded (without the arm), flags
     the participant as unblinded, and notifies the unblinded statistician and the DSMB.
     """
-    participant, arm = services.break_code(
+    participant, arm = code_break.break_code(
         g.current_user, participant_id, reason=body["reason"], password=body["password"]
     )
     db.session.commit()
@@ -97,7 +97,7 @@ def break_code(body, participant_id):
 @writes_on_read
 def unblinded_list():
     """The allocation list with arms and kits (unblinded statistician; every read audited)."""
-    rows = services.unblinded_slots(g.current_user)
+    rows = outputs.unblinded_slots(g.current_user)
     db.session.commit()
     answer = UnblindedSlotSchema(many=True).dump(rows)
     return padded_json_response(answer, ["arm"], current_protocol().arms)
@@ -116,4 +116,4 @@ def summary():
 @blp.response(200, NoticeSchema(many=True))
 def notices():
     """Low or exhausted strata and emergency code-breaks, newest first (no arms)."""
-    return services.list_notices(g.current_user)
+    return outputs.list_notices(g.current_user)

@@ -46,7 +46,7 @@ def arm_code_command(username):
     separately from the reports it decodes.
     """
     from randomization.lists import require_unblinded_statistician
-    from randomization.services import closed_report_coding
+    from randomization.outputs import closed_report_coding
     from trial.audit.services import record_event
 
     actor = user_as(username)

@@ -71,7 +71,7 @@ def check_request(actor, session: str, arms: str | None) -> str | None:
 def arm_labels(mode: str) -> list[tuple[str, str]]:
     """(arm name, printed label): the names in protocol order, or A, B, ... in the secret
     coding order (not the protocol's, which anyone may know)."""
-    from randomization.services import closed_report_coding
+    from randomization.outputs import closed_report_coding
 
     if mode == "named":
         return [(arm, arm.capitalize()) for arm in current_protocol().arms]
@@ -289,7 +289,7 @@ def render_safety_report(actor, session: str, arms: str | None, cutoff) -> Safet
 
 
 def _render(actor, session: str, arms: str | None, cutoff) -> SafetyReport:
-    from randomization.services import arms_for_closed_report
+    from randomization.outputs import arms_for_closed_report
 
     data = load_safety_data(cutoff)  # in a snapshot of its own
     arm_of = None

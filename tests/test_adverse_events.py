@@ -780,7 +780,7 @@ def test_event_made_serious_later_gets_one_report_kept_in_step(env):
 
 def test_no_arm_appears_in_any_adverse_event_output(client, make_site, make_user, make_participant):
     from randomization import lists
-    from randomization import services as randomization_services
+    from randomization import outputs as randomization_outputs
 
     make_site("S01", planned_enrollment=10)
     env = Env(client, make_site, make_user, make_participant)
@@ -802,7 +802,7 @@ def test_no_arm_appears_in_any_adverse_event_output(client, make_site, make_user
         assert randomized.status_code == 201, randomized.json
         ae_ids.append(env.create(body(term="sedation"), pid=pid)["id"])
         ae_ids.append(env.create(fatal(term="overdose"), pid=pid)["id"])
-    arms = {arm for _, _, arm in randomization_services.allocation_key(unblinded_user)}
+    arms = {arm for _, _, arm in randomization_outputs.allocation_key(unblinded_user)}
     db.session.rollback()
     assert arms == set(ARM_LABELS), "both arms must be represented for the check to bite"
     env.patch(ae_ids[0], {"grade": 3, "reason": "re-graded"})

@@ -21,7 +21,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import select
 
-from randomization import lists, services
+from randomization import lists, outputs
 from randomization.crypto import decrypt_seed
 from randomization.models import RandomizationList, RandomizationSlot
 from tests.conftest import approve_for_code_break, bearer
@@ -185,7 +185,7 @@ def build_trial(
         client.get("/api/v1/randomization/list", headers=bearer(unblinded_token)).status_code == 200
     )
     assert client.get("/api/v1/exports/key", headers=bearer(unblinded_token)).status_code == 200
-    arm_of = {pid: arm for pid, _, arm in services.allocation_key(unblinded_user)}
+    arm_of = {pid: arm for pid, _, arm in outputs.allocation_key(unblinded_user)}
     db.session.rollback()
     assert set(arm_of) == set(to_randomize)
     assert set(arm_of.values()) == set(ARM_LABELS), "both arms must be represented"

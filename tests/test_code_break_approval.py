@@ -131,9 +131,9 @@ def check_patched_out(monkeypatch):
     """The negative control's switch: break_code's approval check always passes."""
 
     def switch():
-        import randomization.services
+        import randomization.code_break
 
-        monkeypatch.setattr(randomization.services, "code_break_refusal", lambda user: None)
+        monkeypatch.setattr(randomization.code_break, "code_break_refusal", lambda user: None)
 
     return switch
 

@@ -220,7 +220,7 @@ class _Probe:
 def _stub_audited_get(monkeypatch, path, probe, tmp_path):
     """Replace the service behind an audited GET with ``probe`` (nothing else changes)."""
     import exports.views
-    import randomization.services
+    import randomization.outputs
     import reports.pdf
 
     if path == "/api/v1/exports/key":
@@ -231,7 +231,7 @@ def _stub_audited_get(monkeypatch, path, probe, tmp_path):
 
         monkeypatch.setattr(exports.views, "build_key_csv", key)
     elif path == "/api/v1/randomization/list":
-        monkeypatch.setattr(randomization.services, "unblinded_slots", lambda actor: probe() or [])
+        monkeypatch.setattr(randomization.outputs, "unblinded_slots", lambda actor: probe() or [])
     elif path == "/api/v1/exports/blinded":
 
         def bundle(actor, request, target):

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 import randomization.demo.writer as demo_writer
-from randomization.services import allocation_key
+from randomization.outputs import allocation_key
 from tests.conftest import BACKENDS
 from tests.demo_helpers import fixed_list_seed, fresh_app
 from trial.audit.models import AuditEvent

@@ -31,7 +31,7 @@ from datetime import date
 
 import pytest
 
-from randomization.services import allocation_key
+from randomization.outputs import allocation_key
 from tests.demo_helpers import fixed_list_seed
 from trial.auth.services import get_user_by_username
 from trial.extensions import db

@@ -72,7 +72,7 @@ def test_negative_control_each_way_of_importing_is_caught():
         "import reports.pdf as pdf": "reports.pdf",
         "def f():\n    from exports.bundle import build\n": "exports.bundle",
         "class C:\n    def m(self):\n        import randomization.crypto\n": "randomization.crypto",
-        "import importlib\nimportlib.import_module('randomization.services')": "randomization.services",
+        "import importlib\nimportlib.import_module('randomization.lists')": "randomization.lists",
         "__import__('exports')": "exports",
     }
     for source, name in planted.items():

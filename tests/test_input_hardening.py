@@ -404,7 +404,7 @@ def test_a_visible_reason_among_invisible_characters_is_kept_trimmed(trial, reco
 
 def test_services_refuse_an_invisible_reason_for_every_caller(trial, records):
     """Not only the HTTP schema: the services the commands and the demo call refuse too."""
-    from randomization.services import break_code
+    from randomization.code_break import break_code
     from tests.capture_helpers import PASSWORD
     from trial.audit.services import record_changes
     from trial.auth.services import change_role

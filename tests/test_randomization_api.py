@@ -185,7 +185,7 @@ def test_code_break_by_investigator_with_password(
     assert ok.status_code == 200 and ok.json["arm"] in ARMS
     key = dict(
         (p, a)
-        for p, _, a in __import__("randomization.services", fromlist=["x"]).allocation_key(
+        for p, _, a in __import__("randomization.outputs", fromlist=["x"]).allocation_key(
             make_user("unblinded_statistician")[0]
         )
     )
@@ -443,7 +443,7 @@ def test_code_break_answers_have_one_length_whatever_the_arm(
 ):
     """The access log and anyone watching encrypted traffic see the answer's size: it was 92
     bytes for baclofen and 91 for placebo."""
-    from randomization.services import allocation_key
+    from randomization.outputs import allocation_key
 
     _, coordinator = make_user("coordinator", sites=["S01"])
     pids = [make_participant(site="S01", sex="F")["participant_id"] for _ in range(8)]

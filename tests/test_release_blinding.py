@@ -16,9 +16,9 @@ from contextlib import contextmanager
 
 import pytest
 
-from randomization import release
+from randomization import code_break, crypto, outputs, release
 from randomization import services as randomization_services
-from randomization.services import allocation_key
+from randomization.outputs import allocation_key
 from reports import pdf as report_pdf
 from reports.data import resolve_cutoff
 from tests.conftest import BACKENDS, bearer
@@ -92,9 +92,11 @@ def assignments(count: int, arms: tuple[str, ...]):
 def every_arm_flipped():
     """The same trial with every arm swapped (baclofen <-> placebo) where the randomization
     package decrypts them; the stored slots themselves are immutable (database triggers)."""
-    real = randomization_services.decrypt_arm
+    real = crypto.decrypt_arm
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(randomization_services, "decrypt_arm", lambda s, q, t: 1 - real(s, q, t))
+        for module in (randomization_services, outputs, code_break):
+            if hasattr(module, "decrypt_arm"):
+                patch.setattr(module, "decrypt_arm", lambda s, q, t: 1 - real(s, q, t))
         yield
 
 
@@ -148,7 +150,7 @@ def crack_closed_report(client, admin, monkeypatch) -> list[tuple[str, ...]]:
     for guess in assignments(len(rows), ("baclofen", "placebo")):
         arm_of = {pid: arm for (pid, _num), arm in zip(rows, guess, strict=True)}
         monkeypatch.setattr(
-            "randomization.services.arms_for_closed_report", lambda _actor, a=arm_of: a
+            "randomization.outputs.arms_for_closed_report", lambda _actor, a=arm_of: a
         )
         pdf = report_pdf.render_safety_report(dsmb, "closed", "named", detail["cutoff"]).pdf
         db.session.rollback()

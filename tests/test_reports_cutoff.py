@@ -52,7 +52,7 @@ def test_a_report_cutoff_undoes_later_changes(client, make_site, make_user, make
 def test_the_closed_report_coding_is_secret_keyed_and_given_only_to_the_unblinded(
     app, runner, make_user
 ):
-    from randomization.services import closed_report_coding
+    from randomization.outputs import closed_report_coding
     from trial.protocol import current_protocol
 
     arms = current_protocol().arms

@@ -131,7 +131,7 @@ def engine_rows(trial, arm_of=None):
 
 
 def dsmb_arms():
-    from randomization.services import arms_for_closed_report
+    from randomization.outputs import arms_for_closed_report
 
     arms = arms_for_closed_report(get_user_by_username("dsmb"))
     db.session.rollback()

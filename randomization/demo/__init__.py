@@ -22,7 +22,7 @@ dated then; the audit rows carry the time of the load.
 
 from __future__ import annotations
 
-from randomization import lists, services
+from randomization import lists, outputs, services
 from randomization.bulk import randomize_many
 from randomization.demo import writer
 from randomization.demo.course import simulate_course
@@ -65,7 +65,7 @@ def randomize_demo_participants(rng, context) -> None:
             services.randomize(actor, participant_id, eligibility_confirmed=True, at=at)
     if not eligible:
         return
-    key = services.allocation_key(statistician)
+    key = outputs.allocation_key(statistician)
     record_event(
         statistician,
         "unblinded_read",

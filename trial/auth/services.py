@@ -13,6 +13,7 @@ import hmac
 import re
 import secrets
 from datetime import timedelta
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -340,18 +341,21 @@ def revoke_all_tokens(actor, user: User) -> int:
     return count
 
 
-# One statement for the token, its user and the user's sites, built once: every request
-# pays for it.
-_TOKEN_WITH_USER = (
-    select(ApiToken)
-    .where(ApiToken.token_hash == bindparam("token_hash"))
-    .options(joinedload(ApiToken.user).joinedload(User.sites))
-)
+@cache
+def _token_with_user():
+    """One statement for the token, its user and the user's sites, built once (every request
+    pays for it), at first use: building a loader option configures every mapper, which at
+    import time could run before all the models a relationship names are imported."""
+    return (
+        select(ApiToken)
+        .where(ApiToken.token_hash == bindparam("token_hash"))
+        .options(joinedload(ApiToken.user).joinedload(User.sites))
+    )
 
 
 def authenticate_token(token: str) -> tuple[User, ApiToken]:
     """Return the user behind a bearer token, or raise 401 (one message for every cause)."""
-    row = db.session.scalar(_TOKEN_WITH_USER, {"token_hash": hash_token(token)})
+    row = db.session.scalar(_token_with_user(), {"token_hash": hash_token(token)})
     if (
         row is None
         or row.revoked_at is not None
