@@ -94,8 +94,18 @@ def _author(actor, username: str | None = None) -> tuple[dict[str, Any], str]:
     )
 
 
+@dataclass
+class _ChainEnd:
+    """Where the chain ends while a call's rows are chained: the locked head's seq and hash,
+    kept apart from the ORM object (its attribute events would fire on every row) and
+    written back to the head once a call's rows are made (``record_events``)."""
+
+    last_seq: int
+    last_hash: str
+
+
 def _chained_row(
-    head: AuditChainHead,
+    head: AuditChainHead | _ChainEnd,
     author: tuple[dict[str, Any], str],
     action: str,
     *,
@@ -178,9 +188,11 @@ def record_events(actor, events: Iterable[Mapping[str, Any]]) -> int:
     statement per ``CHUNK`` rows (a bulk load's are sent as they are computed).
     """
     head, author = _lock_head(), _author(actor)
-    rows = (_chained_row(head, author, **event) for event in events)
+    end = _ChainEnd(head.last_seq, head.last_hash)
+    rows = (_chained_row(end, author, **event) for event in events)
     count = 0
     while chunk := list(islice(rows, CHUNK)):
+        head.last_seq, head.last_hash = end.last_seq, end.last_hash
         db.session.execute(_INSERT, chunk)  # executemany
         count += len(chunk)
     return count
