@@ -40,17 +40,13 @@ def check_drinking_days(
     errors: dict,
     exclude_id: int | None = None,
     prefix: str = "drinking",
-    recorded: set[date] | None = None,
 ) -> None:
-    """0-60 drinks, no day twice, none in the future, all inside the visit's period.
-
-    ``recorded``: the days already on the participant's calendar, if the caller has read
-    them (``RECORDED_DAYS``); read here otherwise."""
+    """Drinks within the protocol's limit for a day, no day twice (nor one already on the
+    participant's calendar), none in the future, all inside the visit's period."""
     limit = current_protocol().max_drinks_per_day
     first, last = period
     today = site_today(participant.site)
-    if recorded is None:
-        recorded = _recorded_days(participant, exclude_id)
+    recorded = _recorded_days(participant, exclude_id)
     seen: set[date] = set()
     for index, entry in enumerate(days):
         where = f"{prefix}.{index}" if prefix else ""
