@@ -7,12 +7,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from trial.audit.services import encode_value, record_changes, record_created, record_event
+from trial.audit.services import encode_value, record_changes, record_event
 from trial.database import utcnow
 from trial.errors import Conflict, NotFound, TrialError, ValidationFailed
 from trial.extensions import db
 from trial.participants.models import Participant
 from trial.reasons import require_reason
+from trial.records.bulk import create_records
 
 # entity name -> model class, filled by ``register_record_type``; used by corrections,
 # data queries and signatures to find a record from its audit name.
@@ -57,28 +58,9 @@ def _site_code(participant: Participant) -> str:
 def create_record(
     actor, model: type, participant: Participant, values: dict[str, Any], **extra
 ) -> Any:
-    """Insert a record and record every entered field (old value empty, no reason)."""
-    now = utcnow()
-    record = model(
-        participant_id=participant.id,
-        created_at=now,
-        updated_at=now,
-        created_by_id=actor.id,
-        version=1,
-        entered_in_error=False,
-        **values,
-        **extra,
-    )
-    db.session.add(record)
-    db.session.flush()
-    record_created(
-        actor,
-        model.ENTITY,
-        record.entity_id,
-        {field: getattr(record, field) for field in model.AUDITED_FIELDS},
-        entity_site=_site_code(participant),
-    )
-    return record
+    """Insert a record and record every entered field (old value empty, no reason): one
+    record of ``trial.records.bulk.create_records``, the one way records are created."""
+    return create_records(actor, [(model, participant, {**values, **extra})])[0]
 
 
 def ensure_correctable(record) -> None:
