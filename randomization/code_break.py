@@ -31,31 +31,23 @@ def break_code(actor, participant_id: str, *, reason: str, password: str) -> tup
     unapproved = code_break_refusal(actor)
     if unapproved is not None:
         # Before the password: an account nobody approved is not even a password oracle.
-        record_event(
+        _refuse(
             actor,
-            "code_break_refused",
-            entity_type="participant",
-            entity_id=participant_id,
-            entity_site=participant.site_code,
-            reason=reason,
-            detail={"cause": NO_VALID_APPROVAL, "approval": unapproved},
-        )
-        raise ForbiddenRecorded(
+            participant_id,
+            participant.site_code,
+            reason,
+            {"cause": NO_VALID_APPROVAL, "approval": unapproved},
             f"{NO_VALID_APPROVAL[0].upper()}{NO_VALID_APPROVAL[1:]} ({unapproved}). The code "
             f"was not broken; the attempt was recorded.",
             {"approval": [unapproved]},
         )
     if not verify_password(actor, password):
-        record_event(
+        _refuse(
             actor,
-            "code_break_refused",
-            entity_type="participant",
-            entity_id=participant_id,
-            entity_site=participant.site_code,
-            reason=reason,
-            detail={"cause": "password incorrect"},
-        )
-        raise ForbiddenRecorded(
+            participant_id,
+            participant.site_code,
+            reason,
+            {"cause": "password incorrect"},
             "Password incorrect: the code was not broken. The attempt was recorded.",
             {"password": ["Incorrect password."]},
         )
@@ -99,3 +91,17 @@ def break_code(actor, participant_id: str, *, reason: str, password: str) -> tup
         )
     )
     return participant, arm
+
+
+def _refuse(actor, participant_id: str, site: str, reason: str, detail: dict, message, errors):
+    """Record a refused code-break (no arm in it) and refuse it; the request keeps the row."""
+    record_event(
+        actor,
+        "code_break_refused",
+        entity_type="participant",
+        entity_id=participant_id,
+        entity_site=site,
+        reason=reason,
+        detail=detail,
+    )
+    raise ForbiddenRecorded(message, errors)
