@@ -76,6 +76,22 @@ MATRIX = {
         200,
         lambda role: {"role": "data_manager", "sites": [], "reason": f"matrix {role}"},
     ),
+    # account administration (the target user is an active statistician)
+    ("POST", "/api/v1/users/<username>/deactivate"): (
+        {"admin"},
+        200,
+        lambda role: {"reason": f"matrix {role}"},
+    ),
+    ("POST", "/api/v1/users/<username>/reactivate"): (
+        {"admin"},
+        409,  # the target is active: past the policy, refused by the service
+        lambda role: {"reason": f"matrix {role}"},
+    ),
+    ("POST", "/api/v1/users/<username>/reset-password"): (
+        {"admin"},
+        200,
+        lambda role: {"reason": f"matrix {role}"},
+    ),
     ("GET", "/api/v1/auth/me"): (EVERYONE, 200, None),
     # a body without the new password: validation (422), past the policy
     ("POST", "/api/v1/auth/password"): (EVERYONE, 422, lambda role: {"current_password": "x"}),

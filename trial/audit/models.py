@@ -22,6 +22,8 @@ class AuditEvent(db.Model):
         CheckConstraint("seq >= 1", name="seq_positive"),
         Index("ix_audit_events_entity", "entity_type", "entity_id"),
         Index("ix_audit_events_entity_site", "entity_site"),
+        # Time ranges (GET /audit?from=&to=); appended in time order, so cheap to keep.
+        Index("ix_audit_events_occurred_at", "occurred_at"),
     )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)

@@ -50,6 +50,14 @@ class User(db.Model):
         Boolean, default=False, server_default=false()
     )
     password_set_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Set by an admin's reset (the admin saw the temporary password): until the owner sets
+    # their own, the account's tokens reach nothing but the password change
+    # (``trial.auth.policy.enforce_access_policy``).
+    must_change_password: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    # When a temporary password stops opening the account; NULL for one the owner chose.
+    password_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     sites: Mapped[list[Site]] = relationship(
         secondary=user_sites, lazy="selectin", order_by=Site.code

@@ -4,6 +4,8 @@
 hook authenticates the bearer token and checks the policy before any view runs; an endpoint
 without a policy answers 403 to everyone. ``tests/test_access_policy.py`` walks ``app.url_map``
 and fails on any route without one, so a forgotten declaration is caught before it ships.
+An account whose password an admin reset reaches only the views marked
+``usable_before_password_change`` until its owner sets their own (403 everywhere else).
 """
 
 from __future__ import annotations
@@ -54,9 +56,21 @@ def allow_any_user(view):
     return allow(*ALL_ROLES)(view)
 
 
+def usable_before_password_change(view):
+    """Let an account whose password an admin reset reach this view before its owner has set
+    their own (the password change itself, who am I, log out); every other view answers 403.
+    """
+    view.usable_before_password_change = True
+    return view
+
+
 def public(view):
     view.access_policy = PUBLIC
     return view
+
+
+class PasswordChangeRequired(Forbidden):
+    code = "password_change_required"
 
 
 def policy_for(app: Flask, endpoint: str) -> AccessPolicy | None:
@@ -91,6 +105,15 @@ def enforce_access_policy():
         raise Unauthorized("Send an API token as 'Authorization: Bearer TOKEN'.")
     user, token_row = authenticate_token(token)
     g.current_user, g.current_token = user, token_row
+    if user.must_change_password and not getattr(
+        current_app.view_functions.get(request.endpoint), "usable_before_password_change", False
+    ):
+        # Here, once for every route: the temporary password an admin saw opens nothing but
+        # its own replacement, whatever routes are added later.
+        raise PasswordChangeRequired(
+            "Your password was reset by an administrator: set your own with POST "
+            "/api/v1/auth/password (current_password: the temporary one) before anything else."
+        )
     if not policy.permits(user.role):
         raise Forbidden(f"The {user.role} role may not do this.")
     return None

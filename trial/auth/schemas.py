@@ -19,6 +19,10 @@ class TokenSchema(ma.Schema):
     expires_at = f.AwareDateTime(dump_only=True)
     username = f.String(dump_only=True)
     role = f.String(dump_only=True)
+    must_change_password = f.Boolean(
+        dump_only=True,
+        metadata={"description": "If true, the token reaches only POST /auth/password."},
+    )
 
 
 class UserSchema(ma.Schema):
@@ -27,6 +31,28 @@ class UserSchema(ma.Schema):
     sites = f.List(f.String(), dump_only=True, attribute="site_codes")
     is_active = f.Boolean(dump_only=True)
     created_at = f.AwareDateTime(dump_only=True)
+    must_change_password = f.Boolean(
+        dump_only=True,
+        metadata={"description": "An admin reset the password; the owner has not set theirs."},
+    )
+    password_set_at = f.AwareDateTime(dump_only=True, allow_none=True)
+
+
+class AccountReasonSchema(ma.Schema):
+    reason = ReasonField(required=True)
+
+
+class TemporaryPasswordSchema(ma.Schema):
+    username = f.String(dump_only=True)
+    temporary_password = f.String(
+        dump_only=True,
+        metadata={
+            "description": "Shown once, never stored in clear, logged or audited; hand it to "
+            "the owner, who must replace it before anything else."
+        },
+    )
+    expires_at = f.AwareDateTime(dump_only=True)
+    must_change_password = f.Boolean(dump_only=True)
 
 
 class UserCreateSchema(ma.Schema):

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cache
 
 from argon2 import PasswordHasher
@@ -232,27 +232,42 @@ def change_role(actor, user: User, *, role: str, site_codes: list[str] | None, r
     return user
 
 
-def set_password(actor, user: User, password: str) -> None:
+def set_password(
+    actor,
+    user: User,
+    password: str,
+    *,
+    reason: str | None = None,
+    temporary_until: datetime | None = None,
+) -> None:
     """Set an account's password; who set it decides what it is trusted for.
 
     Set by its owner, the password is known to the owner alone, and a code-break approval
     stands. Set by anyone else (an admin, the command line), that person knows it too: the
     credential version changes, which voids any approval, and none can be given until the
-    owner sets a password of their own.
+    owner sets a password of their own. ``temporary_until``: an admin's reset
+    (``trial.auth.accounts.reset_password``): the password opens the account until then, and
+    only to change it (``must_change_password``); audited as ``password_reset``.
     """
     by_owner = getattr(actor, "id", None) == user.id
     user.password_hash = hash_password(password)
     user.password_set_at = utcnow()
     user.password_set_by_owner = by_owner
+    user.must_change_password = temporary_until is not None
+    user.password_expires_at = temporary_until
     if not by_owner:
         user.credential_version += 1
     db.session.flush()
+    detail = {"set_by": "owner" if by_owner else "another"}
+    if temporary_until is not None:
+        detail["expires_at"] = temporary_until.isoformat()
     record_event(
         actor,
-        "password_set",
+        "password_set" if temporary_until is None else "password_reset",
         entity_type="user",
         entity_id=user.username,
-        detail={"set_by": "owner" if by_owner else "another"},
+        reason=reason,
+        detail=detail,
     )
 
 
@@ -366,7 +381,7 @@ def authenticate_token(token: str) -> tuple[User, ApiToken]:
     return row.user, row
 
 
-def _record_failed_login(name: str, user: User | None) -> None:
+def _record_failed_login(name: str, user: User | None, cause: str | None = None) -> None:
     """Audit a failed login, naming the account only if the name is one.
 
     Anything else typed in the name box (often a password) is never stored: the row says
@@ -375,7 +390,14 @@ def _record_failed_login(name: str, user: User | None) -> None:
     """
     if user is not None:
         # The attempt is not by the account holder, so no actor: only the account's name.
-        record_event(None, "login_failed", entity_type="user", entity_id=name, username=name)
+        record_event(
+            None,
+            "login_failed",
+            entity_type="user",
+            entity_id=name,
+            username=name,
+            detail={"cause": cause} if cause else None,
+        )
         return
     record_event(
         None,
@@ -405,6 +427,11 @@ def login(username: str, password: str) -> tuple[str, ApiToken]:
     if not verified or user is None or not user.password_hash or not user.is_active:
         _record_failed_login(name, user)
         raise UnauthorizedRecorded(BAD_CREDENTIALS)
+    if user.password_expires_at is not None and user.password_expires_at <= utcnow():
+        # A temporary password past its time: refused like a wrong one (the answer tells
+        # nobody the password was right); the trail says why, for the admin who reissues it.
+        _record_failed_login(name, user, cause="temporary password expired")
+        raise UnauthorizedRecorded(BAD_CREDENTIALS)
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
     record_event(user, "login", entity_type="user", entity_id=user.username)
@@ -423,7 +450,8 @@ def verify_password(user: User, password: str) -> bool:
     """
     check_step_up_allowed(user)
     verified = False
-    if user.password_hash and password:
+    expired = user.password_expires_at is not None and user.password_expires_at <= utcnow()
+    if user.password_hash and password and not expired:
         try:
             verified = _password_hasher().verify(user.password_hash, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):

@@ -2,15 +2,17 @@
 
 from flask import g
 
-from trial.auth import approval, services
-from trial.auth.policy import allow, allow_any_user, public
+from trial.auth import accounts, approval, services
+from trial.auth.policy import allow, allow_any_user, public, usable_before_password_change
 from trial.auth.roles import Role
 from trial.auth.schemas import (
+    AccountReasonSchema,
     CodeBreakApprovalRequestSchema,
     CodeBreakApprovalRevokeSchema,
     CodeBreakApprovalStateSchema,
     LoginSchema,
     PasswordChangeSchema,
+    TemporaryPasswordSchema,
     TokenSchema,
     UserCreateSchema,
     UserRoleChangeSchema,
@@ -44,11 +46,13 @@ def create_token(body):
         "expires_at": row.expires_at,
         "username": row.user.username,
         "role": row.user.role,
+        "must_change_password": row.user.must_change_password,
     }
 
 
 @blp.route("/auth/token", methods=["DELETE"])
 @allow_any_user
+@usable_before_password_change
 @blp.response(204)
 def revoke_current_token():
     """Revoke the token used for this request (log out)."""
@@ -58,6 +62,7 @@ def revoke_current_token():
 
 @blp.route("/auth/password", methods=["POST"])
 @allow_any_user
+@usable_before_password_change
 @blp.arguments(PasswordChangeSchema)
 @blp.response(204)
 def change_own_password(body):
@@ -74,6 +79,7 @@ def change_own_password(body):
 
 @blp.route("/auth/me", methods=["GET"])
 @allow_any_user
+@usable_before_password_change
 @blp.response(200, UserSchema)
 def who_am_i():
     """Show the account behind the token: role and sites."""
@@ -84,7 +90,7 @@ def who_am_i():
 @allow(Role.ADMIN)
 @blp.response(200, UserSchema(many=True))
 def list_users():
-    """List accounts (admins)."""
+    """List accounts (admins): role, sites, whether active, whether a reset awaits its owner."""
     return services.list_users(g.current_user)
 
 
@@ -156,3 +162,52 @@ def revoke_code_break_approval(body, username):
     approval.revoke_code_break_approval(g.current_user, user, reason=body["reason"])
     db.session.commit()
     return approval.approval_state(user)
+
+
+@blp.route("/users/<username>/deactivate", methods=["POST"])
+@allow(Role.ADMIN)
+@blp.arguments(AccountReasonSchema)
+@blp.response(200, UserSchema)
+def deactivate_user(body, username):
+    """Deactivate an account, with a reason (admins): it cannot log in, and its tokens are
+    revoked at once. Not your own account (409)."""
+    user = accounts.deactivate_account(
+        g.current_user, services.require_user(username), reason=body["reason"]
+    )
+    db.session.commit()
+    return user
+
+
+@blp.route("/users/<username>/reactivate", methods=["POST"])
+@allow(Role.ADMIN)
+@blp.arguments(AccountReasonSchema)
+@blp.response(200, UserSchema)
+def reactivate_user(body, username):
+    """Reactivate a deactivated account, with a reason (admins); no old token revives."""
+    user = accounts.reactivate_account(
+        g.current_user, services.require_user(username), reason=body["reason"]
+    )
+    db.session.commit()
+    return user
+
+
+@blp.route("/users/<username>/reset-password", methods=["POST"])
+@allow(Role.ADMIN)
+@blp.arguments(AccountReasonSchema)
+@blp.response(200, TemporaryPasswordSchema)
+def reset_user_password(body, username):
+    """Reset an account's password, with a reason (admins): answers a one-time temporary
+    password, shown only here. Its tokens are revoked; until the owner sets their own
+    password, a login with it reaches only POST /auth/password. Not for your own account
+    (409) nor, over HTTP, an unblinded one (403)."""
+    temporary, user = accounts.reset_password(
+        g.current_user, services.require_user(username), reason=body["reason"]
+    )
+    db.session.commit()
+    # Never cached: every answer carries Cache-Control: no-store (trial.http_security).
+    return {
+        "username": user.username,
+        "temporary_password": temporary,
+        "expires_at": user.password_expires_at,
+        "must_change_password": True,
+    }
