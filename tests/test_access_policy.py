@@ -199,8 +199,7 @@ MATRIX = {
     ("POST", "/api/v1/queries/<query_id>/answer"): (SITE_STAFF, None, None),
     ("POST", "/api/v1/queries/<query_id>/close"): (QUERY_OWNERS, None, None),
     ("POST", "/api/v1/queries/<query_id>/reopen"): (QUERY_OWNERS, None, None),
-    # adverse events: site staff report and correct, readers read; expedited reports for the
-    # unblinded statistician and the DSMB only
+    # adverse events: site staff report and correct, readers read
     ("POST", "/api/v1/participants/<participant_id>/adverse-events"): (
         SITE_STAFF,
         201,
@@ -223,7 +222,22 @@ MATRIX = {
     ("GET", "/api/v1/adverse-events/<int:record_id>"): (PARTICIPANT_READERS, None, None),
     ("PATCH", "/api/v1/adverse-events/<int:record_id>"): (SITE_STAFF, None, None),
     ("POST", "/api/v1/adverse-events/<int:record_id>/entered-in-error"): (SITE_STAFF, None, None),
-    ("GET", "/api/v1/expedited-reports"): ({"unblinded_statistician", "dsmb"}, 200, None),
+    # coding: data managers code terms; readers of AEs search the dictionary. Expedited
+    # reports: readers (site staff their site's) and the unblinded statistician and DSMB read,
+    # site staff submit, the data manager (the safety desk) acknowledges
+    ("POST", "/api/v1/adverse-events/<int:record_id>/coding"): ({"data_manager"}, None, None),
+    ("GET", "/api/v1/meddra/terms"): (PARTICIPANT_READERS, None, None),
+    ("GET", "/api/v1/expedited-reports"): (
+        PARTICIPANT_READERS | {"unblinded_statistician", "dsmb"},
+        200,
+        None,
+    ),
+    ("POST", "/api/v1/expedited-reports/<int:record_id>/submit"): (SITE_STAFF, None, None),
+    ("POST", "/api/v1/expedited-reports/<int:record_id>/acknowledge"): (
+        {"data_manager"},
+        None,
+        None,
+    ),
 }
 
 # Roles that must never reach a route that can release an arm, whatever the matrix says.

@@ -44,6 +44,7 @@ AE_FIELDS = {
     "grade",
     "serious",
     "seriousness_criteria",
+    "awareness_date",
     "relatedness",
     "action_taken",
     "outcome",
@@ -75,22 +76,37 @@ def body(**overrides) -> dict:
     return {k: v for k, v in base.items() if v is not ...}
 
 
+def aware_at_onset(payload: dict) -> dict:
+    """A serious event needs the site's awareness date: here, the onset's."""
+    payload.setdefault("awareness_date", payload["onset_date"])
+    return payload
+
+
 def serious(**overrides) -> dict:
-    return body(
-        **{"serious": True, "seriousness_criteria": ["hospitalisation"], "grade": 3, **overrides}
+    return aware_at_onset(
+        body(
+            **{
+                "serious": True,
+                "seriousness_criteria": ["hospitalisation"],
+                "grade": 3,
+                **overrides,
+            }
+        )
     )
 
 
 def fatal(**overrides) -> dict:
-    return body(
-        **{
-            "serious": True,
-            "seriousness_criteria": ["death"],
-            "grade": 5,
-            "outcome": "fatal",
-            "action_taken": "not_applicable",
-            **overrides,
-        }
+    return aware_at_onset(
+        body(
+            **{
+                "serious": True,
+                "seriousness_criteria": ["death"],
+                "grade": 5,
+                "outcome": "fatal",
+                "action_taken": "not_applicable",
+                **overrides,
+            }
+        )
     )
 
 
@@ -712,7 +728,7 @@ def reports(env, role="dsmb", query=""):
 
 def test_serious_event_opens_one_expedited_report_due_in_24_hours(env):
     env.create(body())  # not serious: no report
-    ae = env.create(serious())
+    ae = env.create(serious(awareness_date=date.today().isoformat()))
     (report,) = reports(env)
     assert (report["adverse_event_id"], report["status"], report["overdue"]) == (
         ae["id"],
@@ -720,7 +736,9 @@ def test_serious_event_opens_one_expedited_report_due_in_24_hours(env):
         False,
     )
     row = db.session.get(ExpeditedReport, report["id"])
-    assert row.due_at - row.created_at == timedelta(hours=24)
+    # Due at 00:00 (the site is on UTC) two days after the awareness date (here the onset's).
+    awareness = date.fromisoformat(ae["awareness_date"])
+    assert row.due_at.isoformat() == f"{awareness + timedelta(days=2)}T00:00:00+00:00"
     assert report["participant_id"] == env.pid and report["seriousness_criteria"] == [
         "hospitalisation"
     ]
@@ -733,7 +751,7 @@ def test_serious_event_opens_one_expedited_report_due_in_24_hours(env):
     }
 
 
-@pytest.mark.parametrize("role", [r for r in ROLES if r not in ("unblinded_statistician", "dsmb")])
+@pytest.mark.parametrize("role", ["admin", "statistician"])
 def test_expedited_reports_are_refused_to_other_roles(env, role):
     env.create(serious())
     response = env.client.get("/api/v1/expedited-reports", headers=env.as_(role))
@@ -744,7 +762,12 @@ def test_expedited_reports_are_refused_to_other_roles(env, role):
 def test_event_made_serious_later_gets_one_report_kept_in_step(env):
     ae = env.create(body())
     assert reports(env) == []
-    made_serious = {"serious": True, "seriousness_criteria": ["other_important"], "grade": 3}
+    made_serious = {
+        "serious": True,
+        "seriousness_criteria": ["other_important"],
+        "grade": 3,
+        "awareness_date": ae["onset_date"],
+    }
     assert env.patch(ae["id"], {**made_serious, "reason": "admitted"}).status_code == 200
     (first,) = reports(env)
     # Another change to a serious event does not open a second report.

@@ -49,6 +49,8 @@ QUERY_VARIANTS = {
         "?entity_type=randomization_list",
         "?entity_type=export",
     ],
+    "safety.search_meddra_terms": ["?q=fall", "?q=s&limit=50"],
+    "safety.list_expedited_reports": ["?status=open", "?site=S01"],
 }
 
 
@@ -301,7 +303,15 @@ def report_adverse_events(client, coordinators, pids) -> list[str]:
         headers = bearer(coordinators[pid[:3]])
         for term, extra in (
             ("Somnolence", {"serious": False, "grade": 2}),
-            ("Fall", {"serious": True, "seriousness_criteria": ["hospitalisation"], "grade": 3}),
+            (
+                "Fall",
+                {
+                    "serious": True,
+                    "seriousness_criteria": ["hospitalisation"],
+                    "grade": 3,
+                    "awareness_date": date.today().isoformat(),
+                },
+            ),
             ("feels odd in a way not in any dictionary", {"serious": False, "grade": 1}),
         ):
             created = client.post(

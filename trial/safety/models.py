@@ -45,7 +45,9 @@ OUTCOMES = (
     "unknown",
 )
 CODING_SOURCES = ("builtin", "sponsor", "uncoded")
-EXPEDITED_STATUSES = ("open", "submitted", "withdrawn")
+# open: owed by the site; submitted: sent by the site; acknowledged: received by the safety
+# desk; withdrawn: no longer owed (the AE was downgraded or entered in error while open).
+EXPEDITED_STATUSES = ("open", "submitted", "acknowledged", "withdrawn")
 TERM_MAX = 200
 SOC_MAX = 120
 
@@ -103,6 +105,11 @@ class AdverseEvent(CapturedRecord, db.Model):
             " AND system_organ_class IS NOT NULL)",
             name="coding_complete",
         ),
+        # The 24-hour clock of a serious event runs from the site's awareness of it.
+        CheckConstraint("NOT serious OR awareness_date IS NOT NULL", name="awareness_when_serious"),
+        CheckConstraint(
+            "awareness_date IS NULL OR awareness_date >= onset_date", name="awareness_after_onset"
+        ),
     )
 
     ENTITY = "adverse_event"
@@ -113,6 +120,7 @@ class AdverseEvent(CapturedRecord, db.Model):
         "grade",
         "serious",
         *CRITERION_COLUMNS,
+        "awareness_date",
         "relatedness",
         "action_taken",
         "outcome",
@@ -128,6 +136,7 @@ class AdverseEvent(CapturedRecord, db.Model):
         "grade",
         "serious",
         "seriousness_criteria",
+        "awareness_date",
         "relatedness",
         "action_taken",
         "outcome",
@@ -146,6 +155,9 @@ class AdverseEvent(CapturedRecord, db.Model):
     criterion_disability: Mapped[bool] = mapped_column(Boolean, server_default=false())
     criterion_congenital_anomaly: Mapped[bool] = mapped_column(Boolean, server_default=false())
     criterion_other_important: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    # The site-local date the site learned of the event (of a serious one: that it was
+    # serious); required when serious, not before onset. The expedited clock starts here.
+    awareness_date: Mapped[date | None] = mapped_column(Date)
     relatedness: Mapped[str] = mapped_column(String(20))
     action_taken: Mapped[str] = mapped_column(String(20))
     outcome: Mapped[str] = mapped_column(String(30))
@@ -187,16 +199,26 @@ class MeddraTerm(db.Model):
 
 
 class ExpeditedReport(db.Model):
-    """The 24-hour expedited report a serious AE owes the sponsor and the DSMB.
+    """The 24-hour expedited report a serious AE owes the sponsor's safety desk.
 
-    One per AE at most: an AE made serious again after a downgrade reopens its report.
-    Carries no arm; the unblinded statistician and the DSMB read it through the API.
+    One per AE at most: an AE made serious again after a downgrade reopens its report. Due
+    from the AE's awareness date (``trial.safety.expedited.due_at``), not from when the row
+    was typed; submitted by the site and acknowledged by the safety desk, each with who and
+    when. Carries no arm.
     """
 
     __tablename__ = "expedited_reports"
     __table_args__ = (
         CheckConstraint(_in("status", EXPEDITED_STATUSES), name="known_status"),
-        CheckConstraint("due_at > created_at", name="due_after_created"),
+        CheckConstraint(
+            "status NOT IN ('submitted', 'acknowledged') OR submitted_at IS NOT NULL",
+            name="submitted_recorded",
+        ),
+        CheckConstraint(
+            "status <> 'acknowledged' OR (acknowledged_at IS NOT NULL"
+            " AND acknowledged_by_id IS NOT NULL)",
+            name="acknowledged_recorded",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -205,3 +227,7 @@ class ExpeditedReport(db.Model):
     due_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     status: Mapped[str] = mapped_column(String(20), default="open")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    submitted_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    acknowledged_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

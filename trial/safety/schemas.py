@@ -78,6 +78,15 @@ def _entry_fields(required: bool) -> dict:
             load_default=list if required else ma.missing,
             metadata={"description": "Required (at least one) when serious; empty otherwise"},
         ),
+        "awareness_date": f.Date(
+            allow_none=True,
+            load_default=None if required else ma.missing,
+            metadata={
+                "description": "Site-local date the site learned of the event (of a serious "
+                "one: that it was serious); required when serious, not before onset, not in "
+                "the future. The 24-hour expedited clock runs from it."
+            },
+        ),
         "relatedness": f.String(
             required=required, validate=_one_of(RELATEDNESS, "relatedness to study drug")
         ),
@@ -110,6 +119,13 @@ class EnteredInErrorSchema(ma.Schema):
     version = version_field()
 
 
+class EmptyBodySchema(ma.Schema):
+    """A step that takes no input: any field sent is refused, not ignored."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+
 class AdverseEventListQuerySchema(ma.Schema):
     include_entered_in_error = f.Boolean(load_default=False)
 
@@ -124,6 +140,7 @@ class AdverseEventSchema(ma.Schema):
     grade = f.Integer(dump_only=True)
     serious = f.Boolean(dump_only=True)
     seriousness_criteria = f.List(f.String(), dump_only=True)
+    awareness_date = f.Date(dump_only=True, allow_none=True)
     relatedness = f.String(dump_only=True)
     action_taken = f.String(dump_only=True)
     outcome = f.String(dump_only=True)
@@ -147,9 +164,12 @@ class AdverseEventSchema(ma.Schema):
 
 class ExpeditedReportQuerySchema(ma.Schema):
     status = f.String(validate=_one_of(EXPEDITED_STATUSES, "report status"))
+    site = f.String(validate=v.Length(min=1, max=10), metadata={"description": "Site code"})
 
 
 class ExpeditedReportSchema(ma.Schema):
+    """A serious AE's report and its clock; the same fields for every report, no arm."""
+
     id = f.Integer(dump_only=True)
     adverse_event_id = f.Integer(dump_only=True)
     participant_id = f.String(dump_only=True)
@@ -158,6 +178,7 @@ class ExpeditedReportSchema(ma.Schema):
     preferred_term = f.String(dump_only=True, allow_none=True)
     system_organ_class = f.String(dump_only=True, allow_none=True)
     onset_date = f.Date(dump_only=True)
+    awareness_date = f.Date(dump_only=True, allow_none=True)
     grade = f.Integer(dump_only=True)
     serious = f.Boolean(dump_only=True)
     seriousness_criteria = f.List(f.String(), dump_only=True)
@@ -165,5 +186,58 @@ class ExpeditedReportSchema(ma.Schema):
     outcome = f.String(dump_only=True)
     status = f.String(dump_only=True, metadata={"enum": list(EXPEDITED_STATUSES)})
     created_at = f.AwareDateTime(dump_only=True)
-    due_at = f.AwareDateTime(dump_only=True)
-    overdue = f.Boolean(dump_only=True)
+    due_at = f.AwareDateTime(
+        dump_only=True,
+        metadata={"description": "00:00 at the site two days after the awareness date (UTC)"},
+    )
+    overdue = f.Boolean(dump_only=True, metadata={"description": "Open and past due"})
+    submitted_at = f.AwareDateTime(dump_only=True, allow_none=True)
+    submitted_by = f.String(dump_only=True, allow_none=True)
+    submitted_late = f.Boolean(
+        dump_only=True, allow_none=True, metadata={"description": "Null until submitted"}
+    )
+    acknowledged_at = f.AwareDateTime(dump_only=True, allow_none=True)
+    acknowledged_by = f.String(dump_only=True, allow_none=True)
+
+
+class CodingSchema(ma.Schema):
+    """A data manager's coding of an AE's verbatim term (a first coding or a re-coding)."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    preferred_term = f.String(
+        required=True,
+        validate=[v.Length(min=1, max=TERM_MAX), _not_blank],
+        metadata={"description": "A preferred term of the loaded dictionary (any case)"},
+    )
+    reason = ReasonField(
+        required=True, metadata={"description": "Why the term is coded so (audited)"}
+    )
+    version = version_field()
+
+
+TERM_QUERY_MAX = 100
+
+
+class TermSearchQuerySchema(ma.Schema):
+    q = f.String(
+        required=True,
+        validate=[v.Length(min=1, max=TERM_QUERY_MAX), _not_blank],
+        metadata={"description": "Start of a term or of one of its words (any case)"},
+    )
+    limit = f.Integer(load_default=20, validate=v.Range(min=1, max=50))
+
+
+class TermMatchSchema(ma.Schema):
+    preferred_term = f.String(dump_only=True)
+    system_organ_class = f.String(dump_only=True)
+    matched_term = f.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={
+            "description": "The synonym (lowest level term) that matched; null when "
+            "the preferred term itself did"
+        },
+    )
+    source = f.String(dump_only=True, metadata={"enum": ["sponsor", "builtin"]})

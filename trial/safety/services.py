@@ -28,7 +28,7 @@ from trial.records.services import (
     mark_entered_in_error,
 )
 from trial.safety.definitions import is_treatment_emergent
-from trial.safety.expedited import sync_expedited_report
+from trial.safety.expedited import awareness_problems, sync_expedited_report
 from trial.safety.meddra import code_term
 from trial.safety.models import (
     SERIOUSNESS_CRITERIA,
@@ -36,12 +36,10 @@ from trial.safety.models import (
     criterion_column,
 )
 from trial.safety.schemas import AdverseEventCorrectionSchema, AdverseEventCreateSchema
+from trial.safety.verbatim import DEATH_ONLY_MESSAGE, states_only_death
 from trial.validation import checks_body, raise_errors
 
 MAX_RECORD_ID = 2**31 - 1  # the id column's range on PostgreSQL
-
-
-# --- first dose ---------------------------------------------------------------------------
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -53,7 +51,9 @@ def entered_values(record: AdverseEvent) -> dict[str, Any]:
     return values
 
 
-def check_adverse_event(values: dict[str, Any], participant: Participant) -> None:
+def check_adverse_event(
+    values: dict[str, Any], participant: Participant, *, legacy_caller: bool = False
+) -> None:
     """Check the cross-field rules of an AE as it would be stored; name every bad field.
 
     A rule whose inputs are not all in ``values`` is skipped: when a body fails its schema,
@@ -79,8 +79,14 @@ def check_adverse_event(values: dict[str, Any], participant: Participant) -> Non
     if end is not None and end > today:
         add("end_date", f"End date {end} is in the future (today at the site is {today}).")
 
+    term = values.get("term")
+    if term and states_only_death(term) and not legacy_caller:
+        add("term", DEATH_ONLY_MESSAGE)
+
     known = values.keys()
     criteria = set(values.get("seriousness_criteria") or ())
+    for message in awareness_problems(values, today):
+        add("awareness_date", message)
     if values.get("serious") is True and "seriousness_criteria" in known and not criteria:
         add("seriousness_criteria", "A serious event needs at least one seriousness criterion.")
     if values.get("serious") is False and criteria:
@@ -159,11 +165,20 @@ def apply_correction(
 def report_adverse_event(actor, participant_id: str, body: dict[str, Any]):
     """Record an AE of a participant the actor can see, coded and audited.
 
-    A serious AE also opens its expedited report (due in 24 hours). Returns (AE, participant).
+    A serious AE also opens its expedited report, due from its awareness date. Returns
+    (AE, participant).
     """
     participant = get_visible_participant(actor, participant_id)
     values = {"end_date": None, "seriousness_criteria": [], **body}
-    check_adverse_event(values, participant)
+    # TRANSITIONAL, for in-process callers that predate awareness_date (the demo's writer
+    # only; the HTTP body always carries the key, null when not given, so over HTTP a serious
+    # event without it and a death-only verbatim are refused). Such a caller gets the
+    # migration's rule for serious events recorded before the field (aware on the day it is
+    # recorded) and its death-only verbatims pass. Remove once the demo sends the field.
+    legacy_caller = "awareness_date" not in values
+    if legacy_caller:
+        values["awareness_date"] = site_today(participant.site) if values.get("serious") else None
+    check_adverse_event(values, participant, legacy_caller=legacy_caller)
     stored = stored_values(values)
     stored.update(code_term(stored["term"]).as_values())
     record = create_record(actor, AdverseEvent, participant, stored)

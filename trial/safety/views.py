@@ -1,7 +1,8 @@
-"""Adverse events: report, read, correct, withdraw; uncoded terms; expedited reports.
+"""Adverse events: report, read, correct, withdraw; coding; expedited reports.
 
 Site staff write at their own site; monitors and data managers read; another site's AE is a
-404. Expedited reports are for the unblinded statistician and the DSMB and carry no arm.
+404. Data managers code terms. Expedited reports: site staff see and submit their site's, the
+data manager (the safety desk) acknowledges them; none carries an arm.
 """
 
 from flask import g
@@ -12,22 +13,30 @@ from trial.blueprint import Blueprint
 from trial.extensions import db
 from trial.records.views import ETAG, IF_MATCH, requested_version, with_etag
 from trial.safety import services
-from trial.safety.expedited import expedited_reports
+from trial.safety.coding import code_adverse_event
+from trial.safety.expedited import expedited_report, expedited_reports
 from trial.safety.schemas import (
     AdverseEventCorrectionSchema,
     AdverseEventCreateSchema,
     AdverseEventListQuerySchema,
     AdverseEventSchema,
+    CodingSchema,
+    EmptyBodySchema,
     EnteredInErrorSchema,
     ExpeditedReportQuerySchema,
     ExpeditedReportSchema,
+    TermMatchSchema,
+    TermSearchQuerySchema,
 )
+from trial.safety.search import search_terms
+from trial.safety.submission import acknowledge_expedited_report, submit_expedited_report
 
 blp = Blueprint("safety", __name__, url_prefix="/api/v1", description="Adverse events")
 
 SITE_STAFF = (Role.COORDINATOR, Role.INVESTIGATOR)
 READERS = (*SITE_STAFF, Role.MONITOR, Role.DATA_MANAGER)
 RECORD = "/adverse-events/<int:record_id>"
+REPORT = "/expedited-reports/<int:record_id>"
 
 
 @blp.route("/participants/<participant_id>/adverse-events", methods=["POST"])
@@ -107,10 +116,70 @@ def mark_adverse_event_in_error(body, record_id):
     return with_etag(response, response["version"])
 
 
+@blp.route(f"{RECORD}/coding", methods=["POST"])
+@allow(Role.DATA_MANAGER)
+@blp.arguments(CodingSchema)
+@blp.response(200, AdverseEventSchema, headers=ETAG)
+@blp.doc(parameters=[IF_MATCH])
+def code_adverse_event_term(body, record_id):
+    """Code an adverse event's verbatim term to a MedDRA preferred term, or re-code it, with
+    a reason (audited: old and new PT, SOC and source). The PT must be a preferred term of
+    the loaded dictionary (422 naming ``preferred_term`` otherwise); its SOC comes from it."""
+    expected = requested_version(body)
+    record, participant = code_adverse_event(
+        g.current_user,
+        record_id,
+        body["preferred_term"],
+        body["reason"],
+        expected_version=expected,
+    )
+    response = services.present_one(record, participant)
+    db.session.commit()
+    return with_etag(response, response["version"])
+
+
+@blp.route("/meddra/terms", methods=["GET"])
+@allow(*READERS)
+@blp.arguments(TermSearchQuerySchema, location="query")
+@blp.response(200, TermMatchSchema(many=True))
+def search_meddra_terms(args):
+    """Find preferred terms whose name, or a synonym's, or one of their words, starts with
+    ``q`` (any case), best match first, with the system organ class and the synonym that
+    matched."""
+    return search_terms(args["q"], args["limit"])
+
+
 @blp.route("/expedited-reports", methods=["GET"])
-@allow(Role.UNBLINDED_STATISTICIAN, Role.DSMB)
+@allow(*READERS, Role.UNBLINDED_STATISTICIAN, Role.DSMB)
 @blp.arguments(ExpeditedReportQuerySchema, location="query")
 @blp.response(200, ExpeditedReportSchema(many=True))
 def list_expedited_reports(args):
-    """List expedited reports of serious adverse events, most urgent first (no arm)."""
-    return expedited_reports(args.get("status"))
+    """List expedited reports of serious adverse events at your sites, most urgent first,
+    each with its deadline (00:00 at the site on the second day after the awareness date)
+    and whether it is overdue; no arm."""
+    return expedited_reports(args.get("status"), actor=g.current_user, site=args.get("site"))
+
+
+@blp.route(f"{REPORT}/submit", methods=["POST"])
+@allow(*SITE_STAFF)
+@blp.arguments(EmptyBodySchema, required=False)
+@blp.response(200, ExpeditedReportSchema)
+def submit_report(_body, record_id):
+    """Record that your site sent this expedited report (an open one; 409 otherwise)."""
+    submit_expedited_report(g.current_user, record_id)
+    response = expedited_report(g.current_user, record_id)
+    db.session.commit()
+    return response
+
+
+@blp.route(f"{REPORT}/acknowledge", methods=["POST"])
+@allow(Role.DATA_MANAGER)
+@blp.arguments(EmptyBodySchema, required=False)
+@blp.response(200, ExpeditedReportSchema)
+def acknowledge_report(_body, record_id):
+    """Record, as the safety desk, that a submitted expedited report was received (409
+    otherwise)."""
+    acknowledge_expedited_report(g.current_user, record_id)
+    response = expedited_report(g.current_user, record_id)
+    db.session.commit()
+    return response
