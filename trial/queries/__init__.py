@@ -1,1 +1,2 @@
-"""Data queries: monitors ask, sites answer, monitors close or re-open; every step audited."""
+"""Data queries: monitors (or edit checks) ask, sites answer, monitors close or re-open; every
+step audited."""

@@ -1,4 +1,5 @@
-"""Data queries: a monitor's question about one captured record (or one of its fields).
+"""Data queries: a question about one captured record (or one of its fields), asked by a
+monitor or data manager, or raised by an edit check when an entry is unusual (origin "system").
 
 A query keeps its current state on one row and its history as a thread of messages; the
 audit trail holds the same steps, so the thread can be checked against it.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
+from sqlalchemy import Boolean, CheckConstraint, ForeignKey, Index, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from trial.auth.models import User
@@ -18,7 +19,11 @@ from trial.participants.models import Participant
 from trial.sites.models import Site
 
 QUERY_STATUSES = ("open", "answered", "closed")
-MESSAGE_KINDS = ("raise", "answer", "close", "reopen")
+# A query is raised by a person (manual) or by an edit check on data entry (system:
+# ``trial.forms.edit_checks``); both are answered and closed the same way.
+QUERY_ORIGINS = ("manual", "system")
+# "note": a line the system adds to a system query's thread when the queried value changes.
+MESSAGE_KINDS = ("raise", "answer", "close", "reopen", "note")
 
 
 def age_in_days(since: datetime, until: datetime) -> int:
@@ -34,6 +39,12 @@ class DataQuery(db.Model):
     __tablename__ = "data_queries"
     __table_args__ = (
         CheckConstraint(f"status IN ({_in(QUERY_STATUSES)})", name="known_status"),
+        CheckConstraint(f"origin IN ({_in(QUERY_ORIGINS)})", name="known_origin"),
+        # A system query names the edit check that raised it; a person's query names none.
+        CheckConstraint(
+            "(origin = 'system' AND rule IS NOT NULL) OR (origin = 'manual' AND rule IS NULL)",
+            name="system_has_rule",
+        ),
         CheckConstraint("length(entity) > 0", name="entity_not_empty"),
         CheckConstraint("length(record_id) > 0", name="record_id_not_empty"),
         CheckConstraint("length(text) > 0", name="text_not_empty"),
@@ -59,7 +70,13 @@ class DataQuery(db.Model):
     text: Mapped[str] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(20), default="open")
     opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Who raised it; for a system query, the user whose entry or correction fired the check.
     opened_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    origin: Mapped[str] = mapped_column(String(10), default="manual", server_default="manual")
+    # System queries: the edit check's id, and the value it last saw (as the thread quotes
+    # it), so a re-run raises nothing twice and notes only a change.
+    rule: Mapped[str | None] = mapped_column(String(80))
+    checked_value: Mapped[str | None] = mapped_column(String(200))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
@@ -99,6 +116,7 @@ class QueryMessage(db.Model):
         CheckConstraint(
             "kind = 'close' OR (text IS NOT NULL AND length(text) > 0)", name="text_unless_close"
         ),
+        CheckConstraint("kind <> 'note' OR automatic", name="note_is_automatic"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -106,7 +124,9 @@ class QueryMessage(db.Model):
     kind: Mapped[str] = mapped_column(String(10))
     text: Mapped[str | None] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # The user who acted; ``automatic``: the system wrote the message on that user's entry.
     by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    automatic: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     data_query: Mapped[DataQuery] = relationship(back_populates="messages")
     by: Mapped[User] = relationship(lazy="joined")

@@ -2,7 +2,7 @@ import marshmallow as ma
 from marshmallow import fields as f
 from marshmallow import validate as v
 
-from trial.queries.models import QUERY_STATUSES
+from trial.queries.models import QUERY_ORIGINS, QUERY_STATUSES
 from trial.validation import checks_body
 
 TEXT_MAX = 4000
@@ -73,6 +73,10 @@ class QueryListArgsSchema(ma.Schema):
     status = f.String(validate=v.OneOf(QUERY_STATUSES))
     entity = f.String(validate=v.Length(min=1, max=40))
     participant_id = f.String(validate=v.Length(min=1, max=20))
+    origin = f.String(
+        validate=v.OneOf(QUERY_ORIGINS),
+        metadata={"description": "manual (raised by a person) or system (by an edit check)"},
+    )
 
 
 class QueryMessageSchema(ma.Schema):
@@ -81,6 +85,13 @@ class QueryMessageSchema(ma.Schema):
     at = f.AwareDateTime(dump_only=True)
     by = f.String(dump_only=True, attribute="by_username")
     role = f.String(dump_only=True, attribute="by_role")
+    automatic = f.Boolean(
+        dump_only=True,
+        metadata={
+            "description": "Written by the system (an edit check) on the entry of the user "
+            "named in by"
+        },
+    )
 
 
 class QuerySchema(ma.Schema):
@@ -93,7 +104,22 @@ class QuerySchema(ma.Schema):
     text = f.String(dump_only=True)
     status = f.String(dump_only=True)
     opened_at = f.AwareDateTime(dump_only=True)
-    opened_by = f.String(dump_only=True, attribute="opened_by_username")
+    origin = f.String(
+        dump_only=True,
+        metadata={"description": "manual (raised by a person) or system (by an edit check)"},
+    )
+    rule = f.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "The edit check that raised a system query (null if manual)"},
+    )
+    opened_by = f.String(
+        dump_only=True,
+        attribute="opened_by_username",
+        metadata={
+            "description": "Who raised it; for a system query, the user whose entry fired the check"
+        },
+    )
     updated_at = f.AwareDateTime(dump_only=True)
     closed_at = f.AwareDateTime(dump_only=True, allow_none=True)
     age_days = f.Integer(

@@ -88,8 +88,14 @@ def _locate_record(actor, entity: str, record_id: str) -> tuple[str, Participant
     return record.entity_id, participant
 
 
-def _audit(actor, query: DataQuery, action: str, text: str | None, before: str | None) -> None:
-    detail = {"status_from": before, "status_to": query.status}
+def _audit(
+    actor, query: DataQuery, action: str, text: str | None, before: str | None, **extra
+) -> None:
+    """One audit row per step. A system query's rows say so (origin, rule): the actor is the
+    user whose entry fired the check, never a person who asked."""
+    detail = {"status_from": before, "status_to": query.status, **extra}
+    if query.origin == "system":
+        detail.update(origin="system", rule=query.rule)
     if action == "raise":
         detail.update(
             entity=query.entity,
@@ -108,8 +114,12 @@ def _audit(actor, query: DataQuery, action: str, text: str | None, before: str |
     )
 
 
-def _add_message(actor, query: DataQuery, kind: str, text: str | None, now) -> None:
-    query.messages.append(QueryMessage(kind=kind, text=text, at=now, by_id=actor.id))
+def _add_message(
+    actor, query: DataQuery, kind: str, text: str | None, now, *, automatic: bool = False
+) -> None:
+    query.messages.append(
+        QueryMessage(kind=kind, text=text, at=now, by_id=actor.id, automatic=automatic)
+    )
 
 
 def _clean(text: str | None) -> str | None:
@@ -131,6 +141,7 @@ def raise_query(actor, *, entity: str, record_id: str, text: str, field: str | N
         site_id=participant.site_id,
         text=_clean(text),
         status="open",
+        origin="manual",
         opened_at=now,
         opened_by_id=actor.id,
         updated_at=now,
@@ -227,6 +238,7 @@ def visible_queries(
     status: str | None = None,
     entity: str | None = None,
     participant_id: str | None = None,
+    origin: str | None = None,
 ) -> list[DataQuery]:
     """Queries of the actor's sites (every site for a data manager), oldest first."""
     statement = select(DataQuery)
@@ -245,6 +257,8 @@ def visible_queries(
         statement = statement.where(DataQuery.status == status)
     if entity is not None:
         statement = statement.where(DataQuery.entity == entity)
+    if origin is not None:
+        statement = statement.where(DataQuery.origin == origin)
     statement = statement.order_by(DataQuery.opened_at, DataQuery.id)
     return list(db.session.scalars(statement).unique())
 
