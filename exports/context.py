@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from exports.snapshot import Cut, stream
 from randomization.outputs import blinded_allocations
-from trial.conduct.models import Disposition
+from trial.conduct.models import TREATMENT_DISCONTINUATION, Disposition
 from trial.dosing.models import DosingRecord
 from trial.participants.models import Participant
 from trial.protocol import Protocol
@@ -45,6 +45,9 @@ class ParticipantFacts:
     disposition: str | None = None
     disposition_date: date | None = None
     disposition_reason: str | None = None
+    # A treatment discontinuation (the study drug stopped; follow-up goes on), if recorded.
+    treatment_stop_date: date | None = None
+    treatment_stop_reason: str | None = None
 
     @cached_property
     def randomization_date(self) -> date | None:
@@ -204,6 +207,8 @@ RECORD_FACTS = (
     "disposition",
     "disposition_date",
     "disposition_reason",
+    "treatment_stop_date",
+    "treatment_stop_reason",
 )
 _record_facts_of = attrgetter(*RECORD_FACTS)
 
@@ -245,7 +250,11 @@ def _read_records(ctx: Context) -> None:
             facts.first_dose_date = row["date"]
     for row in records_as_of(cut, Disposition, ["status", "date", "reason"], part):
         facts = participants.get(row["participant_row_id"])
-        if facts is not None:
+        if facts is None:
+            continue
+        if row["status"] == TREATMENT_DISCONTINUATION:
+            facts.treatment_stop_date, facts.treatment_stop_reason = row["date"], row["reason"]
+        else:
             facts.disposition = row["status"]
             facts.disposition_date = row["date"]
             facts.disposition_reason = row["reason"]

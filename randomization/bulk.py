@@ -31,6 +31,7 @@ from randomization.services import (
     refuse_exhausted,
 )
 from trial.errors import NotFound
+from trial.conduct.eligibility import check_ready_for_randomization
 from trial.extensions import db
 from trial.participants.models import Participant
 from trial.protocol import current_protocol
@@ -95,6 +96,7 @@ def randomize_many(entries: Sequence[tuple[object, str, datetime]]) -> None:
         if participant.id in allocated:
             continue
         check_consent(participant)
+        check_ready_for_randomization(participant)
         stratum = participant_stratum(participant)
         if not free[stratum]:
             batch.rollback()

@@ -29,6 +29,7 @@ from randomization.models import (
 )
 from randomization.strata import stratum_key
 from trial.audit.services import record_events
+from trial.conduct.eligibility import check_ready_for_randomization
 from trial.database import utcnow
 from trial.errors import (
     ConflictRecorded,
@@ -247,7 +248,8 @@ class AllocationRecords:
             {"action": "randomize", **about, "field": field, "old": None, "new": value}
             for field, value in allocated
         )
-        status = {"field": "status", "old": "screened", "new": "randomized"}
+        # Randomization needs a participant in screening (``check_ready_for_randomization``).
+        status = {"field": "status", "old": "screening", "new": "randomized"}
         events.append({"action": "update", **about, **status, "reason": "randomized"})
         if total - used < current_protocol().low_remaining_warning * total:
             _notify_once(
@@ -291,6 +293,7 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
             },
         )
     check_consent(participant)
+    check_ready_for_randomization(participant)
     minimization = current_protocol().randomization_method == "minimization"
     stratum = POOL_STRATUM if minimization else participant_stratum(participant)
     # The claim, undone whole if no slot is left: not even a randomization number used up.

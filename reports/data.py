@@ -108,6 +108,7 @@ def _participant(p: ParticipantFacts) -> ParticipantRow:
         disposition=p.disposition,
         disposition_date=p.disposition_date,
         disposition_reason=p.disposition_reason,
+        treatment_stop_date=p.treatment_stop_date,
         unblinded_at=p.unblinded_at,
     )
 

@@ -33,6 +33,8 @@ class ParticipantRow:
     disposition: str | None = None
     disposition_date: date | None = None
     disposition_reason: str | None = None
+    # Treatment discontinuation as of the cut-off (the study drug stopped, follow-up goes on).
+    treatment_stop_date: date | None = None
     # Emergency code-break (the fact and the time only; never the arm).
     unblinded_at: datetime | None = None
 

@@ -11,10 +11,11 @@ from datetime import date, timedelta
 
 from reports.counting import Column, n_pct, safety_population
 from reports.rows import DoseRow, ParticipantRow, SafetyData, SiteRow, VisitRow
+from trial.conduct.course import Ending, visit_expected
 
+# Final dispositions; a treatment discontinuation is counted on its own row (it is not final).
 DISPOSITION_LABELS = (
     ("completed", "Completed"),
-    ("discontinued_treatment", "Discontinued study drug"),
     ("withdrew", "Withdrew consent"),
     ("lost_to_follow_up", "Lost to follow-up"),
     ("death", "Died"),
@@ -113,6 +114,11 @@ def disposition(participants: Sequence[ParticipantRow], columns: Sequence[Column
     rows.append(
         ("Received study drug", [n_pct(len(c.members & dosed), c.denominator) for c in columns])
     )
+    stopped = {p.participant_id for p in participants if p.treatment_stop_date is not None}
+    rows.append(
+        ("Discontinued study drug early (followed on)",
+         [n_pct(len(c.members & stopped), c.denominator) for c in columns])
+    )  # fmt: skip
     for key, label in DISPOSITION_LABELS:
         rows.append(
             (
@@ -154,11 +160,13 @@ def exposure_days(
     """Days on study drug (days with at least one tablet) and the highest daily tablets.
 
     Each dosing row holds from its date until the next row; the last runs to the final
-    disposition date or the cut-off date, whichever comes first (both days included).
+    disposition date, the treatment discontinuation date or the cut-off date, whichever comes
+    first (both days included).
     """
     end = cutoff_date
-    if participant.disposition_date is not None:
-        end = min(end, participant.disposition_date)
+    for stop in (participant.disposition_date, participant.treatment_stop_date):
+        if stop is not None:
+            end = min(end, stop)
     days, peak = 0, 0
     ordered = sorted(doses, key=lambda d: d.date)
     for i, dose in enumerate(ordered):
@@ -205,7 +213,8 @@ def completeness(data: SafetyData, visit_definitions) -> list[tuple[str, int, in
     """Per scheduled visit after randomization: (label, expected, completed, missed, % done).
 
     Expected: randomized participants whose visit window closed on or before the cut-off date
-    and who had no final disposition before the window opened.
+    and who had no final disposition before the window opened (``visit_expected``, the rule
+    the schedule and the worklist follow; a treatment discontinuation is not final).
     """
     recorded: dict[tuple[str, str], VisitRow] = {
         (v.participant_id, v.visit_code): v for v in data.visits
@@ -223,7 +232,10 @@ def completeness(data: SafetyData, visit_definitions) -> list[tuple[str, int, in
             row = recorded.get((p.participant_id, visit.code))
             if row is None and closes > data.cutoff_date:
                 continue
-            if row is None and p.disposition_date is not None and p.disposition_date < opens:
+            final = None
+            if p.disposition_date is not None:
+                final = Ending(p.disposition, p.disposition_date)
+            if row is None and not visit_expected(opens, final):
                 continue
             expected += 1
             completed += row is not None and row.status == "completed"

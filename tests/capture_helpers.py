@@ -58,6 +58,7 @@ CAPTURE_TABLES = (
     "dosing_records",
     "dispositions",
     "protocol_deviations",
+    "eligibility_answers",
     "audit_events",
 )
 
@@ -156,7 +157,9 @@ class Trial:
             make_site(code, timezone="UTC", planned_enrollment=planned)
         lists.generate(make_user("unblinded_statistician")[0])
         db.session.commit()
-        self.coordinator = {s: make_user("coordinator", sites=[s])[1] for s in ("S01", "S02")}
+        coordinators = {s: make_user("coordinator", sites=[s]) for s in ("S01", "S02")}
+        self.coordinator_user = {s: user for s, (user, _) in coordinators.items()}
+        self.coordinator = {s: token for s, (_, token) in coordinators.items()}
         self.investigator_user = {}
         self.investigator = {}
         for site in ("S01", "S02"):
@@ -201,8 +204,10 @@ class Trial:
         screening: bool = True,
         screening_drinking: bool = False,
     ) -> Enrolled:
-        """Register, record screening (optionally with its 28-day calendar), randomize and
-        move day 0 back ``day0_ago`` days (None: leave the participant unrandomized)."""
+        """Register, record screening (optionally with its 28-day calendar) and the
+        eligibility answers, and randomize dated ``day0_ago`` days back (None: leave the
+        participant unrandomized). A randomized participant always has its screening visit
+        (randomization requires it), whatever ``screening`` says."""
         base = today()
         day0 = base - timedelta(days=day0_ago) if day0_ago is not None else None
         anchor = day0 or base
@@ -219,27 +224,47 @@ class Trial:
         row = self.make_participant(site=site, sex=sex, consent_date=iso(consent))
         pid = row["participant_id"]
         screening_id = None
-        if day0 is not None:
-            # Randomized first and moved back to day 0, so that the screening visit is
-            # window-checked against the day 0 it really has (randomization checks it).
-            response = self.post(
-                f"/participants/{pid}/randomize", {"eligibility_confirmed": True}, site=site
-            )
-            assert response.status_code == 201, response.json
-            set_randomization_date(pid, day0)
-        if screening:
-            body = {}
-            if screening_drinking:
-                body["drinking"] = calendar(
-                    screening_date - timedelta(days=28), screening_date - timedelta(days=1)
-                )
+        if screening or day0 is not None:
+            # Randomization needs a completed screening visit with its baseline calendar:
+            # the whole 28 days, or (``screening_drinking`` False) the day before screening.
+            first = screening_date - timedelta(days=28 if screening_drinking else 1)
+            body = {"drinking": calendar(first, screening_date - timedelta(days=1))}
             response = self.visit(pid, "screening", screening_date, site=site, **body)
             assert response.status_code == 201, response.json
             screening_id = response.json["id"]
+            answer_eligibility(self.client, self.headers(site), pid)
+        if day0 is not None:
+            # Dated day 0 as the demo dates its history (``at``), so that the screening visit
+            # is window-checked at randomization against the day 0 it really has.
+            randomize_on(self.coordinator_user[site], pid, day0)
         internal = db.session.scalar(
             select(Participant.id).where(Participant.participant_id == pid)
         )
         return Enrolled(pid, internal, site, consent, day0, screening_date, screening_id)
+
+
+def eligible_answers() -> dict[str, bool]:
+    """Every eligibility criterion of the protocol answered as it requires."""
+    criteria = PROTOCOL["eligibility"]["criteria"]
+    return {c["code"]: c["kind"] == "inclusion" for c in criteria}
+
+
+def answer_eligibility(client, headers, pid: str) -> None:
+    response = client.post(
+        f"/api/v1/participants/{pid}/eligibility",
+        headers=headers,
+        json={"answers": eligible_answers()},
+    )
+    assert response.status_code == 201, response.json
+
+
+def randomize_on(actor, pid: str, day0: date) -> None:
+    """Randomize through the service, dated ``day0`` (09:30 UTC), and commit."""
+    from randomization.services import randomize
+
+    at = datetime.combine(day0, time(9, 30), tzinfo=UTC)
+    randomize(db.session.merge(actor), pid, eligibility_confirmed=True, at=at)
+    db.session.commit()
 
 
 def call(client, method, url, json, headers):

@@ -308,6 +308,43 @@ def make_participant(client, make_user):
     return factory
 
 
+def make_ready_for_randomization(client, headers: dict, participant_id: str) -> None:
+    """What randomization requires of a participant, entered through the API as site staff
+    would: a completed screening visit (yesterday, or on consent if that is later) with its
+    baseline calendar (the day before it), and every eligibility criterion answered as the
+    protocol requires. Does nothing for a participant already eligible, so a randomize
+    helper can call it before every attempt."""
+    from datetime import date
+
+    from tests.capture_helpers import eligible_answers
+
+    shown = client.get(f"/api/v1/participants/{participant_id}/eligibility", headers=headers)
+    if shown.status_code == 200 and shown.json["eligible"] is True:
+        return
+    participant = client.get(f"/api/v1/participants/{participant_id}", headers=headers)
+    assert participant.status_code == 200, participant.json
+    consent = date.fromisoformat(participant.json["consent_date"])
+    screening = max(date.today() - timedelta(days=1), consent)
+    visit = client.post(
+        f"/api/v1/participants/{participant_id}/visits",
+        headers=headers,
+        json={
+            "visit_code": "screening",
+            "visit_date": screening.isoformat(),
+            "drinking": [
+                {"date": (screening - timedelta(days=1)).isoformat(), "standard_drinks": 6}
+            ],
+        },
+    )
+    assert visit.status_code == 201, visit.json
+    answers = client.post(
+        f"/api/v1/participants/{participant_id}/eligibility",
+        headers=headers,
+        json={"answers": eligible_answers()},
+    )
+    assert answers.status_code == 201, answers.json
+
+
 def approve_for_code_break(user, password: str):
     """Let an investigator break codes as the real procedure does (trial/auth/approval.py):
     the owner sets their own password, then an unblinded statistician approves the account.

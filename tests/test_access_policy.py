@@ -167,9 +167,11 @@ MATRIX = {
             None,
             None,
         )
-        for form in ("visits", "dosing", "disposition", "deviations")
+        for form in ("visits", "dosing", "disposition", "deviations", "eligibility")
         for method in ("POST", "GET")
     },
+    # the site's worklist: site staff and their monitors
+    ("GET", "/api/v1/worklist"): (SITE_STAFF | {"monitor"}, 200, None),
     **{
         route: roles
         for path in (
@@ -181,6 +183,7 @@ MATRIX = {
             "dosing",
             "dispositions",
             "deviations",
+            "eligibility-answers",
         )
         for route, roles in (
             (("GET", f"/api/v1/{path}/<int:record_id>"), (PARTICIPANT_READERS, None, None)),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import bearer
+from tests.conftest import bearer, make_ready_for_randomization
 from trial.audit.models import AuditEvent
 from trial.extensions import db
 from trial.participants.services import site_today
@@ -619,6 +619,7 @@ def test_treatment_emergent_follows_the_dose_recorded_through_the_api(
     env = Env(client, make_site, make_user, make_participant)
     lists.generate(make_user("unblinded_statistician")[0])
     db.session.commit()
+    make_ready_for_randomization(client, env.as_("coordinator"), env.pid)
     randomized = client.post(
         f"/api/v1/participants/{env.pid}/randomize",
         headers=env.as_("coordinator"),
@@ -817,6 +818,7 @@ def test_no_arm_appears_in_any_adverse_event_output(client, make_site, make_user
     ]
     ae_ids = []
     for pid in pids:
+        make_ready_for_randomization(client, env.as_("coordinator"), pid)
         randomized = client.post(
             f"/api/v1/participants/{pid}/randomize",
             headers=env.as_("coordinator"),

@@ -438,7 +438,7 @@ def test_only_changed_fields_are_recorded_with_who_when_and_why(app, make_user):
             "sex": ("F", "M"),
             "year_of_birth": (1980, 1980),
             "consent_date": (date(2026, 1, 15), date(2026, 1, 15)),
-            "status": ("screened", "screened"),
+            "status": ("screening", "screening"),
         },
         reason="  transcription error  ",
         entity_site="S01",

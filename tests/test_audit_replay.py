@@ -117,7 +117,16 @@ class CaptureMachine(RuleBasedStateMachine):
         # An investigator of this run's own: wrong passwords count towards a lockout.
         self.investigator = self.trial.make_user("investigator", sites=[site], password=PASSWORD)[1]
         self.wrong_passwords = 0
-        self.visits: dict[int, dict] = {}  # id -> {"code", "status", "forms", "active"}
+        # id -> {"code", "status", "forms", "active"}; the screening visit randomization needed
+        # is there from the start (its calendar day is not tracked as a form here).
+        self.visits: dict[int, dict] = {
+            self.p.screening_id: {
+                "code": "screening",
+                "status": "completed",
+                "forms": [],
+                "active": True,
+            }
+        }
         self.forms: dict[tuple[str, int], dict] = {}  # (path, id) -> {"visit", "active"}
         self.dosing: dict[int, dict] = {}  # id -> {"active"}
         self.used_doses: set[int] = set()
@@ -168,6 +177,8 @@ class CaptureMachine(RuleBasedStateMachine):
                 body["labs"] = [lab("GGT"), lab("CDT", value=1.8, upper_limit_normal=1.7)]
             if with_days:
                 body["drinking"] = calendar(day - D, day - D, drinks=3)
+            if shift == 9:  # outside every window: said why
+                body["out_of_window_reason"] = "Participant away"
             response = self.trial.visit(self.p.pid, code, day, site=self.site, **body)
             if taken:
                 self.ok(response, 409)

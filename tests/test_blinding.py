@@ -24,7 +24,7 @@ from sqlalchemy import select
 from randomization import lists, outputs
 from randomization.crypto import decrypt_seed
 from randomization.models import RandomizationList, RandomizationSlot
-from tests.conftest import approve_for_code_break, bearer
+from tests.conftest import approve_for_code_break, bearer, make_ready_for_randomization
 from trial.auth.policy import policy_for
 from trial.extensions import db
 
@@ -38,7 +38,7 @@ STATIC_MENTIONS = ("Baclofen AUD trial data service",)
 QUERY_VARIANTS = {
     "participants.list_participants": [
         "?status=randomized",
-        "?status=screened",
+        "?status=screening",
         "?site=S01",
         "?site=S02",
     ],
@@ -55,6 +55,7 @@ QUERY_VARIANTS = {
 
 
 def randomize(client, token, pid):
+    make_ready_for_randomization(client, bearer(token), pid)
     return client.post(
         f"/api/v1/participants/{pid}/randomize",
         headers=bearer(token),
@@ -250,6 +251,8 @@ def record_visits(client, coordinators, pids) -> tuple[list[str], list[str]]:
         visit_ids.append(str(body["id"]))
         form_ids += [str(body[k]["id"]) for k in ("ocds", "ciwa", "vitals")]
         form_ids += [str(r["id"]) for r in body["drinking"] + body["labs"]]
+        answers = client.get(f"/api/v1/participants/{pid}/eligibility", headers=headers)
+        form_ids += [str(c["record_id"]) for c in answers.json["criteria"]]
         dose = client.post(
             f"/api/v1/participants/{pid}/dosing",
             headers=headers,

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from randomization import lists
-from tests.conftest import bearer
+from tests.conftest import bearer, make_ready_for_randomization
 from trial.audit.models import AuditEvent
 from trial.auth import approval, services
 from trial.auth.models import CodeBreakApproval, User
@@ -45,6 +45,7 @@ def trial_setup(make_site, make_user, make_participant, client):
     for site in ("S01", "S02"):
         _, coordinator = make_user("coordinator", sites=[site])
         pid = make_participant(site=site)["participant_id"]
+        make_ready_for_randomization(client, bearer(coordinator), pid)
         response = client.post(
             f"/api/v1/participants/{pid}/randomize",
             headers=bearer(coordinator),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from randomization import lists
-from tests.conftest import bearer, make_config
+from tests.conftest import bearer, make_config, make_ready_for_randomization
 from trial import create_app
 from trial.extensions import db
 
@@ -30,6 +30,7 @@ def randomized_trial(app, make_site, make_user, make_participant, client):
     _, coordinator = make_user("coordinator", sites=["S01"])
     for _ in range(2):
         pid = make_participant(site="S01")["participant_id"]
+        make_ready_for_randomization(client, bearer(coordinator), pid)
         response = client.post(
             f"/api/v1/participants/{pid}/randomize",
             headers=bearer(coordinator),

@@ -209,7 +209,7 @@ def make_unsafe_app():
                 sex=body["sex"],
                 year_of_birth=body["year_of_birth"],
                 consent_date=date.fromisoformat(body["consent_date"]),
-                status="screened",
+                status="screening",
                 created_at=utcnow(),
                 created_by_id=user_id,
             )

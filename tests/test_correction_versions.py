@@ -77,6 +77,7 @@ CASES = {
         "deviations", {"description": "Blood drawn 2 h late"}, {"description": "3 h"}, ""
     ),
     "adverse_event": Case("adverse-events", {"grade": 3}, {"grade": 1}, ""),
+    "eligibility_answer": Case("eligibility-answers", {"met": False}, {"met": True}, ""),
 }
 ENTITIES = sorted(CASES)
 SECOND = "coordinator.second"
@@ -130,6 +131,8 @@ def records(trial) -> tuple:
     for response in made.values():
         assert response.status_code == 201, response.json
     ids = {entity: response.json["id"] for entity, response in made.items()}
+    eligibility = trial.get(f"/participants/{p.pid}/eligibility").json
+    ids["eligibility_answer"] = eligibility["criteria"][0]["record_id"]
     ids.update(
         visit=visit["id"],
         drinking_day=visit["drinking"][0]["id"],

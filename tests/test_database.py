@@ -539,7 +539,7 @@ def test_foreign_keys_are_enforced(app, make_user, make_site):
     statement = text(
         "INSERT INTO participants (participant_id, site_id, number, sex, year_of_birth,"
         " consent_date, status, created_at, created_by_id) VALUES (:pid, :site_id, 1, 'F',"
-        " 1980, :consent, 'screened', :created, :user_id)"
+        " 1980, :consent, 'screening', :created, :user_id)"
     )
     values = {
         "consent": date(2026, 1, 15),

@@ -41,6 +41,7 @@ class Case:
     status: int = 422
     prepared: bool = True  # accepted cases: record what the form builds on first
     screening: bool = True  # accepted cases: the participant has a screening visit
+    randomized: bool = True  # accepted cases: the participant is randomized (30 days ago)
 
 
 @pytest.fixture
@@ -152,8 +153,14 @@ VISIT_ACCEPTED = [
         lambda p: {"visit_code": "baseline", "visit_date": iso(p.day0)},
         prepared=False,
     ),
-    Case("dated today", lambda p: {**w1(p), "visit_date": iso(today())}),
-    Case("dated the day of randomization", lambda p: {**w1(p), "visit_date": iso(p.day0)}),
+    Case(
+        "dated today (late, with its reason)",
+        lambda p: {**w1(p), "visit_date": iso(today()), "out_of_window_reason": "Seen late"},
+    ),
+    Case(
+        "dated the day of randomization (early, with its reason)",
+        lambda p: {**w1(p), "visit_date": iso(p.day0), "out_of_window_reason": "Seen early"},
+    ),
     Case(
         "missed with reason",
         lambda p: {"visit_code": "titration_w1", "status": "missed", "missed_reason": "ill"},
@@ -167,6 +174,7 @@ VISIT_ACCEPTED = [
         lambda p: {"visit_code": "screening", "visit_date": iso(p.consent)},
         prepared=False,
         screening=False,
+        randomized=False,
     ),
 ]
 
@@ -418,7 +426,12 @@ DISPOSITION_ACCEPTED = [
     Case("withdrew with reason", lambda p: disposition(p, status="withdrew", reason="moved")),
     Case("lost to follow-up", lambda p: disposition(p, status="lost_to_follow_up")),
     Case("death", lambda p: disposition(p, status="death")),
-    Case("on the consent day", lambda p: disposition(p, date=iso(p.consent))),
+    Case(
+        "screen failure on the consent day",
+        lambda p: disposition(p, status="screen_failure", reason="E1", date=iso(p.consent)),
+        screening=False,
+        randomized=False,
+    ),
 ]
 
 
@@ -519,7 +532,7 @@ def test_each_rule_is_refused_naming_the_field_and_writing_nothing(trial, form):
 def test_each_boundary_value_is_accepted(trial, form):
     failures = []
     for case in MATRIX[form][1]:
-        p = trial.enrol(day0_ago=30, screening=case.screening)
+        p = trial.enrol(day0_ago=30 if case.randomized else None, screening=case.screening)
         if case.prepared:
             prepare(trial, form, p, refused=False)
         before = counts()

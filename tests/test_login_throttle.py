@@ -18,7 +18,7 @@ from flask_limiter import HeaderNames
 from sqlalchemy import func, select
 
 from randomization import lists
-from tests.conftest import approve_for_code_break, bearer
+from tests.conftest import approve_for_code_break, bearer, make_ready_for_randomization
 from trial.audit.models import AuditEvent
 from trial.auth import throttle
 from trial.errors import ConfigurationError
@@ -76,6 +76,7 @@ def emergency(client, make_site, make_user, make_participant):
     approve_for_code_break(user, PASSWORD)
     _, coordinator = make_user("coordinator")
     pid = make_participant(site="S01")["participant_id"]
+    make_ready_for_randomization(client, bearer(coordinator), pid)
     response = client.post(
         f"/api/v1/participants/{pid}/randomize",
         headers=bearer(coordinator),

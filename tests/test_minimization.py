@@ -11,7 +11,7 @@ from randomization import lists
 from randomization.crypto import decrypt_json, encrypt_json
 from randomization.minimization import Decision, choose, decide, replay
 from randomization.models import MinimizationDecision
-from tests.conftest import bearer
+from tests.conftest import bearer, make_ready_for_randomization
 from tests.test_randomization_api import drop_randomization_guards
 from trial.extensions import db
 
@@ -82,6 +82,7 @@ def test_minimization_through_the_api(client, make_user, make_site, make_partici
     for _ in range(40):
         site = rng.choice(["S01", "S02"])
         pid = make_participant(site=site, sex=rng.choice("FM"))["participant_id"]
+        make_ready_for_randomization(client, bearer(tokens[site]), pid)
         response = client.post(
             f"/api/v1/participants/{pid}/randomize",
             headers=bearer(tokens[site]),

@@ -23,7 +23,7 @@ def test_register_returns_id_and_is_audited(client, make_user):
     assert response.status_code == 201
     body = response.json
     assert body["participant_id"] == "S01-0001"
-    assert body["site"] == "S01" and body["sex"] == "F" and body["status"] == "screened"
+    assert body["site"] == "S01" and body["sex"] == "F" and body["status"] == "screening"
     rows = db.session.scalars(
         select(AuditEvent).where(
             AuditEvent.entity_type == "participant", AuditEvent.entity_id == "S01-0001"

@@ -457,6 +457,7 @@ RECORD_ENTITIES = {
     "dosing",
     "disposition",
     "protocol_deviation",
+    "eligibility_answer",
 }
 
 

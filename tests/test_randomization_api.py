@@ -9,7 +9,7 @@ from sqlalchemy import select
 from randomization import lists
 from randomization.models import RandomizationNotice, RandomizationSlot
 from randomization.release import release_digest
-from tests.conftest import bearer
+from tests.conftest import bearer, make_ready_for_randomization
 from trial.audit.models import AuditEvent
 from trial.extensions import db
 
@@ -32,7 +32,11 @@ def trial_list(make_site, unblinded):
     return row
 
 
-def randomize(client, token, pid, confirmed=True):
+def randomize(client, token, pid, confirmed=True, ready=True):
+    """Randomize as the token's user; ``ready``: first make the participant ready (screening
+    visit and eligibility, entered with the same token)."""
+    if ready:
+        make_ready_for_randomization(client, bearer(token), pid)
     return client.post(
         f"/api/v1/participants/{pid}/randomize",
         headers=bearer(token),
@@ -103,7 +107,7 @@ def test_other_site_and_other_roles_cannot_randomize(
 ):
     pid = make_participant(site="S01")["participant_id"]
     _, other_site = make_user("coordinator", sites=["S02"])
-    assert randomize(client, other_site, pid).status_code == 404
+    assert randomize(client, other_site, pid, ready=False).status_code == 404
     for role in (
         "monitor",
         "data_manager",
@@ -113,7 +117,7 @@ def test_other_site_and_other_roles_cannot_randomize(
         "admin",
     ):
         _, token = make_user(role)
-        assert randomize(client, token, pid).status_code == 403, role
+        assert randomize(client, token, pid, ready=False).status_code == 403, role
 
 
 def test_exhausted_stratum_is_409_without_arms_and_notifies(

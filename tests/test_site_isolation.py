@@ -36,6 +36,7 @@ WRITE_ORDER = (
     "dosing.record_dosing",
     "conduct.record_disposition",
     "conduct.record_deviation",
+    "conduct.answer_eligibility",
     "safety.report_adverse_event",
     "safety.code_adverse_event_term",
     "safety.submit_report",
@@ -85,7 +86,9 @@ def s01(app, trial):
         vitals=vitals(),
         labs=[lab()],
     ).json
-    late = trial.visit(p.pid, "titration_w1", p.day0 + 12 * D).json  # raises a deviation
+    late = trial.visit(  # raises a deviation
+        p.pid, "titration_w1", p.day0 + 12 * D, out_of_window_reason="Travelling"
+    ).json
     dosing = trial.post(
         f"/participants/{p.pid}/dosing", {"date": iso(p.day0), "tablets_per_day": 3}
     ).json
@@ -103,6 +106,9 @@ def s01(app, trial):
         "dosing": dosing["id"],
         "disposition": disposition["id"],
         "protocol_deviation": deviation["id"],
+        "eligibility_answer": trial.get(f"/participants/{p.pid}/eligibility").json["criteria"][
+            0
+        ]["record_id"],
     }
     if "safety.report_adverse_event" in app.view_functions:
         event = trial.post(f"/participants/{p.pid}/adverse-events", adverse_event(p))
@@ -170,6 +176,7 @@ def body_for(endpoint: str, method: str, s01) -> dict | None:
         "visits.record_visit": {"visit_code": "titration_w2", "visit_date": iso(p.day0 + 14 * D)},
         "dosing.record_dosing": {"date": iso(p.day0 + 2 * D), "tablets_per_day": 3},
         "conduct.record_disposition": {"status": "completed", "date": iso(today())},
+        "conduct.answer_eligibility": {"answers": {"I1": True}},
         "conduct.record_deviation": {
             "category": "procedure",
             "description": "Isolation probe",

@@ -59,6 +59,7 @@ def _register_api(app: Flask) -> None:
     from trial.safety.views import blp as safety_blp
     from trial.sites.views import blp as sites_blp
     from trial.visits.views import blp as visits_blp
+    from trial.worklist.views import blp as worklist_blp
 
     # One Api per app: flask-smorest keeps the spec on the Api object.
     api = TrialApi(app)
@@ -82,6 +83,7 @@ def _register_api(app: Flask) -> None:
         conduct_blp,
         queries_blp,
         safety_blp,
+        worklist_blp,
     ):
         api.register_blueprint(blueprint)
     app.before_request(enforce_access_policy)

@@ -17,6 +17,7 @@ from marshmallow import fields as f
 from marshmallow import validate as v
 
 from trial.errors import ConfigurationError
+from trial.forms.edit_checks.config import EditChecksField
 
 SEXES = ("F", "M")
 STRATUM_FACTORS = ("site", "sex")
@@ -24,6 +25,9 @@ STRATUM_FACTORS = ("site", "sex")
 # last guard, wide on purpose. The limit the service enforces is the protocol's
 # ``drinking.max_drinks_per_day``, which may be set anywhere up to it.
 DRINKS_PER_DAY_CEILING = 100
+# The forms a visit can collect, by their key in a visit's body.
+VISIT_FORMS = ("drinking", "ocds", "ciwa", "vitals", "labs")
+CRITERION_KINDS = ("inclusion", "exclusion")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class VisitDefinition:
     day: int
     window_before: int
     window_after: int
+    # The forms the visit collects (``VISIT_FORMS``), in the protocol's order.
+    forms: tuple[str, ...] = ()
 
     @property
     def earliest_day(self) -> int:
@@ -44,12 +50,26 @@ class VisitDefinition:
 
 
 @dataclass(frozen=True)
+class Criterion:
+    """An eligibility criterion: an inclusion one must be met, an exclusion one must not."""
+
+    code: str
+    kind: str
+    text: str
+
+    @property
+    def required_answer(self) -> bool:
+        return self.kind == "inclusion"
+
+
+@dataclass(frozen=True)
 class Protocol:
     trial_code: str
     title: str
     planned_enrollment_per_site: int
     min_age: int
     max_age: int
+    eligibility_criteria: tuple[Criterion, ...]
     arms: tuple[str, ...]
     ratio: tuple[int, ...]
     randomization_method: str
@@ -67,6 +87,8 @@ class Protocol:
     baseline_days: int
     who_risk_levels: tuple[dict, ...]
     visits: tuple[VisitDefinition, ...]
+    # trial.forms.edit_checks.rules.Rule: the built-ins as the file changes them, then its own.
+    edit_checks: tuple
     source: str
 
     def visit(self, code: str) -> VisitDefinition:
@@ -91,14 +113,26 @@ class TrialSection(_Strict):
     planned_enrollment_per_site = _positive_int()
 
 
+class CriterionSection(_Strict):
+    code = f.String(required=True, validate=v.Regexp(r"^[A-Za-z][A-Za-z0-9_]{0,39}$"))
+    kind = f.String(required=True, validate=v.OneOf(CRITERION_KINDS))
+    text = f.String(required=True, validate=v.Length(min=1, max=500))
+
+
 class EligibilitySection(_Strict):
     min_age = f.Integer(required=True, strict=True, validate=v.Range(min=0, max=130))
     max_age = f.Integer(required=True, strict=True, validate=v.Range(min=0, max=130))
+    # Answered per participant before randomization; none: only the age rule and the
+    # coordinator's confirmation.
+    criteria = f.List(f.Nested(CriterionSection), load_default=list)
 
     @ma.validates_schema
     def _ordered(self, data, **_):
         if data["min_age"] > data["max_age"]:
             raise ma.ValidationError("must not exceed max_age", "min_age")
+        codes = [c["code"] for c in data.get("criteria", []) if "code" in c]
+        if len(set(codes)) != len(codes):
+            raise ma.ValidationError("criterion codes must be unique", "criteria")
 
 
 class ArmsSection(_Strict):
@@ -188,6 +222,13 @@ class VisitSection(_Strict):
     day = f.Integer(required=True, strict=True)
     window_before = f.Integer(required=True, strict=True, validate=v.Range(min=0))
     window_after = f.Integer(required=True, strict=True, validate=v.Range(min=0))
+    forms = f.List(f.String(validate=v.OneOf(VISIT_FORMS)), load_default=list)
+
+    @ma.validates_schema
+    def _forms_once(self, data, **_):
+        forms = data.get("forms", [])
+        if len(set(forms)) != len(forms):
+            raise ma.ValidationError("a form is listed twice", "forms")
 
 
 class ProtocolSchema(_Strict):
@@ -199,6 +240,7 @@ class ProtocolSchema(_Strict):
     dosing = f.Nested(DosingSection, required=True)
     drinking = f.Nested(DrinkingSection, required=True)
     visits = f.List(f.Nested(VisitSection), required=True, validate=v.Length(min=2))
+    edit_checks = EditChecksField()
 
     # Run even when other sections are bad, so one message names every bad setting.
     @ma.validates_schema(skip_on_field_errors=False)
@@ -259,6 +301,9 @@ def load_protocol(path: str | Path) -> Protocol:
         planned_enrollment_per_site=data["trial"]["planned_enrollment_per_site"],
         min_age=data["eligibility"]["min_age"],
         max_age=data["eligibility"]["max_age"],
+        eligibility_criteria=tuple(
+            Criterion(**criterion) for criterion in data["eligibility"]["criteria"]
+        ),
         arms=tuple(arms["names"]),
         ratio=tuple(arms["ratio"]),
         randomization_method=rand["method"],
@@ -275,7 +320,10 @@ def load_protocol(path: str | Path) -> Protocol:
         max_drinks_per_day=data["drinking"]["max_drinks_per_day"],
         baseline_days=data["drinking"]["baseline_days"],
         who_risk_levels=tuple(dict(level) for level in data["drinking"]["who_risk_levels"]),
-        visits=tuple(VisitDefinition(**visit) for visit in data["visits"]),
+        visits=tuple(
+            VisitDefinition(**{**visit, "forms": tuple(visit["forms"])}) for visit in data["visits"]
+        ),
+        edit_checks=data["edit_checks"],
         source=str(path),
     )
 

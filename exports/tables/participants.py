@@ -95,6 +95,14 @@ def participants_table() -> Table:
                 fact("disposition_reason"),
             ),
             Column(
+                V("treatment_stop_date", "Study drug discontinued on", "date"),
+                fact("treatment_stop_date"),
+            ),
+            Column(
+                V("treatment_stop_reason", "Why study drug was discontinued", "string"),
+                fact("treatment_stop_reason"),
+            ),
+            Column(
                 V(
                     "safety_population",
                     "In the safety population",

@@ -26,8 +26,8 @@ from randomization import lists, outputs, services
 from randomization.bulk import randomize_many
 from randomization.demo import writer
 from randomization.demo.course import simulate_course
-from randomization.demo.profile import draw_profile, screening_visit
-from randomization.demo.writer import write_courses, write_visits
+from randomization.demo.profile import draw_profile, screening_outcome, screening_visit
+from randomization.demo.writer import write_courses, write_screening, write_visits
 from trial.audit.services import record_event
 from trial.participants.services import site_today
 from trial.protocol import current_protocol
@@ -53,6 +53,7 @@ def randomize_demo_participants(rng, context) -> None:
         return users[f"coordinator.{site.lower()}"]
 
     write_visits(users, [(p.participant, screening_visit(p, protocol)) for p in profiles])
+    write_screening(users, [(p.participant, *screening_outcome(p, protocol)) for p in profiles])
 
     eligible = sorted(
         (p for p in profiles if p.randomized_at is not None), key=lambda p: (p.randomized_at, p.pid)

@@ -93,6 +93,9 @@ SERIOUS_TYPES = (
 DEATH_RATE = 0.003
 
 
+FATAL_CAUSES = ("Cardiac arrest", "Alcohol poisoning", "Hepatic failure")
+
+
 @dataclass
 class Event:
     """One adverse event; ``action`` ties it to the dosing record it causes."""
@@ -120,6 +123,8 @@ class Event:
             "relatedness": self.relatedness,
             "action_taken": self.action,
             "outcome": self.outcome,
+            # The site learns of a serious event on its onset day in this simulation.
+            "awareness_date": self.onset if self.serious else None,
         }
 
 
@@ -199,7 +204,9 @@ def draw_events(
     if fatal:
         events.append(
             Event(
-                "Death",
+                # The cause, never "Death" (an outcome, not an event: MedDRA convention);
+                # picked by date so the participant's random stream stays as it was.
+                FATAL_CAUSES[last_contact.toordinal() % len(FATAL_CAUSES)],
                 last_contact,
                 last_contact,
                 5,

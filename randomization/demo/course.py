@@ -15,6 +15,7 @@ from randomization.demo import adverse, measures
 from randomization.demo.dosing import dosing_records
 from randomization.demo.profile import Profile, participant_rng
 from trial.protocol import Protocol, VisitDefinition
+from trial.visits.windows import in_window
 
 RESPONDER_RATE = {True: 0.57, False: 0.36}
 DROPOUT_RATE = 0.36  # of those who would otherwise finish: about a third stop early
@@ -26,6 +27,11 @@ DROPOUT_REASONS = (
     ("lost_to_follow_up", None),
 )
 DROPOUT_WEIGHTS = {True: (35, 12, 10, 18, 25), False: (14, 30, 12, 18, 26)}
+OUT_OF_WINDOW_REASONS = (
+    "Participant unavailable within the window (travel)",
+    "Participant unwell on the planned day; seen when recovered",
+    "Clinic closed on the planned days (public holiday)",
+)
 MISSED_REASONS = (
     "Participant did not attend and could not be reached",
     "Participant hospitalised elsewhere",
@@ -45,7 +51,8 @@ class Course:
     dosing: list[dict] = field(default_factory=list)
     events: list[adverse.Event] = field(default_factory=list)
     deviations: list[dict] = field(default_factory=list)
-    disposition: dict | None = None
+    # A treatment discontinuation (follow-up goes on), then the final disposition, if any.
+    dispositions: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -132,17 +139,23 @@ def simulate_course(profile: Profile, arm: str, today: date, protocol: Protocol)
         status, reason = rng.choices(DROPOUT_REASONS, DROPOUT_WEIGHTS[active])[0]
     if stop is not None and stop > today:
         stop = status = reason = None
-    plans = _timeline(rng, profile, protocol, min(today, stop or today))
+    # Stopping the study drug is not leaving the study: follow-up goes on (intention to treat).
+    leaves = status in ("death", "withdrew", "lost_to_follow_up")
+    plans = _timeline(rng, profile, protocol, min(today, stop) if leaves else today)
     completed = [p for p in plans if p.date is not None]
     last_visit = completed[-1].date
+    discontinued = (stop, reason) if status == "discontinued_treatment" else None
     if plans[-1].definition.code == protocol.visits[-1].code:  # followed to the end
         stop, status, reason = None, "completed", None
+    elif discontinued is not None:
+        stop, status, reason = None, None, None
     last_contact = last_visit if status in (None, "completed", "lost_to_follow_up") else stop
 
     course = Course()
     course.events = adverse.draw_events(rng, active, day0, last_contact, fatal=status == "death")
-    if reason == "Adverse event":
-        onset = max(day0 + timedelta(days=1), stop - timedelta(days=rng.randint(1, 5)))
+    ended, why = discontinued if discontinued is not None else (stop, reason)
+    if why == "Adverse event":
+        onset = max(day0 + timedelta(days=1), ended - timedelta(days=rng.randint(1, 5)))
         course.events.append(adverse.withdrawal_event(rng, active, onset, last_contact))
 
     # The calendar from day 0 to the last visit, then each visit's share of it.
@@ -184,12 +197,14 @@ def simulate_course(profile: Profile, arm: str, today: date, protocol: Protocol)
 
     eot = next((p.date for p in completed if p.definition.day == end_of_treatment), None)
     taper_start = eot or day0 + timedelta(days=end_of_treatment)
-    dosing_end = today if status is None else last_contact
+    dosing_end = today if status is None and discontinued is None else last_contact
     stop_drug = (
         (stop, f"Study drug stopped: {reason or status}")
         if status not in (None, "completed", "lost_to_follow_up", "death")
         else None
     )
+    if discontinued is not None:
+        stop_drug = (discontinued[0], f"Study drug stopped: {discontinued[1]}")
     course.dosing = dosing_records(
         rng,
         protocol,
@@ -201,12 +216,22 @@ def simulate_course(profile: Profile, arm: str, today: date, protocol: Protocol)
         min(dosing_end, today),
     )
     course.deviations = _deviations(rng, day0, last_contact)
+    # A disposition is dated on or after the data it ends (the stop record may fall a day
+    # after the planned stop when a dose change was recorded that day).
+    last_dose = course.dosing[-1]["date"] if course.dosing else day0
+    if discontinued is not None:
+        course.dispositions.append(
+            {
+                "status": "discontinued_treatment",
+                "date": max(discontinued[0], last_dose),
+                "reason": discontinued[1],
+            }
+        )
     if status is not None:
-        course.disposition = {
-            "status": status,
-            "date": last_visit if status in ("completed", "lost_to_follow_up") else stop,
-            "reason": reason,
-        }
+        on = last_visit if status in ("completed", "lost_to_follow_up") else stop
+        course.dispositions.append(
+            {"status": status, "date": max(on, last_dose, last_visit), "reason": reason}
+        )
     return course
 
 
@@ -243,11 +268,18 @@ def _completed(rng, profile, plan, previous, full, ratio, end_of_treatment, prot
     off_drug = end_of_treatment + 7 * protocol.dosing["taper_weeks"]
     tests = _lab_tests(day, end_of_treatment, protocol)
     withdrawal = profile.ciwa * (0.4 + 0.6 * min(ratio, 1.0)) + (2.5 if day == off_drug else 0)
+    late = not in_window(plan.definition, profile.randomization, plan.date)
     return {
         "visit_code": plan.definition.code,
         "visit_date": plan.date,
         "status": "completed",
         "missed_reason": None,
+        # Picked by date, not drawn: the participant's random stream stays as it was.
+        "out_of_window_reason": (
+            OUT_OF_WINDOW_REASONS[plan.date.toordinal() % len(OUT_OF_WINDOW_REASONS)]
+            if late
+            else None
+        ),
         "drinking": [{"day": d, "standard_drinks": full[d]} for d in days],
         "ocds": (
             measures.ocds(rng, profile.craving * (0.35 + 0.65 * min(ratio, 1.2)))

@@ -24,6 +24,9 @@ SCREEN_FAILURES = (
     ("consent", "Withdrew consent before randomization"),
     ("psychiatric", "Exclusion criterion: unstable psychiatric disorder"),
 )
+# The eligibility criterion (of the default protocol) each screen failure answers against
+# its requirement; "consent" answers every criterion as required and withdraws.
+FAILED_CRITERION = {"low_drinking": "I2", "liver": "E1", "psychiatric": "E5"}
 
 
 def participant_rng(base: int, participant_id: str, purpose: str) -> random.Random:
@@ -59,6 +62,8 @@ class Profile:
     miss_rate: float  # chance of missing a scheduled visit
     recall_gap_rate: float  # chance a calendar has a run of unrecalled days
     calendar: dict[date, float] = field(default_factory=dict)  # screening-28 .. day0-1
+    screen_failure_kind: str | None = None  # a key of FAILED_CRITERION, or "consent"
+    today: date | None = None  # the site's today when the demo runs
 
     @property
     def pid(self) -> str:
@@ -99,6 +104,8 @@ def draw_profile(base: int, participant: Participant, today: date, protocol: Pro
         randomization=day0 if randomized_at is not None else None,
         randomized_at=randomized_at,
         screen_failure=failure[1] if failure else None,
+        screen_failure_kind=failure[0] if failure else None,
+        today=today,
         drink_prob=drink_prob,
         drinks_mean=drinks_mean,
         ggt=rng.lognormvariate(math.log(2.0), 0.55),
@@ -142,3 +149,20 @@ def screening_visit(profile: Profile, protocol: Protocol) -> dict:
         "vitals": measures.vitals(rng, profile, 1.0),
         "labs": measures.labs(rng, profile, 1.0, ("GGT", "ALT", "AST", "bilirubin", "CDT")),
     }
+
+
+def screening_outcome(profile: Profile, protocol: Protocol) -> tuple[dict, dict | None]:
+    """The eligibility answers recorded at screening, and a screen failure's disposition.
+
+    Every criterion is answered as the protocol requires, except the one a screen failure
+    fails on; the failure is dated a few days after screening (never after today).
+    """
+    failed = FAILED_CRITERION.get(profile.screen_failure_kind)
+    answers = {
+        criterion.code: criterion.required_answer != (criterion.code == failed)
+        for criterion in protocol.eligibility_criteria
+    }
+    if profile.screen_failure is None:
+        return answers, None
+    day = min(profile.screening + timedelta(days=3), profile.today)
+    return answers, {"status": "screen_failure", "date": day, "reason": profile.screen_failure}

@@ -14,7 +14,9 @@ from __future__ import annotations
 from collections import defaultdict
 from functools import cache
 
-from trial.conduct.models import Disposition, ProtocolDeviation
+from trial.conduct.course import refresh_status
+from trial.conduct.eligibility import record_answers
+from trial.conduct.models import Disposition, EligibilityAnswer, ProtocolDeviation
 from trial.conduct.services import record_deviation, record_disposition
 from trial.dosing.models import DosingRecord
 from trial.dosing.services import record_dosing
@@ -68,7 +70,7 @@ def write_courses(users: dict, courses: list) -> None:
             for p, c in mine
             for deviation in c.deviations
         ]
-        dispositions = [(p, c.disposition) for p, c in mine if c.disposition is not None]
+        dispositions = [(p, d) for p, c in mine for d in c.dispositions]
         if not BULK:
             for participant, record in dosing:
                 record_dosing(coordinator, participant, dict(record))
@@ -97,4 +99,36 @@ def write_courses(users: dict, courses: list) -> None:
             if serious:
                 report_adverse_event(investigator, participant.participant_id, body)
         create_records(coordinator, [(ProtocolDeviation, p, v) for p, v in deviations])
-        create_records(coordinator, [(Disposition, p, v) for p, v in dispositions])
+        write_dispositions(coordinator, dispositions)
+
+
+def write_dispositions(coordinator, dispositions: list) -> None:
+    """Store ``[(participant, values)]`` and the status each gives, as ``record_disposition``
+    does (the bulk path: checked by the simulation, not again)."""
+    records = create_records(coordinator, [(Disposition, p, v) for p, v in dispositions])
+    for record, (participant, _values) in zip(records, dispositions, strict=True):
+        refresh_status(coordinator, participant, because=f"disposition {record.status} recorded")
+
+
+def write_screening(users: dict, entries: list) -> None:
+    """Store ``[(participant, answers, screen_failure)]``: the eligibility answers of each
+    screened participant and, for a screen failure, its disposition."""
+    for site in sorted({participant.site_code for participant, _, _ in entries}):
+        coordinator = _staff(users, site, "coordinator")
+        mine = [entry for entry in entries if entry[0].site_code == site]
+        failures = [(p, failure) for p, _, failure in mine if failure is not None]
+        if not BULK:
+            for participant, answers, _ in mine:
+                record_answers(coordinator, participant, answers)
+            for participant, failure in failures:
+                record_disposition(coordinator, participant, dict(failure))
+            continue
+        create_records(
+            coordinator,
+            [
+                (EligibilityAnswer, participant, {"criterion": code, "met": met})
+                for participant, answers, _ in mine
+                for code, met in sorted(answers.items())
+            ],
+        )
+        write_dispositions(coordinator, failures)

@@ -2,16 +2,26 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import Boolean, CheckConstraint, Date, ForeignKey, String, Text, false
+from sqlalchemy import Boolean, CheckConstraint, Date, ForeignKey, Index, String, Text, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from trial.extensions import db
 from trial.records.models import CapturedRecord, active_unique_index
 from trial.records.services import register_record_type
 
-DISPOSITIONS = ("completed", "discontinued_treatment", "withdrew", "lost_to_follow_up", "death")
+DISPOSITIONS = (
+    "screen_failure",
+    "completed",
+    "discontinued_treatment",
+    "withdrew",
+    "lost_to_follow_up",
+    "death",
+)
 # Dispositions whose reason must be given.
-DISPOSITIONS_NEEDING_REASON = ("discontinued_treatment", "withdrew")
+DISPOSITIONS_NEEDING_REASON = ("screen_failure", "discontinued_treatment", "withdrew")
+# Stopping the study drug is not leaving the study (follow-up goes on, intention to treat): a
+# participant has at most one of it and at most one of the others, the final disposition.
+TREATMENT_DISCONTINUATION = "discontinued_treatment"
 DEVIATION_CATEGORIES = (
     "visit_out_of_window",
     "eligibility",
@@ -26,14 +36,28 @@ def _in(values) -> str:
     return ", ".join(f"'{value}'" for value in values)
 
 
+def _one_active(name: str, condition: str) -> Index:
+    """Unique per participant among active dispositions meeting ``condition``."""
+    return Index(
+        name,
+        "participant_id",
+        unique=True,
+        sqlite_where=text(f"entered_in_error = 0 AND {condition}"),
+        postgresql_where=text(f"entered_in_error = false AND {condition}"),
+    )
+
+
 @register_record_type
 class Disposition(CapturedRecord, db.Model):
-    """The participant's one final disposition (a second is refused while one stands)."""
+    """How the participant's course ended (the final disposition), or that they stopped the
+    study drug while still followed: one of each at most (a second is refused while one
+    stands)."""
 
     __tablename__ = "dispositions"
     __table_args__ = (
         CheckConstraint(f"status IN ({_in(DISPOSITIONS)})", name="known_status"),
-        active_unique_index("uq_dispositions_participant", "participant_id"),
+        _one_active("uq_dispositions_final", f"status <> '{TREATMENT_DISCONTINUATION}'"),
+        _one_active("uq_dispositions_treatment", f"status = '{TREATMENT_DISCONTINUATION}'"),
     )
     ENTITY = "disposition"
     AUDITED_FIELDS = ("status", "date", "reason")
@@ -58,3 +82,19 @@ class ProtocolDeviation(CapturedRecord, db.Model):
     # Raised by the system (e.g. a visit outside its window), not entered by staff.
     automatic: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id"))
+
+
+@register_record_type
+class EligibilityAnswer(CapturedRecord, db.Model):
+    """The answer to one of the protocol's eligibility criteria for one participant: met or
+    not (``eligibility.criteria`` in the protocol file names them)."""
+
+    __tablename__ = "eligibility_answers"
+    __table_args__ = (
+        active_unique_index("uq_eligibility_answers_criterion", "participant_id", "criterion"),
+    )
+    ENTITY = "eligibility_answer"
+    AUDITED_FIELDS = ("criterion", "met")
+
+    criterion: Mapped[str] = mapped_column(String(40))
+    met: Mapped[bool] = mapped_column(Boolean)

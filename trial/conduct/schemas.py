@@ -13,7 +13,9 @@ class DispositionCreateSchema(ma.Schema):
     reason = ReasonField(
         load_default=None,
         allow_none=True,
-        metadata={"description": "required for discontinued_treatment and withdrew"},
+        metadata={
+            "description": "required for screen_failure, discontinued_treatment and withdrew"
+        },
     )
 
 
@@ -44,3 +46,48 @@ DispositionPatchSchema = patch_schema_for(
     DispositionCreateSchema, "DispositionPatch", DISPOSITION_PATCH_KEYS
 )
 DeviationPatchSchema = patch_schema_for(DeviationCreateSchema, "DeviationPatch")
+
+
+class EligibilityAnswersSchema(ma.Schema):
+    answers = f.Dict(
+        keys=f.String(validate=v.Length(min=1, max=40)),
+        values=f.Raw(),
+        required=True,
+        metadata={
+            "description": 'criterion code -> true (met) or false (not met), e.g. {"I1": true, '
+            '"E1": false}; the criteria are in GET .../eligibility'
+        },
+    )
+
+
+class EligibilityAnswerCreateSchema(ma.Schema):
+    criterion = f.String(required=True, validate=v.Length(min=1, max=40))
+    met = f.Boolean(required=True, truthy={True}, falsy={False})
+
+
+class EligibilityAnswerSchema(RecordMetaSchema):
+    criterion = f.String(dump_only=True)
+    met = f.Boolean(dump_only=True)
+
+
+class CriterionAnswerSchema(ma.Schema):
+    code = f.String(dump_only=True)
+    kind = f.String(dump_only=True)
+    text = f.String(dump_only=True)
+    met = f.Boolean(dump_only=True, allow_none=True)
+    record_id = f.Integer(dump_only=True, allow_none=True)
+    version = f.Integer(dump_only=True, allow_none=True)
+
+
+class EligibilitySchema(ma.Schema):
+    criteria = f.List(f.Nested(CriterionAnswerSchema), dump_only=True)
+    eligible = f.Boolean(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "null until every criterion is answered"},
+    )
+
+
+EligibilityAnswerPatchSchema = patch_schema_for(
+    EligibilityAnswerCreateSchema, "EligibilityAnswerPatch"
+)

@@ -6,6 +6,7 @@ from datetime import date
 
 from sqlalchemy import func, select
 
+from trial.conduct.course import refuse_dosing_after_discontinuation
 from trial.dosing.models import DosingRecord
 from trial.dosing.schemas import DosingCreateSchema
 from trial.errors import Conflict
@@ -65,6 +66,8 @@ def check_dosing(participant: Participant, values: dict, *, exclude_id: int | No
                 f"(e.g. titration step, sedation)."
             )
     raise_errors(errors)
+    # A date the rules above accept, after the course stopped the drug: a conflict (409).
+    refuse_dosing_after_discontinuation(participant, day)
 
 
 def revalidate_dosing(record: DosingRecord, participant: Participant, values: dict) -> None:

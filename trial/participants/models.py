@@ -18,7 +18,19 @@ from trial.database import UTCDateTime
 from trial.extensions import db
 from trial.sites.models import Site
 
-PARTICIPANT_STATUSES = ("screened", "randomized")
+# The participant's course, derived from recorded events (``trial.conduct.course``): never
+# set by hand. "randomized" is randomized and on study; "off_treatment" stopped the study
+# drug and is still followed.
+PARTICIPANT_STATUSES = (
+    "screening",
+    "screen_failure",
+    "randomized",
+    "off_treatment",
+    "completed",
+    "withdrew",
+    "lost_to_follow_up",
+    "died",
+)
 
 
 class Participant(db.Model):
@@ -28,7 +40,10 @@ class Participant(db.Model):
         CheckConstraint("sex IN ('F', 'M')", name="known_sex"),
         CheckConstraint("year_of_birth BETWEEN 1900 AND 2100", name="plausible_birth_year"),
         CheckConstraint("number >= 1", name="number_positive"),
-        CheckConstraint("status IN ('screened', 'randomized')", name="known_status"),
+        CheckConstraint(
+            f"status IN ({', '.join(repr(s) for s in PARTICIPANT_STATUSES)})",
+            name="known_status",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -39,7 +54,7 @@ class Participant(db.Model):
     sex: Mapped[str] = mapped_column(String(1))
     year_of_birth: Mapped[int] = mapped_column(Integer)
     consent_date: Mapped[date] = mapped_column(Date)
-    status: Mapped[str] = mapped_column(String(20), default="screened")
+    status: Mapped[str] = mapped_column(String(20), default="screening")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     # Set by randomization; readable by every role. The arm itself lives only in the

@@ -2,6 +2,8 @@ import marshmallow as ma
 from marshmallow import fields as f
 from marshmallow import validate as v
 
+from trial.participants.models import PARTICIPANT_STATUSES
+
 
 class ParticipantCreateSchema(ma.Schema):
     site = f.String(required=True, load_only=True, validate=v.Length(min=1, max=10))
@@ -30,4 +32,4 @@ class ParticipantSchema(ma.Schema):
 
 class ParticipantQuerySchema(ma.Schema):
     site = f.String(validate=v.Length(min=1, max=10))
-    status = f.String(validate=v.OneOf(["screened", "randomized"]))
+    status = f.String(validate=v.OneOf(PARTICIPANT_STATUSES))

@@ -141,7 +141,7 @@ def _register(actor, site: Site, entries: Sequence[tuple[str, int, date]]) -> li
                 sex=sex,
                 year_of_birth=year_of_birth,
                 consent_date=consent_date,
-                status="screened",
+                status="screening",
                 created_at=now,
                 created_by_id=actor.id,
                 unblinded=False,
@@ -152,7 +152,7 @@ def _register(actor, site: Site, entries: Sequence[tuple[str, int, date]]) -> li
             "sex": sex,
             "year_of_birth": year_of_birth,
             "consent_date": consent_date,
-            "status": "screened",
+            "status": "screening",
         }
         events.extend(
             {

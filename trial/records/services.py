@@ -22,6 +22,9 @@ RECORD_TYPES: dict[str, type] = {}
 # the record types ``correct_any_record`` corrects. Visits and adverse events have operations
 # of their own (``trial.visits.services``, ``trial.safety.services``).
 REVALIDATIONS: dict[str, Callable] = {}
+# entity name -> what a correction or an entered-in-error mark of such a record changes
+# beyond the record (e.g. a disposition, the participant's status): ``register_revalidation``.
+AFTER_CHANGE: dict[str, Callable] = {}
 MAX_RECORD_ID = 2**31 - 1
 MAX_VERSION = 2**31 - 1  # the version column's range on PostgreSQL
 
@@ -44,11 +47,17 @@ def register_record_type(model: type) -> type:
     return model
 
 
-def register_revalidation(model: type, revalidate: Callable) -> None:
+def register_revalidation(
+    model: type, revalidate: Callable, *, after_change: Callable | None = None
+) -> None:
     """Declare how a record of ``model`` is checked as a correction would leave it:
     ``revalidate(record, participant, merged_values)`` raises ValidationFailed naming each bad
-    field. A record type with one is corrected by ``correct_any_record``."""
+    field. A record type with one is corrected by ``correct_any_record``. ``after_change(actor,
+    record, participant)``: what a correction or an entered-in-error mark changes beyond the
+    record, in the same transaction."""
     REVALIDATIONS[model.ENTITY] = revalidate
+    if after_change is not None:
+        AFTER_CHANGE[model.ENTITY] = after_change
 
 
 def _site_code(participant: Participant) -> str:
@@ -232,7 +241,20 @@ def correct_any_record(
         require_change=True,
     )
     invalidate_signature(actor, record)
+    _after_change(actor, record, participant)
     return record
+
+
+def _after_change(actor, record, participant: Participant) -> None:
+    """What a correction or a mark changes beyond the record: its type's declared effect,
+    and the edit checks of its visit (warnings on the answer, system queries)."""
+    # Imported here: the forms' models import this module.
+    from trial.forms.edit_checks.run import run_record_checks
+
+    effect = AFTER_CHANGE.get(record.ENTITY)
+    if effect is not None:
+        effect(actor, record, participant)
+    record.warnings = run_record_checks(actor, participant, record)
 
 
 def mark_any_record_in_error(
@@ -245,6 +267,7 @@ def mark_any_record_in_error(
     record, participant = get_visible_record(actor, entity, record_id, lock=True)
     mark_entered_in_error(actor, record, participant, reason, expected_version=expected_version)
     invalidate_signature(actor, record)
+    _after_change(actor, record, participant)
     return record
 
 

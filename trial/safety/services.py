@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from trial.conduct.course import refuse_after_final
 from trial.dosing.services import first_dose_date
 from trial.errors import Conflict, NotFound
 from trial.extensions import db
@@ -52,7 +53,7 @@ def entered_values(record: AdverseEvent) -> dict[str, Any]:
 
 
 def check_adverse_event(
-    values: dict[str, Any], participant: Participant, *, legacy_caller: bool = False
+    values: dict[str, Any], participant: Participant
 ) -> None:
     """Check the cross-field rules of an AE as it would be stored; name every bad field.
 
@@ -80,7 +81,7 @@ def check_adverse_event(
         add("end_date", f"End date {end} is in the future (today at the site is {today}).")
 
     term = values.get("term")
-    if term and states_only_death(term) and not legacy_caller:
+    if term and states_only_death(term):
         add("term", DEATH_ONLY_MESSAGE)
 
     known = values.keys()
@@ -105,6 +106,8 @@ def check_adverse_event(
     if "death" in criteria and "outcome" in known and outcome != "fatal":
         add("outcome", "The seriousness criterion 'death' needs the outcome fatal.")
     raise_errors(errors)
+    # An event after the course ended is not taken (409; the dates themselves are fine).
+    refuse_after_final(participant, onset, field="onset_date", what="adverse event")
 
 
 @checks_body(AdverseEventCreateSchema)
@@ -170,15 +173,8 @@ def report_adverse_event(actor, participant_id: str, body: dict[str, Any]):
     """
     participant = get_visible_participant(actor, participant_id)
     values = {"end_date": None, "seriousness_criteria": [], **body}
-    # TRANSITIONAL, for in-process callers that predate awareness_date (the demo's writer
-    # only; the HTTP body always carries the key, null when not given, so over HTTP a serious
-    # event without it and a death-only verbatim are refused). Such a caller gets the
-    # migration's rule for serious events recorded before the field (aware on the day it is
-    # recorded) and its death-only verbatims pass. Remove once the demo sends the field.
-    legacy_caller = "awareness_date" not in values
-    if legacy_caller:
-        values["awareness_date"] = site_today(participant.site) if values.get("serious") else None
-    check_adverse_event(values, participant, legacy_caller=legacy_caller)
+    values = {"awareness_date": None, **values}
+    check_adverse_event(values, participant)
     stored = stored_values(values)
     stored.update(code_term(stored["term"]).as_values())
     record = create_record(actor, AdverseEvent, participant, stored)

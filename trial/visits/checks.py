@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
+from trial.conduct.course import course_of, refuse_after_final, visit_expected
 from trial.errors import Conflict
 from trial.forms import services as forms
 from trial.participants.models import Participant
@@ -22,8 +23,9 @@ from trial.records.services import (
     records_of,
 )
 from trial.visits.models import Visit
+from trial.visits.windows import in_window, window_dates
 
-VISIT_FIELDS = ("visit_code", "visit_date", "status", "missed_reason")
+VISIT_FIELDS = ("visit_code", "visit_date", "status", "missed_reason", "out_of_window_reason")
 
 
 def visit_definition(code: str) -> VisitDefinition | None:
@@ -77,6 +79,8 @@ def check_visit(
             errors["visit_date"] = [f"{visit_date} is before consent ({participant.consent_date})."]
         elif definition is not None and definition.day >= 0 and visit_date < day0:
             errors["visit_date"] = [f"{visit_date} is before randomization ({day0})."]
+    if "visit_date" not in errors:
+        _refuse_after_course(participant, definition, day0, status, visit_date)
     if code is None:
         return errors
     if visits is None:
@@ -90,6 +94,49 @@ def check_visit(
             {"visit_code": ["Already recorded."]},
         )
     return errors
+
+
+def _refuse_after_course(participant, definition, day0, status, visit_date) -> None:
+    """No visit dated after a final disposition; no missed visit the course no longer
+    expects (its window opens after the disposition)."""
+    if status == "completed":
+        refuse_after_final(participant, visit_date, field="visit_date", what="visit")
+    elif status == "missed" and definition is not None and day0 is not None:
+        opens = window_dates(definition, day0)[1]
+        final = course_of(participant).final
+        if not visit_expected(opens, final):
+            raise Conflict(
+                f"Participant {participant.participant_id} ended the study ({final.status}) "
+                f"on {final.date}, before the window of {definition.label} opens ({opens}): "
+                f"the visit is not expected, so it is not recorded as missed.",
+                {"status": [f"Not expected after the disposition ({final.status})."]},
+            )
+
+
+def window_errors(participant: Participant, data: dict, errors: dict) -> None:
+    """A completed visit outside its window needs ``out_of_window_reason``: a visit code that
+    does not fit the date is more often a slip than a late visit, so it is refused rather
+    than silently becoming a deviation. Screening visits are placed at randomization."""
+    code, visit_date = data.get("visit_code"), data.get("visit_date")
+    definition = visit_definition(code) if code is not None else None
+    day0 = randomization_date(participant)
+    if data.get("status") != "completed" or None in (definition, visit_date, day0):
+        return
+    if "visit_date" in errors:  # a date refused already (future, before consent) is not placed
+        return
+    if in_window(definition, day0, visit_date):
+        return
+    if "out_of_window_reason" in data and clean_reason(data["out_of_window_reason"]) is None:
+        _, earliest, latest = window_dates(definition, day0)
+        day = (visit_date - day0).days
+        fitting = [d.code for d in current_protocol().visits if in_window(d, day0, visit_date)]
+        hint = f" On day {day} the protocol expects {', '.join(fitting)}." if fitting else ""
+        errors.setdefault("visit_date", []).append(
+            f"{visit_date} is day {day}, outside the window of {definition.label} "
+            f"({earliest} to {latest}).{hint} Check the visit code, or give "
+            f"out_of_window_reason to record it late or early (a protocol deviation)."
+        )
+        errors["out_of_window_reason"] = ["Required for a visit outside its window."]
 
 
 def calendar_period(
@@ -148,6 +195,7 @@ def visit_errors(participant: Participant, data: dict, *, visits: list | None = 
     ):
         period = calendar_period(participant, data["visit_code"], visit_date, visits=visits)
         forms.check_drinking_days(participant, data["drinking"], period, errors)
+    window_errors(participant, data, errors)
     forms.check_vitals(data.get("vitals"), errors)
     forms.check_labs(data.get("labs") or [], errors)
     return errors

@@ -19,11 +19,14 @@ from trial.records.services import (
 )
 from trial.visits.checks import visit_definition
 from trial.visits.models import Visit
-from trial.visits.schedule import in_window, window_dates
+from trial.visits.windows import in_window, window_dates
 
 
-def out_of_window_deviation(participant: Participant, visit_code: str, visit_date: date):
-    """The automatic deviation a completed visit on ``visit_date`` raises, or None in window."""
+def out_of_window_deviation(
+    participant: Participant, visit_code: str, visit_date: date, reason: str | None = None
+):
+    """The automatic deviation a completed visit on ``visit_date`` raises, or None in window;
+    ``reason``: the visit's out-of-window reason, kept in the description."""
     definition = visit_definition(visit_code)
     day0 = randomization_date(participant)
     if in_window(definition, day0, visit_date):
@@ -34,7 +37,8 @@ def out_of_window_deviation(participant: Participant, visit_code: str, visit_dat
         "date": visit_date,
         "description": f"{definition.label} on {visit_date}, outside its window "
         f"{earliest} to {latest} (day {definition.day}, "
-        f"-{definition.window_before}/+{definition.window_after} days).",
+        f"-{definition.window_before}/+{definition.window_after} days)."
+        + (f" Reason: {reason}" if reason else ""),
     }
 
 
@@ -42,7 +46,9 @@ def _flag_window(actor, participant: Participant, visit: Visit) -> None:
     """Raise an automatic deviation for a completed visit outside its window (once)."""
     if visit.status != "completed":
         return
-    values = out_of_window_deviation(participant, visit.visit_code, visit.visit_date)
+    values = out_of_window_deviation(
+        participant, visit.visit_code, visit.visit_date, visit.out_of_window_reason
+    )
     if values is None:
         return
     existing = db.session.scalar(
@@ -78,7 +84,9 @@ def after_visit_corrected(actor, participant: Participant, visit: Visit) -> None
     )
     expected = None
     if visit.status == "completed":
-        expected = out_of_window_deviation(participant, visit.visit_code, visit.visit_date)
+        expected = out_of_window_deviation(
+            participant, visit.visit_code, visit.visit_date, visit.out_of_window_reason
+        )
     if current is not None and (expected is None or current.date != expected["date"]):
         why = (
             "now within its window"

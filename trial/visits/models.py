@@ -7,6 +7,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from trial.database import UTCDateTime
 from trial.extensions import db
+from trial.protocol import current_protocol
 from trial.records.models import CapturedRecord, active_unique_index
 from trial.records.services import register_record_type
 
@@ -28,12 +29,15 @@ class Visit(CapturedRecord, db.Model):
         active_unique_index("uq_visits_participant_code", "participant_id", "visit_code"),
     )
     ENTITY = "visit"
-    AUDITED_FIELDS = ("visit_code", "visit_date", "status", "missed_reason")
+    AUDITED_FIELDS = ("visit_code", "visit_date", "status", "missed_reason", "out_of_window_reason")
 
     visit_code: Mapped[str] = mapped_column(String(40))
     visit_date: Mapped[date | None] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(20))
     missed_reason: Mapped[str | None] = mapped_column(Text)
+    # Why a visit is recorded outside its window (required then; kept on the automatic
+    # deviation too): a visit code that does not fit its date is refused without one.
+    out_of_window_reason: Mapped[str | None] = mapped_column(Text)
     signature_status: Mapped[str] = mapped_column(String(20), default="unsigned")
     signed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -44,6 +48,28 @@ class Visit(CapturedRecord, db.Model):
     @property
     def signer_name(self) -> str | None:
         return self.signer.username if self.signer is not None else None
+
+    @property
+    def expected_forms(self) -> tuple[str, ...]:
+        """The forms the protocol names for this visit (none for a missed one)."""
+        if self.status != "completed":
+            return ()
+        try:
+            return current_protocol().visit(self.visit_code).forms
+        except KeyError:
+            return ()
+
+    @property
+    def missing_forms(self) -> list[str]:
+        """Expected forms this visit does not hold."""
+        held = {
+            "drinking": bool(self.drinking_days),
+            "ocds": self.ocds is not None,
+            "ciwa": self.ciwa is not None,
+            "vitals": self.vitals is not None,
+            "labs": bool(self.labs),
+        }
+        return [form for form in self.expected_forms if not held[form]]
 
 
 def _forms(model: str, *, many: bool = True, order_by: str | None = None):

@@ -10,6 +10,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from trial.conduct.models import ProtocolDeviation
 from trial.extensions import db
 from trial.forms import services as forms
+from trial.forms.edit_checks.run import run_visit_checks
 from trial.forms.models import CiwaAssessment, DrinkingDay, LabResult, OcdsAssessment, Vitals
 from trial.participants.models import Participant
 from trial.participants.services import (
@@ -35,6 +36,7 @@ VISIT_DEFAULTS = {
     "status": "completed",
     "visit_date": None,
     "missed_reason": None,
+    "out_of_window_reason": None,
     "drinking": [],
     "labs": [],
     "ocds": None,
@@ -59,6 +61,7 @@ def record_visit(actor, participant: Participant, data: dict) -> Visit:
     visits = db.session.execute(_VISITS_TO_CHECK, {"participant": participant.id}).all()
     raise_if_errors(visit_errors(participant, data, visits=visits))
     [visit] = record_visits(actor, [(participant, data)])
+    visit.warnings = run_visit_checks(actor, participant, visit)
     return visit
 
 
@@ -81,7 +84,9 @@ def record_visits(actor, entries: Sequence[tuple[Participant, dict]]) -> list[Vi
     for visit, (participant, data) in zip(visits, entries, strict=True):
         if data.get("status", "completed") != "completed":
             continue
-        values = out_of_window_deviation(participant, data["visit_code"], data["visit_date"])
+        values = out_of_window_deviation(
+            participant, data["visit_code"], data["visit_date"], data.get("out_of_window_reason")
+        )
         if values is not None:
             automatic = {**values, "automatic": True, "visit_id": visit.id}
             items.append((ProtocolDeviation, participant, automatic))

@@ -2,6 +2,7 @@ import marshmallow as ma
 from marshmallow import fields as f
 from marshmallow import validate as v
 
+from trial.forms.edit_checks.schemas import EditCheckWarningSchema
 from trial.forms.schemas import (
     CiwaInput,
     CiwaSchema,
@@ -33,6 +34,14 @@ class VisitCreateSchema(ma.Schema):
         metadata={"description": "required for a completed visit"},
     )
     missed_reason = ReasonField(load_default=None, allow_none=True)
+    out_of_window_reason = ReasonField(
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "required when a completed visit's date is outside its window: "
+            "why it was done late or early (it is kept on the automatic deviation)"
+        },
+    )
     drinking = f.List(
         f.Nested(DrinkingDayInput),
         load_default=list,
@@ -49,6 +58,7 @@ class VisitPatchSchema(ma.Schema):
     visit_date = f.Date(allow_none=True)
     status = f.String(validate=v.OneOf(["completed", "missed"]))
     missed_reason = ReasonField(allow_none=True)
+    out_of_window_reason = ReasonField(allow_none=True)
     reason = ReasonField(required=True, load_only=True)
     version = version_field()
 
@@ -62,6 +72,17 @@ class VisitSchema(RecordMetaSchema):
     visit_date = f.Date(dump_only=True, allow_none=True)
     status = f.String(dump_only=True)
     missed_reason = f.String(dump_only=True, allow_none=True)
+    out_of_window_reason = f.String(dump_only=True, allow_none=True)
+    expected_forms = f.List(
+        f.String(),
+        dump_only=True,
+        metadata={"description": "the forms the protocol names for this visit"},
+    )
+    missing_forms = f.List(
+        f.String(),
+        dump_only=True,
+        metadata={"description": "expected forms this completed visit does not hold"},
+    )
     signature_status = f.String(dump_only=True)
     signed_at = f.AwareDateTime(dump_only=True, allow_none=True)
     signature_meaning = f.String(dump_only=True, allow_none=True)
@@ -71,17 +92,44 @@ class VisitSchema(RecordMetaSchema):
     ciwa = f.Nested(CiwaSchema, dump_only=True, allow_none=True)
     vitals = f.Nested(VitalsSchema, dump_only=True, allow_none=True)
     labs = f.Nested(LabSchema, many=True, dump_only=True)
+    warnings = f.List(
+        f.Nested(EditCheckWarningSchema),
+        dump_only=True,
+        metadata={
+            "description": "unusual values saved and queried (edit checks); only on the "
+            "answer to the change that raised them"
+        },
+    )
 
 
 class ScheduledVisitSchema(ma.Schema):
     code = f.String(dump_only=True)
     label = f.String(dump_only=True)
     day = f.Integer(dump_only=True)
+    forms = f.List(
+        f.String(),
+        dump_only=True,
+        metadata={"description": "the forms the visit collects (drinking, ocds, ciwa, ...)"},
+    )
+    calendar_from = f.Date(
+        dump_only=True,
+        allow_none=True,
+        metadata={
+            "description": "first day the visit's drinking calendar must cover (if done on "
+            "its target date, or on its recorded date)"
+        },
+    )
+    calendar_to = f.Date(dump_only=True, allow_none=True)
+    missing_forms = f.List(f.String(), dump_only=True)
     target_date = f.Date(dump_only=True, allow_none=True)
     earliest_date = f.Date(dump_only=True, allow_none=True)
     latest_date = f.Date(dump_only=True, allow_none=True)
     status = f.String(
-        dump_only=True, metadata={"description": "upcoming, due, overdue, completed or missed"}
+        dump_only=True,
+        metadata={
+            "description": "upcoming, due, overdue, completed, missed, or not_expected (after "
+            "a final disposition, or for a participant never randomized)"
+        },
     )
     visit_id = f.Integer(dump_only=True, allow_none=True)
     visit_date = f.Date(dump_only=True, allow_none=True)

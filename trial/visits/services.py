@@ -16,6 +16,7 @@ from trial.conduct.models import ProtocolDeviation
 from trial.database import utcnow
 from trial.errors import Conflict, Forbidden, ForbiddenRecorded
 from trial.extensions import db
+from trial.forms.edit_checks.run import run_record_checks
 from trial.reasons import require_reason
 from trial.records.services import (
     check_version,
@@ -97,6 +98,7 @@ def correct_visit(
     )
     after_visit_corrected(actor, participant, visit)
     invalidate_signature(actor, visit)
+    visit.warnings = run_record_checks(actor, participant, visit)
     return visit
 
 
@@ -124,6 +126,7 @@ def mark_visit_in_error(
     for record in [*active_forms(visit), *deviations]:
         mark_entered_in_error(actor, record, participant, because)
     invalidate_signature(actor, visit)
+    run_record_checks(actor, participant, visit)
     return visit
 
 

@@ -1,0 +1,1 @@
+"""The site's worklist: what is due, missing, unsigned, queried and on the clock."""

@@ -1,0 +1,241 @@
+"""The site's worklist: in one answer, what site staff (or their monitor) must do next.
+
+Read in a fixed number of statements whatever the number of participants: the participants
+of the sites, their active visits, dispositions and form presence are each read once, and
+each participant's schedule is built in memory by the rules of the schedule endpoint
+(``trial.visits.schedule.build_schedule``, ``trial.conduct.course.visit_expected``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+
+from sqlalchemy import select
+
+from trial.conduct.course import Course, Ending
+from trial.conduct.models import TREATMENT_DISCONTINUATION, Disposition
+from trial.database import utcnow
+from trial.errors import Forbidden, ValidationFailed
+from trial.extensions import db
+from trial.forms.models import CiwaAssessment, DrinkingDay, LabResult, OcdsAssessment, Vitals
+from trial.participants.models import Participant
+from trial.participants.services import site_today
+from trial.protocol import current_protocol
+from trial.queries.models import DataQuery, age_in_days
+from trial.safety.expedited import expedited_reports
+from trial.sites.models import Site
+from trial.visits.models import Visit
+from trial.visits.schedule import build_schedule
+
+FORM_MODELS = {
+    "drinking": DrinkingDay,
+    "ocds": OcdsAssessment,
+    "ciwa": CiwaAssessment,
+    "vitals": Vitals,
+    "labs": LabResult,
+}
+
+
+def worklist_sites(actor, site: str | None) -> list[Site]:
+    """The sites the worklist covers: the actor's (every site for a central role), or the
+    one asked for (422 for an unknown site, 403 for one the actor does not work at)."""
+    sites = list(db.session.scalars(select(Site).order_by(Site.code)))
+    visible = actor.visible_site_ids()
+    mine = [s for s in sites if visible is None or s.id in visible]
+    if site is None:
+        return mine
+    chosen = [s for s in sites if s.code == site]
+    if not chosen:
+        raise ValidationFailed("Invalid input: site.", {"site": [f"Unknown site {site!r}."]})
+    if chosen[0] not in mine:
+        raise Forbidden(f"You do not work at site {site}.")
+    return chosen
+
+
+def build_worklist(
+    actor, *, site: str | None = None, start: date | None = None, end: date | None = None
+) -> dict:
+    """Visits due or overdue (their window meeting ``start``..``end``; open ends unbounded),
+    completed visits (dated in the period) with expected forms missing or awaiting the
+    investigator's signature, open queries awaiting the site's answer with their age, and
+    expedited reports of serious AEs not yet submitted with their clock."""
+    sites = worklist_sites(actor, site)
+    site_ids = [s.id for s in sites]
+    people = list(
+        db.session.scalars(
+            select(Participant)
+            .where(Participant.site_id.in_(site_ids))
+            .order_by(Participant.participant_id)
+        )
+    )
+    by_row = {p.id: p for p in people}
+    visits = _active(Visit, by_row)
+    courses = _courses(by_row)
+    held = _forms_held(by_row)
+    protocol = current_protocol()
+    due, missing, unsigned = [], [], []
+
+    def gaps_of(visit) -> list[str]:
+        """The visit's missing forms (``Visit.missing_forms``) from the forms read at once."""
+        if visit.status != "completed":
+            return []
+        return [f for f in protocol.visit(visit.visit_code).forms if visit.id not in held[f]]
+
+    for participant in people:
+        mine = visits.get(participant.id, [])
+        schedule = build_schedule(participant, mine, courses[participant.id], gaps_of)
+        for item in schedule:
+            if item.status in ("due", "overdue") and _window_meets(item, start, end):
+                due.append(_due_row(participant, item))
+        for visit in mine:
+            if visit.status != "completed" or not _dated_in(visit.visit_date, start, end):
+                continue
+            gaps = gaps_of(visit)
+            if gaps:
+                missing.append({**_visit_row(participant, visit), "missing_forms": gaps})
+            if visit.signature_status != "signed":
+                unsigned.append(
+                    {**_visit_row(participant, visit), "signature_status": visit.signature_status}
+                )
+    due.sort(key=lambda row: (row["latest_date"], row["participant_id"], row["day"]))
+    return {
+        "sites": [{"site": s.code, "today": site_today(s)} for s in sites],
+        "from": start,
+        "to": end,
+        "visits_due": due,
+        "missing_forms": missing,
+        "awaiting_signature": unsigned,
+        "open_queries": _open_queries(site_ids, by_row),
+        "serious_adverse_events": _sae_clocks({s.code for s in sites}),
+    }
+
+
+def _active(model, by_row: dict) -> dict[int, list]:
+    """Active records of ``model`` per participant row id, in the order they were made."""
+    found = defaultdict(list)
+    if by_row:
+        for record in db.session.scalars(
+            select(model)
+            .where(model.participant_id.in_(by_row), model.entered_in_error.is_(False))
+            .order_by(model.id)
+        ):
+            found[record.participant_id].append(record)
+    return found
+
+
+def _courses(by_row: dict) -> dict[int, Course]:
+    """Each participant's course, as ``trial.conduct.course.course_of`` reads it one by one."""
+    endings = _active(Disposition, by_row)
+    courses = {}
+    for row_id, participant in by_row.items():
+        final = discontinued = None
+        for record in endings.get(row_id, []):
+            ending = Ending(record.status, record.date)
+            if record.status == TREATMENT_DISCONTINUATION:
+                discontinued = ending
+            else:
+                final = ending
+        courses[row_id] = Course(participant.randomized_at is not None, final, discontinued)
+    return courses
+
+
+def _forms_held(by_row: dict) -> dict[str, set[int]]:
+    """Per form, the ids of the visits holding an active one."""
+    held: dict[str, set[int]] = {form: set() for form in FORM_MODELS}
+    if not by_row:
+        return held
+    for form, model in FORM_MODELS.items():
+        held[form] = set(
+            db.session.scalars(
+                select(model.visit_id)
+                .where(model.participant_id.in_(by_row), model.entered_in_error.is_(False))
+                .distinct()
+            )
+        )
+    return held
+
+
+def _window_meets(item, start: date | None, end: date | None) -> bool:
+    if end is not None and item.earliest_date > end:
+        return False
+    return start is None or item.latest_date >= start
+
+
+def _dated_in(day: date | None, start: date | None, end: date | None) -> bool:
+    if day is None:
+        return False
+    return (start is None or day >= start) and (end is None or day <= end)
+
+
+def _due_row(participant: Participant, item) -> dict:
+    today = site_today(participant.site)
+    return {
+        "participant_id": participant.participant_id,
+        "site": participant.site_code,
+        "participant_status": participant.status,
+        "visit_code": item.code,
+        "label": item.label,
+        "day": item.day,
+        "status": item.status,
+        "target_date": item.target_date,
+        "earliest_date": item.earliest_date,
+        "latest_date": item.latest_date,
+        "days_overdue": max((today - item.latest_date).days, 0),
+        "forms": list(item.forms),
+        "calendar_from": item.calendar_from,
+        "calendar_to": item.calendar_to,
+    }
+
+
+def _visit_row(participant: Participant, visit: Visit) -> dict:
+    return {
+        "participant_id": participant.participant_id,
+        "site": participant.site_code,
+        "visit_id": visit.id,
+        "visit_code": visit.visit_code,
+        "visit_date": visit.visit_date,
+    }
+
+
+def _open_queries(site_ids: list[int], by_row: dict) -> list[dict]:
+    """Open queries addressed to the sites (awaiting the site's answer), oldest first."""
+    now = utcnow()
+    rows = db.session.scalars(
+        select(DataQuery)
+        .where(DataQuery.site_id.in_(site_ids), DataQuery.status == "open")
+        .order_by(DataQuery.opened_at, DataQuery.id)
+    )
+    return [
+        {
+            "query_id": query.id,
+            "participant_id": by_row[query.participant_id].participant_id,
+            "site": by_row[query.participant_id].site_code,
+            "entity": query.entity,
+            "record_id": query.record_id,
+            "field": query.field,
+            "text": query.text,
+            "opened_at": query.opened_at,
+            "age_days": age_in_days(query.opened_at, now),
+        }
+        for query in rows
+    ]
+
+
+def _sae_clocks(site_codes: set[str]) -> list[dict]:
+    """Expedited reports of serious AEs not yet submitted, most urgent first, with their
+    clock."""
+    return [
+        {
+            "report_id": report["id"],
+            "adverse_event_id": report["adverse_event_id"],
+            "participant_id": report["participant_id"],
+            "site": report["site"],
+            "term": report["term"],
+            "status": report["status"],
+            "due_at": report["due_at"],
+            "overdue": report["overdue"],
+        }
+        for report in expedited_reports("open")
+        if report["site"] in site_codes
+    ]
