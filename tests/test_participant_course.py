@@ -383,3 +383,29 @@ def test_a_visit_code_that_does_not_fit_its_date_needs_a_reason(trial):
     deviations = trial.get(f"/participants/{p.pid}/deviations").json
     assert [d["category"] for d in deviations] == ["visit_out_of_window"]
     assert "Participant unwell on day 0" in deviations[0]["description"]
+
+
+# --- edit checks on the way in ---------------------------------------------------------
+
+
+def test_an_unusual_value_is_saved_warned_and_queried_by_the_system(trial):
+    p = trial.enrol(day0_ago=7)
+    target = window("titration_w1", p.day0)[0]
+    days = calendar(p.screening_date, target - D)
+    days[0]["standard_drinks"] = 35  # possible, unusual: above the 30-drink check
+    response = trial.visit(p.pid, "titration_w1", target, drinking=days, vitals=vitals())
+    assert response.status_code == 201, response.json
+    rules = {w["rule"]: w for w in response.json["warnings"]}
+    assert set(rules) == {"drinks_per_day_high"}
+    assert rules["drinks_per_day_high"]["field"].startswith("drinking.")
+    queries = trial.get("/queries?origin=system", role="monitor").json
+    drinks = [q for q in queries if q["rule"] == "drinks_per_day_high"]
+    assert [q["record_id"] for q in drinks] == [str(response.json["drinking"][0]["id"])]
+    # The control: 30 drinks is not unusual by the rule (strictly above), so no warning.
+    q = trial.enrol(day0_ago=7)
+    days = calendar(q.screening_date, target - D)
+    days[0]["standard_drinks"] = 30
+    quiet = trial.visit(q.pid, "titration_w1", target, drinking=days, vitals=vitals())
+    assert quiet.status_code == 201 and quiet.json["warnings"] == []
+    queries = trial.get("/queries?origin=system", role="monitor").json
+    assert len([q for q in queries if q["rule"] == "drinks_per_day_high"]) == 1
