@@ -73,7 +73,7 @@ def _set_statuses(statuses) -> None:
     """Make ``ck_participants_known_status`` admit ``statuses``."""
     bind = op.get_bind()
     if bind.dialect.name != "sqlite":
-        op.drop_constraint("ck_participants_known_status", "participants", type_="check")
+        op.drop_constraint(op.f("ck_participants_known_status"), "participants", type_="check")
         op.create_check_constraint("known_status", "participants", f"status IN ({_in(statuses)})")
         return
     table_sql = bind.exec_driver_sql(
