@@ -30,8 +30,8 @@ from randomization.services import (
     randomize,
     refuse_exhausted,
 )
-from trial.errors import NotFound
 from trial.conduct.eligibility import check_ready_for_randomization
+from trial.errors import NotFound
 from trial.extensions import db
 from trial.participants.models import Participant
 from trial.protocol import current_protocol

@@ -345,6 +345,31 @@ def make_ready_for_randomization(client, headers: dict, participant_id: str) -> 
     assert answers.status_code == 201, answers.json
 
 
+def make_ready_in_process(actor, participant) -> None:
+    """``make_ready_for_randomization`` through the services, in the test's own process (for
+    tests that load many participants before starting a server): a screening visit with a
+    one-day baseline calendar, and every criterion answered as the protocol requires. The
+    caller commits."""
+    from datetime import date
+
+    from tests.capture_helpers import eligible_answers
+    from trial.conduct.eligibility import record_answers
+    from trial.visits.services import record_visit
+
+    screening = max(date.today() - timedelta(days=1), participant.consent_date)
+    record_visit(
+        actor,
+        participant,
+        {
+            "visit_code": "screening",
+            "visit_date": screening,
+            "status": "completed",
+            "drinking": [{"day": screening - timedelta(days=1), "standard_drinks": 6}],
+        },
+    )
+    record_answers(actor, participant, eligible_answers())
+
+
 def approve_for_code_break(user, password: str):
     """Let an investigator break codes as the real procedure does (trial/auth/approval.py):
     the owner sets their own password, then an unblinded statistician approves the account.

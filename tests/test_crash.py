@@ -77,7 +77,7 @@ VITALS = ("systolic_bp", "diastolic_bp", "heart_rate", "weight_kg")
 LABS = (("GGT", "U/L", 55.0), ("ALT", "U/L", 45.0), ("AST", "U/L", 40.0))
 # Audit create rows per record, written out here rather than read from the models.
 FORM_TABLES = {
-    "visits": ("visit", 4),
+    "visits": ("visit", 5),
     "drinking_days": ("drinking_day", 2),
     "ocds_assessments": ("ocds", 14),
     "ciwa_assessments": ("ciwa", 10),

@@ -27,7 +27,7 @@ from sqlalchemy import select
 from randomization import lists
 from randomization.models import RandomizationSlot
 from randomization.schemas import FixedTimestamp
-from tests.conftest import bearer
+from tests.conftest import bearer, make_ready_in_process
 from tests.live_server import live_server
 from trial.audit.models import AuditEvent
 from trial.audit.services import verify_chain
@@ -70,12 +70,15 @@ def trial(app, make_site, make_user) -> Trial:
     lists.generate(make_user("unblinded_statistician")[0])
     coordinator, coordinator_token = make_user("coordinator", sites=["S01"])
     _, investigator_token = make_user("investigator", sites=["S01"])
-    pids = [
+    people = [
         register_participant(
             coordinator, site="S01", sex="F", year_of_birth=1980, consent_date=date(2026, 1, 15)
-        ).participant_id
+        )
         for _ in range(PARTICIPANTS + 1)
     ]
+    for participant in people:  # screened and eligible: what randomization requires
+        make_ready_in_process(coordinator, participant)
+    pids = [participant.participant_id for participant in people]
     db.session.commit()
     length = len(
         db.session.scalars(

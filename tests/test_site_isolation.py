@@ -106,9 +106,9 @@ def s01(app, trial):
         "dosing": dosing["id"],
         "disposition": disposition["id"],
         "protocol_deviation": deviation["id"],
-        "eligibility_answer": trial.get(f"/participants/{p.pid}/eligibility").json["criteria"][
-            0
-        ]["record_id"],
+        "eligibility_answer": trial.get(f"/participants/{p.pid}/eligibility").json["criteria"][0][
+            "record_id"
+        ],
     }
     if "safety.report_adverse_event" in app.view_functions:
         event = trial.post(f"/participants/{p.pid}/adverse-events", adverse_event(p))

@@ -15,7 +15,7 @@ requires that:
 
 Both directions run (S01 creating and S02 probing, then the reverse). ``STATEFUL_MAX_EXAMPLES``
 (scenarios per direction, default 20) and ``STATEFUL_STEP_COUNT`` (calls per scenario, default
-10) deepen the run; ``FUZZ_RANDOM=1`` draws new scenarios instead of the fixed default ones.
+15) deepen the run; ``FUZZ_RANDOM=1`` draws new scenarios instead of the fixed default ones.
 """
 
 from __future__ import annotations
@@ -39,7 +39,9 @@ from trial.extensions import db
 
 SPEC_PATH = "/api/v1/openapi.json"
 MAX_EXAMPLES = int(os.environ.get("STATEFUL_MAX_EXAMPLES", "20"))
-STEP_COUNT = int(os.environ.get("STATEFUL_STEP_COUNT", "10"))
+# 15 calls: randomization now needs a screening visit and eligibility answers first, so a
+# scenario needs more calls to reach a randomized participant's records.
+STEP_COUNT = int(os.environ.get("STATEFUL_STEP_COUNT", "15"))
 RANDOMIZE = os.environ.get("FUZZ_RANDOM") == "1"
 # As in test_openapi: the spec cannot express the business rules, so a schema-valid body may
 # rightly get a 422. Every other built-in check runs, ignored_auth included.

@@ -105,8 +105,10 @@ def expected_worklist(site: str) -> dict:
     people = rows(
         "SELECT id, participant_id, randomized_at FROM participants WHERE site_id = :s", s=site_id
     )
-    active = "entered_in_error = false" if db.engine.dialect.name != "sqlite" else (
-        "entered_in_error = 0"
+    active = (
+        "entered_in_error = false"
+        if db.engine.dialect.name != "sqlite"
+        else ("entered_in_error = 0")
     )
     visits = rows(
         f"SELECT id, participant_id, visit_code, visit_date, status, signature_status "

@@ -69,11 +69,13 @@ UPDATE participants SET status = COALESCE(
 """
 
 
-def _set_statuses(statuses) -> None:
-    """Make ``ck_participants_known_status`` admit ``statuses``."""
+def _set_statuses(statuses, update: str) -> None:
+    """Make ``ck_participants_known_status`` admit ``statuses``, and run ``update`` (which
+    gives every row one of them) where the constraint allows it."""
     bind = op.get_bind()
     if bind.dialect.name != "sqlite":
         op.drop_constraint(op.f("ck_participants_known_status"), "participants", type_="check")
+        op.execute(update)
         op.create_check_constraint("known_status", "participants", f"status IN ({_in(statuses)})")
         return
     table_sql = bind.exec_driver_sql(
@@ -89,17 +91,19 @@ def _set_statuses(statuses) -> None:
     version = bind.exec_driver_sql("PRAGMA schema_version").scalar_one()
     bind.exec_driver_sql("PRAGMA writable_schema = ON")
     bind.execute(
-        sa.text("UPDATE sqlite_master SET sql = :sql WHERE type = 'table' AND name = 'participants'"),
+        sa.text(
+            "UPDATE sqlite_master SET sql = :sql WHERE type = 'table' AND name = 'participants'"
+        ),
         {"sql": new_sql},
     )
     bind.exec_driver_sql(f"PRAGMA schema_version = {int(version) + 1}")
     bind.exec_driver_sql("PRAGMA writable_schema = OFF")
+    op.execute(update)  # SQLite checks a row when it is written: these now pass
 
 
 def upgrade():
     bind = op.get_bind()
-    _set_statuses(NEW_STATUSES)
-    op.execute(DERIVED_STATUS.format(active=_active(bind)))
+    _set_statuses(NEW_STATUSES, DERIVED_STATUS.format(active=_active(bind)))
 
     with op.batch_alter_table("dispositions", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("ck_dispositions_known_status"), type_="check")
@@ -176,8 +180,8 @@ def downgrade():
         )
         batch_op.drop_constraint(op.f("ck_dispositions_known_status"), type_="check")
         batch_op.create_check_constraint("known_status", f"status IN ({_in(OLD_DISPOSITIONS)})")
-    _set_statuses(OLD_STATUSES)
-    op.execute(
+    _set_statuses(
+        OLD_STATUSES,
         "UPDATE participants SET status = CASE WHEN randomized_at IS NULL THEN 'screened' "
-        "ELSE 'randomized' END"
+        "ELSE 'randomized' END",
     )

@@ -16,7 +16,12 @@ from functools import cache
 
 from trial.conduct.course import refresh_status
 from trial.conduct.eligibility import record_answers
-from trial.conduct.models import Disposition, EligibilityAnswer, ProtocolDeviation
+from trial.conduct.models import (
+    TREATMENT_DISCONTINUATION,
+    Disposition,
+    EligibilityAnswer,
+    ProtocolDeviation,
+)
 from trial.conduct.services import record_deviation, record_disposition
 from trial.dosing.models import DosingRecord
 from trial.dosing.services import record_dosing
@@ -104,10 +109,16 @@ def write_courses(users: dict, courses: list) -> None:
 
 def write_dispositions(coordinator, dispositions: list) -> None:
     """Store ``[(participant, values)]`` and the status each gives, as ``record_disposition``
-    does (the bulk path: checked by the simulation, not again)."""
-    records = create_records(coordinator, [(Disposition, p, v) for p, v in dispositions])
-    for record, (participant, _values) in zip(records, dispositions, strict=True):
-        refresh_status(coordinator, participant, because=f"disposition {record.status} recorded")
+    does one by one (the bulk path: checked by the simulation, not again). Treatment
+    discontinuations go first, so a participant's status passes through off_treatment before
+    a final disposition, as it does when they are entered in order."""
+    stopped = [item for item in dispositions if item[1]["status"] == TREATMENT_DISCONTINUATION]
+    final = [item for item in dispositions if item[1]["status"] != TREATMENT_DISCONTINUATION]
+    for batch in (stopped, final):
+        records = create_records(coordinator, [(Disposition, p, v) for p, v in batch])
+        for record, (participant, _values) in zip(records, batch, strict=True):
+            because = f"disposition {record.status} recorded"
+            refresh_status(coordinator, participant, because=because)
 
 
 def write_screening(users: dict, entries: list) -> None:

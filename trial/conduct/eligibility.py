@@ -110,6 +110,7 @@ def revalidate_answer(record: EligibilityAnswer, participant: Participant, value
 
 register_revalidation(EligibilityAnswer, revalidate_answer)
 
+
 def check_ready_for_randomization(participant: Participant) -> None:
     """What randomization requires of the participant's course (409 naming each gap): no
     final disposition (a screen failure stays one), a completed screening visit with its

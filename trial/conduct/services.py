@@ -23,7 +23,6 @@ from trial.reasons import clean_reason
 from trial.records.services import (
     create_record,
     raise_if_errors,
-    records_of,
     register_revalidation,
 )
 from trial.safety.models import AdverseEvent

@@ -97,7 +97,11 @@ def lock_site(site: Site) -> Site:
     return db.session.execute(
         select(Site)
         .where(Site.id == site.id)
-        .with_for_update()
+        # FOR NO KEY UPDATE: the site's key never changes, so rows that refer to the site
+        # (a query raised meanwhile) may still be inserted; FOR UPDATE would make such an
+        # insert wait for this registration while it waits for the audit chain that insert's
+        # transaction holds: a deadlock.
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)
     ).scalar_one()
 
@@ -185,9 +189,10 @@ def visible_participants(actor, *, site: str | None = None, status: str | None =
 
 # Built once: most requests read their participant first.
 _PARTICIPANT = select(Participant).where(Participant.participant_id == bindparam("participant_id"))
-_PARTICIPANT_LOCKED = _PARTICIPANT.with_for_update(of=Participant).execution_options(
-    populate_existing=True
-)
+# FOR NO KEY UPDATE, as for the site: records referring to the participant stay insertable.
+_PARTICIPANT_LOCKED = _PARTICIPANT.with_for_update(
+    of=Participant, key_share=True
+).execution_options(populate_existing=True)
 
 
 def get_visible_participant(actor, participant_id: str, *, lock: bool = False) -> Participant:

@@ -52,9 +52,7 @@ def entered_values(record: AdverseEvent) -> dict[str, Any]:
     return values
 
 
-def check_adverse_event(
-    values: dict[str, Any], participant: Participant
-) -> None:
+def check_adverse_event(values: dict[str, Any], participant: Participant) -> None:
     """Check the cross-field rules of an AE as it would be stored; name every bad field.
 
     A rule whose inputs are not all in ``values`` is skipped: when a body fails its schema,

@@ -120,4 +120,3 @@ def build_schedule(
             )
         )
     return schedule
-
