@@ -205,8 +205,11 @@ def record_helpers(fmt: str, cutoff: datetime, selected: list[Table]) -> Iterato
     if helpers is None:
         yield None
         return
-    try:
-        with tempfile.TemporaryDirectory(prefix="bundle-parts-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="bundle-parts-") as scratch:
+        # Every helper has exited before its scratch directory is removed: when one fails,
+        # the others may still be writing parts, and removing the directory under them
+        # raced them ("Directory not empty") and hid the failure's own error.
+        try:
             directory = Path(scratch)
             for helper, part in zip(helpers, ranges, strict=True):
                 helper.pipe.send(("bundle", cutoff, part, names, directory))
@@ -215,8 +218,8 @@ def record_helpers(fmt: str, cutoff: datetime, selected: list[Table]) -> Iterato
                 kind, *_ = helper.receive()
                 if kind != "done":
                     raise ExportHelperFailed(f"export helper {helper.number} sent {kind}")
-    finally:
-        _end_helpers(helpers)
+        finally:
+            _end_helpers(helpers)
 
 
 def _helper_main(app, pipe, number, inherited) -> None:
