@@ -74,15 +74,20 @@ def course_status(randomized: bool, final: str | None, discontinued: bool) -> st
 def course_of(participant: Participant, *, exclude_id: int | None = None) -> Course:
     """The participant's course from their active dispositions (``exclude_id``: one left
     out, as a correction of it would replace it)."""
-    final = discontinued = None
-    for record in db.session.scalars(
+    records = db.session.scalars(
         select(Disposition).where(
             Disposition.participant_id == participant.id,
             Disposition.entered_in_error.is_(False),
         )
-    ):
-        if record.id == exclude_id:
-            continue
+    )
+    return course_from(participant, [r for r in records if r.id != exclude_id])
+
+
+def course_from(participant: Participant, dispositions) -> Course:
+    """The course the participant's active ``dispositions`` give (read by the caller, e.g.
+    for many participants at once)."""
+    final = discontinued = None
+    for record in dispositions:
         ending = Ending(record.status, record.date)
         if record.status == TREATMENT_DISCONTINUATION:
             discontinued = ending

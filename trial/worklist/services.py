@@ -13,8 +13,8 @@ from datetime import date
 
 from sqlalchemy import select
 
-from trial.conduct.course import Course, Ending
-from trial.conduct.models import TREATMENT_DISCONTINUATION, Disposition
+from trial.conduct.course import Course, course_from
+from trial.conduct.models import Disposition
 from trial.database import utcnow
 from trial.errors import Forbidden, ValidationFailed
 from trial.extensions import db
@@ -125,19 +125,12 @@ def _active(model, by_row: dict) -> dict[int, list]:
 
 
 def _courses(by_row: dict) -> dict[int, Course]:
-    """Each participant's course, as ``trial.conduct.course.course_of`` reads it one by one."""
+    """Each participant's course from their dispositions, read for all of them at once."""
     endings = _active(Disposition, by_row)
-    courses = {}
-    for row_id, participant in by_row.items():
-        final = discontinued = None
-        for record in endings.get(row_id, []):
-            ending = Ending(record.status, record.date)
-            if record.status == TREATMENT_DISCONTINUATION:
-                discontinued = ending
-            else:
-                final = ending
-        courses[row_id] = Course(participant.randomized_at is not None, final, discontinued)
-    return courses
+    return {
+        row_id: course_from(participant, endings.get(row_id, []))
+        for row_id, participant in by_row.items()
+    }
 
 
 def _forms_held(by_row: dict) -> dict[str, set[int]]:
