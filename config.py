@@ -82,6 +82,20 @@ class Config:
 
     MAX_CONTENT_LENGTH = _int_env("MAX_CONTENT_LENGTH", 1_048_576)
 
+    # Web pages (trial/web): a signed session cookie that holds the browser's own session
+    # token. HttpOnly and SameSite=Strict always; Secure when SESSION_COOKIE_SECURE=1 and on
+    # every request that arrived over HTTPS (trial.web.session). A page session ends after
+    # SESSION_IDLE_MINUTES without a request (21 CFR 11.300: automatic sign-out).
+    SESSION_IDLE_MINUTES = _int_env("SESSION_IDLE_MINUTES", 15)
+    SESSION_COOKIE_NAME = "trial_session"
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Strict"
+    SESSION_COOKIE_SECURE = os.environ.get("SESSION_COOKIE_SECURE") == "1"
+    # CSRF (Flask-WTF): checked on every page form by trial.web, never on the JSON API (its
+    # bearer tokens are not sent by a browser on its own); valid as long as the session.
+    WTF_CSRF_CHECK_DEFAULT = False
+    WTF_CSRF_TIME_LIMIT = None
+
     # Helper processes writing a CSV bundle's record files, a range of participants each
     # (exports/helpers.py); 0 or 1: the whole bundle in the request's own process. Fewer
     # are used when each would have under EXPORT_HELPER_MIN_PARTICIPANTS participants.

@@ -40,6 +40,7 @@ def create_app(config_object: type[Config] | Config | None = None) -> Flask:
         init_database(app, db.engine)
 
     _register_api(app)
+    _register_pages(app)
     _register_cli(app)
     return app
 
@@ -98,6 +99,14 @@ def _register_api(app: Flask) -> None:
     randomization.init_app(app, api)
     exports.init_app(app, api)
     reports.init_app(app, api)
+
+
+def _register_pages(app: Flask) -> None:
+    from trial.participants.pages import bp as participants_pages
+    from trial.web import init_web
+    from trial.worklist.pages import bp as worklist_pages
+
+    init_web(app, [participants_pages, worklist_pages])
 
 
 def _register_cli(app: Flask) -> None:

@@ -19,6 +19,8 @@ from trial.auth.roles import ALL_ROLES, Role
 from trial.errors import Forbidden, Unauthorized
 
 BEARER_SECURITY = [{"bearerAuth": []}]
+# The label of the tokens behind page sessions (trial.web.session); refused as bearer tokens.
+BROWSER_SESSION = "browser session"
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ PUBLIC = AccessPolicy(public=True, roles=frozenset())
 # Endpoints registered by libraries, not by us, with their declared policy.
 LIBRARY_ENDPOINT_POLICIES = {
     "api-docs.openapi_json": PUBLIC,
+    "web.static": PUBLIC,  # the pages' style sheet and script
 }
 
 
@@ -80,6 +83,13 @@ def policy_for(app: Flask, endpoint: str) -> AccessPolicy | None:
     return getattr(view, "access_policy", None)
 
 
+def is_page_endpoint(app: Flask, endpoint: str) -> bool:
+    """Whether an endpoint is a web page (its blueprint's name ends in ``_pages``, or is
+    ``web``): pages authenticate by session cookie, the API by bearer token."""
+    blueprint = endpoint.partition(".")[0] if "." in endpoint else ""
+    return blueprint == "web" or blueprint.endswith("_pages")
+
+
 def bearer_token_from_request() -> str | None:
     """Accept a token only from the Authorization header (never a query string or cookie)."""
     header = request.headers.get("Authorization", "")
@@ -98,12 +108,19 @@ def enforce_access_policy():
     policy = policy_for(current_app, request.endpoint)
     if policy is None:
         raise Forbidden("This endpoint declares no access policy, so it is closed to everyone.")
+    if is_page_endpoint(current_app, request.endpoint):
+        from trial.web.session import authenticate_page_request
+
+        return authenticate_page_request(policy)  # the session cookie, never a bearer token
     if policy.public:
         return None
     token = bearer_token_from_request()
     if token is None:
         raise Unauthorized("Send an API token as 'Authorization: Bearer TOKEN'.")
     user, token_row = authenticate_token(token)
+    if token_row.label == BROWSER_SESSION:
+        # A browser session's token opens pages only, through its cookie (trial.web.session).
+        raise Unauthorized("The token is missing, invalid, expired or revoked.")
     g.current_user, g.current_token = user, token_row
     if user.must_change_password and not getattr(
         current_app.view_functions.get(request.endpoint), "usable_before_password_change", False

@@ -410,7 +410,14 @@ def _record_failed_login(name: str, user: User | None, cause: str | None = None)
 
 
 def login(username: str, password: str) -> tuple[str, ApiToken]:
-    """Check a password and return a new token.
+    """Check a password and return a new API token (``login_user`` says how it is checked)."""
+    user = login_user(username, password)
+    ttl = timedelta(hours=current_app.config["TOKEN_TTL_HOURS"])
+    return issue_token(user, user, label="password login", ttl=ttl)
+
+
+def login_user(username: str, password: str) -> User:
+    """Check a password for the API's login and the pages' sign-in alike, and record it.
 
     A failure is refused with one 401 for every cause, the attempt kept on record
     (``UnauthorizedRecorded``). Throttled attempts never get here (the limiter refuses them
@@ -435,8 +442,7 @@ def login(username: str, password: str) -> tuple[str, ApiToken]:
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
     record_event(user, "login", entity_type="user", entity_id=user.username)
-    ttl = timedelta(hours=current_app.config["TOKEN_TTL_HOURS"])
-    return issue_token(user, user, label="password login", ttl=ttl)
+    return user
 
 
 def verify_password(user: User, password: str) -> bool:

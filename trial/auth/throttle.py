@@ -251,3 +251,41 @@ def init_throttling(app: Flask) -> None:
     _scope_hooks_to(app, "auth")
     app.register_error_handler(RateLimitExceeded, _rate_limited)
     app.register_error_handler(StepUpThrottled, _step_up_throttled)
+
+
+# --- the pages' sign-in ------------------------------------------------------------------
+
+
+def _sign_in_counters(name: str) -> list[tuple[str, tuple[str, ...], bool]]:
+    """(setting, keys, counts failures only) for the three anonymous-login limits, as the
+    page's sign-in form counts them (its own counters, the API login's settings)."""
+    from trial.auth.services import keyed_digest, normalize_username
+
+    prefix = current_app.config.get("RATELIMIT_KEY_PREFIX") or "trial"
+    name_key = "name:" + keyed_digest(normalize_username(name)[:150])
+    return [
+        ("LOGIN_LIMIT_TRIAL_WIDE", (prefix, "sign-in", "trial"), False),
+        ("LOGIN_LIMIT_PER_ADDRESS", (prefix, "sign-in", "address", client_address()), True),
+        ("LOGIN_LIMIT_PER_NAME", (prefix, "sign-in", name_key), True),
+    ]
+
+
+def check_sign_in_allowed(name: str) -> None:
+    """Refuse a page sign-in (429) before its password is checked once a limit is spent."""
+    for setting, keys, _ in _sign_in_counters(name):
+        for item in parse_many(current_app.config[setting]):
+            if not limiter.limiter.test(item, *keys):
+                reset = limiter.limiter.get_window_stats(item, *keys).reset_time
+                retry_after = max(1, math.ceil(reset - time.time()))
+                raise StepUpThrottled(
+                    f"Too many sign-in attempts; try again in {retry_after} s.", retry_after
+                )
+
+
+def count_sign_in(name: str, *, failed: bool) -> None:
+    """Count a page sign-in whose password was checked (every one trial-wide, failures per
+    address and per name), as the API login's limits count."""
+    for setting, keys, failures_only in _sign_in_counters(name):
+        if failed or not failures_only:
+            for item in parse_many(current_app.config[setting]):
+                limiter.limiter.hit(item, *keys)
