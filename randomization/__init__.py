@@ -11,5 +11,8 @@ def init_app(app, api) -> None:
     from trial.demo import register_demo_step
 
     api.register_blueprint(blp)
+    from randomization.pages import bp as pages_bp
+
+    app.register_blueprint(pages_bp)
     app.cli.add_command(randomization_cli)
     register_demo_step(app, randomize_demo_participants)

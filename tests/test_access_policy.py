@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import bearer
 from trial.audit.models import AuditEvent
-from trial.auth.policy import allow, policy_for
+from trial.auth.policy import allow, is_page_endpoint, policy_for
 from trial.auth.roles import Role
 from trial.extensions import db
 
@@ -266,10 +266,12 @@ def concrete(rule: str) -> str:
 
 
 def routes(app) -> dict[tuple[str, str], str]:
-    """Every (method, rule) the app serves, with its endpoint; HEAD/OPTIONS are implied."""
+    """Every (method, rule) of the API, with its endpoint; HEAD/OPTIONS are implied. The
+    pages (session sign-in) have their own matrix: ``tests/test_pages_policy.py``."""
     return {
         (method, rule.rule): rule.endpoint
         for rule in app.url_map.iter_rules()
+        if not is_page_endpoint(app, rule.endpoint)
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
 
@@ -297,7 +299,8 @@ def test_every_route_declares_an_access_policy(app):
     print(f"\n{len(rules)} routes, {len(with_policy)} with a declared access policy")
     assert endpoints_without_policy(app) == []
     assert len(with_policy) == len(rules)
-    assert len(rules) == len(set(routes(app).values())) == len(MATRIX) + len(PUBLIC_ROUTES)
+    api_rules = [r for r in rules if not is_page_endpoint(app, r.endpoint)]
+    assert len(api_rules) == len(set(routes(app).values())) == len(MATRIX) + len(PUBLIC_ROUTES)
 
 
 def test_every_route_has_a_row_in_the_permission_matrix(app):
@@ -435,8 +438,14 @@ def test_every_non_public_route_in_the_map_requires_a_token(app, client):
             continue
         # "1" fits both string and <int:...> placeholders, so every route is reached.
         url = re.sub(r"<(?:[^:>]+:)?([^>]+)>", "1", rule.rule)
+        page = is_page_endpoint(app, rule.endpoint)
         for method in sorted(rule.methods - {"OPTIONS"}):
-            assert client.open(url, method=method).status_code == 401, (method, rule.rule)
+            response = client.open(url, method=method)
+            if page:  # a page without a session sends the browser to sign in
+                assert response.status_code == 302, (method, rule.rule)
+                assert response.headers["Location"].startswith("/sign-in"), rule.rule
+            else:
+                assert response.status_code == 401, (method, rule.rule)
             checked += 1
     assert checked >= len(MATRIX)
 

@@ -102,11 +102,29 @@ def _register_api(app: Flask) -> None:
 
 
 def _register_pages(app: Flask) -> None:
+    from trial.conduct.pages import bp as conduct_pages
+    from trial.dosing.pages import bp as dosing_pages
     from trial.participants.pages import bp as participants_pages
+    from trial.queries.pages import bp as queries_pages
+    from trial.records.pages import bp as records_pages
+    from trial.safety.pages import bp as safety_pages
+    from trial.visits.pages import bp as visits_pages
     from trial.web import init_web
     from trial.worklist.pages import bp as worklist_pages
 
-    init_web(app, [participants_pages, worklist_pages])
+    init_web(
+        app,
+        [
+            participants_pages,
+            worklist_pages,
+            visits_pages,
+            records_pages,
+            safety_pages,
+            dosing_pages,
+            conduct_pages,
+            queries_pages,
+        ],
+    )
 
 
 def _register_cli(app: Flask) -> None:

@@ -21,6 +21,7 @@ import io
 
 from flask import Flask, Response, current_app, request
 
+from trial.auth.policy import is_page_endpoint
 from trial.errors import TrialError
 
 SECURITY_HEADERS = {
@@ -52,7 +53,7 @@ def add_security_headers(response: Response) -> Response:
     """Set the headers on every response, replacing any weaker value a view chose."""
     for name, value in SECURITY_HEADERS.items():
         response.headers[name] = value
-    if response.mimetype == "text/html" or request.blueprint == "web":
+    if request.endpoint is not None and is_page_endpoint(current_app, request.endpoint):
         response.headers["Content-Security-Policy"] = PAGE_CONTENT_SECURITY_POLICY
     return response
 

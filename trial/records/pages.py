@@ -1,0 +1,7 @@
+"""The records pages (being built: see issue 24)."""
+
+from __future__ import annotations
+
+from trial.web.blueprint import PageBlueprint
+
+bp = PageBlueprint("records_pages", __name__)
