@@ -72,6 +72,7 @@ def _to_password_change(exc: PasswordChangeRequired):
 
 
 def _csrf_refused(exc: CSRFError):
+    log.warning("CSRF refused: %s", exc.description)
     return error_page(
         400,
         "The form was out of date or not sent from this service, so nothing was saved. "

@@ -49,7 +49,7 @@ def start_session(username: str, password: str):
     user = login_user(username, password)
     ttl = timedelta(hours=current_app.config["TOKEN_TTL_HOURS"])
     token, _ = issue_token(user, user, label=BROWSER_SESSION, ttl=ttl)
-    session.clear()
+    _clear_session()
     session["token"] = token
     session["seen"] = utcnow().timestamp()
     return user
@@ -62,7 +62,14 @@ def end_session() -> None:
     token_row = getattr(g, "current_token", None)
     if token_row is not None and token_row.revoked_at is None:
         revoke_token(g.current_user, token_row)
+    _clear_session()
+
+
+def _clear_session() -> None:
+    """Forget the session, its CSRF token included (a new one is made for the next form:
+    a token seen before sign-in is worthless after it)."""
     session.clear()
+    g.pop("csrf_token", None)  # Flask-WTF keeps the request's token in g as well
 
 
 def _expire(token_row) -> None:
