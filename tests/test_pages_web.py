@@ -77,7 +77,8 @@ def test_sign_in_is_audited_and_a_wrong_password_is_refused_alike(client, coordi
     assert error_summary(wrong.text) == error_summary(unknown.text) == [
         "Password: The username or password is not right."
     ]
-    assert 'value="carla"' in wrong.text and "nope" not in wrong.text  # name kept, never the password
+    # The name typed is kept in the form, never the password.
+    assert 'value="carla"' in wrong.text and "nope" not in wrong.text
     assert [r.username for r in actions("login_failed")] == ["carla", "(unknown name)"]
     sign_in(client, "carla", PASSWORD)
     logins = actions("login")
@@ -258,7 +259,8 @@ def test_a_page_registration_is_audited_as_the_api_registration(client, coordina
     post_form(client, "/participants/new", REGISTRATION)
     api_token = make_user("coordinator", username="cleo", password=PASSWORD)[1]
     body = {**REGISTRATION, "year_of_birth": 1979}
-    assert client.post("/api/v1/participants", json=body, headers=bearer(api_token)).status_code == 201
+    created = client.post("/api/v1/participants", json=body, headers=bearer(api_token))
+    assert created.status_code == 201
 
     def trail(participant_id):
         rows = db.session.scalars(
