@@ -20,7 +20,8 @@ serve: $(VENV)/.installed
 	$(FLASK) trial demo --if-empty
 	@echo "--- demo users and API tokens (also in instance/demo-tokens.txt) ---"
 	@cat instance/demo-tokens.txt
-	@echo "--- serving on http://127.0.0.1:5000/api/v1 (Ctrl-C stops) ---"
+	@echo "--- pages: open http://127.0.0.1:5000/ and sign in as coordinator.s01 (or investigator.s01, ...) with the demo password above ---"
+	@echo "--- serving the pages on http://127.0.0.1:5000/ and the API on http://127.0.0.1:5000/api/v1 (Ctrl-C stops) ---"
 	$(BIN)/gunicorn --workers 2 --bind 127.0.0.1:5000 --access-logfile - wsgi:app
 
 # Tests run in parallel worker processes (one per core, at most 4); each worker has its own

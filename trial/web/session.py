@@ -85,6 +85,10 @@ def authenticate_page_request(policy: AccessPolicy) -> None:
     """Run before every page view: the session's user, the idle limit, the declared roles."""
     from trial.auth.services import authenticate_token
 
+    # Nothing of an earlier request's user may remain (tests run many requests in one app
+    # context, whose g outlives each request).
+    g.pop("current_user", None)
+    g.pop("current_token", None)
     if policy.public:
         return
     token = session.get("token")
