@@ -12,7 +12,10 @@ def init_app(app, api) -> None:
 
     api.register_blueprint(blp)
     from randomization.pages import bp as pages_bp
+    from randomization.pages import participant_section
+    from trial.web import register_participant_section
 
     app.register_blueprint(pages_bp)
+    register_participant_section(app, participant_section)
     app.cli.add_command(randomization_cli)
     register_demo_step(app, randomize_demo_participants)
