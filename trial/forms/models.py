@@ -196,3 +196,13 @@ class LabResult(CapturedRecord, db.Model):
     @property
     def times_uln(self) -> float:
         return self.value / self.upper_limit_normal
+
+
+# Each form a visit may hold, by the name the protocol's visits use for it.
+FORM_MODELS = {
+    "drinking": DrinkingDay,
+    "ocds": OcdsAssessment,
+    "ciwa": CiwaAssessment,
+    "vitals": Vitals,
+    "labs": LabResult,
+}

@@ -17,13 +17,17 @@ def participant_overview(actor, participant) -> dict:
     from trial.safety.schemas import AdverseEventSchema
     from trial.safety.services import adverse_events_of, present
     from trial.visits.models import Visit
-    from trial.visits.schedule import build_schedule
+    from trial.visits.schedule import build_schedule, forms_held, missing_forms_from
     from trial.visits.schemas import ScheduledVisitSchema, VisitSchema
 
     visits = records_of(Visit, participant)
+    gaps = missing_forms_from(forms_held([participant.id]))
+    schedule = build_schedule(participant, visits, missing_forms=gaps)
     return {
-        "schedule": ScheduledVisitSchema(many=True).dump(build_schedule(participant, visits)),
-        "visits": VisitSchema(many=True, only=_VISIT_FIELDS).dump(visits),
+        "schedule": ScheduledVisitSchema(many=True).dump(schedule),
+        "visits": [
+            {**VisitSchema(only=_VISIT_FIELDS).dump(v), "missing_forms": gaps(v)} for v in visits
+        ],
         "dosing": DosingSchema(many=True).dump(records_of(DosingRecord, participant)),
         "adverse_events": AdverseEventSchema(many=True).dump(
             present(adverse_events_of(actor, participant.participant_id))
@@ -36,4 +40,4 @@ def participant_overview(actor, participant) -> dict:
     }
 
 
-_VISIT_FIELDS = ("id", "visit_code", "visit_date", "status", "signature_status", "missing_forms")
+_VISIT_FIELDS = ("id", "visit_code", "visit_date", "status", "signature_status")

@@ -38,6 +38,37 @@ def _missing(visit) -> list[str]:
     return visit.missing_forms
 
 
+def forms_held(participant_ids) -> dict[str, set[int]]:
+    """Per form, the ids of the visits of these participants holding an active one: one
+    statement per form, where ``Visit.missing_forms`` loads each visit's forms."""
+    from sqlalchemy import select
+
+    from trial.extensions import db
+    from trial.forms.models import FORM_MODELS
+
+    ids = list(participant_ids)
+    held: dict[str, set[int]] = {form: set() for form in FORM_MODELS}
+    for form, model in FORM_MODELS.items() if ids else ():
+        held[form] = set(
+            db.session.scalars(
+                select(model.visit_id)
+                .where(model.participant_id.in_(ids), model.entered_in_error.is_(False))
+                .distinct()
+            )
+        )
+    return held
+
+
+def missing_forms_from(held: dict[str, set[int]]) -> Callable[[object], list[str]]:
+    """``Visit.missing_forms`` computed from ``forms_held``: a completed visit's expected
+    forms (``Visit.expected_forms``) that it holds none of."""
+
+    def missing(visit) -> list[str]:
+        return [form for form in visit.expected_forms if visit.id not in held[form]]
+
+    return missing
+
+
 def _status(visit, course: Course, earliest, latest, later_done: bool, today: date) -> str:
     if visit is not None:
         return visit.status

@@ -18,23 +18,13 @@ from trial.conduct.models import Disposition
 from trial.database import utcnow
 from trial.errors import Forbidden, ValidationFailed
 from trial.extensions import db
-from trial.forms.models import CiwaAssessment, DrinkingDay, LabResult, OcdsAssessment, Vitals
 from trial.participants.models import Participant
 from trial.participants.services import site_today
-from trial.protocol import current_protocol
 from trial.queries.models import DataQuery, age_in_days
 from trial.safety.expedited import expedited_reports
 from trial.sites.models import Site
 from trial.visits.models import Visit
-from trial.visits.schedule import build_schedule
-
-FORM_MODELS = {
-    "drinking": DrinkingDay,
-    "ocds": OcdsAssessment,
-    "ciwa": CiwaAssessment,
-    "vitals": Vitals,
-    "labs": LabResult,
-}
+from trial.visits.schedule import build_schedule, forms_held, missing_forms_from
 
 
 def worklist_sites(actor, site: str | None) -> list[Site]:
@@ -72,15 +62,8 @@ def build_worklist(
     by_row = {p.id: p for p in people}
     visits = _active(Visit, by_row)
     courses = _courses(by_row)
-    held = _forms_held(by_row)
-    protocol = current_protocol()
+    gaps_of = missing_forms_from(forms_held(by_row))
     due, missing, unsigned = [], [], []
-
-    def gaps_of(visit) -> list[str]:
-        """The visit's missing forms (``Visit.missing_forms``) from the forms read at once."""
-        if visit.status != "completed":
-            return []
-        return [f for f in protocol.visit(visit.visit_code).forms if visit.id not in held[f]]
 
     for participant in people:
         mine = visits.get(participant.id, [])
@@ -131,22 +114,6 @@ def _courses(by_row: dict) -> dict[int, Course]:
         row_id: course_from(participant, endings.get(row_id, []))
         for row_id, participant in by_row.items()
     }
-
-
-def _forms_held(by_row: dict) -> dict[str, set[int]]:
-    """Per form, the ids of the visits holding an active one."""
-    held: dict[str, set[int]] = {form: set() for form in FORM_MODELS}
-    if not by_row:
-        return held
-    for form, model in FORM_MODELS.items():
-        held[form] = set(
-            db.session.scalars(
-                select(model.visit_id)
-                .where(model.participant_id.in_(by_row), model.entered_in_error.is_(False))
-                .distinct()
-            )
-        )
-    return held
 
 
 def _window_meets(item, start: date | None, end: date | None) -> bool:
