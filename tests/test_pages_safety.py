@@ -34,6 +34,10 @@ CONTRACT_LABELS = (
     "Action taken",
     "Outcome",
 )
+FORM_ORDER = [
+    "Term", "Onset date", "End date", "Grade", "Serious", "Seriousness criteria",
+    "Date the site became aware", "Relatedness", "Action taken", "Outcome",
+]  # fmt: skip
 VOLATILE = {"id", "created_at", "updated_at"}
 AUDIT_COLUMNS = ("action", "field", "old_value", "new_value", "reason", "username", "role")
 
@@ -199,8 +203,9 @@ def test_a_refused_ae_names_every_field_keeps_the_values_and_writes_nothing(
     response = post_form(site.client, site.new_ae_url(), serious_form(**overrides))
     assert response.status_code == 422
     assert 'role="alert"' in response.text
-    named = {item.split(":")[0] for item in error_summary(response.text)}
-    assert named == fields, error_summary(response.text)
+    listed = [item.split(":")[0] for item in error_summary(response.text)]
+    assert set(listed) == fields, error_summary(response.text)
+    assert listed == sorted(listed, key=FORM_ORDER.index)  # the summary follows the form
     for field in fields:  # the message also stands beside its field
         assert response.text.count(f"{field}:") >= 1
     assert 'class="error-message"' in response.text
@@ -245,6 +250,20 @@ def test_a_correction_and_an_error_mark_through_the_pages_are_audited_with_their
     assert audit_of("adverse_event", ae_id)[-1] == audit_of("adverse_event", by_api.json["id"])[-1]
     assert audit_of("adverse_event", ae_id)[-1][0] == "entered_in_error"
     assert "wrong participant" in audit_of("adverse_event", ae_id)[-1]
+
+
+def test_an_emptied_end_date_is_cleared_by_a_correction(site):
+    body = {**SERIOUS_JSON, "end_date": AWARE}
+    ae_id = site.api("post", f"/participants/{site.pid}/adverse-events", json=body).json["id"]
+    url = f"/adverse-events/{ae_id}/correct"
+    form = site.client.get(url).text
+    assert f'name="end_date" type="text" value="{AWARE}"' in form
+    assert re.search(r'value="hospitalisation" checked', form)
+    cleared = post_form(site.client, url, serious_form(end_date="", reason="still ongoing"))
+    assert cleared.status_code == 302, error_summary(cleared.text)
+    assert site.api("get", f"/adverse-events/{ae_id}").json["end_date"] is None
+    changed = [row for row in audit_of("adverse_event", ae_id) if row[0] == "update"]
+    assert [(r[1], r[3], r[4]) for r in changed] == [("end_date", None, "still ongoing")]
 
 
 # --- term suggestions ----------------------------------------------------------------------

@@ -118,11 +118,12 @@ def form_errors(refused: TrialError, labels: dict) -> dict[str, list[str]]:
             errors.setdefault(name, []).extend(messages)
         elif name != "version" or not top:
             top.extend(messages)
+    errors = {name: errors[name] for name in labels if name in errors}  # in form order
     return {"_schema": top, **errors} if top else errors
 
 
-def _render_form(template: str, status: int, **context):
-    return render_template(template, labels=LABELS, options=OPTIONS, **context), status
+def _render_form(template: str, status: int, field_labels=LABELS, **context):
+    return render_template(template, labels=field_labels, options=OPTIONS, **context), status
 
 
 @bp.route("/participants/<participant_id>/adverse-events", methods=["GET"])
@@ -222,6 +223,15 @@ def adverse_event(record_id):
     )
 
 
+# The inputs holding one value each: every field of the API's body but the two below.
+_TEXT_FIELDS = tuple(
+    name
+    for name in AdverseEventCreateSchema().load_fields
+    if name not in ("serious", "seriousness_criteria")
+)
+_CLEARABLE = ("end_date", "awareness_date")
+
+
 def _current_form(event: dict) -> MultiDict:
     """The record's values as the correction form's inputs hold them."""
     items = [(key, "" if event[key] is None else str(event[key])) for key in _TEXT_FIELDS]
@@ -229,19 +239,6 @@ def _current_form(event: dict) -> MultiDict:
     items += [("seriousness_criteria", c) for c in event["seriousness_criteria"]]
     items.append(("version", str(event["version"])))
     return MultiDict(items)
-
-
-_TEXT_FIELDS = (
-    "term",
-    "onset_date",
-    "end_date",
-    "awareness_date",
-    "grade",
-    "relatedness",
-    "action_taken",
-    "outcome",
-)
-_CLEARABLE = ("end_date", "awareness_date")
 
 
 @bp.route("/adverse-events/<int:record_id>/correct", methods=["GET", "POST"])
@@ -275,6 +272,7 @@ def correct_adverse_event(record_id):
     return _render_form(
         "safety/correct.html",
         status,
+        field_labels={**LABELS, "reason": "Reason for the change"},
         title=f"Correct adverse event {record_id}",
         participant=participant,
         event=event,
