@@ -325,7 +325,6 @@ def test_a_correction_through_the_records_page_is_audited_with_its_reason(trial,
     assert saved.status_code == 302, error_summary(saved.text)
     assert saved.headers["Location"] == f"/visits/{visit['id']}"
     (row,) = audit_of("drinking_day", day_id, "update")
-    print("AUDIT", row.field, row.old_value, row.new_value, row.reason)
     assert (row.field, row.old_value, row.new_value, row.reason) == (
         "standard_drinks",
         "2.0",
@@ -404,3 +403,64 @@ def test_signing_needs_the_password_and_a_wrong_one_is_kept_on_record(
     shown = trial.get(f"/visits/{p.screening_id}").json
     assert shown["signature_status"] == "signed"
     assert shown["signature_meaning"] == "reviewed and approved"
+
+
+def test_unusual_values_are_saved_and_shown_beside_their_field(trial, page):
+    p = trial.enrol(day0_ago=7)
+    url, shown = visit_form(page, p.pid, "titration_w1")
+    assert shown["visit_date"] == iso(today())  # the target date, today
+    days = sorted(v for k, v in shown.items() if k.endswith(".date"))
+    body = {
+        "visit_code": "titration_w1",
+        "visit_date": iso(today()),
+        "drinking": [
+            {"date": day, "standard_drinks": 35 if n == 2 else 1} for n, day in enumerate(days)
+        ],
+        "ciwa": ciwa(0),
+        "vitals": vitals(),
+    }
+    saved = post_form(page, url, fill(shown, body))
+    assert saved.status_code == 302, error_summary(saved.text)
+    visit_page = page.get(saved.headers["Location"]).text
+    assert "The visit is saved." in visit_page
+    row = re.search(
+        r"<tr><th scope=\"row\">[^<]*</th><td class=\"numeric\">35</td>(.*?)</tr>", visit_page, re.S
+    )
+    assert row and "Warning:" in row.group(1), visit_page[:3000]
+    assert (
+        api_visit(trial, int(saved.headers["Location"].rsplit("/", 1)[1]))["drinking"][2][
+            "standard_drinks"
+        ]
+        == 35
+    )
+
+
+def test_every_record_type_with_generic_operations_has_its_pages(trial, page):
+    from trial.records.pages import RECORD_PAGES
+    from trial.records.services import REVALIDATIONS
+
+    assert set(RECORD_PAGES) == set(REVALIDATIONS)
+    p = trial.enrol(day0_ago=7)
+    dose = trial.post(
+        f"/participants/{p.pid}/dosing", {"date": iso(today() - 6 * D), "tablets_per_day": 3}
+    )
+    assert dose.status_code == 201, dose.json
+    url = f"/records/dosing/{dose.json['id']}/correct"
+    shown = form_values(page.get(url).text)
+    assert shown["tablets_per_day"] == "3" and shown["date"] == iso(today() - 6 * D)
+    saved = post_form(
+        page, url, {**shown, "tablets_per_day": "4", "reason": "Prescription re-read"}
+    )
+    assert saved.status_code == 302, error_summary(saved.text)
+    assert saved.headers["Location"] == f"/participants/{p.pid}"
+    (row,) = audit_of("dosing", dose.json["id"], "update")
+    assert (row.field, row.old_value, row.new_value) == ("tablets_per_day", "3", "4")
+    criteria = trial.get(f"/participants/{p.pid}/eligibility").json["criteria"]
+    answer = next(c for c in criteria if c["code"] == "E3")
+    url = f"/records/eligibility_answer/{answer['record_id']}/correct"
+    shown = form_values(page.get(url).text)
+    assert shown["met"] == "false"
+    saved = post_form(page, url, {**shown, "met": "true", "reason": "Pregnancy test positive"})
+    assert saved.status_code == 302, error_summary(saved.text)
+    (row,) = audit_of("eligibility_answer", answer["record_id"], "update")
+    assert (row.field, row.old_value, row.new_value) == ("met", "false", "true")

@@ -21,7 +21,7 @@ from trial.errors import Conflict, RecordedRefusal, TrialError, ValidationFailed
 from trial.extensions import db
 from trial.forms.edit_checks.schemas import EditCheckWarningSchema
 from trial.forms.models import CIWA_ITEMS, LAB_UNITS, OCDS_ITEM_MAX, OCDS_ITEMS, VITALS_RANGES
-from trial.participants.services import get_visible_participant
+from trial.participants.services import get_visible_participant, site_today
 from trial.queries.models import DataQuery
 from trial.records.schemas import ReasonSchema
 from trial.records.services import PreconditionFailed, get_visible_record, records_of
@@ -94,6 +94,12 @@ LAB_WORDING = {
     "bilirubin": "Total bilirubin",
     "CDT": "Carbohydrate-deficient transferrin (%CDT)",
 }
+LAB_INPUTS = (
+    ("test", "test"),
+    ("value", "result"),
+    ("unit", "unit"),
+    ("upper_limit_normal", "upper limit of normal"),
+)
 VISIT_LABELS = {
     "visit_code": "Visit",
     "visit_date": "Visit date",
@@ -116,23 +122,22 @@ def _schedule(participant) -> list:
 
 
 def _labels(rows: list[tuple[int, str]]) -> dict[str, str]:
-    """Each input's label, for the error summary (``rows``: the calendar's index and date)."""
-    labels = dict(VISIT_LABELS)
+    """Each input's label in page order, for the error summary (``rows``: the calendar's
+    index and date as read)."""
+    labels = {**VISIT_LABELS, "drinking": FORM_NAMES["drinking"]}
     for index, shown in rows:
-        labels[f"drinking.{index}.standard_drinks"] = f"Standard drinks on {shown}"
         labels[f"drinking.{index}.date"] = f"Calendar day {shown}"
+        labels[f"drinking.{index}.standard_drinks"] = f"Standard drinks on {shown}"
+    labels["ocds"] = FORM_NAMES["ocds"]
     labels.update({f"ocds.{k}": f"OCDS item {k[5:]}: {v}" for k, v in OCDS_WORDING.items()})
+    labels["ciwa"] = FORM_NAMES["ciwa"]
     labels.update({f"ciwa.{k}": f"CIWA-Ar: {v}" for k, v in CIWA_WORDING.items()})
+    labels["vitals"] = FORM_NAMES["vitals"]
     labels.update({f"vitals.{k}": f"{v[0]} ({v[1]})" for k, v in VITALS_WORDING.items()})
+    labels["labs"] = FORM_NAMES["labs"]
     for index, test in enumerate(LAB_UNITS):
-        for key, text in (
-            ("value", "result"),
-            ("unit", "unit"),
-            ("upper_limit_normal", "upper limit of normal"),
-            ("test", "test"),
-        ):
+        for key, text in LAB_INPUTS:
             labels[f"labs.{index}.{key}"] = f"{test} {text}"
-    labels.update({k: v for k, v in FORM_NAMES.items()})
     return labels
 
 
@@ -239,10 +244,11 @@ def new_visit(participant_id):
     status = 200
     rows = _calendar_rows(item.calendar_from, item.calendar_to)
     form = MultiDict({"visit_code": code, "status": "completed", **_lab_defaults()})
-    if item.target_date is not None:
-        form["visit_date"] = item.target_date.isoformat()
-    elif item.day < 0:
-        form["visit_date"] = date.today().isoformat()
+    on = _likely_date(participant, item)
+    if on is not None:
+        form["visit_date"] = on.isoformat()
+        if on != item.target_date and "drinking" in item.forms:
+            rows = _calendar_rows(*calendar_period(participant, item.code, on))
     if request.method == "POST":
         form = request.form
         rows = _posted_rows(form)
@@ -254,6 +260,7 @@ def new_visit(participant_id):
             if isinstance(saved, int):
                 return redirect(url_for("visits_pages.visit", visit_id=saved))
             errors, status = saved
+    labels = _labels([(i, shown) for i, _, shown in rows])
     return render_template(
         "visits/new.html",
         title=f"{item.label} for {participant.participant_id}",
@@ -261,10 +268,25 @@ def new_visit(participant_id):
         item=item,
         rows=rows,
         form=form,
-        errors=errors,
-        labels=_labels([(i, shown) for i, _, shown in rows]),
+        errors=_in_page_order(errors, labels),
+        labels=labels,
         **_wording(),
     ), status
+
+
+def _likely_date(participant, item) -> date | None:
+    """The date a visit is most likely entered for: its target date, or today when that is
+    still to come (a visit is never dated in the future); None before day 0 is known."""
+    today = site_today(participant.site)
+    if item.target_date is None:
+        return today if item.day < 0 else None
+    return min(item.target_date, today)
+
+
+def _in_page_order(errors: dict, labels: dict) -> dict:
+    """The errors in the order of their inputs on the page (a refusal's message first)."""
+    order = {name: n for n, name in enumerate(["_schema", *labels])}
+    return dict(sorted(errors.items(), key=lambda kv: order.get(kv[0], len(order))))
 
 
 def _wording() -> dict:
