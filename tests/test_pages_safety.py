@@ -243,6 +243,10 @@ def test_a_correction_and_an_error_mark_through_the_pages_are_audited_with_their
     marked = post_form(site.client, mark_url, {"reason": "wrong participant", "version": "2"})
     assert marked.status_code == 302, error_summary(marked.text)
     assert site.api("get", f"/participants/{site.pid}/adverse-events").json == []
+    listed = site.client.get(f"/participants/{site.pid}/adverse-events")
+    assert f"/adverse-events/{ae_id}" not in listed.text
+    with_errors = f"/participants/{site.pid}/adverse-events?include_entered_in_error=true"
+    assert f"/adverse-events/{ae_id}" in site.client.get(with_errors).text
     by_api = site.api("post", f"/participants/{site.pid}/adverse-events", json=SERIOUS_JSON)
     marked = site.api("post", f"/adverse-events/{by_api.json['id']}/entered-in-error",
                       json={"reason": "wrong participant"})  # fmt: skip
@@ -264,6 +268,17 @@ def test_an_emptied_end_date_is_cleared_by_a_correction(site):
     assert site.api("get", f"/adverse-events/{ae_id}").json["end_date"] is None
     changed = [row for row in audit_of("adverse_event", ae_id) if row[0] == "update"]
     assert [(r[1], r[3], r[4]) for r in changed] == [("end_date", None, "still ongoing")]
+
+
+def test_a_form_without_its_csrf_token_is_refused_and_writes_nothing(site):
+    before = counts()
+    for url, form in (
+        (site.new_ae_url(), serious_form()),
+        (f"/participants/{site.pid}/dosing", {"date": TODAY.isoformat(), "tablets_per_day": "3"}),
+    ):
+        refused = site.client.post(url, data=form)
+        assert refused.status_code == 400 and "nothing was saved" in refused.text
+    assert counts() == before
 
 
 # --- term suggestions ----------------------------------------------------------------------
