@@ -87,8 +87,8 @@ def authenticate_page_request(policy: AccessPolicy) -> None:
 
     # Nothing of an earlier request's user may remain (tests run many requests in one app
     # context, whose g outlives each request).
-    g.pop("current_user", None)
-    g.pop("current_token", None)
+    for name in ("current_user", "current_token", "csrf_token"):
+        g.pop(name, None)
     if policy.public:
         return
     token = session.get("token")
