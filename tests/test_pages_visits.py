@@ -426,7 +426,11 @@ def test_unusual_values_are_saved_and_shown_beside_their_field(trial, page):
     row = re.search(
         r"<tr><th scope=\"row\">[^<]*</th><td class=\"numeric\">35</td>(.*?)</tr>", visit_page, re.S
     )
-    assert row and "Warning:" in row.group(1), visit_page[:3000]
+    assert row and "<strong>Warning" in row.group(1), visit_page[:3000]
+    assert "35 standard drinks" in row.group(1)
+    assert "1 value saved but unusual" in visit_page
+    others = visit_page.replace(row.group(0), "")
+    assert "<strong>Warning" not in others  # only beside the unusual day
     assert (
         api_visit(trial, int(saved.headers["Location"].rsplit("/", 1)[1]))["drinking"][2][
             "standard_drinks"

@@ -30,6 +30,7 @@ from trial.records.services import (
     mark_any_record_in_error,
 )
 from trial.records.views import SITE_STAFF, requested_version
+from trial.visits.page_forms import CIWA_WORDING, OCDS_WORDING, VITALS_WORDING
 from trial.web.blueprint import PageBlueprint
 from trial.web.forms import read_form
 
@@ -76,8 +77,6 @@ FIELD_LABELS = {
 
 
 def _labels() -> dict[str, str]:
-    from trial.visits.pages import CIWA_WORDING, OCDS_WORDING, VITALS_WORDING
-
     labels = dict(FIELD_LABELS)
     labels.update({k: f"Item {k[5:]}: {v}" for k, v in OCDS_WORDING.items()})
     labels.update(CIWA_WORDING)
@@ -224,7 +223,7 @@ def correct(entity, record_id):
         fields=fields,
         form=form,
         errors=errors,
-        labels={**{f["name"]: f["label"] for f in fields}, **FIELD_LABELS},
+        labels={**FIELD_LABELS, **{f["name"]: f["label"] for f in fields}},
         back=_back(record, participant),
     ), status
 

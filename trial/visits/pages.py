@@ -9,9 +9,9 @@ error lands beside its input.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
-from flask import abort, flash, g, redirect, render_template, request, session, url_for
+from flask import abort, flash, g, redirect, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
@@ -19,8 +19,6 @@ from trial.auth.policy import allow
 from trial.auth.roles import Role
 from trial.errors import Conflict, RecordedRefusal, TrialError, ValidationFailed
 from trial.extensions import db
-from trial.forms.edit_checks.schemas import EditCheckWarningSchema
-from trial.forms.models import CIWA_ITEMS, LAB_UNITS, OCDS_ITEM_MAX, OCDS_ITEMS, VITALS_RANGES
 from trial.participants.services import get_visible_participant, site_today
 from trial.queries.models import DataQuery
 from trial.records.schemas import ReasonSchema
@@ -29,6 +27,18 @@ from trial.records.views import READERS, SITE_STAFF, requested_version
 from trial.visits import services
 from trial.visits.checks import calendar_period
 from trial.visits.models import SIGNATURE_MEANING, Visit
+from trial.visits.page_forms import (
+    VISIT_LABELS,
+    calendar_rows,
+    compact,
+    day_text,
+    in_page_order,
+    lab_defaults,
+    labels_of,
+    posted_rows,
+    shown_errors,
+    wording,
+)
 from trial.visits.schedule import build_schedule
 from trial.visits.schemas import SignSchema, VisitCreateSchema, VisitPatchSchema, VisitSchema
 from trial.web.blueprint import PageBlueprint
@@ -38,185 +48,18 @@ from trial.worklist.services import build_worklist
 bp = PageBlueprint("visits_pages", __name__)
 
 PAGE_SIZE = 50
-FORM_NAMES = {
-    "drinking": "Drinking calendar (Timeline Followback)",
-    "ocds": "Craving (OCDS)",
-    "ciwa": "Withdrawal (CIWA-Ar)",
-    "vitals": "Vital signs",
-    "labs": "Laboratory tests",
-}
-# The OCDS items in brief (Anton et al., 1995); the paper form holds the full wording.
-OCDS_WORDING = dict(
-    zip(
-        OCDS_ITEMS,
-        (
-            "Time taken up by thoughts, ideas, impulses or images about drinking, when not "
-            "drinking",
-            "How often these thoughts occur",
-            "How much these thoughts interfere with social or work life",
-            "How much distress these thoughts cause",
-            "Effort made to resist these thoughts or turn attention away from them",
-            "How successful in stopping or diverting these thoughts",
-            "Drinks each day",
-            "Days each week with drinking",
-            "How much drinking interferes with work",
-            "How much drinking interferes with social life",
-            "How anxious or upset if kept from drinking when wanting a drink",
-            "Effort made to resist drinking",
-            "Strength of the drive to drink",
-            "Control over drinking",
-        ),
-        strict=True,
-    )
-)
-CIWA_WORDING = {
-    "nausea_vomiting": "Nausea and vomiting",
-    "tremor": "Tremor",
-    "paroxysmal_sweats": "Paroxysmal sweats",
-    "anxiety": "Anxiety",
-    "agitation": "Agitation",
-    "tactile_disturbances": "Tactile disturbances",
-    "auditory_disturbances": "Auditory disturbances",
-    "visual_disturbances": "Visual disturbances",
-    "headache": "Headache, fullness in head",
-    "orientation": "Orientation and clouding of sensorium",
-}
-VITALS_WORDING = {
-    "systolic_bp": ("Systolic blood pressure", "mmHg"),
-    "diastolic_bp": ("Diastolic blood pressure", "mmHg"),
-    "heart_rate": ("Heart rate", "beats per minute"),
-    "weight_kg": ("Weight", "kg"),
-}
-LAB_WORDING = {
-    "GGT": "Gamma-glutamyl transferase (GGT)",
-    "ALT": "Alanine aminotransferase (ALT)",
-    "AST": "Aspartate aminotransferase (AST)",
-    "bilirubin": "Total bilirubin",
-    "CDT": "Carbohydrate-deficient transferrin (%CDT)",
-}
-LAB_INPUTS = (
-    ("test", "test"),
-    ("value", "result"),
-    ("unit", "unit"),
-    ("upper_limit_normal", "upper limit of normal"),
-)
-VISIT_LABELS = {
-    "visit_code": "Visit",
-    "visit_date": "Visit date",
-    "status": "Visit status",
-    "missed_reason": "Reason the visit was missed",
-    "out_of_window_reason": "Reason the visit is outside its window",
-    "reason": "Reason for the change",
-    "password": "Password",
-    "version": "Version",
-}
-
-
-def day_text(day: date) -> str:
-    """A date as people read it: Mon 2 Nov 2026."""
-    return f"{day:%a} {day.day} {day:%b %Y}"
 
 
 def _schedule(participant) -> list:
     return build_schedule(participant, records_of(Visit, participant))
 
 
-def _labels(rows: list[tuple[int, str]]) -> dict[str, str]:
-    """Each input's label in page order, for the error summary (``rows``: the calendar's
-    index and date as read)."""
-    labels = {**VISIT_LABELS, "drinking": FORM_NAMES["drinking"]}
-    for index, shown in rows:
-        labels[f"drinking.{index}.date"] = f"Calendar day {shown}"
-        labels[f"drinking.{index}.standard_drinks"] = f"Standard drinks on {shown}"
-    labels["ocds"] = FORM_NAMES["ocds"]
-    labels.update({f"ocds.{k}": f"OCDS item {k[5:]}: {v}" for k, v in OCDS_WORDING.items()})
-    labels["ciwa"] = FORM_NAMES["ciwa"]
-    labels.update({f"ciwa.{k}": f"CIWA-Ar: {v}" for k, v in CIWA_WORDING.items()})
-    labels["vitals"] = FORM_NAMES["vitals"]
-    labels.update({f"vitals.{k}": f"{v[0]} ({v[1]})" for k, v in VITALS_WORDING.items()})
-    labels["labs"] = FORM_NAMES["labs"]
-    for index, test in enumerate(LAB_UNITS):
-        for key, text in LAB_INPUTS:
-            labels[f"labs.{index}.{key}"] = f"{test} {text}"
-    return labels
-
-
-def _calendar_rows(first: date | None, last: date | None) -> list[tuple[int, str, str]]:
-    """(index, ISO date, date as read) for each day from first to last."""
-    if first is None or last is None:
-        return []
-    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
-    return [(i, d.isoformat(), day_text(d)) for i, d in enumerate(days)]
-
-
-def _posted_rows(form: MultiDict) -> list[tuple[int, str, str]]:
-    """The calendar rows a form posted, as they were shown (their dates in hidden inputs)."""
-    rows = []
-    for key in form:
-        parts = key.split(".")
-        if len(parts) == 3 and parts[0] == "drinking" and parts[2] == "date":
-            if parts[1].isdigit():
-                text = form.get(key, "")
-                try:
-                    shown = day_text(date.fromisoformat(text))
-                except ValueError:
-                    shown = text
-                rows.append((int(parts[1]), text, shown))
-    return sorted(rows)
-
-
-def _compact(form: MultiDict) -> tuple[MultiDict, dict[str, dict[int, int]]]:
-    """The form as the API body's lists: a calendar day with no drinks typed, and a test with
-    neither result nor limit typed, are not sent; rows are renumbered in order, and the map
-    turns each sent index back into the row shown (so an error lands on its input)."""
-    keep = {"drinking": ("standard_drinks",), "labs": ("value", "upper_limit_normal")}
-    rows: dict[str, dict[int, dict[str, list[str]]]] = {name: {} for name in keep}
-    out = MultiDict()
-    for key, values in form.lists():
-        parts = key.split(".")
-        if len(parts) == 3 and parts[0] in keep and parts[1].isdigit():
-            rows[parts[0]].setdefault(int(parts[1]), {})[parts[2]] = values
-        else:
-            for value in values:
-                out.add(key, value)
-    back: dict[str, dict[int, int]] = {}
-    for name, found in rows.items():
-        back[name] = {}
-        for shown in sorted(found):
-            fields = found[shown]
-            if not any(v.strip() for k in keep[name] for v in fields.get(k, [])):
-                continue
-            sent = len(back[name])
-            back[name][sent] = shown
-            for field, values in fields.items():
-                for value in values:
-                    out.add(f"{name}.{sent}.{field}", value)
-    return out, back
-
-
-def _shown_errors(errors: dict, back: dict[str, dict[int, int]]) -> dict:
-    """Errors named by the sent body's indexes, renamed to the inputs shown."""
-    shown = {}
-    for key, messages in errors.items():
-        parts = key.split(".")
-        if len(parts) >= 2 and parts[0] in back and parts[1].isdigit():
-            parts[1] = str(back[parts[0]].get(int(parts[1]), parts[1]))
-        shown.setdefault(".".join(parts), []).extend(messages)
-    return shown
-
-
 def _refusal_errors(exc: TrialError) -> dict:
-    """A refusal's field errors, with its message first when no field carries it."""
-    return {"_schema": [exc.message], **(exc.errors or {})}
-
-
-def _lab_defaults() -> dict:
-    defaults = {}
-    for index, (test, units) in enumerate(LAB_UNITS.items()):
-        defaults[f"labs.{index}.test"] = test
-        if len(units) == 1:
-            defaults[f"labs.{index}.unit"] = units[0]
-    return defaults
+    """What the error summary lists: an invalid form's fields, or a refusal's message with
+    any fields it names (a stale version's current values are not errors of the form)."""
+    if exc.status == 422 and exc.errors:
+        return exc.errors
+    return {"_schema": [exc.message], **(exc.errors if exc.status != 412 else {})}
 
 
 @bp.route("/participants/<participant_id>/visits/new", methods=["GET", "POST"])
@@ -242,16 +85,16 @@ def new_visit(participant_id):
         return redirect(url_for("visits_pages.visit", visit_id=item.visit_id))
     errors: dict = {}
     status = 200
-    rows = _calendar_rows(item.calendar_from, item.calendar_to)
-    form = MultiDict({"visit_code": code, "status": "completed", **_lab_defaults()})
+    rows = calendar_rows(item.calendar_from, item.calendar_to)
+    form = MultiDict({"visit_code": code, "status": "completed", **lab_defaults()})
     on = _likely_date(participant, item)
     if on is not None:
         form["visit_date"] = on.isoformat()
         if on != item.target_date and "drinking" in item.forms:
-            rows = _calendar_rows(*calendar_period(participant, item.code, on))
+            rows = calendar_rows(*calendar_period(participant, item.code, on))
     if request.method == "POST":
         form = request.form
-        rows = _posted_rows(form)
+        rows = posted_rows(form)
         if form.get("action") == "calendar":
             rows, form, errors = _rows_for_typed_date(participant, item, form, rows)
             status = 422 if errors else 200
@@ -260,7 +103,7 @@ def new_visit(participant_id):
             if isinstance(saved, int):
                 return redirect(url_for("visits_pages.visit", visit_id=saved))
             errors, status = saved
-    labels = _labels([(i, shown) for i, _, shown in rows])
+    labels = labels_of([(i, shown) for i, _, shown in rows])
     return render_template(
         "visits/new.html",
         title=f"{item.label} for {participant.participant_id}",
@@ -268,9 +111,9 @@ def new_visit(participant_id):
         item=item,
         rows=rows,
         form=form,
-        errors=_in_page_order(errors, labels),
+        errors=in_page_order(errors, labels),
         labels=labels,
-        **_wording(),
+        **wording(),
     ), status
 
 
@@ -283,27 +126,6 @@ def _likely_date(participant, item) -> date | None:
     return min(item.target_date, today)
 
 
-def _in_page_order(errors: dict, labels: dict) -> dict:
-    """The errors in the order of their inputs on the page (a refusal's message first)."""
-    order = {name: n for n, name in enumerate(["_schema", *labels])}
-    return dict(sorted(errors.items(), key=lambda kv: order.get(kv[0], len(order))))
-
-
-def _wording() -> dict:
-    return {
-        "form_names": FORM_NAMES,
-        "ocds_wording": OCDS_WORDING,
-        "ocds_max": OCDS_ITEM_MAX,
-        "ciwa_wording": CIWA_WORDING,
-        "ciwa_max": CIWA_ITEMS,
-        "vitals_wording": VITALS_WORDING,
-        "vitals_ranges": VITALS_RANGES,
-        "lab_wording": LAB_WORDING,
-        "lab_units": LAB_UNITS,
-        "lab_unit_options": {t: [(u, u) for u in units] for t, units in LAB_UNITS.items()},
-    }
-
-
 def _rows_for_typed_date(participant, item, form, rows):
     """The calendar days the visit covers if done on the typed date, drinks kept by day."""
     try:
@@ -314,7 +136,7 @@ def _rows_for_typed_date(participant, item, form, rows):
         return rows, form, {}
     typed_drinks = {text: form.get(f"drinking.{i}.standard_drinks", "") for i, text, _ in rows}
     first, last = calendar_period(participant, item.code, typed)
-    new_rows = _calendar_rows(first, last)
+    new_rows = calendar_rows(first, last)
     form = form.copy()
     for key in [k for k in form if k.startswith("drinking.")]:
         del form[key]
@@ -325,34 +147,35 @@ def _rows_for_typed_date(participant, item, form, rows):
 
 def _record(participant, form):
     """Record the visit as the API's view does; the new visit's id, or (errors, status)."""
-    body_form, back = _compact(form)
+    body_form, back = compact(form)
     try:
         body = read_form(VisitCreateSchema(), body_form, participant_id=participant.participant_id)
         locked = get_visible_participant(g.current_user, participant.participant_id, lock=True)
         visit = services.record_visit(g.current_user, locked, body)
-        warnings = EditCheckWarningSchema(many=True).dump(visit.warnings or [])
+        unusual = len(visit.warnings or [])
         visit_id = visit.id
         db.session.commit()
-    except ValidationFailed as refused:
+    except (ValidationFailed, Conflict) as refused:
         db.session.rollback()
-        return _shown_errors(refused.errors, back), 422
-    except Conflict as refused:
-        db.session.rollback()
-        return _shown_errors(_refusal_errors(refused), back), refused.status
-    session[f"visit_warnings_{visit_id}"] = warnings
+        return shown_errors(_refusal_errors(refused), back), refused.status
     flash("The visit is saved.", "success")
-    if warnings:
+    _flash_unusual(unusual)
+    return visit_id
+
+
+def _flash_unusual(count: int) -> None:
+    if count:
         flash(
-            f"{len(warnings)} value{'s' if len(warnings) > 1 else ''} saved but unusual: "
-            "see the warnings below (each raised a data query for the site).",
+            f"{count} value{'s' if count > 1 else ''} saved but unusual: see the warnings "
+            "beside them below (each is a data query for the site to answer).",
             "warning",
         )
-    return visit_id
 
 
 def _open_queries(participant) -> dict[tuple[str, str], list[DataQuery]]:
     """The participant's unsettled data queries, by (entity, record id): shown beside the
-    visit's values they ask about."""
+    values they ask about. An edit check's warning is kept as such a query (``trial.forms.
+    edit_checks``), so the visit page shows it beside its field until a monitor settles it."""
     found: dict[tuple[str, str], list[DataQuery]] = {}
     statement = select(DataQuery).where(
         DataQuery.participant_id == participant.id, DataQuery.status != "closed"
@@ -371,10 +194,6 @@ def visit(visit_id):
 
 
 def _visit_page(record, participant, *, errors=None, status=200):
-    warnings = session.pop(f"visit_warnings_{record.id}", None) or []
-    by_field: dict[str, list[str]] = {}
-    for warning in warnings:
-        by_field.setdefault(warning.get("field") or "", []).append(warning.get("message"))
     definition_label = next(
         (s.label for s in _schedule(participant) if s.code == record.visit_code),
         record.visit_code,
@@ -385,12 +204,11 @@ def _visit_page(record, participant, *, errors=None, status=200):
         visit_label=definition_label,
         participant=participant,
         visit=VisitSchema().dump(record),
-        warnings=by_field,
         queries=_open_queries(participant),
         errors=errors or {},
         meaning=SIGNATURE_MEANING,
         day_text=lambda iso: day_text(date.fromisoformat(iso)),
-        **_wording(),
+        **wording(),
     ), status
 
 
@@ -410,23 +228,17 @@ def correct_visit(visit_id):
             corrected = services.correct_visit(
                 g.current_user, visit_id, body, reason, expected_version=expected
             )
-            warnings = EditCheckWarningSchema(many=True).dump(corrected.warnings or [])
+            unusual = len(corrected.warnings or [])
             db.session.commit()
-            session[f"visit_warnings_{visit_id}"] = warnings
             flash("The visit is corrected; its signature, if any, is void.", "success")
+            _flash_unusual(unusual)
             return redirect(url_for("visits_pages.visit", visit_id=visit_id))
         except PreconditionFailed as stale:
             db.session.rollback()
             record = get_visible_record(g.current_user, "visit", visit_id)[0]
             form = MultiDict({**_visit_values(record), "reason": request.form.get("reason", "")})
-            errors, status = {"_schema": [stale.message]}, 412
-        except (ValidationFailed, Conflict) as refused:
-            db.session.rollback()
-            errors = refused.errors or _refusal_errors(refused)
-            if refused.errors and refused.status != 422:
-                errors = _refusal_errors(refused)
-            status = refused.status
-        except TrialError as refused:  # nothing to change (422 no_change)
+            errors, status = _refusal_errors(stale), 412
+        except TrialError as refused:
             db.session.rollback()
             errors, status = _refusal_errors(refused), refused.status
     return render_template(
@@ -441,14 +253,13 @@ def correct_visit(visit_id):
 
 
 def _visit_values(record: Visit) -> dict:
-    values = {
+    return {
         "visit_date": record.visit_date.isoformat() if record.visit_date else "",
         "status": record.status,
         "missed_reason": record.missed_reason or "",
         "out_of_window_reason": record.out_of_window_reason or "",
         "version": str(record.version),
     }
-    return values
 
 
 @bp.route("/visits/<int:visit_id>/entered-in-error", methods=["GET", "POST"])
@@ -473,9 +284,10 @@ def visit_in_error(visit_id):
             )
         except TrialError as refused:
             db.session.rollback()
-            errors = refused.errors if refused.status == 422 and refused.errors else None
-            errors = errors or _refusal_errors(refused)
-            status = refused.status
+            errors, status = _refusal_errors(refused), refused.status
+            if isinstance(refused, PreconditionFailed):  # shown again at its version now
+                record = get_visible_record(g.current_user, "visit", visit_id)[0]
+                form = MultiDict({"version": record.version, "reason": form.get("reason", "")})
     return render_template(
         "visits/in_error.html",
         title=f"Mark visit {visit_id} entered in error",
@@ -517,14 +329,11 @@ def sign(visit_id):
         db.session.commit()
     except RecordedRefusal as refused:
         db.session.commit()  # the refused attempt stays on record
-        return _visit_page(record, participant, errors=refused.errors, status=refused.status)
+        return _visit_page(record, participant, errors=_refusal_errors(refused), status=403)
     except TrialError as refused:
         db.session.rollback()
         return _visit_page(
-            record, participant, errors=refused.errors or _refusal_errors(refused),
-            status=refused.status,
-        )  # fmt: skip
+            record, participant, errors=_refusal_errors(refused), status=refused.status
+        )
     flash(f"Visit {visit_id} is signed: {SIGNATURE_MEANING}.", "success")
-    if request.form.get("next") == "signatures":
-        return redirect(url_for("visits_pages.awaiting_signature"))
     return redirect(url_for("visits_pages.visit", visit_id=visit_id))
