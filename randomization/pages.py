@@ -94,10 +94,22 @@ def fixes(participant_id: str, errors: dict[str, list[str]]) -> list[tuple[str, 
 
 
 def _checklist(participant) -> dict:
-    return {
-        "eligibility": eligibility_of(participant),
-        "gaps": fixes(participant.participant_id, readiness_gaps(participant)),
-    }
+    """The checklist and what is still missing: criteria not answered are one line (the
+    checklist names each), the rest as the service names them."""
+    shown = eligibility_of(participant)
+    pid = participant.participant_id
+    unanswered = {f"eligibility.{row['code']}" for row in shown["criteria"] if row["met"] is None}
+    gaps = {k: v for k, v in readiness_gaps(participant).items() if k not in unanswered}
+    rows = fixes(pid, gaps)
+    if unanswered:
+        count = len(unanswered)
+        rows.append(
+            (
+                f"Eligibility: {count} criteri{'on' if count == 1 else 'a'} not answered.",
+                url_for("conduct_pages.eligibility", participant_id=pid),
+            )
+        )
+    return {"eligibility": shown, "gaps": rows}
 
 
 # --- the participant page's section -------------------------------------------------------------

@@ -235,6 +235,35 @@ def test_randomize_refused_until_ready_names_what_is_missing(
     assert not any(p.startswith("Screening") for p in error_summary(again.text))
 
 
+def test_an_exhausted_stratum_is_refused_on_the_page_and_its_notice_kept(
+    client, make_site, make_user, person, make_participant
+):
+    from randomization.models import RandomizationNotice
+
+    make_site("S01")
+    lists.import_list(
+        make_user("unblinded_statistician")[0],
+        "stratum,sequence,arm,block\nsite=S01|sex=F,1,placebo,1\nsite=S01|sex=F,2,baclofen,1\n",
+    )
+    db.session.commit()
+    _, token, coordinator = person("coordinator")
+    pids = [make_participant(site="S01", sex="F")["participant_id"] for _ in range(3)]
+    for pid in pids:
+        make_ready_for_randomization(client, bearer(token), pid)
+    for pid in pids[:2]:
+        url = f"/participants/{pid}/randomize"
+        assert post_form(coordinator, url, {"eligibility_confirmed": "true"}).status_code == 302
+    refused = post_form(
+        coordinator, f"/participants/{pids[2]}/randomize", {"eligibility_confirmed": "true"}
+    )
+    assert refused.status_code == 409 and arms_in(refused.text) == set()
+    assert "No randomization slot is left" in " ".join(error_summary(refused.text))
+    db.session.rollback()
+    kinds = set(db.session.scalars(select(RandomizationNotice.kind)))
+    assert "stratum_exhausted" in kinds  # committed by the page before it answered
+    assert allocation(coordinator.get(f"/participants/{pids[2]}").text) is None
+
+
 def test_who_sees_the_randomize_form(client, trial_list, person, make_participant):
     pid = make_participant(site="S01")["participant_id"]
     _, token, coordinator = person("coordinator")

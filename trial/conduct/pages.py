@@ -82,12 +82,17 @@ def _eligibility_page(participant, form, errors, status=200):
     criteria = current_protocol().eligibility_criteria
     labels = {f"answers.{c.code}": f"{c.code} {c.text}" for c in criteria}
     labels["answers"] = "Answers"
+    shown = eligibility.eligibility_of(participant)
+    # Criteria not answered are asked below; the list names what else is missing.
+    unanswered = {f"eligibility.{row['code']}" for row in shown["criteria"] if row["met"] is None}
+    gaps = {k: v for k, v in readiness_gaps(participant).items() if k not in unanswered}
     return render_template(
         "conduct/eligibility.html",
         title=f"Eligibility of {participant.participant_id}",
         participant=participant,
-        eligibility=eligibility.eligibility_of(participant),
-        gaps=readiness_gaps(participant),
+        eligibility=shown,
+        gaps=gaps,
+        unanswered=len(unanswered),
         can_answer=participant.randomized_at is None and participant.status == "screening",
         form=form,
         errors=errors,
