@@ -12,6 +12,7 @@ from collections import defaultdict
 from datetime import date
 
 from sqlalchemy import select
+from sqlalchemy.orm import lazyload
 
 from trial.conduct.course import Course, course_from
 from trial.conduct.models import Disposition
@@ -60,7 +61,8 @@ def build_worklist(
         )
     )
     by_row = {p.id: p for p in people}
-    visits = _active(Visit, by_row)
+    # Nor the signer: a site's thousands of visits are read for dates and statuses only.
+    visits = _active(Visit, by_row, lazyload(Visit.signer))
     courses = _courses(by_row)
     gaps_of = missing_forms_from(forms_held(by_row))
     due, missing, unsigned = [], [], []
@@ -94,14 +96,20 @@ def build_worklist(
     }
 
 
-def _active(model, by_row: dict) -> dict[int, list]:
-    """Active records of ``model`` per participant row id, in the order they were made."""
+def _active(model, by_row: dict, *options) -> dict[int, list]:
+    """Active records of ``model`` per participant row id, in the order they were made.
+
+    Without joining each record's participant (read already: the session's identity map
+    answers ``record.participant``) nor any of ``options``' relationships.
+    """
+    options = (lazyload(model.participant), *options)
     found = defaultdict(list)
     if by_row:
         for record in db.session.scalars(
             select(model)
             .where(model.participant_id.in_(by_row), model.entered_in_error.is_(False))
             .order_by(model.id)
+            .options(*options)
         ):
             found[record.participant_id].append(record)
     return found
