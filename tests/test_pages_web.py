@@ -282,3 +282,13 @@ def test_failed_sign_ins_are_throttled_per_name_before_any_password_check(client
     right = client.post("/sign-in", data={**form, "password": PASSWORD})
     assert right.status_code == 429 and "Too many sign-in attempts" in right.text
     assert len(actions("login_failed")) == recorded and actions("login") == []
+
+
+@pytest.mark.parametrize("config_overrides", [{"SECRET_KEY": None}])
+def test_without_a_secret_key_sign_in_says_so_and_the_api_still_works(
+    client, make_user, config_overrides
+):
+    _, token = make_user("coordinator", username="nina", password=PASSWORD)
+    page = client.get("/sign-in")
+    assert page.status_code == 503 and "needs the SECRET_KEY setting" in page.text
+    assert client.get("/api/v1/participants", headers=bearer(token)).status_code == 200

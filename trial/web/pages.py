@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import flash, g, redirect, render_template, request, url_for
+from flask import current_app, flash, g, redirect, render_template, request, url_for
 
 from trial.auth.policy import allow_any_user, public
 from trial.auth.schemas import PasswordChangeSchema
 from trial.auth.throttle import StepUpThrottled, check_sign_in_allowed, count_sign_in
 from trial.errors import TrialError, Unauthorized, ValidationFailed
 from trial.extensions import db
-from trial.web.blueprint import PageBlueprint
+from trial.web.blueprint import PageBlueprint, error_page
 from trial.web.forms import read_form
 from trial.web.session import end_session, start_session
 
@@ -39,6 +39,13 @@ def home():
 @public
 def sign_in():
     """Sign in with a user name and password (throttled and audited as the API's login)."""
+    if not current_app.secret_key:  # sessions and CSRF tokens are signed with it
+        return error_page(
+            503,
+            "Signing in to the pages needs the SECRET_KEY setting, which this server lacks. "
+            "The JSON API works without it.",
+            title="Sign-in is not configured",
+        )
     errors: dict[str, list[str]] = {}
     username = ""
     status = 200
