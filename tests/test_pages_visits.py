@@ -468,3 +468,27 @@ def test_every_record_type_with_generic_operations_has_its_pages(trial, page):
     assert saved.status_code == 302, error_summary(saved.text)
     (row,) = audit_of("eligibility_answer", answer["record_id"], "update")
     assert (row.field, row.old_value, row.new_value) == ("met", "false", "true")
+
+
+def test_who_may_open_what(trial, page, app, make_user):
+    p = trial.enrol(day0_ago=7)
+    url = f"/visits/{p.screening_id}"
+    # A visit already recorded is corrected from its own page, not entered twice.
+    again = page.get(f"/participants/{p.pid}/visits/new?visit_code=screening")
+    assert again.status_code == 302 and again.headers["Location"] == url
+    assert page.get(f"/participants/{p.pid}/visits/new?visit_code=week_99").status_code == 404
+    shown = page.get(url).text
+    assert "Mark this visit entered in error" in shown and "Sign visit" not in shown
+    before = audit_rows()
+    refused = post_form(page, f"{url}/sign", {"password": PASSWORD}, form_url=f"{url}/correct")
+    assert refused.status_code == 403 and audit_rows() == before  # coordinators never sign
+    make_user("monitor", sites=["S01"], username="mona", password=PASSWORD)
+    monitor = app.test_client()
+    sign_in(monitor, "mona", PASSWORD)
+    read = monitor.get(url)
+    assert read.status_code == 200
+    assert "/correct" not in read.text and "entered-in-error" not in read.text
+    day_id = api_visit(trial, p.screening_id)["drinking"][0]["id"]
+    assert monitor.get(f"/records/drinking_day/{day_id}/correct").status_code == 403
+    assert monitor.get(f"/participants/{p.pid}/visits/new").status_code == 403
+    assert monitor.get("/signatures").status_code == 403
