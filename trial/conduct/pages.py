@@ -19,6 +19,7 @@ from trial.conduct.models import (
     DISPOSITIONS,
     DISPOSITIONS_NEEDING_REASON,
     Disposition,
+    EligibilityAnswer,
     ProtocolDeviation,
 )
 from trial.conduct.schemas import (
@@ -93,6 +94,7 @@ def _eligibility_page(participant, form, errors, status=200):
         eligibility=shown,
         gaps=gaps,
         unanswered=len(unanswered),
+        answer_entity=EligibilityAnswer.ENTITY,
         can_answer=participant.randomized_at is None and participant.status == "screening",
         form=form,
         errors=errors,
