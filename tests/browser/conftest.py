@@ -68,10 +68,17 @@ class TrialSite:
         )
 
     def audit(self, **params) -> list[dict]:
-        """Audit events (newest first) as the admin reads them over the API."""
-        response = self.api("GET", "/audit", params=params)
-        assert response.status_code == 200, response.text[:500]
-        return response.json()
+        """Every audit event matching ``params``, as the admin reads them over the API (all
+        pages, following X-Next-Cursor)."""
+        rows, cursor = [], None
+        while True:
+            query = {**params, **({"cursor": cursor} if cursor else {})}
+            response = self.api("GET", "/audit", params=query)
+            assert response.status_code == 200, response.text[:500]
+            rows.extend(response.json())
+            cursor = response.headers.get("X-Next-Cursor")
+            if not cursor:
+                return rows
 
     def query(self, fn):
         """Run ``fn()`` in an app context of the test process and return its result; the
@@ -86,13 +93,13 @@ class TrialSite:
 
 
 @contextmanager
-def _database(backend: str, request, directory: Path) -> Iterator[str]:
+def _database(backend: str, request, directory: Path, suffix: str) -> Iterator[str]:
     if backend == "sqlite":
         path = directory / "trial.db"
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite:///{path}"
         return
-    name = f"trial_b_{RUN_ID}_{WORKER}"
+    name = f"trial_b_{RUN_ID}_{WORKER}_{suffix}"
     drop_pg_database(name)
     url = create_pg_database(name, template=request.getfixturevalue("postgresql_template"))
     try:
@@ -124,14 +131,25 @@ def backend(request) -> str:
     return request.param
 
 
-def _trial_site(backend, request, tmp_path_factory, env=None) -> Iterator[TrialSite]:
+@contextmanager
+def serve_demo(
+    backend: str,
+    request,
+    tmp_path_factory,
+    *,
+    name: str = "main",
+    participants: int = DEMO_PARTICIPANTS,
+    env: dict[str, str] | None = None,
+) -> Iterator[TrialSite]:
+    """A demo trial of ``participants`` on a database of its own, served by gunicorn with
+    ``env`` added to its environment (``name`` keeps its database apart from others)."""
     from trial import create_app
     from trial.extensions import db
 
-    directory = tmp_path_factory.mktemp(f"browser-{backend}")
-    with _database(backend, request, directory) as url:
+    directory = tmp_path_factory.mktemp(f"browser-{backend}-{name}")
+    with _database(backend, request, directory, name) as url:
         app = create_app(make_config(url, directory / "instance"))
-        password, tokens = load_demo(app)
+        password, tokens = load_demo(app, participants)
         try:
             with live_server(url, directory / "server", workers=2, env=env) as server:
                 yield TrialSite(backend, url, app, server, password, tokens, directory)
@@ -143,7 +161,8 @@ def _trial_site(backend, request, tmp_path_factory, env=None) -> Iterator[TrialS
 @pytest.fixture(scope="session")
 def trial_site(backend, request, tmp_path_factory) -> Iterator[TrialSite]:
     """The demo trial served by gunicorn (two workers), shared by this worker's tests."""
-    yield from _trial_site(backend, request, tmp_path_factory)
+    with serve_demo(backend, request, tmp_path_factory) as served:
+        yield served
 
 
 @pytest.fixture(scope="session")
@@ -183,9 +202,10 @@ class PageProblems(list):
     the page's own Content-Security-Policy (a page that breaks its own policy is broken)."""
 
 
-def _new_context(browser, trial_site, *, bypass_csp: bool = False):
+def new_context(browser, site: TrialSite, *, bypass_csp: bool = False):
+    """A fresh browser profile (no cookies) whose relative addresses go to ``site``."""
     context = browser.new_context(
-        base_url=trial_site.url,
+        base_url=site.url,
         bypass_csp=bypass_csp,
         viewport={"width": 1280, "height": 900},
         locale="en-GB",
@@ -195,7 +215,7 @@ def _new_context(browser, trial_site, *, bypass_csp: bool = False):
     return context
 
 
-def _watch(page, problems: PageProblems) -> None:
+def watch(page, problems: PageProblems) -> None:
     page.on("pageerror", lambda exc: problems.append(f"script error on {page.url}: {exc}"))
 
     def console(message):
@@ -209,27 +229,43 @@ def _watch(page, problems: PageProblems) -> None:
 @pytest.fixture
 def context(browser, trial_site):
     """A fresh browser profile (no cookies) with the pages' own CSP in force."""
-    made = _new_context(browser, trial_site)
+    made = new_context(browser, trial_site)
     try:
         yield made
     finally:
         made.close()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the test item, so a fixture can tell a failed test."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
 @pytest.fixture
-def page(context):
-    """A tab in ``context``; the test fails if a page had a script error or broke its CSP."""
+def page(context, request, screenshot_dir):
+    """A tab in ``context``; the test fails if a page had a script error or broke its CSP.
+    A failed test leaves a screenshot of the page as it was (``...--FAILED.png``)."""
     problems = PageProblems()
     tab = context.new_page()
-    _watch(tab, problems)
+    watch(tab, problems)
     yield tab
+    failed = getattr(request.node, "report_call", None)
+    if failed is not None and failed.failed and not tab.is_closed():
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+        try:
+            tab.screenshot(path=str(screenshot_dir / f"{stem}--FAILED.png"), full_page=True)
+        except Exception:  # noqa: BLE001 - a screenshot must never hide the failure
+            pass
     assert not problems, "\n".join(problems)
 
 
 @pytest.fixture
 def axe_context(browser, trial_site):
     """A browser profile that lets axe-core's script in (``bypass_csp``): for axe checks only."""
-    made = _new_context(browser, trial_site, bypass_csp=True)
+    made = new_context(browser, trial_site, bypass_csp=True)
     try:
         yield made
     finally:

@@ -86,3 +86,17 @@ def check_axe(page: Page, label: str | None = None) -> None:
     """Fail on any serious or critical axe-core violation on the page shown."""
     found = axe_violations(page)
     assert not found, describe_violations(label or page.url, found)
+
+
+def register_participant(
+    page: Page, *, sex: str = "Female", year_of_birth: str = "1980", consent_date: str
+) -> str:
+    """Register a participant through the form, by its labels; returns the new id (read
+    from the participant page's main heading)."""
+    page.get_by_role("link", name="Register participant", exact=True).click()
+    page.get_by_label("Sex").select_option(label=sex)
+    page.get_by_label("Year of birth").fill(year_of_birth)
+    page.get_by_label("Consent date").fill(consent_date)
+    page.get_by_role("button", name="Register").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(re.compile(r"S\d\d-\d{4}"))
+    return main_heading(page)
