@@ -8,8 +8,6 @@ the tablet strength lives on the unblinded side.
 
 from __future__ import annotations
 
-import re
-
 from flask import flash, g, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
@@ -17,14 +15,14 @@ from trial.auth.policy import allow
 from trial.dosing import services
 from trial.dosing.models import DosingRecord
 from trial.dosing.schemas import DosingCreateSchema, DosingSchema
-from trial.errors import Conflict, TrialError, ValidationFailed
+from trial.errors import Conflict, ValidationFailed
 from trial.extensions import db
 from trial.participants.services import get_visible_participant
 from trial.protocol import current_protocol
 from trial.records.services import records_of
 from trial.records.views import READERS, SITE_STAFF
 from trial.web.blueprint import PageBlueprint
-from trial.web.forms import read_form
+from trial.web.forms import form_errors, read_form
 
 bp = PageBlueprint("dosing_pages", __name__)
 
@@ -35,16 +33,6 @@ LABELS = {
     "change_reason": "Reason for the change of dose",
     "tablets_returned": "Tablets returned",
 }
-
-
-def _form_errors(refused: TrialError) -> dict[str, list[str]]:
-    """Messages by input; a refusal naming no input of the form (a conflict) at the top."""
-    errors: dict[str, list[str]] = {}
-    top = [] if refused.errors and isinstance(refused, ValidationFailed) else [refused.message]
-    for name, messages in refused.errors.items():
-        name = re.sub(r"(\.\d+)+$", "", name)
-        (errors.setdefault(name, []) if name in LABELS else top).extend(messages)
-    return {"_schema": top, **errors} if top else errors
 
 
 def _page(participant, form, errors, status: int):
@@ -84,6 +72,6 @@ def record_dosing(participant_id):
     except (ValidationFailed, Conflict) as refused:
         db.session.rollback()
         participant = get_visible_participant(g.current_user, participant_id)
-        return _page(participant, request.form, _form_errors(refused), refused.status)
+        return _page(participant, request.form, form_errors(refused, LABELS), refused.status)
     flash(f"Dose recorded: {shown[1]} tablets per day from {shown[0]}.", "success")
     return redirect(url_for("dosing_pages.dosing", participant_id=participant_id))

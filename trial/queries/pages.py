@@ -13,14 +13,14 @@ from flask import flash, g, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from trial.auth.policy import allow
-from trial.errors import Conflict, TrialError, ValidationFailed
+from trial.errors import Conflict, ValidationFailed
 from trial.extensions import db
 from trial.queries import services
 from trial.queries.models import QUERY_STATUSES
 from trial.queries.schemas import QueryAnswerSchema, QueryDetailSchema, QuerySchema
 from trial.queries.views import READERS, SITE_STAFF
 from trial.web.blueprint import PageBlueprint
-from trial.web.forms import read_form
+from trial.web.forms import form_errors, read_form
 
 bp = PageBlueprint("queries_pages", __name__)
 
@@ -63,14 +63,6 @@ def query(query_id):
     return _page(services.get_query(g.current_user, query_id), MultiDict(), {}, 200)
 
 
-def _form_errors(refused: TrialError) -> dict[str, list[str]]:
-    errors = {name: list(m) for name, m in refused.errors.items() if name in LABELS}
-    top = [m for name, ms in refused.errors.items() if name not in LABELS for m in ms]
-    if not errors and not top or not isinstance(refused, ValidationFailed):
-        top.insert(0, refused.message)
-    return {"_schema": top, **errors} if top else errors
-
-
 @bp.route(PATH, methods=["POST"], endpoint="answer_query")
 @allow(*SITE_STAFF)
 def answer_query(query_id):
@@ -82,6 +74,6 @@ def answer_query(query_id):
     except (ValidationFailed, Conflict) as refused:
         db.session.rollback()
         shown = services.get_query(g.current_user, query_id)
-        return _page(shown, request.form, _form_errors(refused), refused.status)
+        return _page(shown, request.form, form_errors(refused, LABELS), refused.status)
     flash(f"Your answer to query {query_id} is sent; the monitor will review it.", "success")
     return redirect(url_for("queries_pages.query", query_id=query_id))

@@ -32,7 +32,7 @@ from trial.records.services import (
 from trial.records.views import SITE_STAFF, requested_version
 from trial.visits.page_forms import CIWA_WORDING, OCDS_WORDING, VITALS_WORDING
 from trial.web.blueprint import PageBlueprint
-from trial.web.forms import read_form
+from trial.web.forms import form_errors, read_form
 
 bp = PageBlueprint("records_pages", __name__)
 
@@ -170,12 +170,6 @@ def _flash_warnings(record) -> None:
         flash(f"Saved, but unusual: {warning['message']} (a data query was raised).", "warning")
 
 
-def _refused(exc: TrialError) -> dict:
-    if exc.status == 422 and exc.errors:
-        return exc.errors
-    return {"_schema": [exc.message], **(exc.errors if exc.status != 412 else {})}
-
-
 @bp.route("/records/<entity>/<int:record_id>/correct", methods=["GET", "POST"])
 @allow(*SITE_STAFF)
 def correct(entity, record_id):
@@ -210,10 +204,10 @@ def correct(entity, record_id):
             record = get_visible_record(g.current_user, entity, record_id)[0]
             form = _current(record, fields)
             form["reason"] = request.form.get("reason", "")
-            errors, status = _refused(stale), 412
+            errors, status = form_errors(stale), 412
         except TrialError as refused:
             db.session.rollback()
-            errors, status = _refused(refused), refused.status
+            errors, status = form_errors(refused), refused.status
     return render_template(
         "records/correct.html",
         title=f"Correct a {RECORD_PAGES[entity][0]}",
@@ -262,13 +256,13 @@ def entered_in_error(entity, record_id):
             db.session.rollback()
             record = get_visible_record(g.current_user, entity, record_id)[0]
             form = MultiDict({VERSION: record.version, "reason": request.form.get("reason", "")})
-            errors, status = _refused(stale), 412
+            errors, status = form_errors(stale), 412
         except ValidationFailed as refused:
             db.session.rollback()
             errors, status = refused.errors, 422
         except TrialError as refused:
             db.session.rollback()
-            errors, status = _refused(refused), refused.status
+            errors, status = form_errors(refused), refused.status
     return render_template(
         "records/entered_in_error.html",
         title=f"Mark a {RECORD_PAGES[entity][0]} entered in error",

@@ -8,14 +8,12 @@ code and audit alike; the roles are the API's. Nothing here reads an arm.
 
 from __future__ import annotations
 
-import re
-
 from flask import flash, g, jsonify, redirect, render_template, request, url_for
 from sqlalchemy import select
 from werkzeug.datastructures import MultiDict
 
 from trial.auth.policy import allow
-from trial.errors import Conflict, TrialError, ValidationFailed
+from trial.errors import Conflict, ValidationFailed
 from trial.extensions import db
 from trial.participants.services import get_visible_participant
 from trial.records.services import NothingToChange, PreconditionFailed
@@ -38,7 +36,7 @@ from trial.safety.schemas import (
 from trial.safety.search import search_terms
 from trial.safety.views import READERS, SITE_STAFF
 from trial.web.blueprint import PageBlueprint
-from trial.web.forms import form_body, load_form, read_form
+from trial.web.forms import form_body, form_errors, load_form, read_form
 
 bp = PageBlueprint("safety_pages", __name__)
 
@@ -105,21 +103,6 @@ OPTIONS = {
     "seriousness_criteria": _choices(SERIOUSNESS_CRITERIA),
 }
 REFUSED_IN_FORM = (ValidationFailed, NothingToChange, Conflict, PreconditionFailed)
-
-
-def form_errors(refused: TrialError, labels: dict) -> dict[str, list[str]]:
-    """A refusal as the form shows it: messages by input (a list item's under its list);
-    what names no input of the form (a conflict, a stale version) at the top."""
-    errors: dict[str, list[str]] = {}
-    top = [] if refused.errors and isinstance(refused, ValidationFailed) else [refused.message]
-    for name, messages in refused.errors.items():
-        name = re.sub(r"(\.\d+)+$", "", name)
-        if name in labels:
-            errors.setdefault(name, []).extend(messages)
-        elif name != "version" or not top:
-            top.extend(messages)
-    errors = {name: errors[name] for name in labels if name in errors}  # in form order
-    return {"_schema": top, **errors} if top else errors
 
 
 def _render_form(template: str, status: int, field_labels=LABELS, **context):

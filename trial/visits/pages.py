@@ -42,7 +42,7 @@ from trial.visits.page_forms import (
 from trial.visits.schedule import build_schedule
 from trial.visits.schemas import SignSchema, VisitCreateSchema, VisitPatchSchema, VisitSchema
 from trial.web.blueprint import PageBlueprint
-from trial.web.forms import read_form
+from trial.web.forms import form_errors, read_form
 from trial.worklist.services import build_worklist
 
 bp = PageBlueprint("visits_pages", __name__)
@@ -52,14 +52,6 @@ PAGE_SIZE = 50
 
 def _schedule(participant) -> list:
     return build_schedule(participant, records_of(Visit, participant))
-
-
-def _refusal_errors(exc: TrialError) -> dict:
-    """What the error summary lists: an invalid form's fields, or a refusal's message with
-    any fields it names (a stale version's current values are not errors of the form)."""
-    if exc.status == 422 and exc.errors:
-        return exc.errors
-    return {"_schema": [exc.message], **(exc.errors if exc.status != 412 else {})}
 
 
 @bp.route("/participants/<participant_id>/visits/new", methods=["GET", "POST"])
@@ -157,7 +149,7 @@ def _record(participant, form):
         db.session.commit()
     except (ValidationFailed, Conflict) as refused:
         db.session.rollback()
-        return shown_errors(_refusal_errors(refused), back), refused.status
+        return shown_errors(form_errors(refused), back), refused.status
     flash("The visit is saved.", "success")
     _flash_unusual(unusual)
     return visit_id
@@ -237,10 +229,10 @@ def correct_visit(visit_id):
             db.session.rollback()
             record = get_visible_record(g.current_user, "visit", visit_id)[0]
             form = MultiDict({**_visit_values(record), "reason": request.form.get("reason", "")})
-            errors, status = _refusal_errors(stale), 412
+            errors, status = form_errors(stale), 412
         except TrialError as refused:
             db.session.rollback()
-            errors, status = _refusal_errors(refused), refused.status
+            errors, status = form_errors(refused), refused.status
     return render_template(
         "visits/correct.html",
         title=f"Correct visit {visit_id}",
@@ -284,7 +276,7 @@ def visit_in_error(visit_id):
             )
         except TrialError as refused:
             db.session.rollback()
-            errors, status = _refusal_errors(refused), refused.status
+            errors, status = form_errors(refused), refused.status
             if isinstance(refused, PreconditionFailed):  # shown again at its version now
                 record = get_visible_record(g.current_user, "visit", visit_id)[0]
                 form = MultiDict({"version": record.version, "reason": form.get("reason", "")})
@@ -329,11 +321,9 @@ def sign(visit_id):
         db.session.commit()
     except RecordedRefusal as refused:
         db.session.commit()  # the refused attempt stays on record
-        return _visit_page(record, participant, errors=_refusal_errors(refused), status=403)
+        return _visit_page(record, participant, errors=form_errors(refused), status=403)
     except TrialError as refused:
         db.session.rollback()
-        return _visit_page(
-            record, participant, errors=_refusal_errors(refused), status=refused.status
-        )
+        return _visit_page(record, participant, errors=form_errors(refused), status=refused.status)
     flash(f"Visit {visit_id} is signed: {SIGNATURE_MEANING}.", "success")
     return redirect(url_for("visits_pages.visit", visit_id=visit_id))

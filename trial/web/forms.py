@@ -105,3 +105,43 @@ def load_form(schema: ma.Schema, body: dict, **path) -> dict:
 def read_form(schema: ma.Schema, form: MultiDict, **path) -> dict:
     """``load_form(schema, form_body(schema, form))``: the page's input, loaded."""
     return load_form(schema, form_body(schema, form), **path)
+
+
+# Marshmallow's generic messages, as a form says them to the person filling it in (the JSON
+# API keeps marshmallow's wording).
+PLAIN_MESSAGES = {
+    "Missing data for required field.": "Required: fill this in.",
+    "Field may not be null.": "Required: fill this in.",
+    "Not a valid integer.": "Enter a whole number.",
+    "Not a valid number.": "Enter a number.",
+    "Not a valid date.": "Enter a date as year-month-day, for example 2026-11-02.",
+    "Not a valid boolean.": "Choose yes or no.",
+}
+_ITEM_INDEX = re.compile(r"(\.\d+)+$")
+
+
+def form_errors(refused, labels=None) -> dict[str, list[str]]:
+    """A refusal as a form shows it, for ``components.error_summary`` and the fields.
+
+    An invalid form's messages go under their inputs (a list item's under its list when the
+    form has no input of the item's own name), in the order of the form's ``labels`` when
+    given; what names no input of the form (a conflict, a rule about the whole form) goes at
+    the top, under ``_schema``, after the refusal's own message unless the refusal is a plain
+    invalid form. A stale version's (412) fields are the record's current values, not errors.
+    """
+    from trial.errors import ValidationFailed
+
+    top = [] if isinstance(refused, ValidationFailed) and refused.errors else [refused.message]
+    errors: dict[str, list[str]] = {}
+    for name, messages in ({} if refused.status == 412 else refused.errors).items():
+        plain = [PLAIN_MESSAGES.get(message, message) for message in messages]
+        if labels is None or name in labels:
+            errors.setdefault(name, []).extend(plain)
+        elif _ITEM_INDEX.sub("", name) in labels:
+            errors.setdefault(_ITEM_INDEX.sub("", name), []).extend(plain)
+        else:
+            top.extend(plain)
+    if labels is not None:
+        order = {name: n for n, name in enumerate(labels)}
+        errors = dict(sorted(errors.items(), key=lambda item: order[item[0]]))
+    return {"_schema": top, **errors} if top else errors
