@@ -30,7 +30,7 @@ from trial.participants.services import get_visible_participant
 from trial.protocol import current_protocol
 from trial.web import page_url
 from trial.web.blueprint import PageBlueprint
-from trial.web.forms import read_form
+from trial.web.forms import form_errors, read_form
 
 bp = PageBlueprint("randomization_pages", __name__)
 
@@ -222,12 +222,6 @@ def code_break_page(participant_id):
     return _code_break_page(get_visible_participant(g.current_user, participant_id))
 
 
-def _page_errors(refused) -> dict[str, list[str]]:
-    """A refusal's message first, then the messages of the page's own fields."""
-    fields = {k: v for k, v in refused.errors.items() if k in CODE_BREAK_FIELDS}
-    return {"_schema": [refused.message], **fields}
-
-
 def pad_arm(arm: str) -> str:
     """The arm's HTML, followed by spaces up to the longest arm name's: the page's size is
     then the same whatever the arm (as ``release.padded_json_response`` does for JSON)."""
@@ -264,7 +258,9 @@ def break_code(participant_id):
         else:
             db.session.rollback()
         participant = get_visible_participant(g.current_user, participant_id)
-        return _code_break_page(participant, _page_errors(refused), kept, refused.status)
+        return _code_break_page(
+            participant, form_errors(refused, CODE_BREAK_FIELDS), kept, refused.status
+        )
     marker = f"arm-{secrets.token_hex(8)}"
     html = render_template(
         "randomization/code_break_result.html",

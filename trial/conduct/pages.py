@@ -36,7 +36,7 @@ from trial.protocol import current_protocol
 from trial.records.services import records_of
 from trial.records.views import READERS, SITE_STAFF
 from trial.web.blueprint import PageBlueprint
-from trial.web.forms import load_form, read_form
+from trial.web.forms import form_errors, load_form, read_form
 
 bp = PageBlueprint("conduct_pages", __name__)
 
@@ -57,11 +57,6 @@ _ANSWERS = {"true": True, "false": False}
 
 def _participant(participant_id: str, lock: bool = False):
     return get_visible_participant(g.current_user, participant_id, lock=lock)
-
-
-def _refusal_errors(refused) -> dict[str, list[str]]:
-    """The fields a refusal names, or its message when it names none."""
-    return refused.errors or {"_schema": [refused.message]}
 
 
 # --- eligibility ----------------------------------------------------------------------------
@@ -130,7 +125,7 @@ def answer_eligibility(participant_id):
     except (ValidationFailed, Conflict) as refused:
         db.session.rollback()
         return _eligibility_page(
-            _participant(participant_id), request.form, _refusal_errors(refused), refused.status
+            _participant(participant_id), request.form, form_errors(refused), refused.status
         )
     flash(f"{len(answers)} eligibility answer(s) recorded.", "success")
     return redirect(url_for("conduct_pages.eligibility", participant_id=participant_id))
@@ -182,7 +177,7 @@ def record_disposition(participant_id):
         db.session.rollback()
         return _records_page(
             "disposition", _participant(participant_id), request.form,
-            _refusal_errors(refused), refused.status,
+            form_errors(refused), refused.status,
         )  # fmt: skip
     flash(f"Disposition recorded; the participant is now {participant.status}.", "success")
     return redirect(url_for("conduct_pages.disposition", participant_id=participant_id))
@@ -207,7 +202,7 @@ def record_deviation(participant_id):
         db.session.rollback()
         return _records_page(
             "deviations", _participant(participant_id), request.form,
-            _refusal_errors(refused), refused.status,
+            form_errors(refused), refused.status,
         )  # fmt: skip
     flash("Protocol deviation recorded.", "success")
     return redirect(url_for("conduct_pages.deviations", participant_id=participant_id))
