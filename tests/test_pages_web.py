@@ -74,9 +74,11 @@ def test_sign_in_is_audited_and_a_wrong_password_is_refused_alike(client, coordi
         "/sign-in", data={"username": "nobody", "password": "nope", "csrf_token": token}
     )
     assert wrong.status_code == unknown.status_code == 401
-    assert error_summary(wrong.text) == error_summary(unknown.text) == [
-        "Password: The username or password is not right."
-    ]
+    assert (
+        error_summary(wrong.text)
+        == error_summary(unknown.text)
+        == ["Password: The username or password is not right."]
+    )
     # The name typed is kept in the form, never the password.
     assert 'value="carla"' in wrong.text and "nope" not in wrong.text
     assert [r.username for r in actions("login_failed")] == ["carla", "(unknown name)"]
@@ -237,9 +239,7 @@ def test_an_account_reset_by_an_admin_must_set_its_password_first(client, coordi
     assert client.get("/participants").status_code == 200
 
 
-def test_registration_errors_are_summarised_with_values_kept_and_nothing_saved(
-    client, coordinator
-):
+def test_registration_errors_are_summarised_with_values_kept_and_nothing_saved(client, coordinator):
     sign_in(client, "carla", PASSWORD)
     before = count(Participant), count(AuditEvent)
     bad = {"site": "S01", "sex": "", "year_of_birth": "19x9", "consent_date": "2026-13-02"}
