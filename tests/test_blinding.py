@@ -25,7 +25,8 @@ from randomization import lists, outputs
 from randomization.crypto import decrypt_seed
 from randomization.models import RandomizationList, RandomizationSlot
 from tests.conftest import approve_for_code_break, bearer, make_ready_for_randomization
-from trial.auth.policy import policy_for
+from tests.page_helpers import sign_in
+from trial.auth.policy import is_page_endpoint, policy_for
 from trial.extensions import db
 
 ARM_LABELS = ("baclofen", "placebo")
@@ -33,7 +34,8 @@ PASSWORD = "correct horse battery staple"
 BLINDED_ROLES = ("admin", "coordinator", "investigator", "monitor", "data_manager", "statistician")
 # Static text that names the drug as the trial's subject, not as anyone's allocation: the
 # OpenAPI title is built at start, before any list exists, and is the same for every caller.
-STATIC_MENTIONS = ("Baclofen AUD trial data service",)
+# The pages carry the trial's name in their title and header, the same on every page.
+STATIC_MENTIONS = ("Baclofen AUD trial data service", "Baclofen AUD trial")
 # Query strings worth trying on list routes (the empty one is always tried).
 QUERY_VARIANTS = {
     "participants.list_participants": [
@@ -367,18 +369,19 @@ def urls_for(rule, endpoint, trial: Trial) -> list[str]:
         "record_id": trial.record_ids + ["999999"],
         "visit_id": trial.visit_ids + ["999999"],
         "username": trial.usernames + ["nobody.here"],
+        # The pages' generic record pages: two kinds, with every record id above.
+        "entity": ["vitals", "dosing"],
+        "filename": ["site.css", "site.js"],
     }
     unknown = set(rule.arguments) - set(fillers)
     assert not unknown, (
         f"{rule.rule}: no filler for {sorted(unknown)}; teach the blinding "
         f"matrix how to fill it so the route is scanned"
     )
-    if rule.arguments:
-        (name,) = rule.arguments
+    paths = [rule.rule]
+    for name in sorted(rule.arguments):
         placeholder = re.compile(rf"<(?:[^<>:]+:)?{name}>")  # <name> or <int:name>
-        paths = [placeholder.sub(value, rule.rule) for value in fillers[name]]
-    else:
-        paths = [rule.rule]
+        paths = [placeholder.sub(value, path) for path in paths for value in fillers[name]]
     return [path + query for path in paths for query in [""] + QUERY_VARIANTS.get(endpoint, [])]
 
 
@@ -408,18 +411,30 @@ VIEWERS = {
 }
 
 
-def scan_role(app, client, token, role, trial: Trial) -> tuple[list[str], dict]:
-    """GET every route as ``role``; return the leaks found and the 200s per endpoint."""
+# Pages the scan does not open: signing out would end the scanning session.
+UNSCANNED_PAGES = {"web.sign_out"}
+
+
+def scan_role(app, client, token, role, trial: Trial, pages=None) -> tuple[list[str], dict]:
+    """GET every route as ``role`` (the API with its token, the pages with ``pages``, a test
+    client signed in as the same account); return the leaks found and the 200s per endpoint
+    (a page's redirect to another page counts: the home page sends site staff on)."""
     problems, answered = [], {}
     for endpoint, rule in get_routes(app):
+        if endpoint in UNSCANNED_PAGES:
+            continue
         policy = policy_for(app, endpoint)
         allowed = policy is not None and policy.permits(role)
+        page = is_page_endpoint(app, endpoint)
         for url in urls_for(rule, endpoint, trial):
-            response = client.get(url, headers=bearer(token))
+            response = pages.get(url) if page else client.get(url, headers=bearer(token))
             assert response.status_code < 500, (url, response.status_code)
+            redirected = response.status_code == 302 and not response.headers[
+                "Location"
+            ].startswith("/sign-in")
             if not allowed:
                 assert response.status_code == 403, (url, response.status_code)
-            elif response.status_code == 200:
+            elif response.status_code == 200 or (page and redirected):
                 answered[endpoint] = answered.get(endpoint, 0) + 1
             found = leaks(response_text(response), trial.secrets)
             if found:
@@ -433,12 +448,18 @@ def test_blinded_role_sees_no_arm_on_any_get_route(app, client, make_user, trial
     assert role in BLINDED_ROLES
     if viewer == "investigator":
         token = trial.investigator_token  # the one who broke the code: blinded again after
+        username = trial.usernames[0]
     else:
-        token = make_user(role, sites=VIEWERS[viewer])[1]
-    problems, answered = scan_role(app, client, token, role, trial)
+        user, token = make_user(role, sites=VIEWERS[viewer], password=PASSWORD)
+        username = user.username
+    pages = app.test_client()
+    sign_in(pages, username, PASSWORD)
+    problems, answered = scan_role(app, client, token, role, trial, pages)
     assert not problems, "\n".join(problems)
     # Not vacuous: every route the policy allows answered 200 at least once.
-    allowed_endpoints = {e for e, _ in get_routes(app) if policy_for(app, e).permits(role)}
+    allowed_endpoints = {
+        e for e, _ in get_routes(app) if policy_for(app, e).permits(role)
+    } - UNSCANNED_PAGES
     assert set(answered) == allowed_endpoints, sorted(allowed_endpoints - set(answered))
     if policy_for(app, "audit.list_audit_events").permits(role):
         check_whole_audit_trail(client, token, VIEWERS[viewer] or ["S01", "S02"], trial)
@@ -488,9 +509,37 @@ def test_control_the_matrix_catches_a_blinded_route_that_leaks(
         return body
 
     monkeypatch.setattr(views, "_blinded", leaky)
-    token = make_user("monitor", sites=["S01", "S02"])[1]
-    problems, _ = scan_role(app, client, token, "monitor", trial)
+    user, token = make_user("monitor", sites=["S01", "S02"], password=PASSWORD)
+    pages = app.test_client()
+    sign_in(pages, user.username, PASSWORD)
+    problems, _ = scan_role(app, client, token, "monitor", trial, pages)
     assert problems and all("/randomization" in p for p in problems), problems
+
+
+def test_control_the_matrix_catches_a_page_that_leaks(app, client, make_user, trial, monkeypatch):
+    """Negative control for the pages: a participant-page section that prints the arm (as a
+    careless feature might) is found by the same walk, on the participant pages only."""
+    from markupsafe import Markup
+
+    from randomization.crypto import decrypt_arm
+    from randomization.services import allocation_of
+    from trial.web import PARTICIPANT_SECTIONS
+
+    def leaky_section(participant):
+        slot = allocation_of(participant)
+        if slot is None:
+            return Markup("")
+        return Markup(ARM_LABELS[decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted)])
+
+    sections = [*app.extensions[PARTICIPANT_SECTIONS], leaky_section]
+    monkeypatch.setitem(app.extensions, PARTICIPANT_SECTIONS, sections)
+    user, token = make_user("monitor", sites=["S01", "S02"], password=PASSWORD)
+    pages = app.test_client()
+    sign_in(pages, user.username, PASSWORD)
+    problems, _ = scan_role(app, client, token, "monitor", trial, pages)
+    assert problems and all(re.search(r"GET /participants/S0\d-\d+:", p) for p in problems), (
+        problems
+    )
 
 
 def test_allocation_responses_have_the_same_shape_and_size_whatever_the_arm(
