@@ -492,3 +492,31 @@ def test_who_may_open_what(trial, page, app, make_user):
     assert monitor.get(f"/records/drinking_day/{day_id}/correct").status_code == 403
     assert monitor.get(f"/participants/{p.pid}/visits/new").status_code == 403
     assert monitor.get("/signatures").status_code == 403
+
+
+def test_a_value_emptied_on_a_correction_page_is_cleared_and_audited(trial, page):
+    p = trial.enrol(day0_ago=7)
+    body = {
+        "visit_code": "titration_w1",
+        "visit_date": iso(today()),
+        "drinking": [{"date": iso(today() - D), "standard_drinks": 2.0}],
+        "ciwa": ciwa(1),
+        "vitals": vitals(weight_kg=None) | {"weight_kg": 80.5},
+    }
+    visit = trial.post(f"/participants/{p.pid}/visits", body).json
+    vitals_id = visit["vitals"]["id"]
+    url = f"/records/vitals/{vitals_id}/correct"
+    shown = form_values(page.get(url).text)
+    assert shown["weight_kg"] == "80.5"
+    saved = post_form(page, url, {**shown, "weight_kg": "", "reason": "Scale was broken"})
+    assert saved.status_code == 302, error_summary(saved.text)
+    (row,) = audit_of("vitals", vitals_id, "update")
+    assert (row.field, row.old_value, row.new_value) == ("weight_kg", "80.5", None)
+    assert api_visit(trial, visit["id"])["vitals"]["weight_kg"] is None
+    # A required value emptied is refused, not cleared.
+    shown = form_values(page.get(url).text)
+    refused = post_form(page, url, {**shown, "heart_rate": "", "reason": "Typo"})
+    assert refused.status_code == 422
+    assert any("heart" in line.lower() for line in error_summary(refused.text)), error_summary(
+        refused.text
+    )

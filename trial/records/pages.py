@@ -188,7 +188,7 @@ def correct(entity, record_id):
     if request.method == "POST":
         keys = {f["attribute"]: f["name"] for f in fields}
         try:
-            body = read_form(schema_class(), request.form, record_id=record_id)
+            body = read_form(schema_class(), request.form, clear=True, record_id=record_id)
             expected = requested_version(body)
             reason = body.pop(CHANGE_REASON)
             corrected = correct_any_record(

@@ -36,7 +36,7 @@ from trial.safety.schemas import (
 from trial.safety.search import search_terms
 from trial.safety.views import READERS, SITE_STAFF
 from trial.web.blueprint import PageBlueprint
-from trial.web.forms import form_body, form_errors, load_form, read_form
+from trial.web.forms import form_errors, read_form
 
 bp = PageBlueprint("safety_pages", __name__)
 
@@ -212,7 +212,6 @@ _TEXT_FIELDS = tuple(
     for name in AdverseEventCreateSchema().load_fields
     if name not in ("serious", "seriousness_criteria")
 )
-_CLEARABLE = ("end_date", "awareness_date")
 
 
 def _current_form(event: dict) -> MultiDict:
@@ -236,11 +235,7 @@ def correct_adverse_event(record_id):
     if request.method == "POST":
         try:
             schema = AdverseEventCorrectionSchema()
-            body = form_body(schema, request.form)
-            for name in _CLEARABLE:  # an emptied date is cleared, as JSON null clears it
-                if name not in body and event[name] is not None:
-                    body[name] = None
-            body = load_form(schema, body, record_id=record_id)
+            body = read_form(schema, request.form, clear=True, record_id=record_id)
             expected = body.pop("version", None)
             record, participant = services.correct_adverse_event(
                 g.current_user, record_id, body, expected_version=expected

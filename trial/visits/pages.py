@@ -214,7 +214,7 @@ def correct_visit(visit_id):
     form = request.form if request.method == "POST" else MultiDict(_visit_values(record))
     if request.method == "POST":
         try:
-            body = read_form(VisitPatchSchema(), request.form, visit_id=visit_id)
+            body = read_form(VisitPatchSchema(), request.form, clear=True, visit_id=visit_id)
             expected = requested_version(body)
             reason = body.pop("reason")
             corrected = services.correct_visit(

@@ -52,20 +52,20 @@ def _rows(form: MultiDict, prefix: str) -> list[int]:
     return sorted({int(m.group(1)) for key in form for m in [pattern.match(key)] if m})
 
 
-def _fields_of(schema: ma.Schema, form: MultiDict, prefix: str) -> dict:
+def _fields_of(schema: ma.Schema, form: MultiDict, prefix: str, clear: bool = False) -> dict:
     body: dict = {}
     for name, field in schema.load_fields.items():
         key = field.data_key or name
         full = prefix + key
         if isinstance(field, ma.fields.Nested) and not field.many:
-            nested = _fields_of(field.schema, form, full + ".")
+            nested = _fields_of(field.schema, form, full + ".", clear)
             if nested:
                 body[key] = nested
         elif isinstance(field, ma.fields.Nested) or (
             isinstance(field, ma.fields.List) and isinstance(field.inner, ma.fields.Nested)
         ):
             inner = field.schema if isinstance(field, ma.fields.Nested) else field.inner.schema
-            rows = [_fields_of(inner, form, f"{full}.{i}.") for i in _rows(form, full + ".")]
+            rows = [_fields_of(inner, form, f"{full}.{i}.", clear) for i in _rows(form, full + ".")]
             rows = [row for row in rows if row]  # a row left wholly blank is not sent
             if rows or f"{full}.present" in form:
                 body[key] = rows
@@ -80,17 +80,24 @@ def _fields_of(schema: ma.Schema, form: MultiDict, prefix: str) -> dict:
                 body[key] = (
                     text if isinstance(field, ma.fields.String) else _scalar(field, text.strip())
                 )
+            elif clear and sent:
+                # An input emptied on a correction clears its value (or, for a value that may
+                # not be empty, is refused as "Required" instead of passing unnoticed).
+                body[key] = None
     return body
 
 
-def form_body(schema: ma.Schema, form: MultiDict, prefix: str = "") -> dict:
+def form_body(schema: ma.Schema, form: MultiDict, prefix: str = "", *, clear=False) -> dict:
     """The JSON body ``schema`` would load, built from a page form's fields.
 
     Inputs the schema does not name (the CSRF token, a button) are not part of the body. A
     list whose every row is blank is not sent, unless the form says it is present
-    (``NAME.present``), when it is sent empty.
+    (``NAME.present``), when it is sent empty. A blank input is a field not sent, except with
+    ``clear`` (a correction form, which shows every current value): a blank input is then sent
+    as null, which clears a value that may be empty, as JSON's null does, and is refused for
+    one that may not.
     """
-    return _fields_of(schema, form, prefix)
+    return _fields_of(schema, form, prefix, clear)
 
 
 def load_form(schema: ma.Schema, body: dict, **path) -> dict:
@@ -102,9 +109,9 @@ def load_form(schema: ma.Schema, body: dict, **path) -> dict:
         raise one_round_failure(schema, error.messages, error.valid_data, body, path) from None
 
 
-def read_form(schema: ma.Schema, form: MultiDict, **path) -> dict:
-    """``load_form(schema, form_body(schema, form))``: the page's input, loaded."""
-    return load_form(schema, form_body(schema, form), **path)
+def read_form(schema: ma.Schema, form: MultiDict, *, clear=False, **path) -> dict:
+    """``load_form(schema, form_body(schema, form, clear=clear))``: the page's input, loaded."""
+    return load_form(schema, form_body(schema, form, clear=clear), **path)
 
 
 # Marshmallow's generic messages, as a form says them to the person filling it in (the JSON
