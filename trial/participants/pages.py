@@ -20,7 +20,7 @@ from trial.participants.overview import participant_overview
 from trial.participants.schemas import ParticipantCreateSchema
 from trial.web import PARTICIPANT_SECTIONS
 from trial.web.blueprint import PageBlueprint
-from trial.web.forms import read_form
+from trial.web.forms import form_errors, read_form
 
 bp = PageBlueprint("participants_pages", __name__)
 
@@ -80,7 +80,7 @@ def register():
             )
         except ValidationFailed as refused:
             db.session.rollback()
-            errors = refused.errors
+            errors = form_errors(refused, LABELS)
     sites = [(site.code, f"{site.code} – {site.name}") for site in g.current_user.sites]
     return render_template(
         "participants/register.html",

@@ -12,7 +12,7 @@ from trial.auth.throttle import StepUpThrottled, check_sign_in_allowed, count_si
 from trial.errors import TrialError, Unauthorized, ValidationFailed
 from trial.extensions import db
 from trial.web.blueprint import PageBlueprint, error_page
-from trial.web.forms import read_form
+from trial.web.forms import form_errors, read_form
 from trial.web.session import end_session, start_session
 
 bp = PageBlueprint("web", __name__, static_folder="static", static_url_path="/static")
@@ -101,7 +101,7 @@ def change_password():
         try:
             body = read_form(PasswordChangeSchema(), request.form)
         except ValidationFailed as exc:
-            errors = exc.errors
+            errors = form_errors(exc)
             body = None
         if request.form.get("new_password") != request.form.get("confirm_password"):
             errors["confirm_password"] = ["The two new passwords are not the same."]
@@ -115,7 +115,7 @@ def change_password():
                 flash("Your password is changed.", "success")
                 return redirect(url_for("web.home"))
             except ValidationFailed as exc:
-                errors = exc.errors
+                errors = form_errors(exc)
             except TrialError as exc:
                 db.session.commit() if exc.status == 403 else db.session.rollback()
                 errors = {"current_password": [exc.message]}
