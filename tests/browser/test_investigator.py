@@ -22,6 +22,20 @@ REASON = "Suspected overdose at the emergency department; treatment must be know
 def randomized_participant(trial_site, site: str = "S01", sex: str = "M") -> tuple[str, int]:
     """A participant registered, screened and randomized over the API by the site's demo
     coordinator; returns the id and the screening visit's id."""
+    pid, visit_id = ready_participant(trial_site, site, sex)
+    allocated = trial_site.api(
+        "POST",
+        f"/participants/{pid}/randomize",
+        user=f"coordinator.{site.lower()}",
+        json={"eligibility_confirmed": True},
+    )
+    assert allocated.status_code == 201, allocated.text
+    return pid, visit_id
+
+
+def ready_participant(trial_site, site: str = "S01", sex: str = "M") -> tuple[str, int]:
+    """A participant registered and screened (eligible) over the API by the site's demo
+    coordinator, not yet randomized; returns the id and the screening visit's id."""
     from tests.capture_helpers import eligible_answers
 
     user = f"coordinator.{site.lower()}"
@@ -58,10 +72,6 @@ def randomized_participant(trial_site, site: str = "S01", sex: str = "M") -> tup
         "POST", f"/participants/{pid}/eligibility", user=user, json={"answers": eligible_answers()}
     )
     assert answered.status_code == 201, answered.text
-    allocated = trial_site.api(
-        "POST", f"/participants/{pid}/randomize", user=user, json={"eligibility_confirmed": True}
-    )
-    assert allocated.status_code == 201, allocated.text
     return pid, visit.json()["id"]
 
 
