@@ -82,6 +82,10 @@ class Config:
 
     MAX_CONTENT_LENGTH = _int_env("MAX_CONTENT_LENGTH", 1_048_576)
 
+    # Keep each site's worklist build per process until the trail or the site's date moves
+    # (trial/worklist/services.py); 0 builds it on every request.
+    WORKLIST_CACHE = os.environ.get("WORKLIST_CACHE", "1") != "0"
+
     # Web pages (trial/web): a signed session cookie that holds the browser's own session
     # token. HttpOnly and SameSite=Strict always; Secure when SESSION_COOKIE_SECURE=1 and on
     # every request that arrived over HTTPS (trial.web.session). A page session ends after

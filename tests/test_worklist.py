@@ -242,3 +242,48 @@ def test_site_scope_and_filters(demo):
     assert len(narrowed["visits_due"]) <= len(everything["visits_due"])
     statistician = client.get("/api/v1/worklist", headers=bearer(token_of("statistician")))
     assert statistician.status_code == 403
+
+
+# --- the worklist kept per process -------------------------------------------------------
+
+
+@pytest.fixture
+def site_trial(client, make_site, make_user, make_participant):
+    from tests.capture_helpers import Trial
+
+    return Trial(client, make_site, make_user, make_participant)
+
+
+def _due(trial) -> set[tuple[str, str]]:
+    answer = trial.get("/worklist")
+    assert answer.status_code == 200, answer.json
+    return {(r["participant_id"], r["visit_code"]) for r in answer.json["visits_due"]}
+
+
+def _record_baseline(trial, pid: str, day0: date) -> None:
+    made = trial.post(
+        f"/participants/{pid}/visits",
+        {"visit_code": "baseline", "visit_date": str(day0), "vitals": VITALS},
+    )
+    assert made.status_code == 201, made.json
+
+
+def test_a_kept_worklist_is_rebuilt_after_any_change_and_each_new_day(site_trial, monkeypatch):
+    from trial.visits import schedule
+    from trial.worklist import services
+
+    first, second = site_trial.enrol(day0_ago=1), site_trial.enrol(day0_ago=1)
+    assert {(first.pid, "baseline"), (second.pid, "baseline")} <= _due(site_trial)
+    _record_baseline(site_trial, first.pid, first.day0)
+    assert (first.pid, "baseline") not in _due(site_trial)  # the change moved the head
+    # A new day at the site is a new build (weeks later, the titration visits are due).
+    later = date.today() + timedelta(days=20)
+    for module in (services, schedule):
+        monkeypatch.setattr(module, "site_today", lambda site: later)
+    assert (second.pid, "titration_w3") in _due(site_trial)
+    monkeypatch.undo()
+    # Control: were the build kept whatever the trail's head, the change would go unseen.
+    monkeypatch.setattr(services, "_trail_head", lambda: ())
+    assert (second.pid, "baseline") in _due(site_trial)
+    _record_baseline(site_trial, second.pid, second.day0)
+    assert (second.pid, "baseline") in _due(site_trial)  # stale: what the head prevents

@@ -21,5 +21,10 @@ SHOWN = 25
 @allow(Role.COORDINATOR, Role.INVESTIGATOR, Role.MONITOR)
 def worklist():
     """What is due at your sites today: visits, missing forms, signatures, queries, SAEs."""
-    items = WorklistSchema().dump(build_worklist(g.current_user))
-    return render_template("worklist/worklist.html", title="Worklist", work=items, shown=SHOWN)
+    work = build_worklist(g.current_user)
+    lists = [key for key, value in work.items() if isinstance(value, list) and key != "sites"]
+    counts = {key: len(work[key]) for key in lists}
+    first = WorklistSchema().dump({**work, **{key: work[key][:SHOWN] for key in lists}})
+    return render_template(
+        "worklist/worklist.html", title="Worklist", work=first, counts=counts, shown=SHOWN
+    )

@@ -4,16 +4,27 @@ Read in a fixed number of statements whatever the number of participants: the pa
 of the sites, their active visits, dispositions and form presence are each read once, and
 each participant's schedule is built in memory by the rules of the schedule endpoint
 (``trial.visits.schedule.build_schedule``, ``trial.conduct.course.visit_expected``).
+
+That is still a site's whole history (a 667-participant site of the demo: about 600 ms), and
+site staff open their worklist many times a day. So the visit part is kept, per process,
+for the state of the trial it was built from: the audit chain's head, its hash included
+(every change of the data writes an audit row in its own transaction, and moves the head),
+and each site's date (a visit becomes due or overdue as days pass). Any change anywhere, or
+a new day, builds it again; queries and serious-AE clocks, which age by the hour, are read
+every time.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from datetime import date
 
+from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import lazyload
 
+from trial.audit.models import AuditChainHead
 from trial.conduct.course import Course, course_from
 from trial.conduct.models import Disposition
 from trial.database import utcnow
@@ -53,6 +64,50 @@ def build_worklist(
     expedited reports of serious AEs not yet submitted with their clock."""
     sites = worklist_sites(actor, site)
     site_ids = [s.id for s in sites]
+    todays = tuple(site_today(s) for s in sites)
+    # The head first: a change committed while the visits are read moves it, so this build
+    # is never kept under a head that would claim it includes that change.
+    key = (tuple(site_ids), start, end, todays, _trail_head())
+    return {
+        "sites": [{"site": s.code, "today": today} for s, today in zip(sites, todays, strict=True)],
+        "from": start,
+        "to": end,
+        **_kept(key, lambda: _visit_work(site_ids, start, end)),
+        "open_queries": _open_queries(site_ids),
+        "serious_adverse_events": _sae_clocks({s.code for s in sites}),
+    }
+
+
+_LOCK = threading.Lock()
+_KEPT = 32  # builds kept per process (each a few hundred kB for a large site)
+
+
+def _trail_head() -> tuple:
+    """The audit chain's head: its hash names the whole history (a database restored from a
+    backup, or emptied by a test, may reach the same sequence number with other events)."""
+    return tuple(db.session.execute(select(AuditChainHead.last_seq, AuditChainHead.last_hash)))
+
+
+def _kept(key: tuple, build) -> dict:
+    """The build for ``key``, made once per process (``WORKLIST_CACHE=0``: every time)."""
+    if not current_app.config.get("WORKLIST_CACHE", True):
+        return build()
+    builds = current_app.extensions.setdefault("trial_worklist_builds", OrderedDict())
+    with _LOCK:
+        if key in builds:
+            builds.move_to_end(key)
+            return builds[key]
+    made = build()
+    with _LOCK:
+        builds[key] = made
+        while len(builds) > _KEPT:
+            builds.popitem(last=False)
+    return made
+
+
+def _visit_work(site_ids: list[int], start: date | None, end: date | None) -> dict:
+    """Visits due or overdue, completed visits missing forms or a signature (read-only
+    lists: they may be kept and shared)."""
     people = list(
         db.session.scalars(
             select(Participant)
@@ -84,16 +139,7 @@ def build_worklist(
                     {**_visit_row(participant, visit), "signature_status": visit.signature_status}
                 )
     due.sort(key=lambda row: (row["latest_date"], row["participant_id"], row["day"]))
-    return {
-        "sites": [{"site": s.code, "today": site_today(s)} for s in sites],
-        "from": start,
-        "to": end,
-        "visits_due": due,
-        "missing_forms": missing,
-        "awaiting_signature": unsigned,
-        "open_queries": _open_queries(site_ids, by_row),
-        "serious_adverse_events": _sae_clocks({s.code for s in sites}),
-    }
+    return {"visits_due": due, "missing_forms": missing, "awaiting_signature": unsigned}
 
 
 def _active(model, by_row: dict, *options) -> dict[int, list]:
@@ -166,7 +212,7 @@ def _visit_row(participant: Participant, visit: Visit) -> dict:
     }
 
 
-def _open_queries(site_ids: list[int], by_row: dict) -> list[dict]:
+def _open_queries(site_ids: list[int]) -> list[dict]:
     """Open queries addressed to the sites (awaiting the site's answer), oldest first."""
     now = utcnow()
     rows = db.session.scalars(
@@ -177,8 +223,8 @@ def _open_queries(site_ids: list[int], by_row: dict) -> list[dict]:
     return [
         {
             "query_id": query.id,
-            "participant_id": by_row[query.participant_id].participant_id,
-            "site": by_row[query.participant_id].site_code,
+            "participant_id": query.participant_code,
+            "site": query.site_code,
             "entity": query.entity,
             "record_id": query.record_id,
             "field": query.field,
