@@ -34,10 +34,6 @@ class ScheduledVisit:
     missing_forms: tuple[str, ...]
 
 
-def _missing(visit) -> list[str]:
-    return visit.missing_forms
-
-
 def forms_held(participant_ids) -> dict[str, set[int]]:
     """Per form, the ids of the visits of these participants holding an active one: one
     statement per form, where ``Visit.missing_forms`` loads each visit's forms."""
@@ -105,6 +101,7 @@ def build_schedule(
     """
     protocol = current_protocol()
     course = course or course_of(participant)
+    missing_forms = missing_forms or missing_forms_from(forms_held([participant.id]))
     day0 = randomization_date(participant)
     today = site_today(participant.site)
     recorded = {visit.visit_code: visit for visit in visits}
@@ -147,7 +144,7 @@ def build_schedule(
                 visit.id if visit else None,
                 visit.visit_date if visit else None,
                 *calendar,
-                tuple((missing_forms or _missing)(visit)) if visit is not None else (),
+                tuple(missing_forms(visit)) if visit is not None else (),
             )
         )
     return schedule

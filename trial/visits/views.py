@@ -19,7 +19,7 @@ from trial.records.views import (
 )
 from trial.visits import services
 from trial.visits.models import Visit
-from trial.visits.schedule import build_schedule, forms_held, missing_forms_from
+from trial.visits.schedule import build_schedule
 from trial.visits.schemas import (
     ScheduledVisitSchema,
     SignSchema,
@@ -37,8 +37,7 @@ blp = Blueprint("visits", __name__, url_prefix="/api/v1", description="Visits an
 def schedule(participant_id):
     """Each protocol visit with its target date, window and status."""
     participant = get_visible_participant(g.current_user, participant_id)
-    gaps = missing_forms_from(forms_held([participant.id]))
-    return build_schedule(participant, records_of(Visit, participant), missing_forms=gaps)
+    return build_schedule(participant, records_of(Visit, participant))
 
 
 @blp.route("/participants/<participant_id>/visits", methods=["POST"])
