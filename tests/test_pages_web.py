@@ -292,3 +292,15 @@ def test_without_a_secret_key_sign_in_says_so_and_the_api_still_works(
     page = client.get("/sign-in")
     assert page.status_code == 503 and "needs the SECRET_KEY setting" in page.text
     assert client.get("/api/v1/participants", headers=bearer(token)).status_code == 200
+
+
+def test_an_unknown_address_is_a_page_and_an_unknown_api_address_is_json(client):
+    from trial.http_security import PAGE_CONTENT_SECURITY_POLICY
+
+    page = client.get("/no-such-page")
+    assert page.status_code == 404 and page.mimetype == "text/html"
+    assert "Page not found" in page.text
+    assert page.headers["Content-Security-Policy"] == PAGE_CONTENT_SECURITY_POLICY
+    api = client.get("/api/v1/no-such-thing")
+    assert api.status_code == 404 and api.json["code"] == "not_found"
+    assert api.headers["Content-Security-Policy"] == "default-src 'none'; frame-ancestors 'none'"

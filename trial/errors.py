@@ -203,6 +203,10 @@ def handle_trial_error(exc: TrialError):
 
 def handle_http_exception(exc: HTTPException):
     status = exc.code or 500
+    if status in (404, 405) and is_page_address():
+        from trial.web.blueprint import error_page  # an address no route matched: a page
+
+        return error_page(404, "There is no page at this address.")
     data = getattr(exc, "data", None) or {}
     messages = data.get("messages")
     if status == 422 and messages:
@@ -221,6 +225,13 @@ def handle_http_exception(exc: HTTPException):
     if status == 405 and getattr(exc, "valid_methods", None):
         response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
     return response
+
+
+def is_page_address() -> bool:
+    """Whether the request's address is outside the JSON API (a person's browser)."""
+    from flask import request
+
+    return not request.path.startswith("/api/")
 
 
 def handle_unexpected(exc: Exception):

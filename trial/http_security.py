@@ -22,7 +22,7 @@ import io
 from flask import Flask, Response, current_app, request
 
 from trial.auth.policy import is_page_endpoint
-from trial.errors import TrialError
+from trial.errors import TrialError, is_page_address
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -53,7 +53,11 @@ def add_security_headers(response: Response) -> Response:
     """Set the headers on every response, replacing any weaker value a view chose."""
     for name, value in SECURITY_HEADERS.items():
         response.headers[name] = value
-    if request.endpoint is not None and is_page_endpoint(current_app, request.endpoint):
+    if (
+        is_page_endpoint(current_app, request.endpoint)
+        if request.endpoint is not None
+        else is_page_address()  # an address no route matched, answered by a page
+    ):
         response.headers["Content-Security-Policy"] = PAGE_CONTENT_SECURITY_POLICY
     return response
 
