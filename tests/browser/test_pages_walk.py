@@ -230,11 +230,6 @@ def test_axe_on_the_signed_out_and_error_pages(axe_page, trial_site):
         assert not found, describe_violations(f"{status} page {url}", found)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an address outside every blueprint answers the API's JSON 404 (no page: no "
-    "title, no lang, no way back); the app's 404 outside /api/ should be web/error.html",
-)
 def test_an_unknown_address_answers_a_page(axe_page, trial_site):
     sign_in(axe_page, "coordinator.s01", trial_site.password)
     response = axe_page.goto("/no-such-page")
