@@ -211,10 +211,22 @@ def test_the_code_break_shows_the_arm_once_and_never_again(page, trial_site, sho
         page.go_back()  # the code-break's answer: a POST answered with no-store
     except PlaywrightError as refused:  # the browser will not show it from a cache
         assert "ERR_CACHE_MISS" in str(refused)
-    page.wait_for_load_state()
-    assert not mentions_an_arm(page.content()), page.url
+    assert not mentions_an_arm(settled_content(page)), page.url
     shot(page, "never-again")
     assert len(trial_site.audit(entity_type="participant", entity_id=pid, action="code_break")) == 1
+
+
+def settled_content(page, tries: int = 20) -> str:
+    """The page's HTML once it has stopped navigating (after a refused history step)."""
+    for _ in range(tries):
+        page.wait_for_load_state()
+        try:
+            return page.content()
+        except PlaywrightError as busy:
+            if "navigating" not in str(busy):
+                raise
+            page.wait_for_timeout(100)
+    return page.content()
 
 
 def test_axe_on_the_investigators_pages(axe_page, trial_site):

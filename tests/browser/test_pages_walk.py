@@ -16,7 +16,6 @@ import re
 from collections import deque
 from urllib.parse import urljoin, urlsplit
 
-import pytest
 from playwright.sync_api import expect
 from sqlalchemy import func, select
 
