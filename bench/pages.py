@@ -12,6 +12,9 @@ investigator): first from one client, --repeat times after --warm untimed calls,
 same run. Times are taken at the client over loopback: the server's time plus well under a
 millisecond.
 
+``--worklist-cache off`` builds every worklist afresh (each worker otherwise keeps a site's
+visit lists until the audit chain moves, so a busy site's worklist is often built afresh).
+
 Goals (issue 24): p95 under 150 ms per page with one client; the worklist and the participant
 page within 5x the floor's p50 under 16 clients (the page's p50 against the floor's p50,
 both under the same load).
@@ -99,18 +102,17 @@ def choose_pages(api: str, token: str) -> dict[str, tuple[str, str]]:
         if shown:
             events = shown
             break
-    newest = people[-1]["participant_id"]  # the last registered: visits still to record
-    schedule = requests.get(
-        f"{api}/participants/{newest}/schedule", headers=headers, timeout=60
-    ).json()
-    todo = next(
-        (
-            s["code"]
-            for s in schedule
-            if not s.get("visit_id") and s["status"] != "not_expected"
-        ),
-        "screening",
-    )
+    newest, todo = None, None
+    for person in reversed(people):  # the last registered: visits still to record
+        schedule = requests.get(
+            f"{api}/participants/{person['participant_id']}/schedule", headers=headers, timeout=60
+        ).json()
+        open_visits = [
+            v for v in schedule if not v.get("visit_id") and v["status"] != "not_expected"
+        ]
+        if open_visits:
+            newest, todo = person["participant_id"], open_visits[0]["code"]
+            break
     pages = {
         "worklist": (COORDINATOR, "/worklist"),
         "participants": (COORDINATOR, "/participants"),
@@ -118,13 +120,17 @@ def choose_pages(api: str, token: str) -> dict[str, tuple[str, str]]:
         "register form": (COORDINATOR, "/participants/new"),
         "participant": (COORDINATOR, f"/participants/{heavy}"),
         "visit": (COORDINATOR, f"/visits/{last_visit}"),
-        "new visit form": (COORDINATOR, f"/participants/{newest}/visits/new?visit_code={todo}"),
         "eligibility": (COORDINATOR, f"/participants/{heavy}/eligibility"),
         "dosing": (COORDINATOR, f"/participants/{heavy}/dosing"),
         "adverse events": (COORDINATOR, f"/participants/{heavy}/adverse-events"),
         "queries": (COORDINATOR, "/queries"),
         "signatures": (INVESTIGATOR, "/signatures"),
     }
+    if newest:
+        pages["new visit form"] = (
+            COORDINATOR,
+            f"/participants/{newest}/visits/new?visit_code={todo}",
+        )
     if events:
         pages["adverse event"] = (COORDINATOR, f"/adverse-events/{events[0]['id']}")
     return pages
@@ -261,14 +267,27 @@ def main(argv=None) -> int:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=20, help="timed calls per client")
-    parser.add_argument("--warm", type=int, default=3, help="untimed calls per client first")
+    parser.add_argument(
+        "--warm",
+        type=int,
+        default=10,
+        help="untimed calls per client first (enough to reach every worker once)",
+    )
+    parser.add_argument(
+        "--worklist-cache",
+        choices=["on", "off"],
+        default="on",
+        help="off: every worklist is built afresh (WORKLIST_CACHE=0), as after any write",
+    )
     parser.add_argument(
         "--pg-url",
         default=os.environ.get("BENCH_PG_URL", DEFAULT_PG),
         help="a PostgreSQL URL whose server may create and drop databases",
     )
     args = parser.parse_args(argv)
-    print(f"{os.cpu_count()} CPUs", flush=True)
+    if args.worklist_cache == "off":
+        os.environ["WORKLIST_CACHE"] = "0"  # the server inherits the environment
+    print(f"{os.cpu_count()} CPUs; worklist cache {args.worklist_cache}", flush=True)
     kinds = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
     failed = False
     for kind in kinds:

@@ -157,3 +157,52 @@ def test_a_session_idle_for_the_limit_is_signed_out(browser, idle_site, shot):
         entity_type="user", entity_id="coordinator.s01", action="token_revoked"
     )
     assert len(revoked) == 1, revoked
+
+
+def focus_is_visible(page) -> bool:
+    """The focused element draws a focus indicator (an outline or a box shadow)."""
+    return page.evaluate(
+        """() => {
+            const s = getComputedStyle(document.activeElement);
+            const outline = s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0;
+            return outline || (s.boxShadow && s.boxShadow !== 'none');
+        }"""
+    )
+
+
+def test_sign_in_and_register_with_the_keyboard_only(page, trial_site, shot):
+    """Tab, type and Enter alone: the skip link comes first, every stop shows its focus."""
+    page.goto("/sign-in")
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.textContent.trim()") == (
+        "Skip to main content"
+    )
+    assert focus_is_visible(page)
+    for _ in range(6):  # on to the username, whatever links come first
+        if page.evaluate("() => document.activeElement.id") == "username":
+            break
+        page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.id") == "username"
+    assert focus_is_visible(page)
+    page.keyboard.type("coordinator.s01")
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.id") == "password"
+    page.keyboard.type(trial_site.password)
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.textContent.trim()") == "Sign in"
+    assert focus_is_visible(page)
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(r"/worklist$"))
+
+    page.goto("/participants/new")
+    page.get_by_label("Sex").focus()
+    page.keyboard.press("ArrowDown")  # Female
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.id") == "year_of_birth"
+    assert focus_is_visible(page)
+    page.keyboard.type("1990")
+    page.keyboard.press("Tab")
+    page.keyboard.type((date.today() - timedelta(days=2)).isoformat())
+    shot(page, "keyboard-focus")
+    page.keyboard.press("Enter")  # submits the form from its last field
+    expect(page.get_by_role("heading", level=1)).to_have_text(re.compile(r"^S01-\d{4}$"))
