@@ -90,7 +90,7 @@ class Config:
     # token. HttpOnly and SameSite=Strict always; Secure when SESSION_COOKIE_SECURE=1 and on
     # every request that arrived over HTTPS (trial.web.session). A page session ends after
     # SESSION_IDLE_MINUTES without a request (21 CFR 11.300: automatic sign-out).
-    SESSION_IDLE_MINUTES = _int_env("SESSION_IDLE_MINUTES", 15)
+    SESSION_IDLE_MINUTES = float(os.environ.get("SESSION_IDLE_MINUTES", 15))
     SESSION_COOKIE_NAME = "trial_session"
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Strict"

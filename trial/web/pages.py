@@ -13,7 +13,7 @@ from trial.errors import TrialError, Unauthorized, ValidationFailed
 from trial.extensions import db
 from trial.web.blueprint import PageBlueprint, error_page
 from trial.web.forms import form_errors, read_form
-from trial.web.session import end_session, start_session
+from trial.web.session import end_session, idle_limit_text, start_session
 
 bp = PageBlueprint("web", __name__, static_folder="static", static_url_path="/static")
 
@@ -76,7 +76,9 @@ def sign_in():
                 status = exc.status
         else:
             status = 422
-    return render_template("web/sign_in.html", errors=errors, username=username), status
+    return render_template(
+        "web/sign_in.html", errors=errors, username=username, idle_limit=idle_limit_text()
+    ), status
 
 
 @bp.route("/sign-out", methods=["GET"])

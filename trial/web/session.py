@@ -41,6 +41,15 @@ def _idle_limit() -> timedelta:
     return timedelta(minutes=current_app.config["SESSION_IDLE_MINUTES"])
 
 
+def idle_limit_text() -> str:
+    """The idle limit in words ("15 minutes", "1 minute"; seconds below a minute)."""
+    seconds = round(_idle_limit().total_seconds())
+    if seconds < 60:
+        return f"{seconds} second{'' if seconds == 1 else 's'}"
+    minutes = seconds / 60
+    return f"{minutes:g} minute{'' if minutes == 1 else 's'}"
+
+
 def start_session(username: str, password: str):
     """Check the password as the API's login does (same audit, same refusals) and open a
     browser session; the caller commits."""
@@ -106,9 +115,8 @@ def authenticate_page_request(policy: AccessPolicy) -> None:
     now = utcnow()
     if not isinstance(seen, (int, float)) or now.timestamp() - seen > _idle_limit().total_seconds():
         _expire(token_row)
-        minutes = current_app.config["SESSION_IDLE_MINUTES"]
         raise SignInRequired(
-            f"You were signed out after {minutes} minutes without activity. Sign in again.",
+            f"You were signed out after {idle_limit_text()} without activity. Sign in again.",
             timed_out=True,
         )
     session["seen"] = now.timestamp()
