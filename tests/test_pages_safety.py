@@ -354,6 +354,14 @@ def randomize(site, make_site_fixture):
     assert done.status_code == 201, done.json
 
 
+def randomized_on(pid):
+    from trial.participants.models import Participant
+    from trial.participants.services import randomization_date
+
+    participant = db.session.scalar(select(Participant).filter_by(participant_id=pid))
+    return randomization_date(participant)
+
+
 def test_a_dose_recorded_through_the_page_is_stored_and_audited(site, make_site, app):
     url = f"/participants/{site.pid}/dosing"
     before = counts()
@@ -364,7 +372,9 @@ def test_a_dose_recorded_through_the_page_is_stored_and_audited(site, make_site,
     randomize(site, make_site)
     page = site.client.get(url)
     assert "Record a dose" in page.text and not re.search(r"\bmg\b", page.text)
-    start = (TODAY - timedelta(days=0)).isoformat()
+    # The randomization's own day (in the site's time zone), not the day this module was
+    # imported: a run that crosses midnight would otherwise post a day before randomization.
+    start = randomized_on(site.pid).isoformat()
     saved = post_form(site.client, url, {"date": start, "tablets_per_day": "3",
                                          "change_reason": "", "tablets_returned": ""})  # fmt: skip
     assert saved.status_code == 302, error_summary(saved.text)

@@ -81,6 +81,8 @@ def test_registration_errors_name_every_field_keep_values_and_save_nothing(
     audited_before = len(trial_site.audit(entity_type="participant", action="create"))
     sign_in(page, "coordinator.s01", trial_site.password)
     page.get_by_role("link", name="Register participant", exact=True).click()
+    # The click returns before the new page is loaded: wait for its form before changing it.
+    expect(page.get_by_label("Site")).to_be_visible()
     # Every field wrong: no site (the only option, S01, is emptied as a hand-made request
     # would send it), no sex, a year that is not one, a date that does not exist.
     page.evaluate("() => { document.querySelector('#site option:checked').value = ''; }")
