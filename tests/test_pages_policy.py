@@ -11,6 +11,7 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from tests import matrix_admin, matrix_monitoring, matrix_outputs
 from tests.page_helpers import CSRF, sign_in
 from trial.audit.models import AuditEvent
 from trial.auth.policy import is_page_endpoint, policy_for
@@ -76,6 +77,10 @@ PAGE_MATRIX = {
     ("GET", "/queries/<query_id>"): READERS,
     ("POST", "/queries/<query_id>"): SITE_STAFF,
 }
+# The central roles' pages keep their rows beside their tests; this is still one table.
+CENTRAL_MATRICES = (matrix_monitoring, matrix_outputs, matrix_admin)
+for _matrix in CENTRAL_MATRICES:
+    PAGE_MATRIX.update(_matrix.ROWS)
 
 ARGUMENTS = {
     "participant_id": "S01-0001",
@@ -85,6 +90,8 @@ ARGUMENTS = {
     "query_id": "1",
     "path:filename": "site.css",
 }
+for _matrix in CENTRAL_MATRICES:
+    ARGUMENTS.update(_matrix.ARGUMENTS)
 
 
 def page_routes(app) -> dict[tuple[str, str], str]:

@@ -102,12 +102,17 @@ def _register_api(app: Flask) -> None:
 
 
 def _register_pages(app: Flask) -> None:
+    from trial.audit.pages import bp as audit_pages
+    from trial.auth.pages import bp as accounts_pages
     from trial.conduct.pages import bp as conduct_pages
     from trial.dosing.pages import bp as dosing_pages
     from trial.participants.pages import bp as participants_pages
     from trial.queries.pages import bp as queries_pages
     from trial.records.pages import bp as records_pages
+    from trial.safety.coding_pages import bp as coding_pages
     from trial.safety.pages import bp as safety_pages
+    from trial.sites.pages import bp as sites_pages
+    from trial.verification.pages import bp as verification_pages
     from trial.visits.pages import bp as visits_pages
     from trial.web import init_web
     from trial.worklist.pages import bp as worklist_pages
@@ -123,6 +128,11 @@ def _register_pages(app: Flask) -> None:
             dosing_pages,
             conduct_pages,
             queries_pages,
+            verification_pages,
+            coding_pages,
+            accounts_pages,
+            sites_pages,
+            audit_pages,
         ],
     )
 

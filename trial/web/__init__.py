@@ -38,6 +38,58 @@ def _protect_page_forms() -> None:
             csrf.protect()
 
 
+# Each role's links in the header, in order; the first is its home page (``/``). A link is
+# shown only when its page is registered (``page_url``), so features add pages on their own.
+NAV_LINKS = {
+    "coordinator": [
+        ("Worklist", "worklist_pages.worklist"),
+        ("Participants", "participants_pages.participants"),
+        ("Register participant", "participants_pages.register"),
+        ("Queries", "queries_pages.queries"),
+    ],
+    "investigator": [
+        ("Worklist", "worklist_pages.worklist"),
+        ("Participants", "participants_pages.participants"),
+        ("Register participant", "participants_pages.register"),
+        ("Queries", "queries_pages.queries"),
+        ("Visits to sign", "visits_pages.awaiting_signature"),
+    ],
+    "monitor": [
+        ("Worklist", "worklist_pages.worklist"),
+        ("Participants", "participants_pages.participants"),
+        ("Queries", "queries_pages.queries"),
+        ("Source verification", "verification_pages.progress"),
+    ],
+    "data_manager": [
+        ("Participants", "participants_pages.participants"),
+        ("Queries", "queries_pages.queries"),
+        ("Coding", "coding_pages.uncoded"),
+        ("Blinded bundle", "exports_pages.bundle"),
+    ],
+    "statistician": [
+        ("Blinded bundle", "exports_pages.bundle"),
+        ("Safety reports", "reports_pages.reports"),
+    ],
+    "dsmb": [("Safety reports", "reports_pages.reports")],
+    "unblinded_statistician": [
+        ("Randomization", "unblinded_pages.overview"),
+        ("Safety reports", "reports_pages.reports"),
+        ("Blinded bundle", "exports_pages.bundle"),
+    ],
+    "admin": [
+        ("Accounts", "accounts_pages.users"),
+        ("Sites", "sites_pages.sites"),
+        ("Audit trail", "audit_pages.audit_trail"),
+    ],
+}
+
+
+def nav_links(role: str | None) -> list[tuple[str, str]]:
+    """The (label, address) of each page in ``role``'s header that exists in this app."""
+    links = ((label, page_url(endpoint)) for label, endpoint in NAV_LINKS.get(role or "", []))
+    return [(label, url) for label, url in links if url]
+
+
 def _page_context() -> dict:
     from trial.auth.roles import Role
 
@@ -45,6 +97,7 @@ def _page_context() -> dict:
     role = user.role if user is not None else None
     return {
         "current_user": user,
+        "nav_links": nav_links(role),
         "is_site_staff": role in (Role.COORDINATOR.value, Role.INVESTIGATOR.value),
         "reads_participants": role
         in (Role.COORDINATOR.value, Role.INVESTIGATOR.value, Role.MONITOR.value,

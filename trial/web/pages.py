@@ -11,6 +11,7 @@ from trial.auth.schemas import PasswordChangeSchema
 from trial.auth.throttle import StepUpThrottled, check_sign_in_allowed, count_sign_in
 from trial.errors import TrialError, Unauthorized, ValidationFailed
 from trial.extensions import db
+from trial.web import nav_links
 from trial.web.blueprint import PageBlueprint, error_page
 from trial.web.forms import form_errors, read_form
 from trial.web.session import end_session, idle_limit_text, start_session
@@ -29,9 +30,11 @@ def _safe_next(target: str | None) -> str | None:
 @bp.route("/", methods=["GET"])
 @allow_any_user
 def home():
-    """Site staff land on their worklist; every other role on its own start page."""
-    if g.current_user.role in ("coordinator", "investigator"):
-        return redirect(url_for("worklist_pages.worklist"))
+    """Each role lands on its first page (``trial.web.NAV_LINKS``): site staff and monitors on
+    the worklist, the DSMB on its reports, an admin on the accounts, and so on."""
+    links = nav_links(g.current_user.role)
+    if links:
+        return redirect(links[0][1])
     return render_template("web/home.html")
 
 
