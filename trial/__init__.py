@@ -59,6 +59,7 @@ def _register_api(app: Flask) -> None:
     from trial.queries.views import blp as queries_blp
     from trial.safety.views import blp as safety_blp
     from trial.sites.views import blp as sites_blp
+    from trial.verification.views import blp as verification_blp
     from trial.visits.views import blp as visits_blp
     from trial.worklist.views import blp as worklist_blp
 
@@ -85,6 +86,7 @@ def _register_api(app: Flask) -> None:
         queries_blp,
         safety_blp,
         worklist_blp,
+        verification_blp,
     ):
         api.register_blueprint(blueprint)
     app.before_request(enforce_access_policy)
@@ -142,8 +144,9 @@ def _register_cli(app: Flask) -> None:
     from trial.auth.cli import users_cli
     from trial.demo import trial_cli
     from trial.maintenance.cli import register_maintenance_cli
+    from trial.notifications.cli import notifications_cli
     from trial.safety.cli import meddra_cli
 
-    for group in (users_cli, audit_cli, trial_cli, meddra_cli):
+    for group in (users_cli, audit_cli, trial_cli, meddra_cli, notifications_cli):
         app.cli.add_command(group)
     register_maintenance_cli(app)

@@ -52,6 +52,15 @@ DEMO_USERS = (
     ("dsmb", "dsmb", ()),
 )
 
+# Demo accounts' addresses: the reserved .example domain (RFC 2606), so nothing reaches anyone.
+DEMO_EMAIL_DOMAIN = "trial.example"
+
+
+def demo_email(username: str) -> str:
+    """A demo account's address: ``dsmb@trial.example``, ``coordinator.s01@trial.example``."""
+    return f"{username}@{DEMO_EMAIL_DOMAIN}"
+
+
 DemoStep = Callable[[random.Random, dict], None]
 CONSENT_SPAN_DAYS = 540
 
@@ -133,6 +142,7 @@ def build_demo(participant_count: int, seed: int) -> dict:
             role=role,
             site_codes=list(sites),
             password=None if investigator else password,
+            email=demo_email(username),
         )
         if investigator:
             # The demo plays each investigator setting their own password, as a real one

@@ -26,7 +26,8 @@ users_cli = AppGroup("users", help="Manage user accounts and tokens.")
     "--site", "sites", multiple=True, help="Site code (site roles; repeatable for monitors)."
 )
 @click.option("--password", is_flag=True, help="Prompt for a password to allow login.")
-def create_user_command(username, role, sites, password):
+@click.option("--email", default=None, help="Where the account's notifications go.")
+def create_user_command(username, role, sites, password, email):
     """Create an account and print its new API token as the last line."""
     secret = (
         click.prompt("Password", hide_input=True, confirmation_prompt=True) if password else None
@@ -34,7 +35,12 @@ def create_user_command(username, role, sites, password):
     actor = system_actor()
     try:
         user = services.create_user(
-            actor, username=username, role=role, site_codes=list(sites), password=secret
+            actor,
+            username=username,
+            role=role,
+            site_codes=list(sites),
+            password=secret,
+            email=email,
         )
         ttl = timedelta(days=current_app.config["CLI_TOKEN_TTL_DAYS"])
         token, row = services.issue_token(actor, user, label="command line", ttl=ttl)
@@ -80,6 +86,24 @@ def set_role_command(username, role, sites, reason):
         db.session.rollback()
         raise fail_on_trial_error(exc) from exc
     click.echo(f"{user.username} is now {user.role}")
+
+
+@users_cli.command("set-email")
+@click.argument("username")
+@click.option("--email", required=True, help="The new address; an empty one removes it.")
+@click.option("--reason", required=True)
+def set_email_command(username, email, reason):
+    """Change an account's e-mail address (audited with the reason)."""
+    user = services.get_user_by_username(username)
+    if user is None:
+        raise click.ClickException(f"no user {username!r}")
+    try:
+        services.change_email(system_actor(), user, email=email, reason=reason)
+        db.session.commit()
+    except TrialError as exc:
+        db.session.rollback()
+        raise fail_on_trial_error(exc) from exc
+    click.echo(f"{user.username}: e-mail {user.email or '(none)'}")
 
 
 @users_cli.command("revoke-tokens")

@@ -58,6 +58,8 @@ class User(db.Model):
     )
     # When a temporary password stops opening the account; NULL for one the owner chose.
     password_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Where the account's notifications go (``trial.notifications``); NULL: none reach it.
+    email: Mapped[str | None] = mapped_column(String(254))
 
     sites: Mapped[list[Site]] = relationship(
         secondary=user_sites, lazy="selectin", order_by=Site.code

@@ -36,6 +36,11 @@ class UserSchema(ma.Schema):
         metadata={"description": "An admin reset the password; the owner has not set theirs."},
     )
     password_set_at = f.AwareDateTime(dump_only=True, allow_none=True)
+    email = f.String(
+        dump_only=True,
+        allow_none=True,
+        metadata={"description": "Where the account's notifications go (null: nowhere)."},
+    )
 
 
 class AccountReasonSchema(ma.Schema):
@@ -67,12 +72,38 @@ class UserCreateSchema(ma.Schema):
     role = f.String(required=True, validate=v.OneOf(ROLE_CHOICES))
     sites = f.List(f.String(validate=v.Length(min=1, max=10)), load_default=list)
     password = f.String(load_default=None, allow_none=True, validate=v.Length(min=12, max=1024))
+    email = f.Email(
+        load_default=None,
+        allow_none=True,
+        validate=v.Length(max=254),
+        metadata={"description": "Where the account's notifications go; optional."},
+    )
 
 
 class UserRoleChangeSchema(ma.Schema):
     role = f.String(required=True, validate=v.OneOf(ROLE_CHOICES))
     sites = f.List(f.String(validate=v.Length(min=1, max=10)), load_default=list)
     reason = ReasonField(required=True)
+
+
+class UserChangeSchema(ma.Schema):
+    """PATCH /users/<username>: the role (with its sites), the e-mail address, or both."""
+
+    role = f.String(validate=v.OneOf(ROLE_CHOICES))
+    sites = f.List(f.String(validate=v.Length(min=1, max=10)))
+    email = f.Email(
+        allow_none=True,
+        validate=v.Length(max=254),
+        metadata={"description": "The new address; null removes it."},
+    )
+    reason = ReasonField(required=True)
+
+    @ma.validates_schema
+    def _something_to_change(self, data, **kwargs):
+        if "role" not in data and "email" not in data:
+            raise ma.ValidationError("Give a role, an email, or both.", "role")
+        if "sites" in data and "role" not in data:
+            raise ma.ValidationError("Sites change with the role: give the role too.", "role")
 
 
 class PasswordChangeSchema(ma.Schema):

@@ -18,6 +18,8 @@ from functools import cache
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app
+from marshmallow import ValidationError as MarshmallowError
+from marshmallow import validate
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import joinedload
 
@@ -49,6 +51,8 @@ BAD_CREDENTIALS = "Invalid username or password."
 # What a failed-login row records instead of a name that is no account's: people type
 # passwords into the name box, and admins read the trail.
 UNKNOWN_NAME = "(unknown name)"
+# The schemas' rule for an address, also for callers that bypass them (command line, demo).
+_EMAIL_RULE = validate.And(validate.Length(max=254), validate.Email())
 
 
 def _password_hasher() -> PasswordHasher:
@@ -159,8 +163,13 @@ def create_user(
     role: str,
     site_codes: list[str] | None = None,
     password: str | None = None,
+    email: str | None = None,
 ) -> User:
-    """Add an account; site staff are bound to their site(s), trial-wide roles to none."""
+    """Add an account; site staff are bound to their site(s), trial-wide roles to none.
+
+    ``email``: where the account's notifications go; its owner is told by e-mail that the
+    account exists and how to sign in (never a password: ``trial.notifications``).
+    """
     username = normalize_username(username)
     if not USERNAME_PATTERN.fullmatch(username):
         raise ValidationFailed("Invalid input: username.", {"username": [USERNAME_RULE]})
@@ -170,7 +179,9 @@ def create_user(
     sites = _resolve_sites(role, list(site_codes or []))
     if get_user_by_username(username) is not None:
         raise Conflict(f"User {username} already exists.", {"username": ["Already taken."]})
+    email = normalize_email(email)
     user = User(
+        email=email,
         username=username,
         role=role,
         is_active=True,
@@ -192,7 +203,44 @@ def create_user(
             "role": role,
             "sites": [s.code for s in sites],
             "password_set": bool(password),
+            **({"email": email} if email else {}),
         },
+    )
+    return user
+
+
+def normalize_email(email: str | None) -> str | None:
+    """An address as stored: trimmed, or None when empty; refused (422) when malformed."""
+    email = (email or "").strip()
+    if not email:
+        return None
+    try:
+        _EMAIL_RULE(email)
+    except MarshmallowError:
+        raise ValidationFailed(
+            "Invalid input: email.", {"email": ["Not a valid email address."]}
+        ) from None
+    return email
+
+
+def change_email(actor, user: User, *, email: str | None, reason: str) -> User:
+    """Set or clear an account's e-mail address, audited with the old and new values."""
+    reason = require_reason(reason, what="an e-mail address change")
+    email = normalize_email(email)
+    old = user.email
+    if old == email:
+        return user
+    user.email = email
+    db.session.flush()
+    record_event(
+        actor,
+        "email_changed",
+        entity_type="user",
+        entity_id=user.username,
+        field="email",
+        old=old,
+        new=email,
+        reason=reason,
     )
     return user
 

@@ -14,8 +14,8 @@ from trial.auth.schemas import (
     PasswordChangeSchema,
     TemporaryPasswordSchema,
     TokenSchema,
+    UserChangeSchema,
     UserCreateSchema,
-    UserRoleChangeSchema,
     UserSchema,
 )
 from trial.auth.throttle import init_throttling, login_limits
@@ -106,6 +106,7 @@ def create_user(body):
         role=body["role"],
         site_codes=body["sites"],
         password=body["password"],
+        email=body["email"],
     )
     db.session.commit()
     return user
@@ -113,14 +114,22 @@ def create_user(body):
 
 @blp.route("/users/<username>", methods=["PATCH"])
 @allow(Role.ADMIN)
-@blp.arguments(UserRoleChangeSchema)
+@blp.arguments(UserChangeSchema)
 @blp.response(200, UserSchema)
 def change_user_role(body, username):
-    """Change an account's role and sites, with a reason (admins). Admin is not unblinded."""
+    """Change an account's role and sites, its e-mail address, or both, with a reason
+    (admins). Admin is not unblinded."""
     user = services.require_user(username)
-    services.change_role(
-        g.current_user, user, role=body["role"], site_codes=body["sites"], reason=body["reason"]
-    )
+    if "role" in body:
+        services.change_role(
+            g.current_user,
+            user,
+            role=body["role"],
+            site_codes=body.get("sites", []),
+            reason=body["reason"],
+        )
+    if "email" in body:
+        services.change_email(g.current_user, user, email=body["email"], reason=body["reason"])
     db.session.commit()
     return user
 
