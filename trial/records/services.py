@@ -166,14 +166,21 @@ def correct_record(
 
 def invalidate_signature(actor, record) -> None:
     """Void the signature of the visit ``record`` is (a visit) or belongs to (its forms, its
-    automatic deviation), if signed: any change after signing does."""
+    automatic deviation), if signed, and its source verification mark, if any: any change
+    after signing or verifying does."""
+    # Imported here: verification builds on records and visits.
+    from trial.verification.services import void_verification
+
     visit_model = RECORD_TYPES["visit"]
     if record.ENTITY == visit_model.ENTITY:
         visit = record
     else:
         visit_id = getattr(record, "visit_id", None)
         visit = db.session.get(visit_model, visit_id) if visit_id else None
-    if visit is None or visit.signature_status != "signed":
+    if visit is None:
+        return
+    void_verification(actor, visit, record)
+    if visit.signature_status != "signed":
         return
     visit.signature_status = "invalidated"
     db.session.flush()
