@@ -45,18 +45,14 @@ def arm_code_command(username):
     The coding is a secret permutation keyed by ARM_KEY, so it is handed to the DSMB
     separately from the reports it decodes.
     """
-    from randomization.lists import require_unblinded_statistician
-    from randomization.outputs import closed_report_coding
-    from trial.audit.services import record_event
+    from reports.arm_code import release_arm_code
 
     actor = user_as(username)
     try:
-        require_unblinded_statistician(actor)
-        coding = closed_report_coding()
-        record_event(actor, "report_arm_code", entity_type="report", entity_id="arm_code")
+        pairs = release_arm_code(actor)
         db.session.commit()
     except TrialError as exc:
         db.session.rollback()
         raise fail_on_trial_error(exc) from exc
-    for index, arm in enumerate(coding):
-        click.echo(f"{chr(ord('A') + index)} = {arm}")
+    for code, arm in pairs:
+        click.echo(f"{code} = {arm}")
