@@ -74,7 +74,7 @@ def build_worklist(
         "to": end,
         **_kept(key, lambda: _visit_work(site_ids, start, end)),
         "open_queries": _open_queries(site_ids),
-        "serious_adverse_events": _sae_clocks({s.code for s in sites}),
+        "serious_adverse_events": _sae_clocks(actor, {s.code for s in sites}),
     }
 
 
@@ -236,9 +236,10 @@ def _open_queries(site_ids: list[int]) -> list[dict]:
     ]
 
 
-def _sae_clocks(site_codes: set[str]) -> list[dict]:
+def _sae_clocks(actor, site_codes: set[str]) -> list[dict]:
     """Expedited reports of serious AEs not yet submitted, most urgent first, with their
-    clock."""
+    clock. Read at the sites ``actor`` sees (in SQL: a site's worklist does not read the
+    whole trial's reports), then narrowed to the worklist's own sites."""
     return [
         {
             "report_id": report["id"],
@@ -250,6 +251,6 @@ def _sae_clocks(site_codes: set[str]) -> list[dict]:
             "due_at": report["due_at"],
             "overdue": report["overdue"],
         }
-        for report in expedited_reports("open")
+        for report in expedited_reports("open", actor=actor)
         if report["site"] in site_codes
     ]
