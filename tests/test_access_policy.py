@@ -202,6 +202,11 @@ MATRIX = {
     ("POST", "/api/v1/queries/<query_id>/answer"): (SITE_STAFF, None, None),
     ("POST", "/api/v1/queries/<query_id>/close"): (QUERY_OWNERS, None, None),
     ("POST", "/api/v1/queries/<query_id>/reopen"): (QUERY_OWNERS, None, None),
+    # source data verification: monitors mark; monitors and data managers read the progress
+    ("POST", "/api/v1/visits/<int:visit_id>/verify"): ({"monitor"}, None, None),
+    ("GET", "/api/v1/visits/<int:visit_id>/verifications"): (PARTICIPANT_READERS, None, None),
+    ("GET", "/api/v1/verification"): (QUERY_OWNERS, 200, None),
+    ("GET", "/api/v1/verification/pending"): (QUERY_OWNERS, 200, None),
     # adverse events: site staff report and correct, readers read
     ("POST", "/api/v1/participants/<participant_id>/adverse-events"): (
         SITE_STAFF,
