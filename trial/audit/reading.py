@@ -22,7 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from sqlalchemy import String, and_, cast, false, or_, select
 from sqlalchemy.sql.elements import ColumnElement
@@ -156,6 +156,15 @@ def participant_errors(participant_id: str) -> dict[str, list[str]]:
     return {}
 
 
+def _readable_by(user, statement):
+    """``statement`` narrowed to the rows ``user`` may read: site staff and monitors read
+    only rows of their sites."""
+    if user.is_site_bound:
+        sites = user.site_codes
+        statement = statement.where(AuditEvent.entity_site.in_(sites) if sites else false())
+    return statement
+
+
 def audit_page(user, args: dict) -> tuple[list[AuditEvent], str | None]:
     """One page of the rows ``user`` may read that match ``args`` (``AuditQuerySchema``),
     and the next page's cursor (None on the last page). Site staff and monitors read only
@@ -175,14 +184,14 @@ def audit_page(user, args: dict) -> tuple[list[AuditEvent], str | None]:
         statement = statement.where(AuditEvent.seq < after if newest else AuditEvent.seq > after)
     elif "after_seq" in args:
         statement = statement.where(AuditEvent.seq > args["after_seq"])
-    if user.is_site_bound:
-        sites = user.site_codes
-        statement = statement.where(AuditEvent.entity_site.in_(sites) if sites else false())
+    statement = _readable_by(user, statement)
     for column in ("entity_type", "entity_id", "action"):
         if column in args:
             statement = statement.where(getattr(AuditEvent, column) == args[column])
     if "site" in args:
         statement = statement.where(AuditEvent.entity_site == args["site"])
+    if "username" in args:  # account names are stored lower-cased (normalize_username)
+        statement = statement.where(AuditEvent.username == args["username"].strip().lower())
     if "participant" in args:
         participant = visible_participant(args["participant"])
         if participant is None:  # the schema named it already, with any other bad field
@@ -200,3 +209,22 @@ def audit_page(user, args: dict) -> tuple[list[AuditEvent], str | None]:
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, encode_cursor(order, rows[-1].seq) if more else None
+
+
+def audit_rows(user, args: dict, batch: int = 1000) -> Iterator[AuditEvent]:
+    """Every row ``user`` may read that matches ``args``, in ``args``' order, from ``args``'
+    cursor on: ``audit_page`` page after page (a download of what a filter shows). Rows
+    committed meanwhile never shift a page (see the module's note on cursors)."""
+    args = {**args, "limit": batch}
+    while True:
+        rows, cursor = audit_page(user, args)
+        yield from rows
+        if cursor is None:
+            return
+        args["cursor"] = cursor
+
+
+def recorded_actions(user) -> list[str]:
+    """The actions recorded in the rows ``user`` may read, by name (a filter's choices)."""
+    statement = _readable_by(user, select(AuditEvent.action).distinct())
+    return sorted(db.session.scalars(statement))

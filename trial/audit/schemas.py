@@ -60,6 +60,10 @@ class AuditQuerySchema(ma.Schema):
     entity_id = f.String(validate=v.Length(max=80))
     site = f.String(validate=v.Length(max=10))
     action = f.String(validate=v.Length(max=40))
+    username = f.String(
+        validate=v.Length(min=1, max=150),
+        metadata={"description": "Rows of this acting account (its name, any case)."},
+    )
     participant = f.String(
         validate=v.Length(min=1, max=20),
         metadata={

@@ -33,10 +33,11 @@ def list_audit_events(args):
     """List audit events, oldest first (``order=chain``) or newest first (``order=newest``).
 
     Filters combine: ``participant`` (its rows and every record's under it), ``from``/``to``
-    (ISO 8601), ``entity_type``, ``entity_id``, ``site``, ``action``. Pages: a full page
-    carries the next page's cursor in ``X-Next-Cursor`` (and ``Link``); rows committed while
-    paging never shift a page. Site staff and monitors see only events about records of their
-    own sites. The answer stays a list of events, as it always was.
+    (ISO 8601), ``entity_type``, ``entity_id``, ``site``, ``action``, ``username`` (who
+    acted). Pages: a full page carries the next page's cursor in ``X-Next-Cursor`` (and
+    ``Link``); rows committed while paging never shift a page. Site staff and monitors see
+    only events about records of their own sites. The answer stays a list of events, as it
+    always was.
     """
     rows, next_cursor = audit_page(g.current_user, args)
     headers = {}
