@@ -9,6 +9,7 @@ import hashlib
 import io
 import re
 import zipfile
+from pathlib import Path
 
 from playwright.sync_api import expect
 
@@ -16,7 +17,7 @@ from tests.browser.helpers import check_axe, sign_in, sign_out
 
 
 def _sha256(path) -> str:
-    return hashlib.sha256(open(path, "rb").read()).hexdigest()  # noqa: PTH123, SIM115
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def test_a_dsmb_member_downloads_a_report_from_the_links(page, trial_site, shot):
@@ -31,7 +32,7 @@ def test_a_dsmb_member_downloads_a_report_from_the_links(page, trial_site, shot)
     download = download_info.value
     assert re.fullmatch(r"dsmb-safety-open-\d{8}T\d{6}Z\.pdf", download.suggested_filename)
     path = download.path()
-    assert open(path, "rb").read(5) == b"%PDF-"  # noqa: PTH123, SIM115
+    assert Path(path).read_bytes().startswith(b"%PDF-")
     recorded = [e for e in trial_site.audit(action="report_safety") if e["username"] == "dsmb"]
     assert recorded and recorded[-1]["detail"]["sha256"] == _sha256(path)
     page.reload()
@@ -47,7 +48,7 @@ def test_a_statistician_clicks_download_bundle_and_gets_the_file(page, trial_sit
     download = download_info.value
     assert re.fullmatch(r"blinded-\d{8}T\d{6}\.\d+Z-csv\.zip", download.suggested_filename)
     path = download.path()
-    with zipfile.ZipFile(io.BytesIO(open(path, "rb").read())) as archive:  # noqa: PTH123, SIM115
+    with zipfile.ZipFile(io.BytesIO(Path(path).read_bytes())) as archive:
         assert "manifest.json" in archive.namelist()
     digest = _sha256(path)
     recorded = [
