@@ -24,6 +24,8 @@ from trial.queries.models import DataQuery
 from trial.records.schemas import ReasonSchema
 from trial.records.services import PreconditionFailed, get_visible_record, records_of
 from trial.records.views import READERS, SITE_STAFF, requested_version
+from trial.verification.schemas import VerificationSchema
+from trial.verification.services import marks_of
 from trial.visits import services
 from trial.visits.checks import calendar_period
 from trial.visits.models import SIGNATURE_MEANING, Visit
@@ -197,6 +199,7 @@ def _visit_page(record, participant, *, errors=None, status=200):
         participant=participant,
         visit=VisitSchema().dump(record),
         queries=_open_queries(participant),
+        verifications=VerificationSchema(many=True).dump(marks_of(g.current_user, record.id)),
         errors=errors or {},
         meaning=SIGNATURE_MEANING,
         day_text=lambda iso: day_text(date.fromisoformat(iso)),
