@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 import re
 import zipfile
@@ -33,6 +34,7 @@ import pytest
 
 from randomization.outputs import allocation_key
 from tests.demo_helpers import fixed_list_seed
+from tests.page_helpers import sign_in
 from trial.auth.services import get_user_by_username
 from trial.extensions import db
 from trial.protocol import current_protocol
@@ -251,6 +253,16 @@ def test_no_administrative_column_predicts_the_arm(app, runner, backend, tmp_pat
     assert any("arm name" in p and p.startswith("participants.csv") for p in found), found
     assert any("lot column 'lot_number'" in p for p in found), found
     assert any("mg dose" in p and p.startswith("study_drug.csv") for p in found), found
+
+    # The statistician's page serves this very bundle: the same cut-off gives the same files.
+    cutoff = json.loads(files["manifest.json"])["cutoff"]
+    password = re.search(r"password for every demo user: (\S+)", result.output).group(1)
+    page = app.test_client()
+    sign_in(page, "statistician", password)
+    pulled = page.get("/bundle/download", query_string={"cutoff": cutoff, "format": "csv"})
+    assert pulled.status_code == 200, pulled.text[:500]
+    with zipfile.ZipFile(io.BytesIO(pulled.data)) as archive:
+        assert {name: archive.read(name) for name in archive.namelist()} == files
 
     # Dummy arms are labelled as such and carry nothing of the real allocation.
     dummy_files = export_blinded(runner, tmp_path / "dummy.zip", "--dummy-arms", "7")
