@@ -22,6 +22,11 @@ serve: $(VENV)/.installed
 	@cat instance/demo-tokens.txt
 	@echo "--- pages: open http://127.0.0.1:5000/ and sign in as coordinator.s01 (or investigator.s01, ...) with the demo password above ---"
 	@echo "--- serving the pages on http://127.0.0.1:5000/ and the API on http://127.0.0.1:5000/api/v1 (Ctrl-C stops) ---"
+	@echo "--- e-mail notifications: sent beside it by 'notifications send --watch' (without SMTP_HOST they wait in the outbox: flask --app wsgi notifications list) ---"
+	@# The sender runs in the background of this one shell; it is stopped (SIGTERM) however
+	@# the server ends: Ctrl-C, a kill of make, or gunicorn failing to start.
+	$(FLASK) notifications send --watch & sender=$$!; \
+	trap 'kill $$sender 2>/dev/null' INT TERM EXIT; \
 	$(BIN)/gunicorn --workers 2 --bind 127.0.0.1:5000 --access-logfile - wsgi:app
 
 # Tests run in parallel worker processes (one per core, at most 4); each worker has its own

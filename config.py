@@ -106,6 +106,29 @@ class Config:
     EXPORT_HELPERS = _int_env("EXPORT_HELPERS", 2)
     EXPORT_HELPER_MIN_PARTICIPANTS = _int_env("EXPORT_HELPER_MIN_PARTICIPANTS", 250)
 
+    # E-mail notifications (trial/notifications): written to an outbox with each event,
+    # delivered by `flask notifications send [--watch]` over SMTP. Without SMTP_HOST nothing
+    # is sent and the outbox keeps every message (`flask notifications list` shows them).
+    SMTP_HOST = os.environ.get("SMTP_HOST") or None
+    SMTP_PORT = _int_env("SMTP_PORT", 25)
+    SMTP_USERNAME = os.environ.get("SMTP_USERNAME") or None
+    SMTP_PASSWORD = _read_secret("SMTP_PASSWORD")
+    SMTP_STARTTLS = os.environ.get("SMTP_STARTTLS", "0").lower() in ("1", "true", "yes")
+    SMTP_TIMEOUT_SECONDS = float(os.environ.get("SMTP_TIMEOUT_SECONDS", 30))
+    MAIL_FROM = os.environ.get("MAIL_FROM", "baclofen-trial@trial.local")
+    # The right-hand side of every Message-ID (<random@domain>), fixed when a message is
+    # written; by default MAIL_FROM's domain.
+    MAIL_MESSAGE_ID_DOMAIN = os.environ.get("MAIL_MESSAGE_ID_DOMAIN") or None
+    # The sponsor's safety desk: comma-separated addresses told of each serious adverse
+    # event and each expedited report that becomes overdue.
+    SAFETY_DESK_EMAILS = os.environ.get("SAFETY_DESK_EMAILS", "")
+    # After a failed attempt a message waits NOTIFICATIONS_RETRY_SECONDS, doubling with each
+    # further failure up to NOTIFICATIONS_RETRY_MAX_SECONDS; it is never given up.
+    NOTIFICATIONS_RETRY_SECONDS = _int_env("NOTIFICATIONS_RETRY_SECONDS", 60)
+    NOTIFICATIONS_RETRY_MAX_SECONDS = _int_env("NOTIFICATIONS_RETRY_MAX_SECONDS", 3600)
+    # How long `notifications send --watch` sleeps between passes.
+    NOTIFICATIONS_WATCH_SECONDS = float(os.environ.get("NOTIFICATIONS_WATCH_SECONDS", 30))
+
     # OpenAPI (flask-smorest)
     API_TITLE = "Baclofen AUD trial data service"
     API_VERSION = "v1"

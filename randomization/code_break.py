@@ -11,6 +11,7 @@ from trial.auth.services import verify_password
 from trial.database import utcnow
 from trial.errors import Conflict, ForbiddenRecorded
 from trial.extensions import db
+from trial.notifications import events as notification_events
 from trial.participants.models import Participant
 from trial.participants.services import get_visible_participant
 from trial.protocol import current_protocol
@@ -90,6 +91,8 @@ def break_code(actor, participant_id: str, *, reason: str, password: str) -> tup
             f"Reason: {reason}",
         )
     )
+    # The e-mail is built without the arm (none is passed): who, when, which participant, why.
+    notification_events.code_break(actor, participant, reason=reason, at=now)
     return participant, arm
 
 

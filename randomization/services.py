@@ -36,6 +36,7 @@ from trial.errors import (
     ValidationFailed,
 )
 from trial.extensions import db
+from trial.notifications import events as notification_events
 from trial.participants.models import Participant
 from trial.participants.services import get_visible_participant
 from trial.protocol import current_protocol
@@ -103,7 +104,9 @@ def _participant_for_allocation(actor, participant_id: str):
     return participant, existing, row[0]
 
 
-def _notify_once(kind: str, stratum: str, message: str) -> None:
+def _notify_once(kind: str, stratum: str, message: str, **facts) -> None:
+    """The unblinded statistician's notice of a stratum running low or exhausted, and its
+    e-mail to them alone (``facts``: what the message says), once per stratum and kind."""
     exists = db.session.scalar(
         select(func.count())
         .select_from(RandomizationNotice)
@@ -113,6 +116,7 @@ def _notify_once(kind: str, stratum: str, message: str) -> None:
         db.session.add(
             RandomizationNotice(kind=kind, stratum=stratum, message=message, created_at=utcnow())
         )
+        notification_events.stratum_notice(kind, stratum=stratum, **facts)
 
 
 def _stratum_counts(stratum: str) -> tuple[int, int]:
@@ -196,6 +200,7 @@ def refuse_exhausted(stratum: str, participant_id: str) -> None:
         stratum,
         f"Stratum {stratum} has no slot left; participant {participant_id} could not be "
         f"randomized.",
+        participant_id=participant_id,
     )
     raise StratumExhausted(
         f"No randomization slot is left in stratum {stratum}. The unblinded statistician "
@@ -256,6 +261,8 @@ class AllocationRecords:
                 "stratum_low",
                 stratum,
                 f"Stratum {stratum} is running low: {total - used} of {total} slots left.",
+                remaining=total - used,
+                total=total,
             )
         if visits:
             self._visits.append((actor, participant, visits))

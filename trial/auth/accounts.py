@@ -22,6 +22,7 @@ from trial.auth.services import revoke_all_tokens, set_password
 from trial.database import utcnow
 from trial.errors import Conflict, Forbidden
 from trial.extensions import db
+from trial.notifications import events as notification_events
 from trial.reasons import require_reason
 
 # 18 random bytes: 24 URL-safe characters, twice the password minimum, typed once.
@@ -106,4 +107,6 @@ def reset_password(actor, user: User, *, reason: str) -> tuple[str, User]:
         actor, user, temporary, reason=reason, temporary_until=utcnow() + timedelta(hours=hours)
     )
     revoke_all_tokens(actor, user)
+    # Its owner learns of the reset by e-mail, and how to get the password: never the password.
+    notification_events.password_reset(user)
     return temporary, user

@@ -206,6 +206,10 @@ def create_user(
             **({"email": email} if email else {}),
         },
     )
+    if email:
+        from trial.notifications.events import account_created
+
+        account_created(user, password_set=bool(password))
     return user
 
 

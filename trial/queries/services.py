@@ -23,6 +23,7 @@ from trial.auth.roles import SINGLE_SITE_ROLES, Role
 from trial.database import utcnow
 from trial.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from trial.extensions import db
+from trial.notifications import events as notification_events
 from trial.participants.models import Participant
 from trial.participants.services import get_visible_participant
 from trial.queries.models import DataQuery, QueryMessage, age_in_days
@@ -151,6 +152,7 @@ def raise_query(actor, *, entity: str, record_id: str, text: str, field: str | N
     _add_message(actor, query, "raise", query.text, now)
     _audit(actor, query, "raise", query.text, None)
     db.session.flush()
+    notification_events.query_raised(actor, query)
     return query
 
 
@@ -208,7 +210,9 @@ def answer_query(actor, query_id: str, *, text: str) -> DataQuery:
         )
     if query.status == "closed":
         raise Conflict(f"Query {query.id} is closed; it can be answered only once re-opened.")
-    return _step(actor, query, "answer", _clean(text), "answered")
+    query = _step(actor, query, "answer", _clean(text), "answered")
+    notification_events.query_answered(actor, query, text=_clean(text), at=query.updated_at)
+    return query
 
 
 def close_query(actor, query_id: str, *, text: str | None = None) -> DataQuery:

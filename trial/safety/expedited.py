@@ -27,6 +27,7 @@ from trial.audit.services import record_created, record_event
 from trial.auth.models import User
 from trial.database import utcnow
 from trial.extensions import db
+from trial.notifications import events as notification_events
 from trial.participants.models import Participant
 from trial.safety.models import AdverseEvent, ExpeditedReport
 from trial.sites.services import get_site_by_code
@@ -88,6 +89,9 @@ def sync_expedited_report(
             {"adverse_event_id": record.id, "due_at": report.due_at, "status": "open"},
             entity_site=site,
         )
+        # A new serious AE: the safety desk, the unblinded statistician and the DSMB are told
+        # in this transaction (the AE's fields only; no arm is read here).
+        notification_events.serious_adverse_event(actor, record, participant, report)
         return report
     if report is None:
         return None
