@@ -239,6 +239,12 @@ def test_a_code_break_tells_the_unblinded_statistician_the_dsmb_and_the_sites_in
         assert arms_in(message.raw.decode()) == set()
         assert message.message["From"] == "trial@trial.example"
     assert {m.message_id for m in delivered} == {r.message_id for r in rows}
+    # As delivered too (headers included): the same size whichever the arm.
+    sizes = {
+        arm: len(next(m for m in delivered if m.message_id == r.message_id).raw)
+        for arm, r in first.items()
+    }
+    assert sizes["baclofen"] == sizes["placebo"], sizes
     assert all(r.sent_at is not None for r in outbox("code_break"))
 
 
