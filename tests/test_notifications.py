@@ -172,6 +172,11 @@ def test_an_account_takes_an_email_through_the_api_the_command_line_and_a_patch(
     )
     assert changed.status_code == 200 and changed.json["email"] == "mona@y.example"
     assert changed.json["role"] == "monitor" and changed.json["sites"] == ["S01"]
+    by_cli = runner.invoke(
+        args=["users", "set-email", "dee", "--email", "", "--reason", "left the board"]
+    )
+    assert by_cli.exit_code == 0, by_cli.output
+    assert auth_services.get_user_by_username("dee").email is None
     nothing = client.patch("/api/v1/users/mona", headers=bearer(admin), json={"reason": "x y"})
     assert nothing.status_code == 422
     listed = client.get("/api/v1/users", headers=bearer(admin)).json
