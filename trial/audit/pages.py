@@ -8,8 +8,9 @@ matrix of tests/test_blinding.py reads these pages as it reads the API). Its rol
 the API operation's. A date typed without a time is a whole day in UTC: ``from`` its start,
 ``to`` its end.
 
-The download (``/audit-trail.csv``) is every row the filter matches, newest first, in the
-page's columns plus each row's hash, written with the ``csv`` module; a cell a spreadsheet
+The download (``/audit-trail.csv``) is every row the filter matches, newest first, the page's
+values one column each (as the API names them) plus each row's hash, written with the ``csv``
+module; a cell a spreadsheet
 would run as a formula (starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return)
 is prefixed with an apostrophe. Each download is itself recorded in the trail (an export).
 """
@@ -51,7 +52,7 @@ LABELS = {
     "from": "From",
     "to": "To",
 }
-# (heading, key) of each column, on the page and in the CSV alike.
+# (heading, key) of each value a row shows, on the page and in the CSV alike.
 COLUMNS = [
     ("Seq", "seq"),
     ("When (UTC)", "occurred_at"),
@@ -145,7 +146,6 @@ def audit_trail():
         form=MultiDict(typed),
         errors=errors,
         labels=LABELS,
-        columns=COLUMNS,
         rows=rows,
         actions=recorded_actions(g.current_user),
         filtered=bool(filters),
