@@ -10,7 +10,9 @@ same filters, no arm); the CSV download is the page's rows, formulas neutralised
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -304,6 +306,20 @@ def test_a_reason_is_required_and_an_admin_cannot_act_on_themselves(client, admi
     assert client.get("/users/nobody").status_code == 404
 
 
+def test_an_unblinded_accounts_password_is_not_reset_by_the_pages(client, admin, make_user):
+    """As over the API (403): the admin who saw the temporary password could read arms."""
+    make_user("dsmb", username="dora", password=PASSWORD)
+    account = client.get("/users/dora")
+    assert account.status_code == 200 and "Reset password" not in account.text
+    before = counts()
+    refused = post_form(client, "/users/dora/reset-password", {"reason": "forgot it"})
+    assert refused.status_code == 403 and "command line" in refused.text
+    assert "Temporary password" not in refused.text
+    assert counts() == before
+    api_refused = api(client, admin, "POST", "/users/dora/reset-password", {"reason": "forgot"})
+    assert api_refused.status_code == 403
+
+
 def test_the_email_page_changes_and_removes_the_address_as_patch_does(client, admin, make_user):
     make_user("monitor", username="mona", sites=["S01"])
     make_user("monitor", username="mona.api", sites=["S01"])
@@ -480,7 +496,11 @@ def test_the_csv_is_the_pages_rows_with_formulas_neutralised(client, trial, admi
     recorded = db.session.scalars(
         select(AuditEvent).where(AuditEvent.action == "audit_trail_downloaded")
     ).all()
-    assert len(recorded) == 3 and '"rows": ' in recorded[-1].detail
+    assert len(recorded) == 3
+    detail = json.loads(recorded[-1].detail)
+    assert detail["rows"] == len(rows) and detail["filters"] == {}
+    assert detail["sha256"] == hashlib.sha256(download.data).hexdigest()
+    assert download.headers["X-Content-SHA256"] == detail["sha256"]
 
 
 def test_control_without_neutralising_the_formula_reaches_the_file(

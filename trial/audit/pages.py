@@ -33,7 +33,7 @@ from trial.audit.schemas import AuditEventSchema, AuditQuerySchema
 from trial.audit.services import record_event
 from trial.auth.policy import allow
 from trial.auth.roles import Role
-from trial.database import utcnow, writes_on_read
+from trial.database import reading, utcnow, writes_on_read
 from trial.errors import ValidationFailed
 from trial.extensions import db
 from trial.web.blueprint import PageBlueprint
@@ -166,19 +166,11 @@ def audit_trail_csv():
     """Download every row the filters match (all pages), newest first, as CSV; recorded."""
     typed, args = _query(request.args)  # a refusal is the 422 page, nothing recorded
     args.pop("cursor", None)  # the download is the whole filter, not the page shown
-    digest, count = hashlib.sha256(), 0
+    db.session.commit()  # the filter's check read; the long read below must not block writers
     spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\r\n")
-    writer.writerow([heading for heading, _ in CSV_COLUMNS])
-    batch = []
-    for event in audit_rows(g.current_user, args):
-        batch.append(event)
-        if len(batch) == 1000:
-            count += _write(writer, batch)
-            batch = _flush(text, spool, digest)
-    count += _write(writer, batch)
-    _flush(text, spool, digest)
+    with reading():
+        digest, count = _write_csv(audit_rows(g.current_user, args), spool)
+        db.session.commit()  # ends the read: nothing was written
     filters = {name: value for name, value in typed.items() if value}
     record_event(
         g.current_user,
@@ -197,16 +189,33 @@ def audit_trail_csv():
     return response
 
 
+def _write_csv(events, out) -> tuple:
+    """Write the header and ``events`` as CSV to ``out`` (bytes, UTF-8) in batches; return
+    the SHA-256 of what was written and how many rows."""
+    digest, count, batch = hashlib.sha256(), 0, []
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\r\n")
+    writer.writerow([heading for heading, _ in CSV_COLUMNS])
+
+    def flush():
+        data = text.getvalue().encode("utf-8")
+        text.seek(0)
+        text.truncate()
+        digest.update(data)
+        out.write(data)
+
+    for event in events:
+        batch.append(event)
+        if len(batch) == 1000:
+            count += _write(writer, batch)
+            flush()
+            batch = []
+    count += _write(writer, batch)
+    flush()
+    return digest, count
+
+
 def _write(writer, events) -> int:
     for row in shown_rows(events, CSV_COLUMNS):
         writer.writerow([neutralised(row[key]) for _, key in CSV_COLUMNS])
     return len(events)
-
-
-def _flush(text: io.StringIO, spool, digest) -> list:
-    data = text.getvalue().encode("utf-8")
-    text.seek(0)
-    text.truncate()
-    digest.update(data)
-    spool.write(data)
-    return []
