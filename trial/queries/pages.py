@@ -10,7 +10,7 @@ alike; each page keeps its API operation's roles.
 
 from __future__ import annotations
 
-from flask import abort, flash, g, redirect, render_template, request, url_for
+from flask import flash, g, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
 from trial.auth.policy import allow
@@ -180,8 +180,8 @@ def raise_query():
     """Raise a query on a record's field (or the whole record), from the page showing it."""
     source = request.form if request.method == "POST" else request.args
     entity, record_id = source.get("entity", ""), source.get("record_id", "")
-    if not entity or not record_id:
-        abort(404)
+    if not entity.strip() or not record_id.strip():
+        return _choose_record(source)
     participant, values = _target(entity, record_id)
     form = request.form if request.method == "POST" else MultiDict(request.args)
     errors: dict = {}
@@ -212,3 +212,25 @@ def raise_query():
         errors=errors,
         labels=RAISE_LABELS,
     ), status
+
+
+def _choose_record(source):
+    """The first step when no record is named: its type and id (a GET form); a form sent
+    with either missing names what is (422)."""
+    errors: dict = {}
+    if any(source.get(name, "").strip() for name in ("entity", "record_id", "text")):
+        missing = {
+            name: ["Required: fill this in."]
+            for name in ("entity", "record_id")
+            if not source.get(name, "").strip()
+        }
+        errors = missing
+    return render_template(
+        "queries/choose.html",
+        title="Raise a query",
+        entities=[(name, name.replace("_", " ").capitalize()) for name in
+                  services.queryable_entities()],
+        form=source,
+        errors=errors,
+        labels={"entity": "Record type", "record_id": "Record"},
+    ), (422 if errors else 200)  # fmt: skip
