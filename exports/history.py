@@ -33,7 +33,10 @@ class Pull:
 
 def bundle_pulls(user_id: int | None = None, limit: int = SHOWN) -> list[Pull]:
     """The latest pulls, newest first: one user's, or everyone's with ``user_id`` None."""
-    query = select(AuditEvent).where(AuditEvent.action == ACTION)
+    # By the entity index (entity_type, entity_id): the trail's few export events, not all.
+    query = select(AuditEvent).where(
+        AuditEvent.entity_type == "export", AuditEvent.action == ACTION
+    )
     if user_id is not None:
         query = query.where(AuditEvent.user_id == user_id)
     rows = db.session.scalars(query.order_by(AuditEvent.seq.desc()).limit(limit))

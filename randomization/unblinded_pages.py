@@ -13,10 +13,13 @@ page releases anything; the overview itself names no arm.
 
 from __future__ import annotations
 
+import functools
+import random
+
 from flask import g, render_template
 
 from randomization import lists, outputs
-from randomization.predictability import expected_fixed_block_share
+from randomization.predictability import expected_fixed_block_share, simulate_guess_share
 from trial.auth.policy import allow
 from trial.auth.roles import Role
 from trial.extensions import db
@@ -26,9 +29,17 @@ from trial.web.blueprint import PageBlueprint
 bp = PageBlueprint("unblinded_pages", __name__, template_folder="templates")
 
 # The predictability figure: the command's number of simulated allocations, from a fixed
-# seed so the page shows the same figure at every view (about 0.1 s).
+# seed so the page shows the same figure at every view (about 0.1 s, once per process).
 SIMULATIONS = 20_000
 SIMULATION_SEED = 0
+
+
+@functools.cache
+def _predictability(block_sizes: tuple[int, ...], ratio: tuple[int, ...]) -> float:
+    """``lists.summary``'s figure for the design (what ``randomization summary`` prints),
+    kept per design: it depends on the block sizes and ratio alone, not on the list."""
+    rng = random.Random(SIMULATION_SEED)
+    return simulate_guess_share(block_sizes, ratio, SIMULATIONS, rng)
 
 
 @bp.route("/randomization", methods=["GET"])
@@ -36,8 +47,8 @@ SIMULATION_SEED = 0
 def overview():
     """Summary per stratum, predictability, notices, and the two release forms."""
     protocol = current_protocol()
-    rows = lists.summary(g.current_user, simulations=SIMULATIONS, seed=SIMULATION_SEED)
-    share = rows[0]["predictability"] if rows else None
+    rows = lists.summary(g.current_user, simulations=0)
+    share = _predictability(protocol.block_sizes, protocol.ratio) if rows else None
     fixed = (
         [(size, expected_fixed_block_share(size)) for size in protocol.block_sizes]
         if len(protocol.ratio) == 2 and protocol.ratio[0] == protocol.ratio[1]

@@ -38,7 +38,11 @@ def report_generations(sessions, limit: int = SHOWN) -> list[Generation]:
     entities = [f"safety_{session}" for session in sessions]
     rows = db.session.scalars(
         select(AuditEvent)
-        .where(AuditEvent.action == ACTION, AuditEvent.entity_id.in_(entities))
+        .where(  # by the entity index (entity_type, entity_id)
+            AuditEvent.entity_type == "report",
+            AuditEvent.entity_id.in_(entities),
+            AuditEvent.action == ACTION,
+        )
         .order_by(AuditEvent.seq.desc())
         .limit(limit)
     )
