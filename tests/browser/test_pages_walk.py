@@ -30,10 +30,12 @@ NOT_PAGES = {
     # Downloads (a ZIP, a PDF): tests/browser/test_outputs.py clicks them.
     "exports_pages.download",
     "reports_pages.download",
+    "audit_pages.audit_trail_csv",
 }
-# Reached by their own tests or below, not by a link: the sign-in page (signed out) and the
-# password change (a link would tempt nobody; its form is here by address).
-BY_ADDRESS = ("/password",)
+# Reached by their own tests or below, not by a link: the sign-in page (signed out), the
+# password change (a link would tempt nobody; its form is here by address), and the
+# reactivation form (linked only from a deactivated account, which the demo has none of).
+BY_ADDRESS = ("/password", "/users/statistician/reactivate")
 PER_PAGE = 2
 MAX_PAGES = 80
 WALKERS = (
@@ -44,6 +46,7 @@ WALKERS = (
     "statistician",
     "dsmb",
     "unblinded_statistician",
+    "admin",
 )
 SITE_STAFF = ("coordinator.s01", "investigator.s01")
 # Central roles with two or three pages of their own (the rest of the walk is 403s).
