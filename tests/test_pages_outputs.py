@@ -342,3 +342,24 @@ def test_unblinded_pages_refuse_every_other_role(trial, role):
         assert f"The {role} role may not open this page." in got.text
         assert names_an_arm(got.text) == []
     assert audit_count() == before
+
+
+# --- home and header ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "role, home, links",
+    [
+        ("statistician", "/bundle", ["Blinded bundle", "Safety reports"]),
+        ("dsmb", "/reports", ["Safety reports"]),
+        ("unblinded_statistician", "/randomization",
+         ["Randomization", "Safety reports", "Blinded bundle"]),
+    ],
+)  # fmt: skip
+def test_home_sends_each_role_to_its_first_page_with_its_links(trial, role, home, links):
+    page = trial["pages"][role]
+    assert page.get("/").headers["Location"] == home
+    html = page.get(home).text
+    header = re.search(r'<nav class="header__nav".*?</nav>', html, re.S).group(0)
+    shown = re.findall(r'<a href="[^"]+">([^<]+)</a>', header)
+    assert shown == [*links, "Sign out"]
