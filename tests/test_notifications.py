@@ -334,6 +334,14 @@ def test_a_new_serious_adverse_event_tells_the_safety_desk_the_statistician_and_
     assert sorted(message.rcpt_tos) == row.recipient_list
     assert message.message_id == row.message_id and "somnolence" in message.body
 
+    # Downgraded (its report withdrawn: nobody told), then serious again: told again.
+    down = {"serious": False, "seriousness_criteria": [], "reason": "not hospitalised"}
+    assert people.api("coord1", "patch", f"/adverse-events/{ae_id}", down).status_code == 200
+    assert len(outbox("serious_adverse_event")) == 1
+    up = {"serious": True, "seriousness_criteria": ["hospitalisation"], "reason": "he was"}
+    assert people.api("coord1", "patch", f"/adverse-events/{ae_id}", up).status_code == 200
+    assert len(outbox("serious_adverse_event")) == 2
+
 
 def test_an_overdue_expedited_report_is_told_once_to_the_desk_the_statistician_the_dsmb_and_the_sites_investigators(  # noqa: E501
     app, runner, people, smtp

@@ -120,6 +120,9 @@ def sync_expedited_report(
     if changes:
         report.updated_at = utcnow()
         db.session.flush()
+    if changes.get("status") == "open":
+        # Serious again after a downgrade: as new to those who must act on it.
+        notification_events.serious_adverse_event(actor, record, participant, report)
     return report
 
 
