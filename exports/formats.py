@@ -10,7 +10,14 @@ from itertools import islice
 from pathlib import Path
 
 from exports.columns import line_maker
-from exports.variables import LABEL_MAX, Variable, short_names
+from exports.variables import (
+    XPT_FORMATS,
+    Variable,
+    sas_date,
+    sas_datetime,
+    short_names,
+    xpt_label,
+)
 
 FORMATS = ("csv", "xpt", "parquet")
 EXTENSIONS = {"csv": "csv", "xpt": "xpt", "parquet": "parquet"}
@@ -25,6 +32,10 @@ def _text(value) -> str:
 
 
 def _instant(value: datetime) -> str:
+    """An instant in UTC with ``Z`` (one without a time zone is UTC, as the database keeps
+    instants; ``astimezone`` would take it as the machine's local time)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
@@ -171,34 +182,42 @@ def write_xpt(
     label: str,
     stamp: datetime,
 ) -> int:
-    """SAS transport v5 through pyreadstat. Names are the dictionary's short names; the
-    header's creation stamps are set to the cut-off, so the file is reproducible."""
+    """SAS transport v5 through pyreadstat. Names are the dictionary's short names
+    (``short_names``: the file's name too), labels cut at a word boundary (``xpt_label``).
+    Each column is stored as its variable's type says (``exports.variables``): numbers and
+    booleans as numerics, dates as SAS dates (days since 1960-01-01) with ``DATE9.``,
+    date-times as SAS datetimes (seconds since 1960, UTC) with ``DATETIME20.``. The header's
+    creation stamps are set to the cut-off, so the file is reproducible."""
     import pandas as pd
     import pyreadstat
 
     shorts = short_names([v.name for v in variables])
-    data = {shorts[v.name]: [] for v in variables}
+    converters = [_XPT_VALUE[v.type] for v in variables]
+    columns: list[list] = [[] for _ in variables]
+    appends = [column.append for column in columns]
     count = 0
     for row in rows:
         count += 1
-        for v, value in zip(variables, row, strict=True):
-            data[shorts[v.name]].append(_xpt_value(v, value))
-    frame = pd.DataFrame(data, columns=list(data))
-    for v in variables:
-        column = shorts[v.name]
-        if v.type in ("integer", "number", "boolean"):
-            frame[column] = pd.to_numeric(frame[column]).astype("float64")
-        elif v.type == "date":
-            frame[column] = pd.to_datetime(frame[column]).astype("datetime64[ns]")
+        for append, convert, value in zip(appends, converters, row, strict=True):
+            append(convert(value))
+    data = {}
+    for v, values in zip(variables, columns, strict=True):
+        if v.type == "string":
+            data[shorts[v.name]] = pd.Series(values, dtype=object)
+        else:
+            data[shorts[v.name]] = pd.Series(values, dtype="float64")
+    frame = pd.DataFrame(data, columns=[shorts[v.name] for v in variables])
+    sas_formats = {shorts[v.name]: XPT_FORMATS[v.type] for v in variables if v.type in XPT_FORMATS}
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "table.xpt"
         pyreadstat.write_xport(
             frame,
             str(path),
-            file_label=label[:LABEL_MAX],
-            column_labels=[v.label for v in variables],
-            table_name=table_name.upper()[:8],
+            file_label=xpt_label(label),
+            column_labels=[xpt_label(v.label) for v in variables],
+            table_name=short_names([table_name])[table_name],
             file_format_version=5,
+            variable_format=sas_formats or None,
         )
         content = path.read_bytes()
     head_end = content.find(b"HEADER RECORD*******OBS")
@@ -207,14 +226,30 @@ def write_xpt(
     return count
 
 
-def _xpt_value(variable: Variable, value):
-    if value is None:
-        return "" if variable.type in ("string",) else None
-    if variable.type == "boolean":
-        return 1.0 if value else 0.0
-    if variable.type == "string":
-        return str(value)[:XPT_TEXT_MAX]
-    return value
+def xpt_text(value) -> str:
+    """Text as an XPT v5 character cell: at most 200 bytes of UTF-8, cut at a character."""
+    text = str(value)
+    if len(text) * 4 <= XPT_TEXT_MAX:  # a character is at most 4 bytes: no need to encode
+        return text
+    encoded = text.encode("utf-8")
+    if len(encoded) <= XPT_TEXT_MAX:
+        return text
+    return encoded[:XPT_TEXT_MAX].decode("utf-8", errors="ignore")
+
+
+def _or_missing(convert):
+    return lambda value: None if value is None else convert(value)
+
+
+# A cell as XPT stores it, by its variable's type: text, or a numeric (None: missing).
+_XPT_VALUE = {
+    "string": lambda value: "" if value is None else xpt_text(value),
+    "integer": _or_missing(float),
+    "number": _or_missing(float),
+    "boolean": _or_missing(lambda value: 1.0 if value else 0.0),
+    "date": _or_missing(sas_date),
+    "datetime": _or_missing(sas_datetime),
+}
 
 
 def _copy(path: Path, binary) -> None:
