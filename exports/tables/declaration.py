@@ -54,6 +54,19 @@ class Table:
     # A record file: its rows follow the database's order of participant ids and read only
     # the context's participant range, so it can be written range by range (exports.helpers).
     splits: bool = False
+    # What the bundle's README.txt says of the file (exports.readme), from here alone:
+    row: str = ""  # what one row is
+    key: tuple[str, ...] = ()  # the columns unique together on every row; () when none are
+    no_key: str = ""  # why no columns are (and how the rows are ordered), when key is ()
+    joins: tuple[str, ...] = ()  # the files whose key columns this file holds (its parents)
+    notes: tuple[str, ...] = ()  # other relations, said in words
+
+    def __post_init__(self):
+        names = {column.variable.name for column in self.columns}
+        if not self.row or bool(self.key) == bool(self.no_key):
+            raise ValueError(f"{self.name}: say what a row is, and its key or why it has none")
+        if not set(self.key) <= names:
+            raise ValueError(f"{self.name}: its key names a column it does not have")
 
     @property
     def variables(self) -> tuple[Variable, ...]:

@@ -140,4 +140,11 @@ def outcomes_table(protocol) -> Table:
         ),
         outcome_groups,
         splits=True,
+        row="one period of a participant (baseline, each month, the treatment) and its outcomes",
+        key=("participant_id", "period"),
+        joins=("participants",),
+        notes=(
+            "Its drinking_calendar rows are the participant's days from period_start to "
+            "period_end.",
+        ),
     )

@@ -124,4 +124,6 @@ def participants_table() -> Table:
             ),
         ),
         participant_groups,
+        row="one participant registered by the cut-off (randomized or not)",
+        key=("participant_id",),
     )

@@ -80,6 +80,10 @@ def calendar_table(protocol) -> Table:
         ),
         record_groups(DrinkingDay, ["visit_id", "day", "standard_drinks"], ("day", "id")),
         splits=True,
+        row="one day of a participant's Timeline Followback calendar: the drinks of that day",
+        key=("participant_id", "day"),
+        joins=("participants", "visits"),
+        notes=("visit_code is the visit that collected the day (empty: none in the cut).",),
     )
 
 
@@ -109,6 +113,12 @@ def study_drug_table() -> Table:
             ("date", "id"),
         ),
         splits=True,
+        row=(
+            "one dose level of a participant: the tablets per day from this date until the "
+            "next row's date"
+        ),
+        key=("participant_id", "date"),
+        joins=("participants",),
     )
 
 
@@ -206,6 +216,12 @@ def adverse_events_table() -> Table:
         columns,
         record_groups(AdverseEvent, AE_FIELDS, ("onset_date", "term", "id")),
         splits=True,
+        row="one adverse event of a participant",
+        no_key=(
+            "none: a participant may report the same term twice with the same onset; rows "
+            "are in order of participant_id, onset_date, term and entry"
+        ),
+        joins=("participants",),
     )
 
 
@@ -239,4 +255,11 @@ def deviations_table() -> Table:
             ("date", "id"),
         ),
         splits=True,
+        row="one protocol deviation of a participant",
+        no_key=(
+            "none: a participant may have several deviations of one category on one date; "
+            "rows are in order of participant_id, date and entry"
+        ),
+        joins=("participants", "visits"),
+        notes=("visit_code is the visit concerned (empty: the deviation is not about a visit).",),
     )

@@ -48,7 +48,16 @@ def _visit_date(group):
     return (visits[visit_id].visit_date for visit_id in group["visit_id"])
 
 
-def _form_table(name, label, model, items: list[Column], derived: tuple[Column, ...] = ()):
+def _form_table(
+    name,
+    label,
+    model,
+    items: list[Column],
+    derived: tuple[Column, ...] = (),
+    *,
+    row: str,
+    key: tuple[str, ...] = ("participant_id", "visit_code"),
+):
     """A form entered with a visit: participant, visit, visit date, its items, its scores;
     in schedule order (rows of a visit not in the cut are left out)."""
     fields = [column.variable.name for column in items]
@@ -70,6 +79,9 @@ def _form_table(name, label, model, items: list[Column], derived: tuple[Column, 
             known_visits_only=True,
         ),
         splits=True,
+        row=row,
+        key=key,
+        joins=("participants", "visits"),
     )
 
 
@@ -106,6 +118,9 @@ def visits_table() -> Table:
             rank={"visit_code": _schedule_rank},
         ),
         splits=True,
+        row="one visit of a participant (completed or missed), in schedule order",
+        key=("participant_id", "visit_code"),
+        joins=("participants",),
     )
 
 
@@ -139,6 +154,7 @@ def ocds_table() -> Table:
             _ocds_score("obsessive_subscale", "OCDS obsessive subscale", OCDS_OBSESSIVE),
             _ocds_score("compulsive_subscale", "OCDS compulsive subscale", OCDS_COMPULSIVE),
         ),
+        row="one OCDS questionnaire: its 14 items and scores, at one visit",
     )
 
 
@@ -162,6 +178,7 @@ def ciwa_table() -> Table:
                 _sum_of(CIWA_ITEMS),
             ),
         ),
+        row="one CIWA-Ar assessment: its items and total, at one visit",
     )
 
 
@@ -181,6 +198,7 @@ def vitals_table() -> Table:
             entered(V("heart_rate", "Heart rate", "integer", "beats/min")),
             entered(V("weight_kg", "Weight", "number", "kg")),
         ],
+        row="one set of vital signs, at one visit",
     )
 
 
@@ -218,4 +236,6 @@ def labs_table() -> Table:
                 each(_times_uln, "value", "upper_limit_normal"),
             ),
         ),
+        row="one laboratory test's result at one visit",
+        key=("participant_id", "visit_code", "test"),
     )
