@@ -19,8 +19,11 @@ Sources, followed exactly:
   (0 for a correct guess, 0.5 for a wrong one, 1 for don't know) and its Wald intervals
   (estimate -/+ z * SE, not clipped to the index's range; two-sided by default, one-sided on
   request with the other limit at the end of the range, as ``alternative.B``/``alternative.J``).
-  Its documented edge case is kept: when every answer in both arms is "don't know", James'
-  index is 1 with a standard error of 0 (James et al. 1996, p. 1425; Bang et al. 2004, p. 146).
+  With two arms the wrong-guess weight cancels out of James' kappa and its variance (any
+  positive value gives the same index; tested with the SAS macro's 0.75), so only the
+  don't-know weight of 1 matters. Its documented edge case is kept: when every answer in both
+  arms is "don't know", James' index is 1 with a standard error of 0 (James et al. 1996,
+  p. 1425; Bang et al. 2004, p. 146).
 
 Forms supported:
 
