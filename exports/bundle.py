@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from exports import dummy, formats
+from exports import dummy, formats, readme
 from exports.context import build_context
 from exports.helpers import record_helpers
 from exports.snapshot import audit_barrier, read_snapshot, resolve_cutoff
@@ -34,6 +34,7 @@ from trial.protocol import current_protocol
 EXPORT_ROLES = frozenset({Role.STATISTICIAN, Role.UNBLINDED_STATISTICIAN, Role.DATA_MANAGER})
 ACTION = "export_blinded"
 ZIP_LEVEL = 2
+DUMMY_FILE = "DUMMY_ARMS_NOT_REAL.txt"
 DICTIONARY_COLUMNS = (
     "file",
     "variable",
@@ -168,6 +169,19 @@ def _dictionary_rows(written: list[Table], fmt: str):
             )
 
 
+def _readme(protocol, request: ExportRequest, cut, written: list[Table], extra) -> str:
+    return readme.bundle_readme(
+        trial=protocol.trial_code,
+        cutoff=iso(cut.cutoff),
+        fmt=request.format,
+        extension=formats.EXTENSIONS[request.format],
+        written=written,
+        dummy_seed=request.dummy_seed,
+        dummy_column=dummy.COLUMN,
+        other_files=[name for name, *_ in extra],
+    )
+
+
 def bundle_manifest(protocol, request: ExportRequest, cut, files: list[dict]) -> dict:
     """The manifest: a function of the cut and the options only, so it repeats byte for byte.
 
@@ -246,13 +260,14 @@ def write_bundle(
                 ("dictionary.csv", dictionary_vars, _dictionary_rows(selected, request.format))
             ]
             if request.dummy_seed is not None:
-                extra.append(("DUMMY_ARMS_NOT_REAL.txt", None, None))
+                extra.append((DUMMY_FILE, None, dummy.WARNING + "\r\n"))
+            extra.append((readme.NAME, None, _readme(protocol, request, cut, selected, extra)))
             for name, variables, rows in extra:
                 with archive.open(_entry(name, cut.cutoff), "w") as raw:
                     sink = _HashingWriter(raw)
-                    if variables is None:
-                        sink.write((dummy.WARNING + "\r\n").encode("utf-8"))
-                        count = 1
+                    if variables is None:  # a text file, its lines ending CRLF
+                        sink.write(rows.encode("utf-8"))
+                        count = rows.count("\r\n")
                     else:
                         count = formats.write_csv(sink, variables, rows)
                 files.append({"name": name, "rows": count, "sha256": sink.sha256.hexdigest()})

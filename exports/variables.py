@@ -38,6 +38,49 @@ SAS_EPOCH_INSTANT = datetime(1960, 1, 1, tzinfo=UTC)
 XPT_FORMATS = {"date": "DATE9.", "datetime": "DATETIME20."}
 
 
+# How each format stores each type, in words (the bundle's README.txt prints its format's).
+STORAGE = {
+    "csv": {
+        "string": "text (a cell starting with = + - @ tab or CR gets a leading ')",
+        "integer": "a whole number (2)",
+        "number": "a decimal number (2.5)",
+        "date": "ISO 8601 date (2026-01-13)",
+        "datetime": "ISO 8601 instant in UTC (2026-01-13T08:30:00Z)",
+        "boolean": "true or false",
+    },
+    "xpt": {
+        "string": "character, at most 200 bytes of UTF-8",
+        "integer": "numeric",
+        "number": "numeric",
+        "date": "numeric SAS date (days since 1960-01-01), format DATE9.",
+        "datetime": "numeric SAS datetime (seconds since 1960-01-01 00:00:00 UTC), format "
+        "DATETIME20.",
+        "boolean": "numeric, 1 (true) or 0 (false)",
+    },
+    "parquet": {
+        "string": "string",
+        "integer": "int64",
+        "number": "float64",
+        "date": "date32 (days since 1970-01-01)",
+        "datetime": "timestamp[us, tz=UTC]",
+        "boolean": "bool",
+    },
+}
+SHORT_NAME_RULE = (
+    "A name of at most 8 characters is kept, in upper case (site -> SITE). A longer name is "
+    "cut at its underscores and each part gives its first 3 characters, joined, upper case, "
+    "cut to 8 (participant_id -> PARID, first_dose_date -> FIRDOSDA, disposition -> DIS). A "
+    "name already taken by an earlier column of the same file gets a counter 1, 2, ... "
+    "appended, replacing its last characters only as far as needed to stay within 8 "
+    "(DIS -> DIS1, PCTHEADR -> PCTHEAD1). A file's SAS name follows the same rule "
+    "(drinking_outcomes -> DRIOUT)."
+)
+LABEL_RULE = (
+    "A label longer than 40 bytes is cut after the last whole word that fits in 40 (a single "
+    "longer word is cut at 40); dictionary.csv and this file keep the full labels."
+)
+
+
 @dataclass(frozen=True)
 class Variable:
     name: str
