@@ -13,8 +13,9 @@ from reportlab.graphics.charts.legends import Legend
 from reportlab.graphics.charts.lineplots import LinePlot
 from reportlab.graphics.shapes import Circle, Drawing, Line, Rect, String
 from reportlab.lib import colors
+from reportlab.pdfbase.pdfmetrics import stringWidth
 
-from reports.counting import Column, IncidenceRow, risk_difference
+from reports.counting import UNCODED_SOC, Column, IncidenceRow, risk_difference
 from reports.layout import CONTENT_WIDTH
 
 SITE_COLOURS = [
@@ -23,45 +24,103 @@ SITE_COLOURS = [
 ]
 ARM_COLOURS = (colors.HexColor("#1f4e9b"), colors.HexColor("#c2410c"))
 FONT = "Helvetica"
+ITALIC = "Helvetica-Oblique"
+UNCODED_MARK = "[uncoded]"
+
+
+def term_label(row: IncidenceRow, width: float, size: float = 7) -> tuple[str, str]:
+    """(text, font) of a dot plot row: a preferred term in roman; a verbatim term awaiting
+    coding in italics after ``[uncoded]`` (it is no preferred term). Shortened at a word
+    boundary, with an ellipsis, to fit ``width``."""
+    uncoded = row.system_organ_class == UNCODED_SOC
+    font = ITALIC if uncoded else FONT
+    words = ([UNCODED_MARK] if uncoded else []) + row.label.split()
+    text = " ".join(words)
+    while len(words) > 1 and stringWidth(text, font, size) > width:
+        words.pop()
+        text = " ".join(words) + " ..."
+    return text, font
+
+
+def _month_plot(x, width, months, series, colours, top, dashed=()):
+    """A line plot of monthly values on a y scale from 0 to ``top``."""
+    plot = LinePlot()
+    plot.x, plot.y, plot.width, plot.height = x, 46, width, 150
+    plot.data = [[(i, v) for i, v in enumerate(values)] for values in series]
+    plot.yValueAxis.valueMin, plot.yValueAxis.valueMax = 0, _nice_top(top)
+    plot.yValueAxis.labels.fontName = FONT
+    plot.yValueAxis.labels.fontSize = 7
+    plot.xValueAxis.valueMin, plot.xValueAxis.valueMax = 0, max(len(months) - 1, 1)
+    step = max(1, math.ceil(len(months) / 6))
+    plot.xValueAxis.valueSteps = list(range(0, len(months), step))
+    plot.xValueAxis.labelTextFormat = lambda i: months[int(i)].strftime("%Y-%m")
+    plot.xValueAxis.labels.fontName = FONT
+    plot.xValueAxis.labels.fontSize = 6.5
+    plot.xValueAxis.labels.angle = 30
+    plot.xValueAxis.labels.dy = -8
+    for i, colour in enumerate(colours):
+        plot.lines[i].strokeColor = colour
+        plot.lines[i].strokeWidth = 1.4
+        if i in dashed:
+            plot.lines[i].strokeDashArray = (4, 3)
+    return plot
+
+
+def _nice_top(value: float) -> float:
+    """The y axis's top: the data's maximum, plus 5%, rounded up to a round number."""
+    value = max(value, 1.0) * 1.05
+    power = 10 ** math.floor(math.log10(value))
+    for factor in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+        if value <= factor * power:
+            return factor * power
+    return 10 * power  # pragma: no cover - the loop always returns
 
 
 def enrollment_figure(months: list[date], per_site: dict[str, list[int]], planned: list[float]):
-    """Cumulative randomized participants by site and in total, against the planned curve."""
-    drawing = Drawing(CONTENT_WIDTH, 230)
+    """Cumulative randomized participants: all sites against the planned curve (left) and
+    each site (right), each panel on its own scale.
+
+    A DSMB statistician asks two questions of this figure: is accrual on plan, and which site
+    lags. On one shared axis the planned total sets the scale and each site, a fraction of the
+    total, lies flattened along the bottom, answering neither. So the total and the plan share
+    the left panel (the plan is not clipped: how far accrual is behind or ahead of it is the
+    point), and the sites get the right panel, scaled to the largest site, both from zero.
+    """
+    drawing = Drawing(CONTENT_WIDTH, 240)
     if not months:
         drawing.add(String(10, 110, "No participants registered by the cut-off.", fontName=FONT))
         return drawing
     total = [sum(values) for values in zip(*per_site.values(), strict=True)] or [0] * len(months)
-    series = [*per_site.values(), total, planned]
-    names = [*per_site, "All sites", "Planned (all sites)"]
-    plot = LinePlot()
-    plot.x, plot.y, plot.width, plot.height = 40, 40, CONTENT_WIDTH - 170, 170
-    plot.data = [[(i, v) for i, v in enumerate(values)] for values in series]
-    top = max(max(total), max(planned), 1)
-    plot.yValueAxis.valueMin, plot.yValueAxis.valueMax = 0, top * 1.05
-    plot.yValueAxis.labels.fontName = FONT
-    plot.xValueAxis.valueMin, plot.xValueAxis.valueMax = 0, max(len(months) - 1, 1)
-    step = max(1, math.ceil(len(months) / 9))
-    plot.xValueAxis.valueSteps = list(range(0, len(months), step))
-    plot.xValueAxis.labelTextFormat = lambda i: months[int(i)].strftime("%Y-%m")
-    plot.xValueAxis.labels.fontName = FONT
-    plot.xValueAxis.labels.fontSize = 7
-    plot.xValueAxis.labels.angle = 30
-    plot.xValueAxis.labels.dy = -8
-    palette = [SITE_COLOURS[i % len(SITE_COLOURS)] for i in range(len(per_site))]
-    palette += [colors.black, colors.HexColor("#777777")]
-    for i, colour in enumerate(palette):
-        plot.lines[i].strokeColor = colour
-        plot.lines[i].strokeWidth = 1.2 if i < len(per_site) else 1.8
-    plot.lines[len(series) - 1].strokeDashArray = (4, 3)
-    drawing.add(plot)
-    legend = Legend()
-    legend.x, legend.y = CONTENT_WIDTH - 118, 205
-    legend.columnMaximum = len(names)
-    legend.fontName, legend.fontSize = FONT, 7
-    legend.colorNamePairs = list(zip(palette, names, strict=True))
-    drawing.add(legend)
-    drawing.add(String(4, 215, "Randomized (cumulative)", fontName=FONT, fontSize=7))
+    gap, left_x = 44, 34
+    width = (CONTENT_WIDTH - left_x - gap - 8) / 2
+    right_x = left_x + width + gap
+    total_colours = [colors.black, colors.HexColor("#777777")]
+    drawing.add(
+        _month_plot(left_x, width, months, [total, planned], total_colours,
+                    max(max(total), max(planned)), dashed=(1,))
+    )  # fmt: skip
+    site_colours = [SITE_COLOURS[i % len(SITE_COLOURS)] for i in range(len(per_site))]
+    site_top = max((max(v) for v in per_site.values() if v), default=0)
+    if per_site:
+        drawing.add(
+            _month_plot(right_x, width, months, list(per_site.values()), site_colours, site_top)
+        )
+    for x, title in ((left_x, "All sites: randomized and planned (cumulative)"),
+                     (right_x, "By site: randomized (cumulative), own scale")):  # fmt: skip
+        drawing.add(String(x - 26, 226, title, fontName="Helvetica-Bold", fontSize=7.5))
+    for x, pairs in (
+        (left_x, list(zip(total_colours, ["All sites", "Planned (all sites)"], strict=True))),
+        (right_x, list(zip(site_colours, list(per_site), strict=True))),
+    ):
+        legend = Legend()
+        legend.x, legend.y = x, 214
+        legend.alignment = "right"
+        legend.columnMaximum = 1
+        legend.deltax, legend.dx, legend.dy = 8, 14, 3
+        legend.autoXPadding = 8
+        legend.fontName, legend.fontSize = FONT, 7
+        legend.colorNamePairs = pairs
+        drawing.add(legend)
     return drawing
 
 
@@ -105,7 +164,8 @@ def dot_plot(rows: list[IncidenceRow], columns: list[Column]):
     base = bottom_pad
     for i, (row, (d, lo, hi)) in enumerate(chosen):
         y = height - top_pad - line * i - line / 2
-        drawing.add(String(label_w - 4, y - 2.5, row.label[:34], fontName=FONT, fontSize=7,
+        text, font = term_label(row, label_w - 8)
+        drawing.add(String(label_w - 4, y - 2.5, text, fontName=font, fontSize=7,
                            textAnchor="end"))  # fmt: skip
         drawing.add(Line(left_x, y, left_x + left_w, y, strokeColor=colors.HexColor("#eeeeee")))
         for column, colour in zip((first, second), ARM_COLOURS, strict=True):

@@ -32,8 +32,10 @@ STYLES = {
     "subtitle": ParagraphStyle(
         "subtitle", parent=_base["Normal"], fontSize=12, leading=16, alignment=1
     ),
+    # Kept with its table or figure by ``reports.tables.KeepSection``, not by keepWithNext
+    # (which would push a long table to the next page, leaving the rest of this one blank).
     "h1": ParagraphStyle(
-        "h1", parent=_base["Heading2"], fontSize=13, leading=16, spaceBefore=8, keepWithNext=1
+        "h1", parent=_base["Heading2"], fontSize=13, leading=16, spaceBefore=8, keepWithNext=0
     ),
     "body": ParagraphStyle("body", parent=_base["Normal"], fontSize=9, leading=11.5),
     "note": ParagraphStyle(
@@ -43,7 +45,11 @@ STYLES = {
         leading=8.6,
         textColor=colors.HexColor("#333333"),
     ),
-    "cell": ParagraphStyle("cell", parent=_base["Normal"], fontSize=7.5, leading=9),
+    # A cell wraps at spaces only: a word too long for its column overflows rather than being
+    # cut (columns are sized so none is; see ``reports.tables.content_widths``).
+    "cell": ParagraphStyle(
+        "cell", parent=_base["Normal"], fontSize=7.5, leading=9, splitLongWords=0
+    ),
 }
 
 

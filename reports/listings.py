@@ -1,17 +1,18 @@
 """Participant listings: serious AEs, deaths, liver findings, emergency unblindings.
 
 Ordered by site, participant and onset. An arm column appears only when ``arm_of`` is given
-(the closed report); no listing carries a dose.
+(the closed report); no listing carries a dose. Columns are sized to their content
+(``reports.tables.content_widths``): a header or value wraps at a space, never inside a word,
+and a date never wraps.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from reports.layout import CONTENT_WIDTH
 from reports.liver import LiverFinding
 from reports.rows import AdverseEventRow, ParticipantRow
-from reports.tables import section, table
+from reports.tables import content_widths, section, table
 from trial.safety.definitions import TREATMENT_EMERGENT, is_treatment_emergent
 
 CRITERIA_SHORT = {
@@ -24,19 +25,19 @@ CRITERIA_SHORT = {
 }
 
 
-def _with_arm(header, widths, rows, pids, arm_of):
+def _with_arm(header, rows, pids, arm_of):
     """Insert an arm column after the participant column (closed report only)."""
     if arm_of is None:
-        return header, widths, rows
+        return header, rows
     header = header[:2] + ["Arm"] + header[2:]
-    widths = widths[:2] + [34] + widths[2:]
     rows = [r[:2] + [arm_of[p]] + r[2:] for r, p in zip(rows, pids, strict=True)]
-    return header, widths, rows
+    return header, rows
 
 
-def _scale(widths: list[float]) -> list[float]:
-    factor = CONTENT_WIDTH / sum(widths)
-    return [w * factor for w in widths]
+def _listing(header: list[str], rows: list[list[str]]):
+    """The listing's table, its columns sized to the header and the rows shown."""
+    body = _empty(rows, len(header))
+    return table([header], body, content_widths([header, *body]), align="LEFT")
 
 
 def _term(event: AdverseEventRow) -> str:
@@ -55,7 +56,6 @@ def sae_listing(title, events, people: Mapping[str, ParticipantRow], arm_of=None
     )
     header = ["Site", "Participant", "Preferred term", "Onset", "End", "Grade", "Criteria",
               "Relatedness", "Action", "Outcome", "TE"]  # fmt: skip
-    widths = [26, 48, 100, 46, 46, 28, 58, 50, 62, 62, 18]
     rows = [
         [
             people[e.participant_id].site,
@@ -72,11 +72,10 @@ def sae_listing(title, events, people: Mapping[str, ParticipantRow], arm_of=None
         ]
         for e in chosen
     ]
-    header, widths, rows = _with_arm(header, widths, rows, [e.participant_id for e in chosen],
-                                     arm_of)  # fmt: skip
+    header, rows = _with_arm(header, rows, [e.participant_id for e in chosen], arm_of)
     return section(
         title,
-        table([header], _empty(rows, len(header)), _scale(widths)),
+        _listing(header, rows),
         "All serious adverse events of randomized participants reported by the cut-off, "
         f"ordered by site, participant and onset. TE: treatment-emergent ({TREATMENT_EMERGENT}).",
     )
@@ -92,7 +91,6 @@ def death_listing(title, events, people: Mapping[str, ParticipantRow], arm_of=No
         key=lambda p: (p.site, p.participant_id),
     )
     header = ["Site", "Participant", "Date of death", "Fatal adverse event", "Relatedness"]
-    widths = [40, 70, 80, 200, 90]
     rows = []
     for p in dead:
         event = fatal.get(p.participant_id)
@@ -103,11 +101,10 @@ def death_listing(title, events, people: Mapping[str, ParticipantRow], arm_of=No
             _term(event) if event else "-",
             event.relatedness.replace("_", " ") if event else "-",
         ])  # fmt: skip
-    header, widths, rows = _with_arm(header, widths, rows, [p.participant_id for p in dead],
-                                     arm_of)  # fmt: skip
+    header, rows = _with_arm(header, rows, [p.participant_id for p in dead], arm_of)
     return section(
         title,
-        table([header], _empty(rows, len(header)), _scale(widths)),
+        _listing(header, rows),
         "Participants with a fatal adverse event or a final disposition of death, by site "
         "and participant. Date: the disposition date, else the fatal event's end (or onset).",
     )
@@ -121,17 +118,15 @@ def liver_listing(title, findings: Sequence[LiverFinding], people, arm_of=None):
 
     header = ["Site", "Participant", "Peak ALT x ULN", "Peak AST x ULN",
               "Peak bilirubin x ULN", "Potential Hy's law"]  # fmt: skip
-    widths = [40, 70, 80, 80, 90, 120]
     rows = [
         [people[f.participant_id].site, f.participant_id, peak(f, "ALT"), peak(f, "AST"),
          peak(f, "bilirubin"), f.hys_law_date.isoformat() if f.hys_law_date else "no"]
         for f in chosen
     ]  # fmt: skip
-    header, widths, rows = _with_arm(header, widths, rows, [f.participant_id for f in chosen],
-                                     arm_of)  # fmt: skip
+    header, rows = _with_arm(header, rows, [f.participant_id for f in chosen], arm_of)
     return section(
         title,
-        table([header], _empty(rows, len(header)), _scale(widths)),
+        _listing(header, rows),
         "Safety population participants meeting any criterion of the liver table; peaks over "
         "visits on or after the first dose; Hy's law: the first visit meeting the screen.",
     )
@@ -143,12 +138,10 @@ def unblinding_listing(title, people: Mapping[str, ParticipantRow], arm_of=None)
         key=lambda p: (p.site, p.participant_id),
     )
     header = ["Site", "Participant", "Code broken at (UTC)"]
-    widths = [60, 100, 200]
     rows = [[p.site, p.participant_id, p.unblinded_at.strftime("%Y-%m-%d %H:%M")] for p in chosen]
-    header, widths, rows = _with_arm(header, widths, rows, [p.participant_id for p in chosen],
-                                     arm_of)  # fmt: skip
+    header, rows = _with_arm(header, rows, [p.participant_id for p in chosen], arm_of)
     return section(
         title,
-        table([header], _empty(rows, len(header)), _scale(widths)),
+        _listing(header, rows),
         "Emergency code-breaks by an investigator, by site and participant.",
     )

@@ -139,9 +139,11 @@ def build_story(data: SafetyData, session: str, arms: str | None, arm_of=None) -
     story += t.section(
         "Figure 1. Enrollment over time by site",
         charts.enrollment_figure(*summaries.enrollment_curve(data)),
-        "Cumulative randomized participants at each month's end, by site and in total. "
-        f"Planned: linear accrual of the sites' total planned enrollment over "
-        f"{summaries.PLANNED_ACCRUAL_MONTHS} months from the first consent.",
+        "Cumulative randomized participants at each month's end. Left: all sites against the "
+        "plan, linear accrual of the sites' total planned enrollment over "
+        f"{summaries.PLANNED_ACCRUAL_MONTHS} months from the first consent. Right: each site, "
+        "on a scale of its own (the largest site's count), so that the sites can be compared; "
+        "each site's planned enrollment is in Table 1.",
     )
     story += t.simple_table(
         "Table 2. Participant disposition (CONSORT)",
@@ -187,7 +189,8 @@ def build_story(data: SafetyData, session: str, arms: str | None, arm_of=None) -
             "Left: treatment-emergent incidence (% of N) per preferred term in each arm. "
             f"Right: risk difference {columns[0].label} - {columns[1].label} with Newcombe's "
             "hybrid score 95% confidence interval. The 30 most frequent terms, ordered by "
-            "risk difference.",
+            "risk difference. Rows in italics marked [uncoded] are verbatim terms awaiting "
+            "coding, not MedDRA preferred terms (Table 6 lists them under their own heading).",
         )
     else:
         story += t.section(
@@ -263,9 +266,7 @@ def completeness_tables(data: SafetyData, protocol) -> list:
             body,
             [170, 80, 80, 80, 113],
         ),  # fmt: skip
-        "Expected: randomized participants whose visit window closed by the cut-off date, or "
-        "whose visit is recorded, and with no final disposition before the window opened. "
-        "Pooled over arms. " + c.PERCENT_RULE,
+        summaries.COMPLETENESS_RULE + " Pooled over arms. " + c.PERCENT_RULE,
     )
     devs = summaries.deviation_counts(data)
     flow += t.section(

@@ -209,12 +209,24 @@ def exposure(data: SafetyData, columns: Sequence[Column], max_tablets: int):
 # --- data completeness ---------------------------------------------------------------------
 
 
+COMPLETENESS_RULE = (
+    "Expected: randomized participants whose visit is recorded (completed or missed, whatever "
+    "its date: a visit outside its window is accepted and recorded as a deviation), and those "
+    "whose visit window closed by the cut-off date with no final disposition dated before the "
+    "window opened."
+)
+
+
 def completeness(data: SafetyData, visit_definitions) -> list[tuple[str, int, int, int, str]]:
     """Per scheduled visit after randomization: (label, expected, completed, missed, % done).
 
-    Expected: randomized participants whose visit window closed on or before the cut-off date
-    and who had no final disposition before the window opened (``visit_expected``, the rule
-    the schedule and the worklist follow; a treatment discontinuation is not final).
+    Expected (``COMPLETENESS_RULE``, printed under the table): a recorded visit, completed or
+    missed, whatever its date; the schedule shows a recorded visit so too. A visit not
+    recorded: when its window closed on or before the cut-off date and no final disposition
+    is dated before the window opened (``visit_expected``, the rule the schedule and the
+    worklist follow; a treatment discontinuation is not final). So a follow-up visit done
+    early, on the day the participant completed the study and before its window opened, is
+    expected and completed.
     """
     recorded: dict[tuple[str, str], VisitRow] = {
         (v.participant_id, v.visit_code): v for v in data.visits

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 from reportlab.lib import colors
 from reportlab.pdfbase.pdfmetrics import stringWidth
-from reportlab.platypus import Paragraph, Spacer, Table, TableStyle
+from reportlab.platypus import KeepTogether, Paragraph, Spacer, Table, TableStyle
+from reportlab.platypus.doctemplate import FrameBreak
 
 from reports import counting as c
 from reports.layout import CONTENT_WIDTH, STYLES
@@ -25,6 +26,7 @@ def escape(text: str) -> str:
 
 
 def heading(text: str) -> Paragraph:
+    """A section heading; ``KeepSection`` keeps it with its table or figure."""
     return Paragraph(escape(text), STYLES["h1"])
 
 
@@ -42,6 +44,88 @@ def fit(text, width: float, bold: bool = False):
     return Paragraph(f"<b>{markup}</b>" if bold else markup, STYLES["cell"])
 
 
+PADDING = 6  # reportlab's default left and right cell padding
+
+
+def content_widths(
+    rows: Sequence[Sequence[str]], total: float = CONTENT_WIDTH, header_rows: int = 1
+) -> list[float]:
+    """Column widths sized to their content, for listings.
+
+    A column is never narrower than its longest word (in its header or any value: words are
+    split at spaces only, so a date or a code is one word) and gets up to its longest whole
+    value; what is left over goes to the columns in proportion to what they would still use,
+    so a cell wraps only at a space and never inside a word.
+    """
+    count = len(rows[0])
+    least, most = [0.0] * count, [0.0] * count
+    for n, row in enumerate(rows):
+        font = BOLD if n < header_rows else FONT
+        for i, value in enumerate(row):
+            text = str(value)
+            words = text.split() or [""]
+            least[i] = max(least[i], *(stringWidth(w, font, SIZE) for w in words))
+            most[i] = max(most[i], stringWidth(" ".join(words), font, SIZE))
+    least = [w + 2 * PADDING + 1 for w in least]
+    most = [w + 2 * PADDING + 1 for w in most]
+    spare = total - sum(least)
+    if spare <= 0:  # cannot happen with the report's listings; keep words whole regardless
+        return least
+    wanted = [m - w for m, w in zip(most, least, strict=True)]
+    if sum(wanted) <= spare:  # everything on one line: share what is left by content width
+        rest = spare - sum(wanted)
+        return [m + rest * m / sum(most) for m in most]
+    return [w + spare * x / sum(wanted) for w, x in zip(least, wanted, strict=True)]
+
+
+class TableSpec:
+    """A report table before layout: ``section`` adds its footnote as the last row, so the
+    note stays on the page where the table ends."""
+
+    def __init__(self, header, body, widths, spans=(), bold_rows=(), indent_rows=(), align=None):
+        self.header, self.body, self.widths = header, body, list(widths)
+        self.spans, self.bold_rows, self.indent_rows = spans, bold_rows, indent_rows
+        self.align = align  # "LEFT" for every column (listings); else counts centred
+
+    def build(self, note: Paragraph | None = None) -> Table:
+        widths, header = self.widths, self.header
+        rows = [[fit(v, widths[i], True) for i, v in enumerate(r)] for r in header]
+        rows += [
+            [fit(v, widths[i], n in self.bold_rows) for i, v in enumerate(r)]
+            for n, r in enumerate(self.body, start=len(header))
+        ]
+        last = len(rows) - 1  # the last row of the table proper
+        style = [
+            ("FONT", (0, 0), (-1, -1), FONT, SIZE),
+            ("FONT", (0, 0), (-1, len(header) - 1), BOLD, SIZE),
+            ("BACKGROUND", (0, 0), (-1, len(header) - 1), SHADE),
+            ("ALIGN", (1, 0), (-1, -1), self.align or "CENTER"),
+            ("VALIGN", (0, 0), (-1, -1), "TOP"),
+            ("LINEABOVE", (0, 0), (-1, 0), 0.8, colors.black),
+            ("LINEBELOW", (0, len(header) - 1), (-1, len(header) - 1), 0.6, colors.black),
+            ("LINEBELOW", (0, last), (-1, last), 0.8, colors.black),
+            ("TOPPADDING", (0, 0), (-1, -1), 1.5),
+            ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
+            *[("SPAN", *span) for span in self.spans],
+            *[("FONT", (0, n), (-1, n), BOLD, SIZE) for n in self.bold_rows],
+            *[("LEFTPADDING", (0, n), (0, n), 14) for n in self.indent_rows],
+        ]
+        if note is not None:
+            # The footnote is the table's last row, spanning it, never split from the last
+            # two rows above it: wherever the table breaks, its note is on its last page.
+            rows.append([note] + [""] * (len(widths) - 1))
+            keep_from = max(len(header), last - 1)
+            style += [
+                ("SPAN", (0, last + 1), (-1, last + 1)),
+                ("NOSPLIT", (0, keep_from), (-1, last + 1)),
+                ("LEFTPADDING", (0, last + 1), (-1, last + 1), 0),
+                ("RIGHTPADDING", (0, last + 1), (-1, last + 1), 0),
+                ("TOPPADDING", (0, last + 1), (-1, last + 1), 3),
+                ("BOTTOMPADDING", (0, last + 1), (-1, last + 1), 0),
+            ]
+        return Table(rows, colWidths=list(widths), repeatRows=len(header), style=TableStyle(style))
+
+
 def table(
     header: list[list],
     body: list[list],
@@ -50,33 +134,43 @@ def table(
     spans: Sequence[tuple] = (),
     bold_rows: Sequence[int] = (),
     indent_rows: Sequence[int] = (),
-) -> Table:
+    align: str | None = None,
+) -> TableSpec:
     """A report table: header rows shaded and repeated on every page the table spans."""
-    rows = [[fit(v, widths[i], True) for i, v in enumerate(r)] for r in header]
-    rows += [
-        [fit(v, widths[i], n in bold_rows) for i, v in enumerate(r)]
-        for n, r in enumerate(body, start=len(header))
-    ]
-    style = [
-        ("FONT", (0, 0), (-1, -1), FONT, SIZE),
-        ("FONT", (0, 0), (-1, len(header) - 1), BOLD, SIZE),
-        ("BACKGROUND", (0, 0), (-1, len(header) - 1), SHADE),
-        ("ALIGN", (1, 0), (-1, -1), "CENTER"),
-        ("VALIGN", (0, 0), (-1, -1), "TOP"),
-        ("LINEABOVE", (0, 0), (-1, 0), 0.8, colors.black),
-        ("LINEBELOW", (0, len(header) - 1), (-1, len(header) - 1), 0.6, colors.black),
-        ("LINEBELOW", (0, -1), (-1, -1), 0.8, colors.black),
-        ("TOPPADDING", (0, 0), (-1, -1), 1.5),
-        ("BOTTOMPADDING", (0, 0), (-1, -1), 1.5),
-        *[("SPAN", *span) for span in spans],
-        *[("FONT", (0, n), (-1, n), BOLD, SIZE) for n in bold_rows],
-        *[("LEFTPADDING", (0, n), (0, n), 14) for n in indent_rows],
-    ]
-    return Table(rows, colWidths=list(widths), repeatRows=len(header), style=TableStyle(style))
+    return TableSpec(header, body, widths, spans, bold_rows, indent_rows, align)
+
+
+class KeepSection(KeepTogether):
+    """A section (heading, table or figure, footnote) on one page when it fits on one page:
+    otherwise it moves to the next. A section longer than a page starts where it is when at
+    least ``MIN_START`` points are left (its heading, the header rows and a few rows), so a
+    long table does not leave half a page blank, and splits with its header rows repeated."""
+
+    MIN_START = 120
+
+    def split(self, aW, aH):  # noqa: N803 - reportlab's names
+        if getattr(self, "_wrapInfo", None) != (aW, aH):
+            self.wrap(aW, aH)
+        content = list(self._content)
+        frame = getattr(self, "_frame", None)
+        at_top = bool(frame is not None and getattr(frame, "_atTop", False))
+        page = frame._height - frame._topPadding - frame._bottomPadding if frame else aH
+        if self._H <= aH or at_top:
+            return content
+        if self._H > page and aH >= self.MIN_START:
+            return content
+        return [FrameBreak(), *content]
 
 
 def section(title: str, flowable, *notes: str) -> list:
-    return [heading(title), flowable, Spacer(1, 2), footnote(*notes), Spacer(1, 6)]
+    """Heading, table or figure, and footnote, kept on one page (``KeepSection``); a table's
+    footnote is its own last row, so it is on the page where the table ends."""
+    note = footnote(*notes)
+    if isinstance(flowable, TableSpec):
+        parts = [heading(title), flowable.build(note)]
+    else:
+        parts = [heading(title), flowable, Spacer(1, 2), note]
+    return [KeepSection(parts), Spacer(1, 6)]
 
 
 def simple_table(title, columns, rows, notes, first_width=190):
