@@ -401,3 +401,16 @@ def test_a_query_on_a_record_named_by_hand(pages, visit):
     found = pages.get("monitor", f"/queries/raise?entity=participant&record_id={visit.pid}")
     assert found.status_code == 200 and "Year of birth" in found.text
     assert pages.get("monitor", "/queries/raise?entity=visit&record_id=999").status_code == 404
+
+
+def test_the_visits_left_are_read_one_page_at_a_time(pages, trial, monkeypatch):
+    from trial.verification import pages as verification_pages
+
+    monkeypatch.setattr(verification_pages, "PAGE_SIZE", 2)
+    made = {trial.enrol(day0_ago=None).screening_id for _ in range(3)}
+    first = pages.get("monitor", "/verification")
+    second = pages.get("monitor", "/verification?page=2")
+    on = [set(map(int, re.findall(r'href="/visits/(\d+)#verification"', p.text)))
+          for p in (first, second)]  # fmt: skip
+    assert [len(ids) for ids in on] == [2, 1] and on[0] | on[1] == made
+    assert "page 1 of 2" in first.text and "Next page" in first.text

@@ -45,9 +45,13 @@ def progress():
     site = request.args.get("site") or None
     if site not in codes:
         site = None
-    pending = services.visits_left_to_verify(g.current_user, site)
-    pages = max(1, -(-len(pending) // PAGE_SIZE))
+    # The counts above give the number left; only the page shown is read.
+    total = sum(row["left_to_verify"] for row in sites if site in (None, row["site"]))
+    pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(1, request.args.get("page", 1, type=int) or 1), pages)
+    rows = services.visits_left_to_verify(
+        g.current_user, site, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE
+    )
     return render_template(
         "verification/progress.html",
         title="Source data verification",
@@ -55,8 +59,8 @@ def progress():
         codes=codes,
         site=site,
         rule=services.COUNTING_RULE,
-        rows=pending[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
-        total=len(pending),
+        rows=rows,
+        total=total,
         page=page,
         pages=pages,
         label=_visit_label,

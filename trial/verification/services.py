@@ -183,8 +183,11 @@ class PendingVisit:
     voided_before: bool  # it was verified once and a later change voided the mark
 
 
-def visits_left_to_verify(actor, site: str | None = None) -> list[PendingVisit]:
-    """Completed visits of the actor's sites without a standing mark, oldest visit first."""
+def visits_left_to_verify(
+    actor, site: str | None = None, *, limit: int | None = None, offset: int = 0
+) -> list[PendingVisit]:
+    """Completed visits of the actor's sites without a standing mark, oldest visit first
+    (``limit`` and ``offset``: one page of them, read as such)."""
     earlier = aliased(SourceVerification)
     voided = (
         select(earlier.id)
@@ -206,6 +209,8 @@ def visits_left_to_verify(actor, site: str | None = None) -> list[PendingVisit]:
     if site is not None:
         statement = statement.where(Site.code == site)
     statement = statement.order_by(Visit.visit_date, Participant.participant_id, Visit.id)
+    if limit is not None:
+        statement = statement.limit(limit).offset(offset)
     return [
         PendingVisit(
             visit_id=visit.id,
