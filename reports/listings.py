@@ -48,7 +48,8 @@ def _empty(body, width_count):
     return body or [["None"] + [""] * (width_count - 1)]
 
 
-def sae_listing(title, events, people: Mapping[str, ParticipantRow], arm_of=None):
+def sae_rows(events, people: Mapping[str, ParticipantRow], arm_of=None):
+    """Listing 1's header and rows, as printed."""
     first = {pid: p.first_dose for pid, p in people.items()}
     chosen = sorted(
         (e for e in events if e.serious and e.participant_id in people),
@@ -72,10 +73,13 @@ def sae_listing(title, events, people: Mapping[str, ParticipantRow], arm_of=None
         ]
         for e in chosen
     ]
-    header, rows = _with_arm(header, rows, [e.participant_id for e in chosen], arm_of)
+    return _with_arm(header, rows, [e.participant_id for e in chosen], arm_of)
+
+
+def sae_listing(title, events, people: Mapping[str, ParticipantRow], arm_of=None):
     return section(
         title,
-        _listing(header, rows),
+        _listing(*sae_rows(events, people, arm_of)),
         "All serious adverse events of randomized participants reported by the cut-off, "
         f"ordered by site, participant and onset. TE: treatment-emergent ({TREATMENT_EMERGENT}).",
     )

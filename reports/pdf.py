@@ -189,8 +189,8 @@ def build_story(data: SafetyData, session: str, arms: str | None, arm_of=None) -
             "Left: treatment-emergent incidence (% of N) per preferred term in each arm. "
             f"Right: risk difference {columns[0].label} - {columns[1].label} with Newcombe's "
             "hybrid score 95% confidence interval. The 30 most frequent terms, ordered by "
-            "risk difference. Rows in italics marked [uncoded] are verbatim terms awaiting "
-            "coding, not MedDRA preferred terms (Table 6 lists them under their own heading).",
+            "risk difference. Verbatim terms awaiting coding, if any, are in italics and marked "
+            "[uncoded]: they are not MedDRA preferred terms (Table 6 lists them apart).",
         )
     else:
         story += t.section(
