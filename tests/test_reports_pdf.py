@@ -294,3 +294,44 @@ def test_same_bytes_from_fresh_processes_with_different_hash_seeds(trial, tmp_pa
         assert result.returncode == 0, result.stderr[-2000:]
         digests.add(hashlib.sha256(out.read_bytes()).hexdigest())
     assert digests == {trial.closed.sha256}
+
+
+# --- layout, read back (the readers of tests/test_reports_layout.py) -----------------------
+
+
+@pytest.mark.parametrize("session", ["closed", "open"])
+def test_listing_1_keeps_every_word_whole(trial, session):
+    """Every word of Listing 1's header and cells reads back whole: none is cut across lines
+    ("Particip/ant", "2026-01/-13" before)."""
+    from reports.listings import sae_rows
+    from tests.test_reports_layout import broken_words
+
+    report = trial.closed if session == "closed" else trial.opened
+    data = load_safety_data(trial.cutoff)
+    people = {p.participant_id: p for p in data.participants if p.randomized_on is not None}
+    label_of = None
+    if session == "closed":
+        labels = dict(report_pdf.arm_labels("coded"))
+        label_of = {pid: labels[arm] for pid, arm in dsmb_arms().items()}
+    header, rows = sae_rows(data.adverse_events, people, label_of)
+    assert rows, "the demo has serious adverse events"
+    assert broken_words(report.pdf, [header, *rows], "Listing 1.", "Listing 2.") == []
+
+
+@pytest.mark.parametrize("session", ["closed", "open"])
+def test_every_footnote_is_on_the_page_where_its_table_ends(trial, session):
+    from tests.test_reports_layout import misplaced_notes, section_pages
+
+    report = trial.closed if session == "closed" else trial.opened
+    assert misplaced_notes(report.pdf) == []
+    sections = section_pages(report.pdf)
+    expected = {f"Table {n}." for n in range(1, 12)} | {f"Listing {n}." for n in range(1, 5)}
+    assert expected | {"Figure 1.", "Figure 2."} <= set(sections)
+    assert all(pages["note"] for pages in sections.values())
+
+
+def test_table_10_prints_the_rule_it_counts_by(trial):
+    from reports.summaries import COMPLETENESS_RULE
+
+    text = " ".join(" ".join(pdf_pages(trial.opened.pdf)).split())
+    assert COMPLETENESS_RULE in text
