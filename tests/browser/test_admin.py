@@ -81,6 +81,7 @@ def test_the_admin_pages_pass_axe(axe_page, trial_site, shot):
     page.goto("/users/monitor/role")
     page.get_by_role("button", name="Change role and sites").click()
     expect(page.get_by_role("alert")).to_contain_text("Reason")
+    shot(page, "role-errors")
     check_axe(page, "admin /users/monitor/role with errors")
     # A reset of an account of this test's own (the demo's accounts serve the other tests).
     name = f"reset.me.{uuid.uuid4().hex[:6]}"
@@ -93,10 +94,12 @@ def test_the_admin_pages_pass_axe(axe_page, trial_site, shot):
     shot(page, "temporary-password")
     check_axe(page, "admin temporary password")
     page.goto("/sites")
+    shot(page, "sites")
     check_axe(page, "admin /sites")
     page.get_by_role("link", name="Add a site").click()
     page.get_by_role("button", name="Add site").click()
     expect(page.get_by_role("alert")).to_contain_text("Site code")
+    shot(page, "new-site-errors")
     check_axe(page, "admin /sites/new with errors")
     page.goto("/audit-trail?participant=S01-0001")
     assert main_heading(page) == "Audit trail"

@@ -44,11 +44,17 @@ REASON_LABELS = {"reason": "Reason"}
 _USER = UserSchema()
 
 
+ROLE_NAMES = {r.value: r.value.replace("_", " ").capitalize() for r in Role} | {"dsmb": "DSMB"}
+
+
+@bp.context_processor
+def _role_names() -> dict:
+    return {"role_name": lambda role: ROLE_NAMES.get(role, role)}
+
+
 def _role_options() -> list[tuple[str, str]]:
     """The roles an admin may grant (the unblinded ones only at the command line)."""
-    return [
-        (r.value, r.value.replace("_", " ").capitalize()) for r in Role if r not in UNBLINDED_ROLES
-    ]
+    return [(r.value, ROLE_NAMES[r.value]) for r in Role if r not in UNBLINDED_ROLES]
 
 
 def _site_options() -> list[tuple[str, str]]:
