@@ -45,37 +45,49 @@ def fit(text, width: float, bold: bool = False):
 
 
 PADDING = 6  # reportlab's default left and right cell padding
+LISTING_PADDING = 3  # listings: many columns of text, closer together
 
 
 def content_widths(
-    rows: Sequence[Sequence[str]], total: float = CONTENT_WIDTH, header_rows: int = 1
+    rows: Sequence[Sequence[str]],
+    total: float = CONTENT_WIDTH,
+    header_rows: int = 1,
+    padding: float = LISTING_PADDING,
 ) -> list[float]:
     """Column widths sized to their content, for listings.
 
     A column is never narrower than its longest word (in its header or any value: words are
-    split at spaces only, so a date or a code is one word) and gets up to its longest whole
-    value; what is left over goes to the columns in proportion to what they would still use,
-    so a cell wraps only at a space and never inside a word.
+    split at spaces only, so a date or a code is one word), so a cell wraps only at a space,
+    never inside a word. The space left is then given whole to the columns that need least
+    to print every value on one line (short phrases such as "drug interrupted"), so that only
+    the columns of long text (the terms) wrap; those share what remains in proportion to
+    their need.
     """
     count = len(rows[0])
     least, most = [0.0] * count, [0.0] * count
     for n, row in enumerate(rows):
         font = BOLD if n < header_rows else FONT
         for i, value in enumerate(row):
-            text = str(value)
-            words = text.split() or [""]
+            words = str(value).split() or [""]
             least[i] = max(least[i], *(stringWidth(w, font, SIZE) for w in words))
             most[i] = max(most[i], stringWidth(" ".join(words), font, SIZE))
-    least = [w + 2 * PADDING + 1 for w in least]
-    most = [w + 2 * PADDING + 1 for w in most]
-    spare = total - sum(least)
+    widths = [w + 2 * padding + 1 for w in least]
+    need = [m - w for m, w in zip(most, least, strict=True)]
+    spare = total - sum(widths)
     if spare <= 0:  # cannot happen with the report's listings; keep words whole regardless
-        return least
-    wanted = [m - w for m, w in zip(most, least, strict=True)]
-    if sum(wanted) <= spare:  # everything on one line: share what is left by content width
-        rest = spare - sum(wanted)
-        return [m + rest * m / sum(most) for m in most]
-    return [w + spare * x / sum(wanted) for w, x in zip(least, wanted, strict=True)]
+        return widths
+    waiting = sorted(range(count), key=lambda i: (need[i], i))
+    while waiting and need[waiting[0]] <= spare:
+        i = waiting.pop(0)
+        widths[i] += need[i]
+        spare -= need[i]
+    if waiting:  # the long ones share the rest, in proportion to their need
+        share = sum(need[i] for i in waiting)
+        for i in waiting:
+            widths[i] += spare * need[i] / share
+    else:  # everything fits on one line: the rest in proportion to the widths
+        widths = [w + spare * w / sum(widths) for w in widths]
+    return widths
 
 
 class TableSpec:
@@ -85,7 +97,9 @@ class TableSpec:
     def __init__(self, header, body, widths, spans=(), bold_rows=(), indent_rows=(), align=None):
         self.header, self.body, self.widths = header, body, list(widths)
         self.spans, self.bold_rows, self.indent_rows = spans, bold_rows, indent_rows
-        self.align = align  # "LEFT" for every column (listings); else counts centred
+        # Listings: every column left-aligned, cells padded by LISTING_PADDING (the widths
+        # from ``content_widths``); else counts centred, reportlab's padding.
+        self.align = align
 
     def build(self, note: Paragraph | None = None) -> Table:
         widths, header = self.widths, self.header
@@ -110,6 +124,11 @@ class TableSpec:
             *[("FONT", (0, n), (-1, n), BOLD, SIZE) for n in self.bold_rows],
             *[("LEFTPADDING", (0, n), (0, n), 14) for n in self.indent_rows],
         ]
+        if self.align == "LEFT":
+            style += [
+                ("LEFTPADDING", (0, 0), (-1, -1), LISTING_PADDING),
+                ("RIGHTPADDING", (0, 0), (-1, -1), LISTING_PADDING),
+            ]
         if note is not None:
             # The footnote is the table's last row, spanning it, never split from the last
             # two rows above it: wherever the table breaks, its note is on its last page.
