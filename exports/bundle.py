@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from exports import dummy, formats, readme
+from exports import dummy, formats, outcomes, readme
 from exports.context import build_context
 from exports.helpers import record_helpers
 from exports.snapshot import audit_barrier, read_snapshot, resolve_cutoff
@@ -201,6 +201,8 @@ def bundle_manifest(protocol, request: ExportRequest, cut, files: list[dict]) ->
             else {"seed": request.dummy_seed, "real": False, "warning": dummy.WARNING}
         ),
         "files": files,
+        # The drinking outcomes' conventions in force (protocol [drinking]).
+        "drinking_outcomes": outcomes.conventions(protocol),
         "reproducibility": (
             "The same database, cut-off and options give this bundle byte for byte, however "
             "often and however many at once it is pulled: it is dated by its cut-off; each "
@@ -250,7 +252,7 @@ def write_bundle(
                             sink,
                             table.variables,
                             table.rows(ctx),
-                            table_name=short_names([table.name])[table.name],
+                            table_name=table.name,
                             label=table.label,
                             stamp=cut.cutoff,
                         )

@@ -16,9 +16,9 @@ from exports.variables import LABEL_RULE, SHORT_NAME_RULE, STORAGE, short_names,
 NAME = "README.txt"
 WIDTH = 78
 BLINDED = (
-    "The bundle is blinded: no file holds an arm, a kit-to-arm link, a dose in mg, a lot or a "
-    "code-break outcome. Rows are ordered by participant_id, then visit schedule, date or "
-    "term, never by the randomization list."
+    "The bundle is blinded: no file holds an arm, a kit-to-arm link, a dose in milligrams, a lot "
+    "number or a code-break outcome. Rows are ordered by participant_id, then visit schedule, "
+    "date or term, never by the randomization list."
 )
 
 
