@@ -48,6 +48,8 @@ class ParticipantFacts:
     # A treatment discontinuation (the study drug stopped; follow-up goes on), if recorded.
     treatment_stop_date: date | None = None
     treatment_stop_reason: str | None = None
+    # The latest recorded visit that collects the drinking calendar (exports.outcomes).
+    last_drinking_visit_date: date | None = None
 
     @cached_property
     def randomization_date(self) -> date | None:
@@ -209,6 +211,7 @@ RECORD_FACTS = (
     "disposition_reason",
     "treatment_stop_date",
     "treatment_stop_reason",
+    "last_drinking_visit_date",
 )
 _record_facts_of = attrgetter(*RECORD_FACTS)
 
@@ -230,6 +233,7 @@ def build_context(
 def _read_records(ctx: Context) -> None:
     protocol, cut, part = ctx.protocol, ctx.cut, ctx.part
     participants, visits = ctx.participants, ctx.visits
+    calendar_visits = {visit.code for visit in protocol.visits if "drinking" in visit.forms}
     for row in records_as_of(cut, Visit, ["visit_code", "visit_date", "status"], part):
         facts = participants.get(row["participant_row_id"])
         if facts is None:
@@ -242,6 +246,16 @@ def _read_records(ctx: Context) -> None:
         )
         if row["visit_code"] == protocol.visits[0].code and row["status"] == "completed":
             facts.screening_date = row["visit_date"]
+        if (
+            row["status"] == "completed"
+            and row["visit_code"] in calendar_visits
+            and row["visit_date"] is not None
+            and (
+                facts.last_drinking_visit_date is None
+                or row["visit_date"] > facts.last_drinking_visit_date
+            )
+        ):
+            facts.last_drinking_visit_date = row["visit_date"]
     for row in records_as_of(cut, DosingRecord, ["date", "tablets_per_day"], part):
         facts = participants.get(row["participant_row_id"])
         if facts is None or row["tablets_per_day"] <= 0:

@@ -25,6 +25,10 @@ from tests.mutants import mutant, negative_control
 from trial.protocol import load_protocol
 
 PROTOCOL = load_protocol(Path(trial.__file__).parent / "protocol.toml")
+# The arithmetic below, without the minimum of assessed days (issue 26 added it: a period
+# with fewer than 7 assessed days, or under half its collectable days, is now empty; the
+# hand-worked months of 10 of 28 days keep their numbers here and are emptied further on).
+RAW = dataclasses.replace(PROTOCOL, min_assessed_days=1, min_assessed_share=0.0)
 BOUNDS = {"F": (20, 40, 60), "M": (40, 60, 100)}
 LEVELS = ("low", "medium", "high", "very high")
 
@@ -162,7 +166,7 @@ def test_one_womans_month_by_hand():
     20 drinks -> 3.3333 per drinking day; 20 drinks * 14 g / 10 days = 28 g/day -> medium."""
     period = Period("month_1", date(2026, 1, 2), date(2026, 1, 29))
     dates, drinks = days(date(2026, 1, 5), [0, 0, 4, 6, 2, 0, 4, 3, 0, 1])
-    (row,) = outcomes.compute(PROTOCOL, "F", [period], dates, drinks)
+    (row,) = outcomes.compute(RAW, "F", [period], dates, drinks)
     assert row == {
         "period": "month_1",
         "period_start": date(2026, 1, 2),
@@ -175,9 +179,11 @@ def test_one_womans_month_by_hand():
         "drinks_per_drinking_day": 3.3333,
         "grams_per_day": 28.0,
         "who_risk_level": "medium",
+        "days_not_collectable": 0,
+        "empty_reason": None,
     }
     # the same days for a man: heavy from 5 drinks (one day: 6) -> 10%; 28 g/day is low
-    (man,) = outcomes.compute(PROTOCOL, "M", [period], dates, drinks)
+    (man,) = outcomes.compute(RAW, "M", [period], dates, drinks)
     assert (man["pct_heavy_drinking_days"], man["who_risk_level"]) == (10.0, "low")
 
 
@@ -185,7 +191,7 @@ def test_only_days_inside_the_period_count():
     """Rows before the start and after the end are not the period's (binary search edges)."""
     period = Period("p", date(2026, 1, 10), date(2026, 1, 12))
     dates, drinks = days(date(2026, 1, 8), [9, 9, 1, 2, 3, 9, 9])  # 8th..14th
-    (row,) = outcomes.compute(PROTOCOL, "F", [period], dates, drinks)
+    (row,) = outcomes.compute(RAW, "F", [period], dates, drinks)
     assert (row["days_assessed"], row["days_missing"], row["days_in_period"]) == (3, 0, 3)
     assert row["grams_per_day"] == 28.0  # (1 + 2 + 3) * 14 / 3
     assert row["drinks_per_drinking_day"] == 2.0
@@ -194,7 +200,7 @@ def test_only_days_inside_the_period_count():
 def test_a_fully_abstinent_period_is_abstinent_not_blank():
     period = Period("month_2", date(2026, 1, 30), date(2026, 2, 26))
     dates, drinks = days(date(2026, 1, 30), [0.0] * 28)
-    (row,) = outcomes.compute(PROTOCOL, "M", [period], dates, drinks)
+    (row,) = outcomes.compute(RAW, "M", [period], dates, drinks)
     assert row["grams_per_day"] == 0.0 and row["who_risk_level"] == "abstinent"
     assert row["pct_days_abstinent"] == 100.0 and row["pct_heavy_drinking_days"] == 0.0
     assert row["drinks_per_drinking_day"] is None  # no drinking day to divide by
@@ -203,7 +209,7 @@ def test_a_fully_abstinent_period_is_abstinent_not_blank():
 
 def test_a_period_with_no_assessed_day_is_blank():
     period = Period("month_3", date(2026, 2, 27), date(2026, 3, 10))
-    (row,) = outcomes.compute(PROTOCOL, "F", [period], [], [])
+    (row,) = outcomes.compute(RAW, "F", [period], [], [])
     assert row["days_in_period"] == 12 and row["days_missing"] == 12
     for field in (
         "pct_heavy_drinking_days",
@@ -231,7 +237,7 @@ def test_an_intake_exactly_on_a_boundary_through_compute(sex, total_drinks, leve
     per_day = [total_drinks // 7] * 7
     per_day[0] += total_drinks - sum(per_day)
     dates, drinks = days(date(2026, 1, 2), per_day)
-    (row,) = outcomes.compute(PROTOCOL, sex, [period], dates, drinks)
+    (row,) = outcomes.compute(RAW, sex, [period], dates, drinks)
     assert row["grams_per_day"] == total_drinks * 14 / 7
     assert row["who_risk_level"] == level
 
@@ -241,7 +247,7 @@ def test_fractional_drinks_and_rounding_by_hand():
     abstinent; 2/3 of a percent heavy is 0 here (no day at 4)."""
     period = Period("p", date(2026, 1, 2), date(2026, 1, 4))
     dates, drinks = days(date(2026, 1, 2), [1.5, 0.5, 0.0])
-    (row,) = outcomes.compute(PROTOCOL, "F", [period], dates, drinks)
+    (row,) = outcomes.compute(RAW, "F", [period], dates, drinks)
     assert row["grams_per_day"] == 9.3333
     assert row["drinks_per_drinking_day"] == 1.0
     assert row["pct_days_abstinent"] == 33.3333
@@ -274,3 +280,247 @@ def test_negative_control_who_mutants_fail_the_boundaries(monkeypatch, name):
         with pytest.raises(AssertionError):
             test_a_fully_abstinent_period_is_abstinent_not_blank()
     assert failed, name
+
+
+# --- the field's conventions (issue 26): minimum, collectable days, heavy by drinks or grams ---
+
+MONTH_1 = Period("month_1", date(2026, 1, 2), date(2026, 1, 29))  # study days 1-28
+
+
+def test_a_period_with_too_few_assessed_days_is_empty_with_its_reason():
+    """One day of 6 drinks was "100% heavy, 84 g/day, very high": now empty, 1 < 7."""
+    dates, drinks = days(date(2026, 1, 5), [6])
+    (row,) = outcomes.compute(PROTOCOL, "F", [MONTH_1], dates, drinks)
+    assert row["empty_reason"] == "too few assessed days: 1 < 7"
+    assert (row["days_assessed"], row["days_missing"]) == (1, 27)
+    for field in outcomes.OUTCOME_FIELDS:
+        assert row[field] is None, field
+    # six days: still too few; seven of seven collectable days: given
+    dates, drinks = days(date(2026, 1, 2), [6] * 6)
+    (row,) = outcomes.compute(PROTOCOL, "F", [MONTH_1], dates, drinks)
+    assert row["empty_reason"] == "too few assessed days: 6 < 7"
+    week = Period("month_1", date(2026, 1, 2), date(2026, 1, 8))
+    dates, drinks = days(date(2026, 1, 2), [6] * 7)
+    (row,) = outcomes.compute(PROTOCOL, "F", [week], dates, drinks)
+    assert row["empty_reason"] is None and row["pct_heavy_drinking_days"] == 100.0
+
+
+def test_a_period_with_too_small_a_share_assessed_is_empty_and_half_is_enough():
+    """13 of 28 days: under half, empty; 14 of 28: exactly half, given (7 heavy of 14)."""
+    dates, drinks = days(date(2026, 1, 2), [4, 0] * 6 + [4])
+    (row,) = outcomes.compute(PROTOCOL, "F", [MONTH_1], dates, drinks)
+    assert row["empty_reason"] == "too few of the collectable days assessed: 13/28 < 50%"
+    assert row["pct_heavy_drinking_days"] is None
+    dates, drinks = days(date(2026, 1, 2), [4, 0] * 7)
+    (row,) = outcomes.compute(PROTOCOL, "F", [MONTH_1], dates, drinks)
+    assert row["empty_reason"] is None
+    assert (row["pct_heavy_drinking_days"], row["pct_days_abstinent"]) == (50.0, 50.0)
+
+
+def test_a_share_is_compared_exactly():
+    """0.55 x 100 days is 55 (in floats 55.00000000000001): 55 of 100 days meet 55%."""
+    other = dataclasses.replace(PROTOCOL, min_assessed_days=1, min_assessed_share=0.55)
+    period = Period("treatment", date(2026, 1, 2), date(2026, 4, 11))  # 100 days
+    dates, drinks = days(date(2026, 1, 2), [1] * 55)
+    (row,) = outcomes.compute(other, "F", [period], dates, drinks)
+    assert row["days_in_period"] == 100
+    assert row["empty_reason"] is None
+
+
+def test_no_assessed_day_and_no_collectable_day_are_their_own_reasons():
+    (row,) = outcomes.compute(PROTOCOL, "F", [MONTH_1], [], [])
+    assert row["empty_reason"] == "no assessed day" and row["days_missing"] == 28
+    (row,) = outcomes.compute(PROTOCOL, "F", [MONTH_1], [], [], collectable_until=date(2026, 1, 1))
+    assert row["empty_reason"] == "no collectable day"
+    assert (row["days_missing"], row["days_not_collectable"]) == (0, 28)
+
+
+def test_a_period_in_progress_counts_only_collectable_days():
+    """Randomized 2026-01-01, cut-off 2026-01-20 (day 19), last visit week 2 on day 14.
+    Due: week 2's window closed on day 16, week 3 (day 21, window to 23) is not due; the
+    days are due to the day before week 2, day 13. Month 1 is days 1-19: 13 collectable, all
+    assessed (no missing day; it was 6 missing before), 6 not collectable."""
+    cutoff = date(2026, 1, 20)
+    until = outcomes.last_collectable_day(
+        PROTOCOL,
+        randomization_date=DAY0,
+        cutoff_date=cutoff,
+        last_visit_date=date(2026, 1, 15),
+    )
+    assert until == date(2026, 1, 14)  # day 13
+    (period,) = [
+        p
+        for p in outcomes.periods_for(
+            PROTOCOL, screening_date=SCREENING, randomization_date=DAY0, cutoff_date=cutoff
+        )
+        if p.name == "month_1"
+    ]
+    dates, drinks = days(date(2026, 1, 2), [0, 5, 0, 0, 6, 0, 0, 0, 5, 0, 0, 0, 0])
+    (row,) = outcomes.compute(PROTOCOL, "M", [period], dates, drinks, collectable_until=until)
+    assert (row["days_in_period"], row["days_assessed"]) == (19, 13)
+    assert (row["days_missing"], row["days_not_collectable"]) == (0, 6)
+    assert row["pct_heavy_drinking_days"] == round(100 * 3 / 13, 4)
+    # without the visit recorded: week 2's window closed on day 16, so still due to day 13
+    assert (
+        outcomes.last_collectable_day(PROTOCOL, randomization_date=DAY0, cutoff_date=cutoff)
+        == until
+    )
+    # a cut-off the day after week 3's window closes (day 23 -> day 24): due to day 20
+    assert outcomes.last_collectable_day(
+        PROTOCOL, randomization_date=DAY0, cutoff_date=date(2026, 1, 25)
+    ) == date(2026, 1, 21)
+
+
+def test_a_withdrawn_participants_days_after_withdrawal_are_not_missing():
+    """Withdrew on day 20 (2026-01-21), calendar days 1-10: month 1 has 20 collectable days
+    (10 assessed, 10 missing) and 8 not collectable; month 2 none."""
+    until = outcomes.last_collectable_day(
+        PROTOCOL,
+        randomization_date=DAY0,
+        cutoff_date=date(2026, 6, 1),
+        disposition="withdrew",
+        disposition_date=date(2026, 1, 21),
+        last_visit_date=date(2026, 1, 12),
+    )
+    assert until == date(2026, 1, 21)
+    month_2 = Period("month_2", date(2026, 1, 30), date(2026, 2, 26))
+    dates, drinks = days(date(2026, 1, 2), [2] * 10)
+    month_1, later = outcomes.compute(
+        PROTOCOL, "F", [MONTH_1, month_2], dates, drinks, collectable_until=until
+    )
+    assert (month_1["days_assessed"], month_1["days_missing"]) == (10, 10)
+    assert month_1["days_not_collectable"] == 8 and month_1["empty_reason"] is None
+    assert (later["days_missing"], later["days_not_collectable"]) == (0, 28)
+    assert later["empty_reason"] == "no collectable day"
+    # a treatment discontinuation does not end collection (follow-up goes on)
+    assert outcomes.last_collectable_day(
+        PROTOCOL,
+        randomization_date=DAY0,
+        cutoff_date=date(2026, 6, 1),
+        disposition="discontinued_treatment",
+        disposition_date=date(2026, 1, 21),
+    ) > date(2026, 5, 1)
+
+
+def test_a_calendar_day_is_always_assessed():
+    """A day on the calendar after the last due day still counts (never lost)."""
+    dates, drinks = days(date(2026, 1, 2), [1] * 10)
+    (row,) = outcomes.compute(
+        PROTOCOL, "F", [MONTH_1], dates, drinks, collectable_until=date(2026, 1, 5)
+    )
+    assert (row["days_assessed"], row["days_missing"], row["days_not_collectable"]) == (10, 0, 18)
+
+
+# One week, the same drinks for everyone: 4, 5, 6, 3, 4.5, 0, 7 (29.5 drinks).
+WEEK = Period("w", date(2026, 1, 2), date(2026, 1, 8))
+WEEK_DRINKS = [4, 5, 6, 3, 4.5, 0, 7]
+BY_GRAMS = dataclasses.replace(PROTOCOL, heavy_drinking_by="grams")
+# by hand: by drinks, F >= 4: 4 5 6 4.5 7 -> 5 days; M >= 5: 5 6 7 -> 3 days, whatever the
+# site. By grams at 10 g (S01, France): 40 50 60 30 45 0 70; F > 40: 50 60 45 70 -> 4 (40 is
+# not over 40); M > 60: 70 -> 1 (60 is not over 60). At 14 g (S03): 56 70 84 42 63 0 98;
+# F > 40: 6 days; M > 60: 70 84 63 98 -> 4.
+HEAVY_BY_HAND = [
+    (PROTOCOL, "S01", "F", 5, 42.1429),
+    (PROTOCOL, "S03", "F", 5, 59.0),
+    (PROTOCOL, "S01", "M", 3, 42.1429),
+    (PROTOCOL, "S03", "M", 3, 59.0),
+    (BY_GRAMS, "S01", "F", 4, 42.1429),
+    (BY_GRAMS, "S03", "F", 6, 59.0),
+    (BY_GRAMS, "S01", "M", 1, 42.1429),
+    (BY_GRAMS, "S03", "M", 4, 59.0),
+]
+
+
+@pytest.mark.parametrize(("protocol", "site", "sex", "heavy", "grams"), HEAVY_BY_HAND)
+def test_heavy_days_by_drinks_and_by_grams_at_10_and_14_g(protocol, site, sex, heavy, grams):
+    """29.5 drinks x 10 g / 7 = 42.1429 g/day; x 14 g / 7 = 59 g/day."""
+    dates, drinks = days(WEEK.start, WEEK_DRINKS)
+    (row,) = outcomes.compute(protocol, sex, [WEEK], dates, drinks, site=site)
+    assert row["pct_heavy_drinking_days"] == round(100 * heavy / 7, 4)
+    assert row["grams_per_day"] == grams
+
+
+def check_heavy_by_hand() -> int:
+    failed = 0
+    for case in HEAVY_BY_HAND:
+        try:
+            test_heavy_days_by_drinks_and_by_grams_at_10_and_14_g(*case)
+        except AssertionError:
+            failed += 1
+    return failed
+
+
+def test_the_conventions_in_words():
+    assert outcomes.heavy_rule_text(PROTOCOL) == (
+        "days with >= 4 (F) / 5 (M) standard drinks (NIAAA/FDA)"
+    )
+    assert outcomes.heavy_rule_text(BY_GRAMS).startswith(
+        "days with more than 40 g (F) / 60 g (M) of ethanol"
+    )
+    assert outcomes.grams_text(PROTOCOL) == "14 g (S01: 10 g, S02: 10 g)"
+    assert outcomes.conventions(BY_GRAMS)["heavy_drinking_day"] == {
+        "by": "grams",
+        "rule": "grams of ethanol in the day > threshold",
+        "threshold_grams": {"F": 40.0, "M": 60.0},
+    }
+
+
+# Each rule's old behaviour, put back: the tests above catch it.
+RULE_MUTANTS = {
+    "no minimum of days (old)": (
+        "compute", "elif assessed < minimum:", "elif False:",
+        test_a_period_with_too_few_assessed_days_is_empty_with_its_reason,
+    ),
+    "no minimum share": (
+        "compute", "elif assessed < exact_share * collectable:", "elif False:",
+        test_a_period_with_too_small_a_share_assessed_is_empty_and_half_is_enough,
+    ),
+    "share compared in floats": (
+        "compute", "assessed < exact_share * collectable", "assessed < share * collectable",
+        test_a_share_is_compared_exactly,
+    ),
+    "every day of a period collectable (old)": (
+        "compute", "if collectable_until is not None and period.name", "if False and period.name",
+        test_a_period_in_progress_counts_only_collectable_days,
+    ),
+    "withdrawal not an end of collection (old)": (
+        "last_collectable_day", "if disposition in FINAL_DISPOSITIONS", "if False",
+        test_a_withdrawn_participants_days_after_withdrawal_are_not_missing,
+    ),
+    "overdue visits not due": (
+        "last_collectable_day", ") < cutoff_date:", ") < date.min:",
+        test_a_period_in_progress_counts_only_collectable_days,
+    ),
+    "calendar days after the due day dropped": (
+        "compute", "collectable_until = max(collectable_until, dates[-1])", "pass",
+        test_a_calendar_day_is_always_assessed,
+    ),
+}  # fmt: skip
+
+
+@negative_control
+@pytest.mark.parametrize("name", sorted(RULE_MUTANTS))
+def test_negative_control_each_rules_old_behaviour_is_caught(monkeypatch, name):
+    function, old, new, check = RULE_MUTANTS[name]
+    monkeypatch.setattr(outcomes, function, mutant(outcomes, function, old, new))
+    with pytest.raises(AssertionError):
+        check()
+
+
+HEAVY_MUTANTS = {
+    "one standard drink everywhere (old 14 g)": (
+        "compute",
+        "grams = protocol.grams_per_drink(site)",
+        "grams = protocol.standard_drink_grams",
+    ),
+    "heavy by drinks only (old)": ("compute", 'protocol.heavy_drinking_by == "grams"', "False"),
+    "grams at the limit heavy": ("compute", "* grams) > over", "* grams) >= over"),
+}  # fmt: skip
+
+
+@negative_control
+@pytest.mark.parametrize("name", sorted(HEAVY_MUTANTS))
+def test_negative_control_heavy_day_mutants_fail_the_hand_counts(monkeypatch, name):
+    function, old, new = HEAVY_MUTANTS[name]
+    monkeypatch.setattr(outcomes, function, mutant(outcomes, function, old, new))
+    assert check_heavy_by_hand(), name

@@ -117,7 +117,97 @@ BAD_VARIANTS = {
         ["drinking.standard_drink_grams"],
     ),
     "string_for_integer": ([("max_age = 70", 'max_age = "70"')], ["eligibility.max_age"]),
+    # The drinking outcomes' conventions (issue 26).
+    "heavy_by_unknown_rule": (
+        [('heavy_drinking_by = "drinks"', 'heavy_drinking_by = "units"')],
+        ["drinking.heavy_drinking_by"],
+    ),
+    "heavy_by_grams_without_grams": (
+        [
+            ('heavy_drinking_by = "drinks"', 'heavy_drinking_by = "grams"'),
+            ("heavy_drinking_grams = { F = 40, M = 60 }", ""),
+        ],
+        ["drinking.heavy_drinking_grams"],
+    ),
+    "heavy_grams_zero": (
+        [("heavy_drinking_grams = { F = 40, M = 60 }", "heavy_drinking_grams = { F = 0, M = 60 }")],
+        ["drinking.heavy_drinking_grams.F"],
+    ),
+    "site_grams_negative": (
+        [("{ S01 = 10, S02 = 10 }", "{ S01 = -10, S02 = 10 }")],
+        ["drinking.standard_drink_grams_by_site"],
+    ),
+    "site_grams_not_a_number": (
+        [("{ S01 = 10, S02 = 10 }", '{ S01 = "ten", S02 = 10 }')],
+        ["drinking.standard_drink_grams_by_site"],
+    ),
+    "site_code_too_long": (
+        [("{ S01 = 10, S02 = 10 }", "{ S01_PARIS_NORD = 10, S02 = 10 }")],
+        ["drinking.standard_drink_grams_by_site"],
+    ),
+    "min_assessed_days_zero": (
+        [("min_assessed_days = 7", "min_assessed_days = 0")],
+        ["drinking.min_assessed_days"],
+    ),
+    "min_assessed_days_above_a_month": (
+        [("min_assessed_days = 7", "min_assessed_days = 29")],
+        ["drinking.min_assessed_days"],
+    ),
+    "min_assessed_days_above_baseline": (
+        [
+            ("min_assessed_days = 7", "min_assessed_days = 20"),
+            ("baseline_days = 28", "baseline_days = 14"),
+        ],
+        ["drinking.min_assessed_days"],
+    ),
+    "min_assessed_days_fractional": (
+        [("min_assessed_days = 7", "min_assessed_days = 7.5")],
+        ["drinking.min_assessed_days"],
+    ),
+    "min_assessed_share_above_one": (
+        [("min_assessed_share = 0.5", "min_assessed_share = 1.5")],
+        ["drinking.min_assessed_share"],
+    ),
+    "min_assessed_share_negative": (
+        [("min_assessed_share = 0.5", "min_assessed_share = -0.1")],
+        ["drinking.min_assessed_share"],
+    ),
 }
+
+
+def test_shipped_outcome_conventions():
+    """Heavy by drinks (4/5), grams as an option (> 40 / > 60 g), 10 g at the French sites
+    and 14 g elsewhere, percentages from 7 assessed days and half the collectable days."""
+    protocol = load_protocol(SHIPPED)
+    assert protocol.heavy_drinking_by == "drinks"
+    assert protocol.heavy_drinking_grams == {"F": 40, "M": 60}
+    assert protocol.standard_drink_grams_by_site == {"S01": 10, "S02": 10}
+    assert (protocol.grams_per_drink("S01"), protocol.grams_per_drink("S03")) == (10, 14)
+    assert (protocol.min_assessed_days, protocol.min_assessed_share) == (7, 0.5)
+
+
+def test_outcome_conventions_default_when_absent(tmp_path):
+    """A protocol file written before issue 26 loads with the documented defaults."""
+    path = variant(
+        tmp_path,
+        ("standard_drink_grams_by_site = { S01 = 10, S02 = 10 }\n", ""),
+        ('heavy_drinking_by = "drinks"\n', ""),
+        ("heavy_drinking_grams = { F = 40, M = 60 }", ""),
+        ("min_assessed_days = 7\n", ""),
+        ("min_assessed_share = 0.5\n", ""),
+    )
+    protocol = load_protocol(path)
+    assert protocol.heavy_drinking_by == "drinks" and protocol.heavy_drinking_grams is None
+    assert protocol.standard_drink_grams_by_site == {}
+    assert protocol.grams_per_drink("S01") == 14
+    assert (protocol.min_assessed_days, protocol.min_assessed_share) == (7, 0.5)
+
+
+def test_heavy_by_grams_loads(tmp_path):
+    path = variant(tmp_path, ('heavy_drinking_by = "drinks"', 'heavy_drinking_by = "grams"'))
+    protocol = load_protocol(path)
+    assert protocol.heavy_drinking_by == "grams"
+    assert protocol.heavy_drinking_grams == {"F": 40, "M": 60}
 
 
 @pytest.mark.parametrize("name", sorted(BAD_VARIANTS))

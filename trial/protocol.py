@@ -28,6 +28,17 @@ DRINKS_PER_DAY_CEILING = 100
 # The forms a visit can collect, by their key in a visit's body.
 VISIT_FORMS = ("drinking", "ocds", "ciwa", "vitals", "labs")
 CRITERION_KINDS = ("inclusion", "exclusion")
+# How a heavy drinking day is told: by standard drinks (NIAAA / FDA 2015: >= 4 women, >= 5 men)
+# or by grams of ethanol (EMA 2010: more than 40 g women, more than 60 g men).
+HEAVY_DRINKING_RULES = ("drinks", "grams")
+# The outcome periods are 28 days long (exports.outcomes.PERIOD_DAYS): a minimum of assessed
+# days above it would leave every month empty.
+LONGEST_MINIMUM_DAYS = 28
+SITE_CODE = r"^[A-Za-z0-9_-]{1,10}$"  # sites.code is String(10)
+# A period's percentages need at least this many assessed days and this share of its
+# collectable days (the protocol file's comments say why).
+DEFAULT_MIN_ASSESSED_DAYS = 7
+DEFAULT_MIN_ASSESSED_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -90,12 +101,23 @@ class Protocol:
     # trial.forms.edit_checks.rules.Rule: the built-ins as the file changes them, then its own.
     edit_checks: tuple
     source: str
+    # The drinking outcomes' conventions (exports.outcomes). Defaults: heavy by drinks, every
+    # site at ``standard_drink_grams``, percentages from 7 assessed days and half the period.
+    heavy_drinking_by: str = "drinks"
+    heavy_drinking_grams: dict | None = None  # {"F": 40, "M": 60}: heavy when over
+    standard_drink_grams_by_site: dict | None = None  # site code -> grams per standard drink
+    min_assessed_days: int = DEFAULT_MIN_ASSESSED_DAYS
+    min_assessed_share: float = DEFAULT_MIN_ASSESSED_SHARE
 
     def visit(self, code: str) -> VisitDefinition:
         for visit in self.visits:
             if visit.code == code:
                 return visit
         raise KeyError(code)
+
+    def grams_per_drink(self, site: str | None) -> float:
+        """Grams of ethanol in one standard drink as the site's calendar counts it."""
+        return (self.standard_drink_grams_by_site or {}).get(site, self.standard_drink_grams)
 
 
 class _Strict(ma.Schema):
@@ -198,14 +220,47 @@ class RiskLevel(_Strict):
     M = f.Float(required=True, validate=v.Range(min=0, min_inclusive=False))
 
 
+class GramsBySex(_Strict):
+    F = f.Float(required=True, validate=v.Range(min=0, min_inclusive=False))
+    M = f.Float(required=True, validate=v.Range(min=0, min_inclusive=False))
+
+
 class DrinkingSection(_Strict):
     standard_drink_grams = f.Float(required=True, validate=v.Range(min=0, min_inclusive=False))
+    # Site code -> grams per standard drink at that site (its country's standard drink).
+    standard_drink_grams_by_site = f.Dict(
+        keys=f.String(validate=v.Regexp(SITE_CODE, error="is not a site code")),
+        values=f.Float(validate=v.Range(min=0, min_inclusive=False)),
+        load_default=dict,
+    )
+    heavy_drinking_by = f.String(load_default="drinks", validate=v.OneOf(HEAVY_DRINKING_RULES))
     heavy_drinking_threshold = f.Nested(BySex, required=True)
+    heavy_drinking_grams = f.Nested(GramsBySex, load_default=None)
+    min_assessed_days = f.Integer(
+        load_default=DEFAULT_MIN_ASSESSED_DAYS,
+        strict=True,
+        validate=v.Range(min=1, max=LONGEST_MINIMUM_DAYS),
+    )
+    min_assessed_share = f.Float(
+        load_default=DEFAULT_MIN_ASSESSED_SHARE, validate=v.Range(min=0.0, max=1.0)
+    )
     max_drinks_per_day = f.Integer(
         required=True, strict=True, validate=v.Range(min=1, max=DRINKS_PER_DAY_CEILING)
     )
     baseline_days = _positive_int()
     who_risk_levels = f.List(f.Nested(RiskLevel), required=True, validate=v.Length(min=1))
+
+    @ma.validates_schema
+    def _heavy_by_grams_needs_grams(self, data, **_):
+        if data.get("heavy_drinking_by") == "grams" and not data.get("heavy_drinking_grams"):
+            raise ma.ValidationError(
+                'is required when heavy_drinking_by = "grams"', "heavy_drinking_grams"
+            )
+
+    @ma.validates_schema
+    def _minimum_within_baseline(self, data, **_):
+        if data.get("min_assessed_days", 1) > data.get("baseline_days", LONGEST_MINIMUM_DAYS):
+            raise ma.ValidationError("must not exceed baseline_days", "min_assessed_days")
 
     @ma.validates_schema
     def _ascending(self, data, **_):
@@ -325,6 +380,15 @@ def load_protocol(path: str | Path) -> Protocol:
         ),
         edit_checks=data["edit_checks"],
         source=str(path),
+        heavy_drinking_by=data["drinking"]["heavy_drinking_by"],
+        heavy_drinking_grams=(
+            dict(data["drinking"]["heavy_drinking_grams"])
+            if data["drinking"]["heavy_drinking_grams"]
+            else None
+        ),
+        standard_drink_grams_by_site=dict(data["drinking"]["standard_drink_grams_by_site"]),
+        min_assessed_days=data["drinking"]["min_assessed_days"],
+        min_assessed_share=data["drinking"]["min_assessed_share"],
     )
 
 

@@ -31,7 +31,23 @@ def outcome_groups(ctx: Context) -> Iterator[Group]:
             randomization_date=facts.randomization_date,
             cutoff_date=ctx.cut.cutoff_date,
         )
-        results = outcomes.compute(ctx.protocol, facts.sex, periods, days, drinks)
+        until = outcomes.last_collectable_day(
+            ctx.protocol,
+            randomization_date=facts.randomization_date,
+            cutoff_date=ctx.cut.cutoff_date,
+            disposition=facts.disposition,
+            disposition_date=facts.disposition_date,
+            last_visit_date=facts.last_drinking_visit_date,
+        )
+        results = outcomes.compute(
+            ctx.protocol,
+            facts.sex,
+            periods,
+            days,
+            drinks,
+            site=facts.site,
+            collectable_until=until,
+        )
         if results:
             yield Group(ctx, facts, ["result"], [(result,) for result in results])
     if upcoming is not None:
@@ -45,11 +61,13 @@ def result(name: str):
 
 
 def outcomes_table(protocol) -> Table:
-    heavy = protocol.heavy_drinking_threshold
+    heavy = outcomes.heavy_rule_text(protocol)
+    minimum = outcomes.minimum_text(protocol)
+    empty = f"empty unless the period has {minimum} (empty_reason says why)"
     levels = "; ".join(
         f"{lvl['level']} <= {lvl['F']} g (F) / {lvl['M']} g (M)" for lvl in protocol.who_risk_levels
     )
-    grams = protocol.standard_drink_grams
+    grams = outcomes.grams_text(protocol)
     month = outcomes.PERIOD_DAYS
     months = len(range(1, outcomes.treatment_end_day(protocol) + 1, month))  # as periods_for
 
@@ -95,31 +113,33 @@ def outcomes_table(protocol) -> Table:
                 "Days without a calendar entry",
                 "integer",
                 "days",
-                derivation="days_in_period - days_assessed.",
+                derivation=(
+                    "days_in_period - days_not_collectable - days_assessed: the collectable "
+                    "days without a calendar entry."
+                ),
             ),
             derived(
                 "pct_heavy_drinking_days",
                 "Heavy drinking days (% assessed)",
                 "number",
                 "%",
-                derivation=(
-                    f"100 x days with >= {heavy['F']} (F) / {heavy['M']} (M) standard drinks / "
-                    "days_assessed; empty when no day was assessed; 4 decimals, half up."
-                ),
+                derivation=(f"100 x {heavy} / days_assessed; {empty}; 4 decimals, half up."),
             ),
             derived(
                 "pct_days_abstinent",
                 "Days abstinent (% assessed)",
                 "number",
                 "%",
-                derivation="100 x days with 0 drinks / days_assessed; empty when none assessed.",
+                derivation=f"100 x days with 0 drinks / days_assessed; {empty}.",
             ),
             derived(
                 "drinks_per_drinking_day",
                 "Drinks per drinking day",
                 "number",
                 "standard drinks",
-                derivation="Sum of drinks / days with > 0 drinks; empty when no drinking day.",
+                derivation=(
+                    f"Sum of drinks / days with > 0 drinks; empty when no drinking day; {empty}."
+                ),
             ),
             derived(
                 "grams_per_day",
@@ -127,7 +147,8 @@ def outcomes_table(protocol) -> Table:
                 "number",
                 "g/day",
                 derivation=(
-                    f"Sum of drinks x {grams:g} g / days_assessed; empty when none assessed."
+                    f"Sum of drinks x grams per standard drink at the site, {grams}, / "
+                    f"days_assessed; {empty}."
                 ),
             ),
             derived(
@@ -135,7 +156,33 @@ def outcomes_table(protocol) -> Table:
                 "WHO drinking risk level",
                 "string",
                 allowed="abstinent, low, medium, high, very high",
-                derivation=f"From grams_per_day: abstinent at 0; {levels}; above: very high.",
+                derivation=(
+                    f"From grams_per_day: abstinent at 0; {levels}; above: very high; "
+                    "empty when grams_per_day is."
+                ),
+            ),
+            derived(
+                "days_not_collectable",
+                "Days after the last possible collection",
+                "integer",
+                "days",
+                derivation=(
+                    "Days of the period neither assessed nor missing: after the participant's "
+                    f"final disposition ({', '.join(outcomes.FINAL_DISPOSITIONS)}) on its date, "
+                    "or, still in the study, after the day before the latest calendar visit "
+                    "recorded or whose window closed before the cut-off day; a day with a "
+                    "calendar entry is always collectable; 0 for the baseline."
+                ),
+            ),
+            derived(
+                "empty_reason",
+                "Why the period's outcomes are empty",
+                "string",
+                derivation=(
+                    f"Empty when the outcomes are given ({minimum}); otherwise: no collectable "
+                    "day; no assessed day; too few assessed days: n < minimum; too few of the "
+                    "collectable days assessed: n/collectable < share."
+                ),
             ),
         ),
         outcome_groups,

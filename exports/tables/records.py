@@ -45,9 +45,22 @@ class _DrinkGrams(dict):
         return weight
 
 
+def _calendar_grams(protocol):
+    """The group's grams of alcohol, each day's drinks x its site's grams per drink."""
+    by_site = {}
+
+    def values(group):
+        site = group.facts.site
+        grams = by_site.get(site)
+        if grams is None:
+            grams = by_site[site] = _DrinkGrams(protocol.grams_per_drink(site))
+        return map(grams.__getitem__, group["standard_drinks"])
+
+    return values
+
+
 def calendar_table(protocol) -> Table:
-    per_drink = protocol.standard_drink_grams
-    grams = _DrinkGrams(per_drink)
+    per_drink = outcomes.grams_text(protocol)
     return Table(
         "drinking_calendar",
         "Timeline Followback drinking calendar",
@@ -73,9 +86,12 @@ def calendar_table(protocol) -> Table:
                     "number",
                     "g",
                     origin="derived",
-                    derivation=f"standard_drinks x {per_drink:g} g; 4 decimals, half up.",
+                    derivation=(
+                        f"standard_drinks x the site's grams per standard drink, {per_drink}; "
+                        "4 decimals, half up."
+                    ),
                 ),
-                each(grams.__getitem__, "standard_drinks"),
+                _calendar_grams(protocol),
             ),
         ),
         record_groups(DrinkingDay, ["visit_id", "day", "standard_drinks"], ("day", "id")),
