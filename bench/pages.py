@@ -1,5 +1,8 @@
 """Benchmark the pages: the time each page of one site takes, one client and 16, against
-``GET /api/v1/health`` as the floor.
+``GET /api/v1/health`` as the floor; then the central roles' start pages (the monitor's
+source verification and queries, the data manager's coding, the statistician's bundle form,
+the DSMB's reports, the unblinded statistician's page, the admin's accounts, sites and audit
+trail), each as its demo account opens it.
 
 For each database (SQLite: a temporary file; PostgreSQL: a throwaway database on the server
 named by --pg-url) the script migrates a fresh schema, loads the demo trial
@@ -21,6 +24,7 @@ both under the same load).
 
     .venv/bin/python bench/pages.py                        # SQLite, 2,000 participants
     .venv/bin/python bench/pages.py --participants 400 --db both
+    .venv/bin/python bench/pages.py --only worklist,participant   # the goal's pages alone
 
 Not a test: timings depend on the machine. Exit status 1 if a page did not answer 200.
 """
@@ -53,6 +57,19 @@ SITE = "S01"
 COORDINATOR, INVESTIGATOR = "coordinator.s01", "investigator.s01"
 # The pages the goal under load names.
 UNDER_LOAD_GOAL = ("worklist", "participant")
+# The central roles' start pages (issue 25), each as its demo account opens it: across every
+# site (the monitor: S01-S03), so the largest reads the demo offers.
+CENTRAL_PAGES = {
+    "verification": ("monitor", "/verification"),
+    "queries (monitor)": ("monitor", "/queries"),
+    "coding": ("data_manager", "/coding"),
+    "bundle form": ("statistician", "/bundle"),
+    "reports": ("dsmb", "/reports"),
+    "randomization": ("unblinded_statistician", "/randomization"),
+    "accounts": ("admin", "/users"),
+    "sites": ("admin", "/sites"),
+    "audit trail": ("admin", "/audit-trail"),
+}
 
 
 # --- the trial ---------------------------------------------------------------------------
@@ -133,7 +150,7 @@ def choose_pages(api: str, token: str) -> dict[str, tuple[str, str]]:
         )
     if events:
         pages["adverse event"] = (COORDINATOR, f"/adverse-events/{events[0]['id']}")
-    return pages
+    return {**pages, **CENTRAL_PAGES}
 
 
 # --- clients -----------------------------------------------------------------------------
@@ -204,6 +221,9 @@ def bench(kind: str, args) -> tuple[dict, list]:
             print(f"[{kind}] demo of {args.participants} loaded in {loaded:.0f} s", flush=True)
             with gunicorn(url, instance, arm_key, args.workers) as base:
                 pages = choose_pages(f"{base}/api/v1", tokens[COORDINATOR])
+                if args.only:
+                    chosen = {name.strip() for name in args.only.split(",")}
+                    pages = {name: page for name, page in pages.items() if name in chosen}
                 users = {user for user, _ in pages.values()}
                 one = {user: signed_in(base, user, password) for user in users}
                 many = {
@@ -278,6 +298,11 @@ def main(argv=None) -> int:
         choices=["on", "off"],
         default="on",
         help="off: every worklist is built afresh (WORKLIST_CACHE=0), as after any write",
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated page names to time (e.g. 'worklist,participant'); default all",
     )
     parser.add_argument(
         "--pg-url",
