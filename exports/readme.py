@@ -125,11 +125,12 @@ def bundle_readme(
     for kind, text in STORAGE[fmt].items():
         if kind in used:
             lines += _wrap(text, " " * 12, f"  {kind:<10}")
-    if xpt:
-        lines += ["", "SAS NAMES AND LABELS", "--------------------", ""]
-        lines += _wrap(SHORT_NAME_RULE)
-        lines.append("")
-        lines += _wrap(LABEL_RULE)
+    # Always: dictionary.csv gives every variable's short name, whatever the format.
+    lines += ["", "SAS NAMES AND LABELS (XPT; short_name in dictionary.csv)"]
+    lines += ["-" * len(lines[-1]), ""]
+    lines += _wrap(SHORT_NAME_RULE)
+    lines.append("")
+    lines += _wrap(LABEL_RULE)
     lines += ["", "OTHER FILES", "-----------", ""]
     described = {
         "dictionary.csv": (
