@@ -18,5 +18,10 @@ ROWS: dict[tuple[str, str], set[str] | None] = {
     ("GET", "/coding"): {"data_manager"},
     ("GET", "/coding/<int:record_id>"): {"data_manager"},
     ("POST", "/coding/<int:record_id>"): {"data_manager"},
+    # expedited reports of serious AEs: every reader of the API's list; the site submits,
+    # the safety desk (data manager) acknowledges
+    ("GET", "/expedited-reports"): SITE_STAFF | OWNERS | {"unblinded_statistician", "dsmb"},
+    ("POST", "/expedited-reports/<int:report_id>/submit"): SITE_STAFF,
+    ("POST", "/expedited-reports/<int:report_id>/acknowledge"): {"data_manager"},
 }
-ARGUMENTS: dict[str, str] = {}
+ARGUMENTS: dict[str, str] = {"report_id": "1"}

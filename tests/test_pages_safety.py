@@ -451,3 +451,78 @@ def test_a_query_is_answered_through_the_page_and_audited_as_through_the_api(sit
     again = post_form(site.client, url, {"text": "more"}, form_url="/password")
     assert again.status_code == 409 and "already answered" in again.text
     assert counts() == before
+
+
+# --- expedited reports: the site submits, the safety desk acknowledges ------------------------
+
+
+def test_a_report_is_submitted_and_acknowledged_through_the_pages_as_through_the_api(site, app):
+    """The site's Submit button and the data manager's Acknowledge button write what the
+    API's two operations write; each refuses the step out of order (409) and writes nothing."""
+    through_page = post_form(site.client, site.new_ae_url(), serious_form())
+    ae_page = through_page.headers["Location"]
+    site.api("post", f"/participants/{site.pid}/adverse-events", json=SERIOUS_JSON)
+    reports = db.session.scalars(select(ExpeditedReport).order_by(ExpeditedReport.id)).all()
+    page_report, api_report = (r.id for r in reports)
+    assert "Submit expedited report" in site.client.get(ae_page).text
+
+    submitted = post_form(site.client, f"/expedited-reports/{page_report}/submit", {},
+                          form_url="/password")  # fmt: skip
+    assert submitted.status_code == 302 and submitted.headers["Location"] == ae_page
+    assert site.api("post", f"/expedited-reports/{api_report}/submit").status_code == 200
+    before = counts()
+    again = post_form(site.client, f"/expedited-reports/{page_report}/submit", {},
+                      form_url="/password")  # fmt: skip
+    assert again.status_code == 409 and "only an open report" in again.text
+    assert counts() == before
+
+    manager, manager_token = site.make_user("data_manager", password=PASSWORD)
+    desk = app.test_client()
+    sign_in(desk, manager.username, PASSWORD)
+    listed = desk.get("/expedited-reports?status=submitted")
+    assert listed.status_code == 200 and listed.text.count("Acknowledge receipt") == 2
+    acknowledged = post_form(desk, f"/expedited-reports/{page_report}/acknowledge",
+                             {"from": "list"}, form_url="/password")  # fmt: skip
+    assert acknowledged.status_code == 302
+    assert acknowledged.headers["Location"] == "/expedited-reports"
+    done = site.api("post", f"/expedited-reports/{api_report}/acknowledge", token=manager_token)
+    assert done.status_code == 200, done.json
+
+    def steps(report_id):  # the two steps' audit rows: action, field, who (not ids, times)
+        rows = audit_of("expedited_report", report_id)
+        return [(r[0], r[1], r[5], r[6]) for r in rows if r[0] in ("submit", "acknowledge")]
+
+    assert steps(page_report) and steps(page_report) == steps(api_report)
+    shown = site.client.get(ae_page).text
+    assert "Acknowledged" in shown and "Submit expedited report" not in shown
+
+
+def test_the_report_buttons_are_only_for_their_roles(site, app):
+    post_form(site.client, site.new_ae_url(), serious_form())
+    report_id = db.session.scalar(select(ExpeditedReport.id))
+    monitor, _ = site.make_user("monitor", password=PASSWORD)
+    browser = app.test_client()
+    sign_in(browser, monitor.username, PASSWORD)
+    listed = browser.get("/expedited-reports")
+    assert listed.status_code == 200 and f">{report_id}</a>" in listed.text
+    assert "Submit expedited report" not in listed.text and "Acknowledge receipt" not in listed.text
+    other, _ = site.make_user("coordinator", sites=["S02"], password=PASSWORD)
+    elsewhere = app.test_client()
+    sign_in(elsewhere, other.username, PASSWORD)
+    before = counts()
+    for action in ("submit", "acknowledge"):
+        refused = post_form(browser, f"/expedited-reports/{report_id}/{action}", {},
+                            form_url="/password")  # fmt: skip
+        assert refused.status_code == 403
+    # The other site's coordinator: the report is not found (as the API answers it).
+    assert f">{report_id}</a>" not in elsewhere.get("/expedited-reports").text
+    hidden = post_form(elsewhere, f"/expedited-reports/{report_id}/submit", {},
+                       form_url="/password")  # fmt: skip
+    assert hidden.status_code == 404
+    assert counts() == before
+
+
+def test_a_bad_filter_is_named_and_lists_nothing(site):
+    refused = site.client.get("/expedited-reports?status=lost")
+    assert refused.status_code == 422
+    assert [item.split(":")[0] for item in error_summary(refused.text)] == ["Status"]

@@ -112,6 +112,7 @@ def _register_pages(app: Flask) -> None:
     from trial.queries.pages import bp as queries_pages
     from trial.records.pages import bp as records_pages
     from trial.safety.coding_pages import bp as coding_pages
+    from trial.safety.expedited_pages import bp as expedited_pages
     from trial.safety.pages import bp as safety_pages
     from trial.sites.pages import bp as sites_pages
     from trial.verification.pages import bp as verification_pages
@@ -132,6 +133,7 @@ def _register_pages(app: Flask) -> None:
             queries_pages,
             verification_pages,
             coding_pages,
+            expedited_pages,
             accounts_pages,
             sites_pages,
             audit_pages,

@@ -64,6 +64,7 @@ NAV_LINKS = {
         ("Participants", "participants_pages.participants"),
         ("Queries", "queries_pages.queries"),
         ("Coding", "coding_pages.uncoded"),
+        ("Expedited reports", "expedited_pages.reports"),
         ("Blinded bundle", "exports_pages.bundle"),
     ],
     "statistician": [
