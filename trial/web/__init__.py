@@ -71,10 +71,14 @@ NAV_LINKS = {
         ("Blinded bundle", "exports_pages.bundle"),
         ("Safety reports", "reports_pages.reports"),
     ],
-    "dsmb": [("Safety reports", "reports_pages.reports")],
+    "dsmb": [
+        ("Safety reports", "reports_pages.reports"),
+        ("Expedited reports", "expedited_pages.reports"),
+    ],
     "unblinded_statistician": [
         ("Randomization", "unblinded_pages.overview"),
         ("Safety reports", "reports_pages.reports"),
+        ("Expedited reports", "expedited_pages.reports"),
         ("Blinded bundle", "exports_pages.bundle"),
     ],
     "admin": [
