@@ -20,7 +20,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
-import exports.views
+import exports.download
 import trial.database
 from tests.conftest import make_config
 from trial import create_app
@@ -219,7 +219,7 @@ class _Probe:
 
 def _stub_audited_get(monkeypatch, path, probe, tmp_path):
     """Replace the service behind an audited GET with ``probe`` (nothing else changes)."""
-    import exports.views
+    import exports.download
     import randomization.outputs
     import reports.pdf
 
@@ -229,7 +229,7 @@ def _stub_audited_get(monkeypatch, path, probe, tmp_path):
             probe()
             return "", "0"
 
-        monkeypatch.setattr(exports.views, "build_key_csv", key)
+        monkeypatch.setattr(exports.download, "build_key_csv", key)
     elif path == "/api/v1/randomization/list":
         monkeypatch.setattr(randomization.outputs, "unblinded_slots", lambda actor: probe() or [])
     elif path == "/api/v1/exports/blinded":
@@ -239,7 +239,7 @@ def _stub_audited_get(monkeypatch, path, probe, tmp_path):
             target.write_bytes(b"PK")
             return SimpleNamespace(manifest={"cutoff": "2026-01-01T00:00:00Z"}, sha256="0")
 
-        monkeypatch.setattr(exports.views, "write_bundle", bundle)
+        monkeypatch.setattr(exports.download, "write_bundle", bundle)
     else:
 
         def report(actor, session, arms, cutoff):
@@ -313,7 +313,7 @@ def test_audited_get_records_its_release_when_another_writer_comes_between(
         record_event(g.current_user, "probe_release", entity_type="probe")
         return "", "0"
 
-    monkeypatch.setattr(exports.views, "build_key_csv", lambda actor: read_then_audit())
+    monkeypatch.setattr(exports.download, "build_key_csv", lambda actor: read_then_audit())
     if rule:
         response = client.get("/api/v1/exports/key", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 200

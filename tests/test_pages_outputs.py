@@ -351,9 +351,9 @@ def test_unblinded_pages_refuse_every_other_role(trial, role):
     "role, home, links",
     [
         ("statistician", "/bundle", ["Blinded bundle", "Safety reports"]),
-        ("dsmb", "/reports", ["Safety reports"]),
+        ("dsmb", "/reports", ["Safety reports", "Expedited reports"]),
         ("unblinded_statistician", "/randomization",
-         ["Randomization", "Safety reports", "Blinded bundle"]),
+         ["Randomization", "Safety reports", "Expedited reports", "Blinded bundle"]),
     ],
 )  # fmt: skip
 def test_home_sends_each_role_to_its_first_page_with_its_links(trial, role, home, links):
