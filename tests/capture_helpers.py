@@ -55,6 +55,7 @@ CAPTURE_TABLES = (
     "ciwa_assessments",
     "vitals",
     "lab_results",
+    "blinding_assessments",
     "dosing_records",
     "dispositions",
     "protocol_deviations",

@@ -26,7 +26,7 @@ STRATUM_FACTORS = ("site", "sex")
 # ``drinking.max_drinks_per_day``, which may be set anywhere up to it.
 DRINKS_PER_DAY_CEILING = 100
 # The forms a visit can collect, by their key in a visit's body.
-VISIT_FORMS = ("drinking", "ocds", "ciwa", "vitals", "labs")
+VISIT_FORMS = ("drinking", "ocds", "ciwa", "vitals", "labs", "blinding")
 CRITERION_KINDS = ("inclusion", "exclusion")
 # How a heavy drinking day is told: by standard drinks (NIAAA / FDA 2015: >= 4 women, >= 5 men)
 # or by grams of ethanol (EMA 2010: more than 40 g women, more than 60 g men).
@@ -169,6 +169,8 @@ class ArmsSection(_Strict):
             raise ma.ValidationError("needs one integer per arm name", "ratio")
         if len(set(data["names"])) != len(data["names"]):
             raise ma.ValidationError("arm names must be distinct", "names")
+        if "dont_know" in data["names"]:  # the blinding assessment's "don't know" answer
+            raise ma.ValidationError("an arm cannot be named dont_know", "names")
 
 
 class MinimizationSection(_Strict):

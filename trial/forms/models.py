@@ -41,6 +41,12 @@ VITALS_RANGES = {
     "heart_rate": (30, 220),
     "weight_kg": (30, 300),
 }
+# The blinding assessment (Bang, Ni and Davis 2004): who is asked, and how sure a guess is.
+# A guess names one of the protocol's arms or "dont_know"; a guess of an arm carries its
+# confidence, "don't know" none. A guess is what someone believes, never the arm itself.
+BLINDING_RESPONDENTS = ("participant", "investigator")
+DONT_KNOW = "dont_know"
+BLINDING_CONFIDENCE = ("strongly", "somewhat")
 LAB_UNITS = {
     "GGT": ("U/L", "ukat/L"),
     "ALT": ("U/L", "ukat/L"),
@@ -198,6 +204,36 @@ class LabResult(CapturedRecord, db.Model):
         return self.value / self.upper_limit_normal
 
 
+_CONFIDENCES = ", ".join(repr(c) for c in BLINDING_CONFIDENCE)
+
+
+@register_record_type
+class BlindingAssessment(CapturedRecord, db.Model):
+    """One respondent's guess of the participant's arm at a visit (at most one each)."""
+
+    __tablename__ = "blinding_assessments"
+    __table_args__ = (
+        CheckConstraint(
+            f"respondent IN ({', '.join(repr(r) for r in BLINDING_RESPONDENTS)})",
+            name="known_respondent",
+        ),
+        # "IS NOT NULL" too: a NULL in IN (...) is unknown, which a CHECK lets through.
+        CheckConstraint(
+            f"(guess = '{DONT_KNOW}' AND confidence IS NULL) OR (guess <> '{DONT_KNOW}' AND "
+            f"confidence IS NOT NULL AND confidence IN ({', '.join(repr(c) for c in BLINDING_CONFIDENCE)}))",
+            name="confidence_of_a_guess",
+        ),
+        active_unique_index("uq_blinding_assessments_visit_respondent", "visit_id", "respondent"),
+    )
+    ENTITY = "blinding_assessment"
+    AUDITED_FIELDS = ("respondent", "guess", "confidence")
+
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id"))
+    respondent: Mapped[str] = mapped_column(String(20))
+    guess: Mapped[str] = mapped_column(String(40))
+    confidence: Mapped[str | None] = mapped_column(String(20))
+
+
 # Each form a visit may hold, by the name the protocol's visits use for it.
 FORM_MODELS = {
     "drinking": DrinkingDay,
@@ -205,4 +241,5 @@ FORM_MODELS = {
     "ciwa": CiwaAssessment,
     "vitals": Vitals,
     "labs": LabResult,
+    "blinding": BlindingAssessment,
 }

@@ -3,7 +3,16 @@ from flask import has_app_context
 from marshmallow import fields as f
 from marshmallow import validate as v
 
-from trial.forms.models import CIWA_ITEMS, LAB_UNITS, OCDS_ITEM_MAX, OCDS_ITEMS, VITALS_RANGES
+from trial.forms.models import (
+    BLINDING_CONFIDENCE,
+    BLINDING_RESPONDENTS,
+    CIWA_ITEMS,
+    DONT_KNOW,
+    LAB_UNITS,
+    OCDS_ITEM_MAX,
+    OCDS_ITEMS,
+    VITALS_RANGES,
+)
 from trial.protocol import current_protocol
 from trial.records.schemas import RecordMetaSchema, patch_schema_for
 
@@ -87,6 +96,39 @@ class LabInput(ma.Schema):
     )
 
 
+class ArmGuess(v.Validator):
+    """One of the protocol's arm names or ``dont_know``, read when a value is checked (the
+    protocol file names the arms). ``choices`` are what a page offers (none outside an app
+    context, where the factory builds the OpenAPI spec)."""
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return (*current_protocol().arms, DONT_KNOW) if has_app_context() else ()
+
+    def __call__(self, value: str) -> str:
+        if value not in self.choices:
+            raise ma.ValidationError(f"Must be one of: {', '.join(self.choices)}.")
+        return value
+
+
+class BlindingInput(ma.Schema):
+    """A guess of an arm carries its confidence, "don't know" none: a rule of the service
+    (``trial.forms.services.check_blinding``), checked on a visit and on a correction."""
+
+    respondent = f.String(required=True, validate=v.OneOf(BLINDING_RESPONDENTS))
+    guess = f.String(
+        required=True,
+        validate=ArmGuess(),
+        metadata={"description": "an arm's name (the protocol's arms.names) or dont_know"},
+    )
+    confidence = f.String(
+        load_default=None,
+        allow_none=True,
+        validate=v.OneOf(BLINDING_CONFIDENCE),
+        metadata={"description": "strongly or somewhat for a guess of an arm; none for dont_know"},
+    )
+
+
 class DrinkingDaySchema(RecordMetaSchema):
     visit_id = f.Integer(dump_only=True, allow_none=True)
     date = f.Date(dump_only=True, attribute="day")
@@ -121,6 +163,13 @@ class VitalsSchema(RecordMetaSchema):
     weight_kg = f.Float(dump_only=True, allow_none=True)
 
 
+class BlindingSchema(RecordMetaSchema):
+    visit_id = f.Integer(dump_only=True)
+    respondent = f.String(dump_only=True)
+    guess = f.String(dump_only=True)
+    confidence = f.String(dump_only=True, allow_none=True)
+
+
 class LabSchema(RecordMetaSchema):
     visit_id = f.Integer(dump_only=True)
     test = f.String(dump_only=True)
@@ -135,3 +184,4 @@ OcdsPatchSchema = patch_schema_for(OcdsInput, "OcdsPatch")
 CiwaPatchSchema = patch_schema_for(CiwaInput, "CiwaPatch")
 VitalsPatchSchema = patch_schema_for(VitalsInput, "VitalsPatch")
 LabPatchSchema = patch_schema_for(LabInput, "LabPatch")
+BlindingPatchSchema = patch_schema_for(BlindingInput, "BlindingPatch")

@@ -8,7 +8,9 @@ from sqlalchemy import bindparam, select
 
 from trial.extensions import db
 from trial.forms.models import (
+    DONT_KNOW,
     LAB_UNITS,
+    BlindingAssessment,
     CiwaAssessment,
     DrinkingDay,
     LabResult,
@@ -100,9 +102,34 @@ def check_labs(labs: list[dict], errors: dict, prefix: str = "labs") -> None:
             )
 
 
+def check_blinding(entries: list[dict], errors: dict, prefix: str = "blinding") -> None:
+    """Each respondent once per visit; a guess of an arm with its confidence, "don't know"
+    without one. The database's CHECK ``confidence_of_a_guess`` is the last guard."""
+    seen = set()
+    for index, entry in enumerate(entries):
+        where = f"{prefix}.{index}." if prefix else ""
+        respondent, guess = entry.get("respondent"), entry.get("guess")
+        if respondent is not None:
+            if respondent in seen:
+                errors.setdefault(f"{where}respondent", []).append(
+                    f"The {respondent}'s guess is given twice."
+                )
+            seen.add(respondent)
+        if guess is None or "confidence" not in entry:
+            continue
+        if guess == DONT_KNOW and entry["confidence"] is not None:
+            errors.setdefault(f"{where}confidence", []).append(
+                "Leave the confidence out when the answer is don't know."
+            )
+        elif guess != DONT_KNOW and entry["confidence"] is None:
+            errors.setdefault(f"{where}confidence", []).append(
+                "Say how sure the guess is: strongly or somewhat."
+            )
+
+
 def form_records(participant: Participant, visit_id: int, data: dict) -> list[tuple]:
-    """A visit's forms (drinking days, OCDS, CIWA-Ar, vitals, labs) as ``create_records``
-    items, in the order of their audit rows."""
+    """A visit's forms (drinking days, OCDS, CIWA-Ar, vitals, labs, blinding assessment) as
+    ``create_records`` items, in the order of their audit rows."""
     items: list[tuple] = [
         (
             DrinkingDay,
@@ -120,6 +147,10 @@ def form_records(participant: Participant, visit_id: int, data: dict) -> list[tu
             items.append((model, participant, {"visit_id": visit_id, **data[key]}))
     items.extend(
         (LabResult, participant, {"visit_id": visit_id, **lab}) for lab in data.get("labs") or ()
+    )
+    items.extend(
+        (BlindingAssessment, participant, {"visit_id": visit_id, **guess})
+        for guess in data.get("blinding") or ()
     )
     return items
 
@@ -161,6 +192,25 @@ def revalidate_lab(record, participant, merged: dict) -> None:
         if others is not None:
             errors.setdefault("test", []).append(
                 f"{merged['test']} is already recorded at this visit."
+            )
+    raise_if_errors(errors)
+
+
+def revalidate_blinding(record, participant, merged: dict) -> None:
+    errors: dict = {}
+    check_blinding([merged], errors, prefix="")
+    if merged.get("respondent") is not None:
+        others = db.session.scalar(
+            select(BlindingAssessment.id).where(
+                BlindingAssessment.visit_id == record.visit_id,
+                BlindingAssessment.respondent == merged["respondent"],
+                BlindingAssessment.id != record.id,
+                BlindingAssessment.entered_in_error.is_(False),
+            )
+        )
+        if others is not None:
+            errors.setdefault("respondent", []).append(
+                f"The {merged['respondent']}'s guess is already recorded at this visit."
             )
     raise_if_errors(errors)
 

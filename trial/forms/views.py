@@ -5,8 +5,17 @@ from flask import g
 from trial.auth.policy import allow
 from trial.blueprint import Blueprint
 from trial.forms import services
-from trial.forms.models import CiwaAssessment, DrinkingDay, LabResult, OcdsAssessment, Vitals
+from trial.forms.models import (
+    BlindingAssessment,
+    CiwaAssessment,
+    DrinkingDay,
+    LabResult,
+    OcdsAssessment,
+    Vitals,
+)
 from trial.forms.schemas import (
+    BlindingPatchSchema,
+    BlindingSchema,
     CiwaPatchSchema,
     CiwaSchema,
     DrinkingDayPatchSchema,
@@ -47,6 +56,13 @@ for model, path, dump, patch, check in (
     (CiwaAssessment, "ciwa", CiwaSchema, CiwaPatchSchema, services.no_cross_field_rules),
     (Vitals, "vitals", VitalsSchema, VitalsPatchSchema, services.revalidate_vitals),
     (LabResult, "labs", LabSchema, LabPatchSchema, services.revalidate_lab),
+    (
+        BlindingAssessment,
+        "blinding-assessments",
+        BlindingSchema,
+        BlindingPatchSchema,
+        services.revalidate_blinding,
+    ),
 ):
     add_record_endpoints(
         blp, model=model, path=path, dump_schema=dump, patch_schema=patch, revalidate=check

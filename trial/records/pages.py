@@ -43,6 +43,7 @@ RECORD_PAGES = {
     "ciwa": ("withdrawal assessment (CIWA-Ar)", "trial.forms.schemas:CiwaPatchSchema"),
     "vitals": ("vital signs", "trial.forms.schemas:VitalsPatchSchema"),
     "lab_result": ("laboratory result", "trial.forms.schemas:LabPatchSchema"),
+    "blinding_assessment": ("blinding assessment", "trial.forms.schemas:BlindingPatchSchema"),
     "dosing": ("study drug record", "trial.dosing.schemas:DosingPatchSchema"),
     "disposition": ("disposition", "trial.conduct.schemas:DispositionPatchSchema"),
     "protocol_deviation": ("protocol deviation", "trial.conduct.schemas:DeviationPatchSchema"),
@@ -68,12 +69,19 @@ FIELD_LABELS = {
     "status": "Disposition",
     "disposition_reason": "Reason for the disposition",
     "category": "Category",
+    "respondent": "Who answered",
+    "guess": "Guess of the arm",
+    "confidence": "How sure",
     "description": "Description",
     "criterion": "Criterion",
     "met": "Criterion met",
     "reason": "Reason for the change",
     "version": "Version",
 }
+
+
+# A stored choice as people read it, where its code does not read well with spaces.
+CHOICE_WORDING = {"dont_know": "don't know"}
 
 
 def _labels() -> dict[str, str]:
@@ -108,7 +116,8 @@ def _fields(schema: ma.Schema) -> list[dict]:
         if name in (CHANGE_REASON, VERSION):
             continue
         key = field.data_key or name
-        one_of = next((v for v in field.validators if isinstance(v, ma.validate.OneOf)), None)
+        # A fixed list (OneOf) or one the protocol sets (an arm guess): offered as choices.
+        one_of = next((v for v in field.validators if hasattr(v, "choices")), None)
         span = next((v for v in field.validators if isinstance(v, ma.validate.Range)), None)
         kind = "text"
         if isinstance(field, ma.fields.Date):
@@ -130,7 +139,9 @@ def _fields(schema: ma.Schema) -> list[dict]:
                 "attribute": field.attribute or name,
                 "label": labels.get(key, key.replace("_", " ").capitalize()),
                 "kind": kind,
-                "choices": [(c, str(c).replace("_", " ")) for c in one_of.choices]
+                "choices": [
+                    (c, CHOICE_WORDING.get(c, str(c).replace("_", " "))) for c in one_of.choices
+                ]
                 if one_of
                 else [],
                 "hint": hint,

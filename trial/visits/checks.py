@@ -176,7 +176,7 @@ def visit_errors(participant: Participant, data: dict, *, visits: list | None = 
         participant, {k: data[k] for k in VISIT_FIELDS if k in data}, visits=visits
     )
     status, visit_date = data.get("status"), data.get("visit_date")
-    form_keys = [k for k in ("drinking", "labs") if data.get(k)] + [
+    form_keys = [k for k in ("drinking", "labs", "blinding") if data.get(k)] + [
         k for k in ("ocds", "ciwa", "vitals") if data.get(k) is not None
     ]
     if status == "missed" and form_keys:
@@ -198,6 +198,7 @@ def visit_errors(participant: Participant, data: dict, *, visits: list | None = 
     window_errors(participant, data, errors)
     forms.check_vitals(data.get("vitals"), errors)
     forms.check_labs(data.get("labs") or [], errors)
+    forms.check_blinding(data.get("blinding") or [], errors)
     return errors
 
 
@@ -218,7 +219,12 @@ def coherent_visit_changes(visit: Visit, changes: dict) -> dict:
 
 def active_forms(visit: Visit) -> list:
     singles = [visit.ocds, visit.ciwa, visit.vitals]
-    return [*visit.drinking_days, *(form for form in singles if form is not None), *visit.labs]
+    return [
+        *visit.drinking_days,
+        *(form for form in singles if form is not None),
+        *visit.labs,
+        *visit.blinding,
+    ]
 
 
 def revalidate_visit(actor, participant: Participant, visit: Visit, merged: dict) -> None:

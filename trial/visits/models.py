@@ -68,6 +68,7 @@ class Visit(CapturedRecord, db.Model):
             "ciwa": self.ciwa is not None,
             "vitals": self.vitals is not None,
             "labs": bool(self.labs),
+            "blinding": bool(self.blinding),
         }
         return [form for form in self.expected_forms if not held[form]]
 
@@ -90,3 +91,4 @@ Visit.ocds = _forms("OcdsAssessment", many=False)
 Visit.ciwa = _forms("CiwaAssessment", many=False)
 Visit.vitals = _forms("Vitals", many=False)
 Visit.labs = _forms("LabResult", order_by="LabResult.test")
+Visit.blinding = _forms("BlindingAssessment", order_by="BlindingAssessment.respondent")

@@ -11,7 +11,14 @@ from trial.conduct.models import ProtocolDeviation
 from trial.extensions import db
 from trial.forms import services as forms
 from trial.forms.edit_checks.run import run_visit_checks
-from trial.forms.models import CiwaAssessment, DrinkingDay, LabResult, OcdsAssessment, Vitals
+from trial.forms.models import (
+    BlindingAssessment,
+    CiwaAssessment,
+    DrinkingDay,
+    LabResult,
+    OcdsAssessment,
+    Vitals,
+)
 from trial.participants.models import Participant
 from trial.participants.services import (
     get_visible_participant,
@@ -39,6 +46,7 @@ VISIT_DEFAULTS = {
     "out_of_window_reason": None,
     "drinking": [],
     "labs": [],
+    "blinding": [],
     "ocds": None,
     "ciwa": None,
     "vitals": None,
@@ -109,8 +117,9 @@ def record_visits(actor, entries: Sequence[tuple[Participant, dict]]) -> list[Vi
 
 def _hold_written(visit: Visit, participant: Participant, records: list) -> None:
     """Give a new visit its participant and forms as just written, as its relationships
-    would load them (drinking days by day, labs by test, one OCDS, CIWA-Ar and vitals or
-    none), and each form its participant: the visit's answer needs no read-back."""
+    would load them (drinking days by day, labs by test, guesses by respondent, one OCDS,
+    CIWA-Ar and vitals or none), and each form its participant: the visit's answer needs no
+    read-back."""
 
     def of(model):
         return [record for record in records if type(record) is model]
@@ -119,5 +128,8 @@ def _hold_written(visit: Visit, participant: Participant, records: list) -> None
         set_committed_value(record, "participant", participant)
     set_committed_value(visit, "drinking_days", sorted(of(DrinkingDay), key=lambda d: d.day))
     set_committed_value(visit, "labs", sorted(of(LabResult), key=lambda lab: lab.test))
+    set_committed_value(
+        visit, "blinding", sorted(of(BlindingAssessment), key=lambda guess: guess.respondent)
+    )
     for name, model in (("ocds", OcdsAssessment), ("ciwa", CiwaAssessment), ("vitals", Vitals)):
         set_committed_value(visit, name, next(iter(of(model)), None))

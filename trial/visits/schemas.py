@@ -4,6 +4,8 @@ from marshmallow import validate as v
 
 from trial.forms.edit_checks.schemas import EditCheckWarningSchema
 from trial.forms.schemas import (
+    BlindingInput,
+    BlindingSchema,
     CiwaInput,
     CiwaSchema,
     DrinkingDayInput,
@@ -52,6 +54,15 @@ class VisitCreateSchema(ma.Schema):
     ciwa = f.Nested(CiwaInput, load_default=None, allow_none=True)
     vitals = f.Nested(VitalsInput, load_default=None, allow_none=True)
     labs = f.List(f.Nested(LabInput), load_default=list, validate=v.Length(max=20))
+    blinding = f.List(
+        f.Nested(BlindingInput),
+        load_default=list,
+        validate=v.Length(max=2),
+        metadata={
+            "description": "the blinding assessment: the participant's and the investigator's "
+            "guess of the arm, each once"
+        },
+    )
 
 
 class VisitPatchSchema(ma.Schema):
@@ -92,6 +103,7 @@ class VisitSchema(RecordMetaSchema):
     ciwa = f.Nested(CiwaSchema, dump_only=True, allow_none=True)
     vitals = f.Nested(VitalsSchema, dump_only=True, allow_none=True)
     labs = f.Nested(LabSchema, many=True, dump_only=True)
+    blinding = f.Nested(BlindingSchema, many=True, dump_only=True)
     warnings = f.List(
         f.Nested(EditCheckWarningSchema),
         dump_only=True,
