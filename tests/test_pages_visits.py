@@ -49,7 +49,10 @@ class _Form(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
-        if tag == "input" and a.get("name") and a.get("type") not in ("checkbox", "submit"):
+        if tag == "input" and a.get("name") and a.get("type") == "radio":
+            if "checked" in a:  # a browser posts the chosen answer alone
+                self.values[a["name"]] = a.get("value") or ""
+        elif tag == "input" and a.get("name") and a.get("type") not in ("checkbox", "submit"):
             self.values[a["name"]] = a.get("value") or ""
         elif tag == "select":
             self._select = a.get("name")
@@ -223,6 +226,7 @@ FORM_MARKERS = {
     "ciwa": 'name="ciwa.orientation"',
     "vitals": 'name="vitals.systolic_bp"',
     "labs": 'name="labs.0.upper_limit_normal"',
+    "blinding": 'name="blinding.0.answer"',
 }
 
 
@@ -237,7 +241,9 @@ def test_the_form_holds_exactly_the_protocols_forms_for_each_visit(trial, page):
             assert (marker in html) == (form in definition["forms"]), (definition["code"], form)
     fresh = trial.make_participant(consent_date=iso(today() - 10 * D))["participant_id"]
     html = page.get(f"/participants/{fresh}/visits/new?visit_code=screening").text
-    assert all(marker in html for marker in FORM_MARKERS.values())
+    (screening,) = [v for v in PROTOCOL["visits"] if v["code"] == "screening"]
+    for form, marker in FORM_MARKERS.items():
+        assert (marker in html) == (form in screening["forms"]), form
     rows = re.findall(r'name="drinking\.(\d+)\.date" value="([0-9-]+)"', html)
     assert [day for _, day in rows] == [iso(today() - n * D) for n in range(28, 0, -1)]
     first = today() - 28 * D
@@ -520,3 +526,105 @@ def test_a_value_emptied_on_a_correction_page_is_cleared_and_audited(trial, page
     assert any("heart" in line.lower() for line in error_summary(refused.text)), error_summary(
         refused.text
     )
+
+
+# --- the blinding assessment ----------------------------------------------------------
+
+
+def test_guesses_through_the_page_are_the_guesses_the_api_stores(trial, page):
+    a = trial.enrol(day0_ago=84)
+    b = trial.enrol(day0_ago=84)
+    url, shown = visit_form(page, a.pid, "week_12")
+    html = page.get(url).text
+    # Both questions, each with the questionnaire's five answers in Bang's order.
+    assert "which treatment do you think you are taking?" in html
+    assert "which treatment do you think the participant is taking?" in html
+    answers = re.findall(r'name="blinding\.0\.answer" value="([^"]+)"', html)
+    assert answers == [
+        "baclofen|strongly",
+        "baclofen|somewhat",
+        "dont_know",
+        "placebo|somewhat",
+        "placebo|strongly",
+    ]
+    assert "Strongly believe baclofen" in html and "Don&#39;t know" in html
+    body = {
+        "visit_code": "week_12",
+        "visit_date": iso(today()),
+        "blinding": [
+            {"respondent": "investigator", "guess": "dont_know", "confidence": None},
+            {"respondent": "participant", "guess": "placebo", "confidence": "somewhat"},
+        ],
+    }
+    filled = {
+        **shown,
+        "visit_date": iso(today()),
+        "blinding.0.answer": "placebo|somewhat",
+        "blinding.1.answer": "dont_know",
+    }
+    before = audit_rows()
+    saved = post_form(page, url, filled)
+    assert saved.status_code == 302, error_summary(saved.text)
+    visit_id = int(saved.headers["Location"].rsplit("/", 1)[1])
+    written = audit_rows() - before
+    before = audit_rows()
+    answer = trial.post(f"/participants/{b.pid}/visits", body)
+    assert answer.status_code == 201, answer.json
+    assert audit_rows() - before == written
+    by_page, by_api = api_visit(trial, visit_id), api_visit(trial, answer.json["id"])
+    assert strip(by_page) == strip(by_api)
+    assert [(g["respondent"], g["guess"]) for g in by_page["blinding"]] == [
+        ("investigator", "dont_know"),
+        ("participant", "placebo"),
+    ]
+    shown = page.get(f"/visits/{visit_id}").text
+    assert "Somewhat believes placebo" in shown and "Don&#39;t know" in shown
+
+
+def test_an_unanswered_question_is_not_sent_and_a_forged_answer_is_refused(trial, page):
+    p = trial.enrol(day0_ago=84)
+    url, shown = visit_form(page, p.pid, "week_12")
+    before = counts()
+    forged = post_form(
+        page,
+        url,
+        {**shown, "visit_date": iso(today()), "blinding.1.answer": "aspirin|very"},
+    )
+    assert forged.status_code == 422
+    summary = error_summary(forged.text)
+    assert any(line.startswith("Investigator&#39;s guess") for line in summary), summary
+    assert 'id="blinding-1-answer-error"' in forged.text
+    assert counts() == before
+    # Only the participant answered: saved, the investigator's guess not sent.
+    saved = post_form(
+        page, url, {**shown, "visit_date": iso(today()), "blinding.0.answer": "baclofen|strongly"}
+    )
+    assert saved.status_code == 302, error_summary(saved.text)
+    visit = api_visit(trial, int(saved.headers["Location"].rsplit("/", 1)[1]))
+    assert [(g["respondent"], g["guess"], g["confidence"]) for g in visit["blinding"]] == [
+        ("participant", "baclofen", "strongly")
+    ]
+
+
+def test_a_guess_is_corrected_on_its_page_with_none_for_the_confidence(trial, page):
+    p = trial.enrol(day0_ago=84)
+    body = {
+        "visit_code": "week_12",
+        "visit_date": iso(today()),
+        "blinding": [{"respondent": "participant", "guess": "baclofen", "confidence": "somewhat"}],
+    }
+    visit = trial.post(f"/participants/{p.pid}/visits", body).json
+    (guess,) = visit["blinding"]
+    url = f"/records/blinding_assessment/{guess['id']}/correct"
+    html = page.get(url).text
+    assert '<option value="dont_know">don&#39;t know</option>' in html
+    shown = form_values(html)
+    assert (shown["guess"], shown["confidence"]) == ("baclofen", "somewhat")
+    saved = post_form(
+        page, url, {**shown, "guess": "dont_know", "confidence": "", "reason": "Misheard"}
+    )
+    assert saved.status_code == 302, error_summary(saved.text)
+    fields = {
+        row.field: row.new_value for row in audit_of("blinding_assessment", guess["id"], "update")
+    }
+    assert fields == {"guess": '"dont_know"', "confidence": None}

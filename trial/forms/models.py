@@ -220,7 +220,7 @@ class BlindingAssessment(CapturedRecord, db.Model):
         # "IS NOT NULL" too: a NULL in IN (...) is unknown, which a CHECK lets through.
         CheckConstraint(
             f"(guess = '{DONT_KNOW}' AND confidence IS NULL) OR (guess <> '{DONT_KNOW}' AND "
-            f"confidence IS NOT NULL AND confidence IN ({', '.join(repr(c) for c in BLINDING_CONFIDENCE)}))",
+            f"confidence IS NOT NULL AND confidence IN ({_CONFIDENCES}))",
             name="confidence_of_a_guess",
         ),
         active_unique_index("uq_blinding_assessments_visit_respondent", "visit_id", "respondent"),

@@ -145,6 +145,8 @@ def _fields(schema: ma.Schema) -> list[dict]:
                 if one_of
                 else [],
                 "hint": hint,
+                # A choice that may be empty offers "none" (posted blank, which clears it).
+                "blank": "None" if field.allow_none else None,
             }
         )
     return shown

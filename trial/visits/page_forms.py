@@ -13,7 +13,16 @@ from datetime import date, timedelta
 
 from werkzeug.datastructures import MultiDict
 
-from trial.forms.models import CIWA_ITEMS, LAB_UNITS, OCDS_ITEM_MAX, OCDS_ITEMS, VITALS_RANGES
+from trial.forms.models import (
+    BLINDING_RESPONDENTS,
+    CIWA_ITEMS,
+    DONT_KNOW,
+    LAB_UNITS,
+    OCDS_ITEM_MAX,
+    OCDS_ITEMS,
+    VITALS_RANGES,
+)
+from trial.protocol import current_protocol
 
 FORM_NAMES = {
     "drinking": "Drinking calendar (Timeline Followback)",
@@ -21,6 +30,7 @@ FORM_NAMES = {
     "ciwa": "Withdrawal (CIWA-Ar)",
     "vitals": "Vital signs",
     "labs": "Laboratory tests",
+    "blinding": "Blinding assessment",
 }
 # The OCDS items in brief (Anton et al., 1995); the paper form holds the full wording.
 OCDS_WORDING = dict(
@@ -77,6 +87,15 @@ LAB_INPUTS = (
     ("unit", "unit"),
     ("upper_limit_normal", "upper limit of normal"),
 )
+# The blinding assessment's questions (Bang, Ni and Davis 2004), asked of each respondent; the
+# answer is one of five (``blinding_answers``), posted as ``blinding.<row>.answer``.
+BLINDING_QUESTIONS = {
+    "participant": "The participant's guess: which treatment do you think you are taking?",
+    "investigator": "The investigator's guess: which treatment do you think the participant "
+    "is taking?",
+}
+BLINDING_LABELS = {"participant": "Participant's guess", "investigator": "Investigator's guess"}
+BLINDING_FIELDS = ("respondent", "guess", "confidence")
 VISIT_LABELS = {
     "visit_code": "Visit",
     "visit_date": "Visit date",
@@ -111,7 +130,42 @@ def labels_of(rows: list[tuple[int, str]]) -> dict[str, str]:
     for index, test in enumerate(LAB_UNITS):
         for key, text in LAB_INPUTS:
             labels[f"labs.{index}.{key}"] = f"{test} {text}"
+    labels["blinding"] = FORM_NAMES["blinding"]
+    for index, respondent in enumerate(BLINDING_RESPONDENTS):
+        labels[f"blinding.{index}.answer"] = BLINDING_LABELS[respondent]
     return labels
+
+
+def blinding_answers() -> list[tuple[str, str]]:
+    """The five answers in the questionnaire's order (Bang 2004): strongly and somewhat the
+    first arm, don't know, somewhat and strongly the second; a value is ``arm|confidence``
+    or ``dont_know``. Arms from the protocol, the same list for every participant."""
+    first, second = current_protocol().arms[:2]
+    return [
+        (f"{first}|strongly", f"Strongly believe {first}"),
+        (f"{first}|somewhat", f"Somewhat believe {first}"),
+        (DONT_KNOW, "Don't know"),
+        (f"{second}|somewhat", f"Somewhat believe {second}"),
+        (f"{second}|strongly", f"Strongly believe {second}"),
+    ]
+
+
+def split_answers(form: MultiDict) -> MultiDict:
+    """Each ``blinding.<row>.answer`` as the API body's ``guess`` and ``confidence``."""
+    out = MultiDict()
+    for key, values in form.lists():
+        parts = key.split(".")
+        if len(parts) == 3 and parts[0] == "blinding" and parts[2] == "answer":
+            answer = values[-1].strip() if values else ""
+            if answer:
+                guess, _, confidence = answer.partition("|")
+                out.add(f"blinding.{parts[1]}.guess", guess)
+                if confidence:
+                    out.add(f"blinding.{parts[1]}.confidence", confidence)
+            continue
+        for value in values:
+            out.add(key, value)
+    return out
 
 
 def calendar_rows(first: date | None, last: date | None) -> list[tuple[int, str, str]]:
@@ -141,11 +195,16 @@ def posted_rows(form: MultiDict) -> list[tuple[int, str, str]]:
 def compact(form: MultiDict) -> tuple[MultiDict, dict[str, dict[int, int]]]:
     """The form as the API body's lists: a calendar day with no drinks typed, and a test with
     neither result nor limit typed, are not sent; rows are renumbered in order, and the map
-    turns each sent index back into the row shown (so an error lands on its input)."""
-    keep = {"drinking": ("standard_drinks",), "labs": ("value", "upper_limit_normal")}
+    turns each sent index back into the row shown (so an error lands on its input). A
+    respondent not answered is not sent (the form then lists the assessment as missing)."""
+    keep = {
+        "drinking": ("standard_drinks",),
+        "labs": ("value", "upper_limit_normal"),
+        "blinding": ("guess",),
+    }
     rows: dict[str, dict[int, dict[str, list[str]]]] = {name: {} for name in keep}
     out = MultiDict()
-    for key, values in form.lists():
+    for key, values in split_answers(form).lists():
         parts = key.split(".")
         if len(parts) == 3 and parts[0] in keep and parts[1].isdigit():
             rows[parts[0]].setdefault(int(parts[1]), {})[parts[2]] = values
@@ -174,6 +233,8 @@ def shown_errors(errors: dict, back: dict[str, dict[int, int]]) -> dict:
         parts = key.split(".")
         if len(parts) >= 2 and parts[0] in back and parts[1].isdigit():
             parts[1] = str(back[parts[0]].get(int(parts[1]), parts[1]))
+        if len(parts) == 3 and parts[0] == "blinding" and parts[2] in BLINDING_FIELDS:
+            parts[2] = "answer"  # the one input that posts a guess with its confidence
         shown.setdefault(".".join(parts), []).extend(messages)
     return shown
 
@@ -205,4 +266,7 @@ def wording() -> dict:
         "lab_wording": LAB_WORDING,
         "lab_units": LAB_UNITS,
         "lab_unit_options": {t: [(u, u) for u in units] for t, units in LAB_UNITS.items()},
+        "blinding_questions": BLINDING_QUESTIONS,
+        "blinding_labels": BLINDING_LABELS,
+        "blinding_answers": blinding_answers(),
     }
