@@ -19,6 +19,7 @@ from exports.context import ParticipantFacts, build_context, records_as_of
 from exports.snapshot import parse_cutoff, snapshot_at
 from reports.rows import (
     AdverseEventRow,
+    BlindingRow,
     DeviationRow,
     DoseRow,
     LabRow,
@@ -31,7 +32,7 @@ from trial.conduct.models import ProtocolDeviation
 from trial.database import utcnow
 from trial.dosing.models import DosingRecord
 from trial.extensions import db
-from trial.forms.models import LabResult
+from trial.forms.models import BlindingAssessment, LabResult
 from trial.protocol import current_protocol
 from trial.safety.models import CRITERION_COLUMNS, SERIOUSNESS_CRITERIA, AdverseEvent
 from trial.sites.models import Site
@@ -91,6 +92,7 @@ def load_safety_data(cutoff: datetime) -> SafetyData:
                 for r in records_as_of(cut, ProtocolDeviation, ["category", "date", "automatic"])
                 if r["participant_row_id"] in code
             ],
+            blinding=_blinding(ctx, code),
         )
     return data
 
@@ -175,6 +177,30 @@ def _labs(ctx, code: dict[int, str]) -> list[LabRow]:
                 r["test"],
                 r["value"],
                 r["upper_limit_normal"],
+            )
+        )
+    return rows
+
+
+def _blinding(ctx, code: dict[int, str]) -> list[BlindingRow]:
+    """The blinding assessment's answers as they stood at the cut-off (entered-in-error ones
+    left out by ``records_as_of``), each with the visit it was given at and dated by it; an
+    answer whose visit is not in the cut (entered in error, or recorded later) is left out,
+    as the bundle's file of the answers leaves it out."""
+    rows = []
+    fields = ["visit_id", "respondent", "guess", "confidence"]
+    for r in records_as_of(ctx.cut, BlindingAssessment, fields):
+        visit = ctx.visits.get(r["visit_id"])
+        if r["participant_row_id"] not in code or visit is None:
+            continue
+        rows.append(
+            BlindingRow(
+                code[r["participant_row_id"]],
+                visit.visit_code,
+                visit.visit_date,
+                r["respondent"],
+                r["guess"],
+                r["confidence"],
             )
         )
     return rows

@@ -21,7 +21,7 @@ from reportlab.platypus import PageBreak, Paragraph, Spacer
 
 from exports.snapshot import cyclic_gc_paused
 from randomization.release import pad_pdf, release_digest
-from reports import charts, listings, liver, summaries
+from reports import blinding, charts, listings, liver, summaries
 from reports import counting as c
 from reports import tables as t
 from reports.data import load_safety_data, resolve_cutoff
@@ -225,6 +225,15 @@ def build_story(data: SafetyData, session: str, arms: str | None, arm_of=None) -
         "Listing 4. Emergency unblindings", randomized_people, label_of
     )
     story += completeness_tables(data, protocol)
+    title = "Table 12. Blinding assessment: guesses of the arm"
+    if arm_of is None:
+        story += blinding.open_table(
+            title, data.blinding, randomized, protocol.visits, protocol.arms
+        )
+    else:
+        story += blinding.closed_table(
+            title, data.blinding, randomized, protocol.visits, protocol.arms, labels, arm_of
+        )
     return story
 
 

@@ -93,6 +93,18 @@ class DeviationRow:
     automatic: bool
 
 
+@dataclass(frozen=True)
+class BlindingRow:
+    """One respondent's answer of the blinding assessment, with the visit it was asked at."""
+
+    participant_id: str
+    visit_code: str
+    visit_date: date | None
+    respondent: str  # participant or investigator
+    guess: str  # an arm name of the protocol, or "dont_know"
+    confidence: str | None  # strongly or somewhat; None for don't know
+
+
 @dataclass
 class SafetyData:
     """Everything a safety report shows, as of ``cutoff``: what ``reports.data`` returns."""
@@ -106,3 +118,4 @@ class SafetyData:
     labs: list[LabRow] = field(default_factory=list)
     visits: list[VisitRow] = field(default_factory=list)
     deviations: list[DeviationRow] = field(default_factory=list)
+    blinding: list[BlindingRow] = field(default_factory=list)
