@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from randomization.demo import adverse, measures
+from randomization.demo import adverse, blinding, measures
 from randomization.demo.dosing import dosing_records
 from randomization.demo.profile import Profile, participant_rng
 from trial.protocol import Protocol, VisitDefinition
@@ -194,6 +194,8 @@ def simulate_course(profile: Profile, arm: str, today: date, protocol: Protocol)
         previous = plan.date
     if liver_visit is not None:
         course.events.append(_liver_event(rng, liver_visit.date, last_contact))
+    # The guesses of the arm, from a stream of their own (this one is drawn as before).
+    blinding.add_guesses(profile, active, course.events, course.visits, protocol)
 
     eot = next((p.date for p in completed if p.definition.day == end_of_treatment), None)
     taper_start = eot or day0 + timedelta(days=end_of_treatment)
