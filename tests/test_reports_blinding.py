@@ -1,0 +1,381 @@
+"""Table 12, the blinding assessment, on a small trial built through the API: the closed
+report's counts by arm and its indices against hand-computed values, the open report's
+pooled counts with no per-arm figure and no index, and the counting rule (answers entered in
+error, recorded after the cut-off or corrected after it). SQLite and PostgreSQL.
+
+The trial: eight participants of one stratum (S01, women), randomized 175 days ago, so both
+arms have at least three (the first block holds both arms). The first three of each arm,
+B1-B3 on baclofen and P1-P3 on placebo, answer:
+
+    participant, week 12      B1 strongly baclofen, B2 somewhat baclofen, B3 don't know,
+                              P1 strongly placebo, P2 somewhat baclofen, P3 somewhat placebo
+    investigator, week 12     B1 somewhat placebo, everyone else don't know
+    participant, end of tr.   B1 strongly baclofen, P1 strongly baclofen; B2 strongly placebo
+                              entered in error; P2 somewhat baclofen recorded after the cut-off;
+                              B1 corrected to don't know after the cut-off
+    investigator, end of tr.  nobody
+
+By hand (five answers, Bang 2004's weights 1, 0.5, 0, -0.5, -1; z = 1.959964):
+    participant week 12, baclofen: BI = (1 + 0.5 + 0)/3 = 0.50; Var = ((1 + 0.25)/3 - 0.25)/3
+        = 0.0556, SE 0.2357, CI 0.04 to 0.96.
+    participant week 12, placebo: BI = (1 - 0.5 + 0.5)/3 = 0.33; Var = ((1 + 0.25 + 0.25)/3
+        - 1/9)/3 = 7/54, SE 0.3600, CI -0.37 to 1.04.
+    participant week 12, James (3 answers: baclofen arm 2 active, 0 control, 1 don't know;
+        placebo arm 1 active, 2 control): N = 6, Pdk = 1/6, Pdo = 0.5 x (1/6)/(5/6) = 0.1,
+        Pde = 0.5 x (1/2 x 1/2 + 1/3 x 1/3)/(5/6)^2 = 0.26, Kd = -8/13,
+        BI = (1 + 1/6 + 5/6 x -8/13)/2 = 17/52 = 0.33.
+    investigator week 12: baclofen BI = -0.5/3 = -0.17, Var = (0.25/3 - 1/36)/3 = 1/54,
+        SE 0.1361, CI -0.43 to 0.10; placebo: all don't know, n/a; James: Pdk = 5/6,
+        Pdo = Pde = 0.5, Kd = 0, BI = (1 + 5/6)/2 = 11/12 = 0.92.
+    participant end of treatment: baclofen BI = 1 (variance 0: no CI), placebo BI = -1 (no
+        CI); James: every guess names baclofen, Pde = 0.5 x (1 x 1/2 + 0)/1 ... = 0.25,
+        Pdo = 0.5 x 1/2 = 0.25, Kd = 0, BI = 0.5.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import timedelta
+
+import pdfplumber
+import pytest
+
+from exports.snapshot import parse_cutoff
+from reports import blinding_index as bi
+from reports import pdf as report_pdf
+from reports.blinding import index_text
+from reports.data import load_safety_data
+from tests.capture_helpers import Trial
+from tests.test_exports_bundle import now_cutoff
+from tests.test_reports_pdf import open_report_leaks
+from trial.database import utcnow
+from trial.extensions import db
+
+D = timedelta(days=1)
+TITLE = "Table 12. Blinding assessment"
+
+
+def answer(respondent, guess, confidence=None):
+    return {"respondent": respondent, "guess": guess, "confidence": confidence}
+
+
+def table_12_lines(pdf: bytes) -> list[str]:
+    """The text lines of Table 12 (the report's last section), page furniture left out."""
+    with pdfplumber.open(io.BytesIO(pdf)) as document:
+        text = "\n".join(page.extract_text() or "" for page in document.pages)
+    start = text.index(TITLE)
+    lines = [line.strip() for line in text[start:].splitlines()]
+    furniture = re.compile(r"^(Page \d+ of \d+|CLOSED - DSMB only.*|OPEN\b.*)$")
+    return [line for line in lines if line and not furniture.match(line)]
+
+
+def table_rows(lines: list[str]) -> list[str]:
+    """The table's rows: from its header row to the first footnote line."""
+    first = next(i for i, line in enumerate(lines) if line.startswith("Respondent, visit"))
+    last = next(i for i, line in enumerate(lines) if line.startswith("Answers counted:"))
+    return lines[first:last]
+
+
+CELL = re.compile(r"\d+ \(\d+\.\d\)")
+
+
+def per_arm_figures(lines: list[str], per_arm_cells: set[str]) -> list[str]:
+    """What in a Table 12 would be a per-arm figure: a row with more than one count (a
+    column per arm), a cell only a per-arm column has, or an index row."""
+    found = []
+    for line in table_rows(lines)[1:]:
+        figures = re.findall(r"(?:\d+ \(\d+\.\d\)|(?<= )\d+$|(?<= )\d+(?= ))", line)
+        if len(figures) > 1:
+            found.append(f"more than one count: {line!r}")
+        found += [f"per-arm cell {cell!r}: {line!r}" for cell in CELL.findall(line)
+                  if cell in per_arm_cells]  # fmt: skip
+        if "index" in line.casefold():
+            found.append(f"an index: {line!r}")
+    return found
+
+
+@pytest.fixture
+def built(client, make_site, make_user, make_participant):
+    """The trial of the module docstring, with the cut-offs around its later changes."""
+    from randomization.outputs import arms_for_closed_report
+
+    trial = Trial(client, make_site, make_user, make_participant)
+    dsmb, _ = make_user("dsmb", username="dsmb")
+    people = [trial.enrol(day0_ago=175) for _ in range(8)]
+    arm_of = arms_for_closed_report(dsmb)
+    b = [p for p in people if arm_of[p.pid] == "baclofen"][:3]
+    pl = [p for p in people if arm_of[p.pid] == "placebo"][:3]
+    assert len(b) == len(pl) == 3, "one stratum's first block holds both arms"
+
+    week_12 = [
+        (b[0], [answer("participant", "baclofen", "strongly"),
+                answer("investigator", "placebo", "somewhat")]),
+        (b[1], [answer("participant", "baclofen", "somewhat"),
+                answer("investigator", "dont_know")]),
+        (b[2], [answer("participant", "dont_know"), answer("investigator", "dont_know")]),
+        (pl[0], [answer("participant", "placebo", "strongly"),
+                 answer("investigator", "dont_know")]),
+        (pl[1], [answer("participant", "baclofen", "somewhat"),
+                 answer("investigator", "dont_know")]),
+        (pl[2], [answer("participant", "placebo", "somewhat"),
+                 answer("investigator", "dont_know")]),
+    ]  # fmt: skip
+    for p, body in week_12:
+        response = trial.visit(p.pid, "week_12", p.day0 + 84 * D, blinding=body)
+        assert response.status_code == 201, response.json
+    eot = []
+    for p, guess in (
+        (b[0], answer("participant", "baclofen", "strongly")),
+        (pl[0], answer("participant", "baclofen", "strongly")),
+        (b[1], answer("participant", "placebo", "strongly")),
+    ):
+        response = trial.visit(p.pid, "end_of_treatment", p.day0 + 168 * D, blinding=[guess])
+        assert response.status_code == 201, response.json
+        eot.append(response.json["blinding"][0])
+    before_error = now_cutoff()  # B2's end-of-treatment guess still stands here
+    marked = trial.post(
+        f"/blinding-assessments/{eot[2]['id']}/entered-in-error",
+        {"reason": "asked the wrong participant", "version": 1},
+    )
+    assert marked.status_code == 200, marked.json
+    cutoff = now_cutoff()
+    late = trial.visit(
+        pl[1].pid,
+        "end_of_treatment",
+        pl[1].day0 + 168 * D,
+        blinding=[answer("participant", "baclofen", "somewhat")],
+    )
+    assert late.status_code == 201, late.json
+    corrected = trial.patch(
+        f"/blinding-assessments/{eot[0]['id']}",
+        {"guess": "dont_know", "confidence": None, "reason": "misrecorded", "version": 1},
+    )
+    assert corrected.status_code == 200, corrected.json
+    db.session.commit()
+    return dict(trial=trial, dsmb=dsmb, b=b, pl=pl, cutoff=cutoff, before_error=before_error)
+
+
+def report(built, session, arms=None, cutoff=None) -> bytes:
+    made = report_pdf.produce_safety_report(
+        db.session.merge(built["dsmb"]), session, arms, cutoff or built["cutoff"]
+    )
+    return made.pdf
+
+
+def ci(table: bi.FiveCategory, arm: str) -> str:
+    return index_text(bi.bang_index(table, arm))
+
+
+# The hand-computed closed report (arms named), block by block.
+EXPECTED_CLOSED = [
+    "Respondent, visit / answer Baclofen Placebo Total",
+    "Participant, Week 12",
+    "Answers 3 3 6",
+    "Strongly believes Baclofen 1 (33.3) 0 1 (16.7)",
+    "Somewhat believes Baclofen 1 (33.3) 1 (33.3) 2 (33.3)",
+    "Don't know 1 (33.3) 0 1 (16.7)",
+    "Somewhat believes Placebo 0 1 (33.3) 1 (16.7)",
+    "Strongly believes Placebo 0 1 (33.3) 1 (16.7)",
+    "Bang's index (95% CI) 0.50 (0.04 to 0.96) 0.33 (-0.37 to 1.04)",
+    "James' index (95% CI) 0.33 ({james_1})",
+    "Participant, End of treatment (week 24)",
+    "Answers 1 1 2",
+    "Strongly believes Baclofen 1 (100.0) 1 (100.0) 2 (100.0)",
+    "Somewhat believes Baclofen 0 0 0",
+    "Don't know 0 0 0",
+    "Somewhat believes Placebo 0 0 0",
+    "Strongly believes Placebo 0 0 0",
+    "Bang's index (95% CI) 1.00 (no CI) -1.00 (no CI)",
+    "James' index (95% CI) 0.50 ({james_2})",
+    "Investigator, Week 12",
+    "Answers 3 3 6",
+    "Strongly believes Baclofen 0 0 0",
+    "Somewhat believes Baclofen 0 0 0",
+    "Don't know 2 (66.7) 3 (100.0) 5 (83.3)",
+    "Somewhat believes Placebo 1 (33.3) 0 1 (16.7)",
+    "Strongly believes Placebo 0 0 0",
+    "Bang's index (95% CI) -0.17 (-0.43 to 0.10) n/a",
+    "James' index (95% CI) 0.92 ({james_3})",
+    "Investigator, End of treatment (week 24)",
+    "Answers 0 0 0",
+    "Strongly believes Baclofen 0 0 0",
+    "Somewhat believes Baclofen 0 0 0",
+    "Don't know 0 0 0",
+    "Somewhat believes Placebo 0 0 0",
+    "Strongly believes Placebo 0 0 0",
+    "Bang's index (95% CI) n/a n/a",
+    "James' index (95% CI) n/a",
+]
+
+EXPECTED_OPEN = [
+    "Respondent, visit / answer Total",
+    "Participant, Week 12",
+    "Answers 6",
+    "Strongly believes active drug 1 (16.7)",
+    "Somewhat believes active drug 2 (33.3)",
+    "Don't know 1 (16.7)",
+    "Somewhat believes control 1 (16.7)",
+    "Strongly believes control 1 (16.7)",
+    "Participant, End of treatment (week 24)",
+    "Answers 2",
+    "Strongly believes active drug 2 (100.0)",
+    "Somewhat believes active drug 0",
+    "Don't know 0",
+    "Somewhat believes control 0",
+    "Strongly believes control 0",
+    "Investigator, Week 12",
+    "Answers 6",
+    "Strongly believes active drug 0",
+    "Somewhat believes active drug 0",
+    "Don't know 5 (83.3)",
+    "Somewhat believes control 1 (16.7)",
+    "Strongly believes control 0",
+    "Investigator, End of treatment (week 24)",
+    "Answers 0",
+    *["Strongly believes active drug 0", "Somewhat believes active drug 0", "Don't know 0",
+      "Somewhat believes control 0", "Strongly believes control 0"],
+]  # fmt: skip
+# Cells only a per-arm column of the closed report has (none equals a pooled cell).
+PER_ARM_CELLS = {"1 (33.3)", "2 (66.7)", "3 (100.0)", "1 (100.0)"}
+
+
+def james_limits(*arms: tuple[int, int, int]) -> str:
+    """The interval of the engine on the hand-counted three-answer table (active, control,
+    don't know per arm): the estimate is checked by hand above, the interval's arithmetic
+    against the papers and the R package in tests/test_blinding_index.py."""
+    result = bi.james_index(bi.GuessTable(bi.ThreeCategory(*arms[0]), bi.ThreeCategory(*arms[1])))
+    text = index_text(result)
+    return text[text.index("(") + 1 : -1]
+
+
+def expected_closed() -> list[str]:
+    return [
+        line.format(
+            james_1=james_limits((2, 0, 1), (1, 2, 0)),
+            james_2=james_limits((1, 0, 0), (1, 0, 0)),
+            james_3=james_limits((0, 1, 2), (0, 0, 3)),
+        )
+        for line in EXPECTED_CLOSED
+    ]
+
+
+def test_the_hand_counts_hold_for_the_engine():
+    """The hand computations of the docstring, through the engine (so a wrong expectation
+    in the report tests below would show here first)."""
+    week_12 = bi.tally(
+        [("baclofen", "baclofen", "strongly"), ("baclofen", "baclofen", "somewhat"),
+         ("baclofen", "dont_know", None), ("placebo", "placebo", "strongly"),
+         ("placebo", "baclofen", "somewhat"), ("placebo", "placebo", "somewhat")],
+        five_category=True,
+    )  # fmt: skip
+    assert ci(week_12.active, "active") == "0.50 (0.04 to 0.96)"
+    assert ci(week_12.control, "control") == "0.33 (-0.37 to 1.04)"
+    james = bi.james_index(week_12)
+    assert james.estimate == bi.Fraction(17, 52)
+    investigator = bi.james_index(
+        bi.GuessTable(bi.ThreeCategory(0, 1, 2), bi.ThreeCategory(0, 0, 3))
+    )
+    assert investigator.estimate == bi.Fraction(11, 12)
+    assert ci(bi.FiveCategory(0, 0, 1, 0, 2), "active") == "-0.17 (-0.43 to 0.10)"
+
+
+def test_the_closed_report_counts_by_arm_against_the_hand_counts(built):
+    lines = table_12_lines(report(built, "closed", "named"))
+    assert table_rows(lines) == expected_closed()
+    text = " ".join(lines)
+    assert "Bang's index uses the five answers" in text
+    assert bi.BANG_FORMULA in text and bi.JAMES_FORMULA in text
+
+
+def test_the_coded_closed_report_prints_each_guess_by_its_arms_code(built):
+    """Coded: a guess is printed as the code of the arm it names (so no arm name sits next
+    to a code), the same numbers as the named report in the coding's order."""
+    from randomization.outputs import closed_report_coding
+
+    coding = closed_report_coding()
+    code = {arm: chr(ord("A") + i) for i, arm in enumerate(coding)}
+    lines = table_rows(table_12_lines(report(built, "closed", "coded")))
+    assert lines[0] == "Respondent, visit / answer A B Total"
+    assert not any(arm in line.casefold() for line in lines for arm in ("baclofen", "placebo"))
+    named = expected_closed()
+    if coding[0] == "baclofen":  # A is baclofen: the named table with the names replaced
+        expected = [line.replace("Baclofen", "A").replace("Placebo", "B") for line in named]
+        expected[0] = "Respondent, visit / answer A B Total"
+        assert lines == expected
+    else:  # A is placebo: its column, and its guesses' rows, come first
+        assert code == {"placebo": "A", "baclofen": "B"}
+        assert lines[1:10] == [
+            "Participant, Week 12",
+            "Answers 3 3 6",
+            "Strongly believes A 1 (33.3) 0 1 (16.7)",
+            "Somewhat believes A 1 (33.3) 0 1 (16.7)",
+            "Don't know 0 1 (33.3) 1 (16.7)",
+            "Somewhat believes B 1 (33.3) 1 (33.3) 2 (33.3)",
+            "Strongly believes B 0 1 (33.3) 1 (16.7)",
+            "Bang's index (95% CI) 0.33 (-0.37 to 1.04) 0.50 (0.04 to 0.96)",
+            named[9],
+        ]
+
+
+def test_the_open_report_shows_the_pooled_answers_and_no_per_arm_figure(built):
+    opened = report(built, "open")
+    lines = table_12_lines(opened)
+    assert table_rows(lines) == EXPECTED_OPEN
+    assert per_arm_figures(lines, PER_ARM_CELLS) == []
+    assert open_report_leaks(opened) == []
+
+
+def test_control_the_per_arm_check_catches_a_table_by_arm(built):
+    """The open report's check, run on the closed report (a Table 12 with per-arm counts
+    and indices), finds them: so it would fail an open report that printed them."""
+    lines = table_12_lines(report(built, "closed", "named"))
+    found = per_arm_figures(lines, PER_ARM_CELLS)
+    assert any(f.startswith("more than one count") for f in found)
+    assert any(f.startswith("per-arm cell") for f in found)
+    assert any(f.startswith("an index") for f in found)
+    # And on the pooled rows alone, a per-arm cell in place of a pooled one is caught.
+    pooled = list(EXPECTED_OPEN)
+    pooled[3] = "Strongly believes active drug 1 (33.3)"
+    assert per_arm_figures([*pooled, "Answers counted:"], set()) == []
+    found = per_arm_figures([*pooled, "Answers counted:"], PER_ARM_CELLS)
+    assert found == ["per-arm cell '1 (33.3)': 'Strongly believes active drug 1 (33.3)'"]
+
+
+def test_answers_entered_in_error_or_after_the_cutoff_are_not_counted(built):
+    """At the cut-off: B2's guess entered in error is out, P2's recorded later is out, B1's
+    later correction is undone. Controls: a cut-off before the error mark counts B2's guess,
+    and a report of now counts P2's and shows B1's correction."""
+
+    def eot(cutoff) -> list[tuple[str, str, str | None]]:
+        rows = load_safety_data(parse_cutoff(cutoff) if isinstance(cutoff, str) else cutoff)
+        return sorted(
+            (r.participant_id, r.guess, r.confidence)
+            for r in rows.blinding
+            if r.visit_code == "end_of_treatment"
+        )
+
+    b, pl = built["b"], built["pl"]
+    assert eot(built["cutoff"]) == sorted(
+        [(b[0].pid, "baclofen", "strongly"), (pl[0].pid, "baclofen", "strongly")]
+    )
+    assert eot(built["before_error"]) == sorted(
+        [
+            (b[0].pid, "baclofen", "strongly"),
+            (pl[0].pid, "baclofen", "strongly"),
+            (b[1].pid, "placebo", "strongly"),
+        ]
+    )
+    assert eot(utcnow()) == sorted(
+        [
+            (b[0].pid, "dont_know", None),
+            (pl[0].pid, "baclofen", "strongly"),
+            (pl[1].pid, "baclofen", "somewhat"),
+        ]
+    )
+    # In print: the report of the cut-off has two end-of-treatment answers (Table 12 above);
+    # the one before the error mark has B2's too.
+    earlier = table_rows(table_12_lines(report(built, "closed", "named", built["before_error"])))
+    block = earlier[earlier.index("Participant, End of treatment (week 24)") :]
+    assert block[1] == "Answers 2 1 3"
+    assert block[6] == "Strongly believes Placebo 1 (50.0) 0 1 (33.3)"
