@@ -25,6 +25,10 @@ from tests.test_access_policy import ROLES as ALL_ROLES
 from tests.test_adverse_events import body as ae_body
 from trial.audit.models import AuditEvent
 from trial.extensions import db
+from trial.forms.models import BlindingAssessment
+from trial.participants.models import Participant
+from trial.protocol import current_protocol
+from trial.visits.models import Visit
 
 ROLES_ALLOWED = {"statistician", "unblinded_statistician", "data_manager"}
 
@@ -52,10 +56,47 @@ def now_cutoff() -> str:
     return instant.isoformat()
 
 
+def add_demo_guesses(limit: int = 6) -> int:
+    """Guesses at some of the demo's completed week-12 and end-of-treatment visits, when the
+    demo recorded none itself (it does since its blinding assessment: then nothing is added),
+    so the bundle's blinding file has rows either way. Written through the records service
+    (audited as the API writes them): the participant's and the investigator's guess at each
+    visit, cycling through every kind of answer. Returns the number of visits given guesses."""
+    from trial.cli_support import system_actor
+    from trial.records.services import create_record
+
+    active = BlindingAssessment.entered_in_error.is_(False)
+    if db.session.scalar(select(BlindingAssessment.id).where(active).limit(1)) is not None:
+        return 0
+    arms = current_protocol().arms
+    answers = [(arms[0], "strongly"), (arms[-1], "somewhat"), ("dont_know", None)]
+    visits = db.session.scalars(
+        select(Visit)
+        .where(
+            Visit.visit_code.in_(("week_12", "end_of_treatment")),
+            Visit.status == "completed",
+            Visit.entered_in_error.is_(False),
+        )
+        .order_by(Visit.id)
+        .limit(limit)
+    ).all()
+    for index, visit in enumerate(visits):
+        participant = db.session.get(Participant, visit.participant_id)
+        for offset, respondent in enumerate(("participant", "investigator")):
+            guess, confidence = answers[(index + offset) % len(answers)]
+            values = {"visit_id": visit.id, "respondent": respondent, "guess": guess}
+            values["confidence"] = confidence
+            create_record(system_actor(), BlindingAssessment, participant, values)
+    db.session.commit()
+    return len(visits)
+
+
 @pytest.fixture
 def demo(app, runner):
     result = runner.invoke(args=["trial", "demo", "--participants", "24", "--seed", "5"])
     assert result.exit_code == 0, result.output
+    db.session.remove()
+    add_demo_guesses()
     db.session.remove()
     return app
 
@@ -117,11 +158,12 @@ def test_xpt_and_parquet_hold_the_csv_values_with_short_names_mapped(demo, runne
     assert all(len(s) <= 8 for s in short.values())
     assert all(len(row["label"]) <= 40 for row in dictionary)
 
-    for name in ("participants", "drinking_outcomes", "labs"):
+    for name in ("participants", "drinking_outcomes", "labs", "blinding_assessments"):
         expected = table(as_csv, f"{name}.csv")
         frame = xpt_frame(as_xpt[f"{name}.xpt"])
         parquet = pq.read_table(io.BytesIO(as_parquet[f"{name}.parquet"])).to_pylist()
         assert len(frame) == len(parquet) == len(expected)
+        assert expected, name  # not vacuous
         for index, row in enumerate(expected):
             for variable, text in row.items():
                 value = frame.iloc[index][short[(name, variable)]]
@@ -194,6 +236,144 @@ def test_the_cutoff_shows_each_record_as_it_stood_then(
     assert by_pid(now, "vitals.csv")[kept.pid]["systolic_bp"] == "128"
     assert [r["preferred_term"] for r in table(then, "adverse_events.csv")] == ["Somnolence"]
     assert table(now, "adverse_events.csv") == []
+
+
+WEEK_12 = timedelta(days=84)  # week 12's target day (window -5/+5)
+GUESS_COLUMNS = [
+    "participant_id",
+    "site",
+    "visit_code",
+    "visit_date",
+    "respondent",
+    "guess",
+    "confidence",
+]
+
+
+def answer(respondent: str, guess: str, confidence: str | None = None) -> dict:
+    return {"respondent": respondent, "guess": guess, "confidence": confidence}
+
+
+def test_guesses_are_in_every_format_as_they_stood_at_the_cut_off(
+    client, make_site, make_user, make_participant, runner, tmp_path
+):
+    """Guesses recorded through the API are in the blinding file of every format, one row
+    each, participant before investigator; a guess entered in error is not, nor one recorded
+    after the cut-off; a guess corrected or withdrawn after it is as it stood then."""
+    trial = Trial(client, make_site, make_user, make_participant)
+    first, second, late = (trial.enrol(day0_ago=90) for _ in range(3))
+    assert sorted([first.pid, second.pid, late.pid]) == [first.pid, second.pid, late.pid]
+
+    def week_12(p, *answers):
+        response = trial.visit(p.pid, "week_12", p.day0 + WEEK_12, blinding=list(answers))
+        assert response.status_code == 201, response.json
+        return {g["respondent"]: g["id"] for g in response.json["blinding"]}
+
+    # Sent investigator first: the file's order is the protocol's, not the order of entry.
+    ids_first = week_12(
+        first, answer("investigator", "dont_know"), answer("participant", "baclofen", "strongly")
+    )
+    ids_second = week_12(
+        second,
+        answer("participant", "placebo", "somewhat"),
+        answer("investigator", "placebo", "strongly"),
+    )
+    withdrawn = trial.post(
+        f"/blinding-assessments/{ids_second['investigator']}/entered-in-error",
+        {"reason": "asked the wrong person", "version": 1},
+    )
+    assert withdrawn.status_code == 200, withdrawn.json
+    cutoff = now_cutoff()
+
+    # After the cut-off: a new visit with guesses, a correction and a withdrawal.
+    ids_late = week_12(late, answer("participant", "placebo", "strongly"))
+    fixed = trial.patch(
+        f"/blinding-assessments/{ids_first['participant']}",
+        {"guess": "dont_know", "confidence": None, "reason": "misheard", "version": 1},
+    )
+    assert fixed.status_code == 200, fixed.json
+    gone = trial.post(
+        f"/blinding-assessments/{ids_second['participant']}/entered-in-error",
+        {"reason": "duplicate", "version": 1},
+    )
+    assert gone.status_code == 200, gone.json
+    assert ids_late
+    db.session.remove()
+    make_user("statistician", username="stat")
+
+    def exported(fmt, *options):
+        data = export(runner, tmp_path, *options, "--format", fmt, user="stat", name=f"{fmt}.zip")
+        return members(data)
+
+    then = {fmt: exported(fmt, "--cutoff", cutoff) for fmt in ("csv", "xpt", "parquet")}
+    now = exported("csv")
+
+    def week(p):
+        return iso(p.day0 + WEEK_12)
+
+    expected_then = [
+        [first.pid, "S01", "week_12", week(first), "participant", "baclofen", "strongly"],
+        [first.pid, "S01", "week_12", week(first), "investigator", "dont_know", ""],
+        [second.pid, "S01", "week_12", week(second), "participant", "placebo", "somewhat"],
+    ]
+    expected_now = [
+        [first.pid, "S01", "week_12", week(first), "participant", "dont_know", ""],
+        [first.pid, "S01", "week_12", week(first), "investigator", "dont_know", ""],
+        [late.pid, "S01", "week_12", week(late), "participant", "placebo", "strongly"],
+    ]
+
+    def rows(files):
+        lines = list(
+            csv.reader(io.StringIO(files["blinding_assessments.csv"].decode(), newline=""))
+        )
+        assert lines[0] == GUESS_COLUMNS
+        return lines[1:]
+
+    assert rows(then["csv"]) == expected_then
+    assert rows(now) == expected_now
+
+    # The same rows in XPT (short names from the dictionary) and Parquet.
+    dictionary = table(then["xpt"], "dictionary.csv")
+    short = {
+        r["variable"]: r["short_name"]
+        for r in dictionary
+        if r["file"] == "blinding_assessments.xpt"
+    }
+    assert list(short) == GUESS_COLUMNS
+    frame = xpt_frame(then["xpt"]["blinding_assessments.xpt"])
+    assert list(frame.columns) == [short[c] for c in GUESS_COLUMNS]
+    parquet = pq.read_table(io.BytesIO(then["parquet"]["blinding_assessments.parquet"]))
+    assert parquet.column_names == GUESS_COLUMNS
+    as_parquet = parquet.to_pylist()
+    assert len(frame) == len(as_parquet) == len(expected_then)
+    for index, row in enumerate(expected_then):
+        for column, text in zip(GUESS_COLUMNS, row, strict=True):
+            value = frame.iloc[index][short[column]]
+            assert same_value(text, value), (index, column, text, value)
+            assert csv_cell(as_parquet[index][column]) == text, (index, column)
+    assert str(parquet.schema.field("visit_date").type) == "date32[day]"
+
+    # Each format's manifest counts the rows and hashes the file; the dictionary describes
+    # every column with its allowed values.
+    for fmt, files in then.items():
+        manifest = json.loads(files["manifest.json"])
+        (entry,) = [f for f in manifest["files"] if f["name"] == f"blinding_assessments.{fmt}"]
+        assert entry["rows"] == len(expected_then), fmt
+        content = files[entry["name"]]
+        assert entry["sha256"] == hashlib.sha256(content).hexdigest(), fmt
+        described = {
+            r["variable"]: r
+            for r in table(files, "dictionary.csv")
+            if r["file"] == f"blinding_assessments.{fmt}"
+        }
+        assert list(described) == GUESS_COLUMNS, fmt
+        assert all(r["label"] and r["type"] for r in described.values())
+        assert described["visit_date"]["type"] == "date"
+        assert described["respondent"]["allowed_values"] == "participant, investigator"
+        assert "dont_know" in described["guess"]["allowed_values"]
+        assert described["confidence"]["allowed_values"].startswith("strongly, somewhat")
+        text = files["README.txt"].decode()
+        assert f"blinding_assessments.{fmt}" in text, fmt
 
 
 def test_formula_cells_are_neutralised_and_numbers_left_alone(

@@ -126,15 +126,40 @@ def read_csv(data: bytes) -> list[list[str]]:
     return list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
 
 
+# The one place an arm's name may be written: a guess of the arm (the blinding assessment),
+# which is what someone believed, not the allocation. Anywhere else it is a leak.
+GUESS_FILE, GUESS_COLUMN = "blinding_assessments.csv", "guess"
+
+
+def guesses_and_the_rest(data: bytes) -> tuple[list[str], str]:
+    """The blinding file's guesses, and its text with the guess column emptied (every other
+    cell, the header included, kept for the scan)."""
+    table = read_csv(data)
+    if not table:
+        return [], ""
+    at = table[0].index(GUESS_COLUMN)
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(table[0])
+    for row in table[1:]:
+        writer.writerow([*row[:at], "", *row[at + 1 :]])
+    return [row[at] for row in table[1:]], buffer.getvalue()
+
+
 def forbidden_content(files: dict[str, bytes], arm_names: list[str]) -> list[str]:
-    """Every arm name, mg dose and lot column found in the bundle's files."""
+    """Every arm name (but a guess of the arm), mg dose and lot column found in the bundle's
+    files; and any guess that is not an arm's name or dont_know."""
     problems = []
     arm_pattern = re.compile(
         r"(?<![a-z])(" + "|".join(re.escape(a) for a in arm_names) + r")(?![a-z])", re.IGNORECASE
     )
     for name, data in sorted(files.items()):
-        text = data.decode("utf-8")
-        for match in arm_pattern.finditer(text):
+        text = scanned = data.decode("utf-8")
+        if name == GUESS_FILE:
+            guesses, scanned = guesses_and_the_rest(data)
+            for guess in sorted(set(guesses) - {*arm_names, "dont_know"}):
+                problems.append(f"{name}: guess {guess!r} is not an arm or dont_know")
+        for match in arm_pattern.finditer(scanned):
             problems.append(f"{name}: arm name {match.group(0)!r}")
         for match in MG_DOSE.finditer(text):
             context = text[max(0, match.start() - 20) : match.end() + 20]
@@ -172,6 +197,30 @@ def test_the_mg_pattern_finds_doses_not_concentrations():
         assert MG_DOSE.search(text), text
     for text in ("bilirubin mg/dL", "0.9 mg/L", "magnesium", "mgmt", "kg"):
         assert not MG_DOSE.search(text), text
+
+
+def test_arm_names_are_allowed_only_as_guesses_of_the_arm():
+    """A guess names an arm (what someone believed): allowed in the guess column of the
+    blinding file, and only there. The same name in any other column of that file, or in
+    any other file, is found; so is a guess that is no answer of the form."""
+    arms = ["baclofen", "placebo"]
+    honest = (
+        b"participant_id,site,visit_code,visit_date,respondent,guess,confidence\r\n"
+        b"S01-0001,S01,week_12,2026-03-01,participant,baclofen,strongly\r\n"
+        b"S01-0001,S01,week_12,2026-03-01,investigator,dont_know,\r\n"
+        b"S01-0002,S01,week_12,2026-03-04,participant,placebo,somewhat\r\n"
+    )
+    assert forbidden_content({GUESS_FILE: honest}, arms) == []
+    planted = honest.replace(b"investigator,dont_know,", b"investigator,dont_know,placebo")
+    assert forbidden_content({GUESS_FILE: planted}, arms) == [
+        "blinding_assessments.csv: arm name 'placebo'"
+    ]
+    odd = honest.replace(b",placebo,", b",Placebo 20 mg,")
+    found = forbidden_content({GUESS_FILE: odd}, arms)
+    assert found[0] == "blinding_assessments.csv: guess 'Placebo 20 mg' is not an arm or dont_know"
+    assert [p.split(" in ")[0] for p in found[1:]] == ["blinding_assessments.csv: mg dose"]
+    elsewhere = {GUESS_FILE: honest, "visits.csv": b"participant_id,arm\r\nS01-0001,baclofen\r\n"}
+    assert forbidden_content(elsewhere, arms) == ["visits.csv: arm name 'baclofen'"]
 
 
 # --- the leak test -------------------------------------------------------------------------

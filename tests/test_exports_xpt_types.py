@@ -29,7 +29,7 @@ from exports.variables import (
     short_names,
     xpt_label,
 )
-from tests.test_exports_bundle import export, members, now_cutoff, table
+from tests.test_exports_bundle import add_demo_guesses, export, members, now_cutoff, table
 from trial.extensions import db
 from trial.protocol import current_protocol
 
@@ -81,6 +81,11 @@ PINNED = {
         "LABS",
         "participant_id=PARID visit_code=VISCOD visit_date=VISDAT test=TEST value=VALUE "
         "unit=UNIT upper_limit_normal=UPPLIMNO times_uln=TIMULN",
+    ),
+    "blinding_assessments": (
+        "BLIASS",
+        "participant_id=PARID site=SITE visit_code=VISCOD visit_date=VISDAT respondent=RES "
+        "guess=GUESS confidence=CON",
     ),
     "study_drug": (
         "STUDRU",
@@ -337,6 +342,8 @@ def bundles(app, runner, tmp_path):
     result = runner.invoke(args=["trial", "demo", "--participants", "16", "--seed", "5"])
     assert result.exit_code == 0, result.output
     db.session.remove()
+    add_demo_guesses()  # the blinding file has rows (none when the demo records no guess)
+    db.session.remove()
     cutoff = now_cutoff()
     return {
         fmt: members(
@@ -381,7 +388,7 @@ def test_every_date_in_every_xpt_file_is_a_sas_date_and_every_label_fits(bundles
         parquet = pq.read_table(io.BytesIO(as_parquet[f"{declared.name}.parquet"]))
         for v in dates:
             assert str(parquet.schema.field(v.name).type) == "date32[day]", v.name
-    assert date_columns >= 16 and files_with_dates == 11
+    assert date_columns >= 17 and files_with_dates == 12
     study_drug = read_xpt(as_xpt["study_drug.xpt"])[1]
     assert study_drug.file_label == "Study drug (tablets; identical in both"
 

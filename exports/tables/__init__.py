@@ -18,6 +18,7 @@ from exports.tables.records import (
     study_drug_table,
 )
 from exports.tables.visits import (
+    blinding_table,
     ciwa_table,
     labs_table,
     ocds_table,
@@ -38,6 +39,7 @@ def tables(protocol) -> tuple[Table, ...]:
         ciwa_table(),
         vitals_table(),
         labs_table(),
+        blinding_table(),
         study_drug_table(),
         adverse_events_table(),
         deviations_table(),

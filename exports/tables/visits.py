@@ -1,12 +1,15 @@
-"""The visits file and the forms entered with a visit (OCDS, CIWA-Ar, vitals, labs)."""
+"""The visits file and the forms entered with a visit (OCDS, CIWA-Ar, vitals, labs, the
+blinding assessment)."""
 
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import repeat
 
 from exports import outcomes
 from exports.tables.declaration import (
     Column,
+    Group,
     Table,
     each,
     field,
@@ -19,13 +22,17 @@ from exports.tables.declaration import (
 from exports.tables.participants import PID
 from exports.variables import Variable as V
 from trial.forms.models import (
+    BLINDING_CONFIDENCE,
+    BLINDING_RESPONDENTS,
     CIWA_ITEMS,
+    DONT_KNOW,
     LAB_UNITS,
     OCDS_COMPULSIVE,
     OCDS_ITEM_MAX,
     OCDS_ITEMS,
     OCDS_OBSESSIVE,
     VITALS_RANGES,
+    BlindingAssessment,
     CiwaAssessment,
     LabResult,
     OcdsAssessment,
@@ -57,15 +64,22 @@ def _form_table(
     *,
     row: str,
     key: tuple[str, ...] = ("participant_id", "visit_code"),
+    leading: tuple[Column, ...] = (),
+    within_visit: dict[str, callable] | None = None,
+    notes: tuple[str, ...] = (),
 ):
     """A form entered with a visit: participant, visit, visit date, its items, its scores;
-    in schedule order (rows of a visit not in the cut are left out)."""
+    in schedule order (rows of a visit not in the cut are left out). ``leading``: columns
+    between the participant and the visit; ``within_visit``: the fields (each with its
+    rank) that order a visit's rows, before the order of entry."""
     fields = [column.variable.name for column in items]
+    within = within_visit or {}
     return Table(
         name,
         label,
         (
             Column(PID, participant_id),
+            *leading,
             Column(V("visit_code", "Visit", "string"), visit_codes()),
             Column(V("visit_date", "Visit date", "date"), _visit_date),
             *items,
@@ -74,14 +88,15 @@ def _form_table(
         record_groups(
             model,
             ["visit_id", *fields],
-            ("visit_id", "id"),
-            rank={"visit_id": _visit_rank},
+            ("visit_id", *within, "id"),
+            rank={"visit_id": _visit_rank, **within},
             known_visits_only=True,
         ),
         splits=True,
         row=row,
         key=key,
         joins=("participants", "visits"),
+        notes=notes,
     )
 
 
@@ -238,4 +253,81 @@ def labs_table() -> Table:
         ),
         row="one laboratory test's result at one visit",
         key=("participant_id", "visit_code", "test"),
+    )
+
+
+# --- the blinding assessment ------------------------------------------------------------------
+
+_RESPONDENT_ORDER = {respondent: index for index, respondent in enumerate(BLINDING_RESPONDENTS)}
+
+
+def _respondent_rank(_ctx, respondent):
+    """The protocol's order of respondents (participant, then investigator): a fixed order
+    that owes nothing to the answer or to the arm."""
+    return _RESPONDENT_ORDER.get(respondent, len(_RESPONDENT_ORDER))
+
+
+def _site(group: Group):
+    return repeat(group.facts.site, group.size)
+
+
+def blinding_table() -> Table:
+    """The guesses of the arm (trial.forms.models.BlindingAssessment), one row each.
+
+    A guess is what someone believed, never the allocation: the file is read from the
+    captured records alone, like every other form, and nothing in it (values, order, count)
+    comes from the randomization list. The dictionary states the guess's values without
+    naming the arms (the protocol names them): the bundle names an arm only where someone
+    wrote one down as a guess.
+    """
+    return _form_table(
+        "blinding_assessments",
+        "Blinding assessment (guesses of the arm)",
+        BlindingAssessment,
+        [
+            Column(
+                V(
+                    "respondent",
+                    "Who guessed: participant or investigator",
+                    "string",
+                    allowed=one_of(BLINDING_RESPONDENTS),
+                ),
+                field("respondent"),
+            ),
+            Column(
+                V(
+                    "guess",
+                    "Arm guessed, or dont_know",
+                    "string",
+                    allowed=(
+                        "the name of one of the protocol's arms (as the randomization key "
+                        f"names it), or {DONT_KNOW}"
+                    ),
+                ),
+                field("guess"),
+            ),
+            Column(
+                V(
+                    "confidence",
+                    "Confidence in the guess",
+                    "string",
+                    allowed=f"{one_of(BLINDING_CONFIDENCE)}; empty when guess is {DONT_KNOW}",
+                ),
+                field("confidence"),
+            ),
+        ],
+        leading=(Column(V("site", "Site code", "string"), _site),),
+        within_visit={"respondent": _respondent_rank},
+        row=(
+            "one respondent's guess of the participant's arm (or don't know) at one visit, "
+            "with its confidence: what the respondent believed, not the allocation"
+        ),
+        key=("participant_id", "visit_code", "respondent"),
+        notes=(
+            "Rows are in schedule order, the participant's guess before the investigator's.",
+            "The allocation is not in the bundle: compare guesses with arms only once the "
+            "randomization key is released, joining it on participant_id.",
+            "A guess recorded after the participant's code was broken "
+            "(participants.unblinded_by_code_break) may rest on that knowledge.",
+        ),
     )
