@@ -180,6 +180,7 @@ MATRIX = {
             "ciwa",
             "vitals",
             "labs",
+            "blinding-assessments",
             "dosing",
             "dispositions",
             "deviations",

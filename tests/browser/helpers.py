@@ -100,3 +100,11 @@ def register_participant(
     page.get_by_role("button", name="Register").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(re.compile(r"S\d\d-\d{4}"))
     return main_heading(page)
+
+
+def check_axe_on(axe_page, url: str, trial_site) -> None:
+    """axe on the page at ``url`` as the coordinator sees it (a profile of its own)."""
+    if "sign-in" in axe_page.url or axe_page.url == "about:blank":
+        sign_in(axe_page, "coordinator.s01", trial_site.password, start="/worklist")
+    axe_page.goto(url)
+    check_axe(axe_page)

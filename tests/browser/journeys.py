@@ -108,3 +108,11 @@ def definition(page: Page, term: str) -> str:
 
 def heading(page: Page) -> str:
     return main_heading(page)
+
+
+def answer_blinding(page: Page, answers: dict[str, str]) -> None:
+    """Choose each respondent's answer by the question's legend (``answers``: the start of
+    the legend, e.g. "The participant's guess", to the answer's label)."""
+    for legend, answer in answers.items():
+        question = page.locator("fieldset", has=page.locator("legend", has_text=legend))
+        question.get_by_label(answer, exact=True).check()

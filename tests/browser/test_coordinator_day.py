@@ -12,7 +12,12 @@ from datetime import date, timedelta
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from tests.browser.helpers import check_axe, expect_site_staff_links, register_participant, sign_in
+from tests.browser.helpers import (
+    check_axe_on,
+    expect_site_staff_links,
+    register_participant,
+    sign_in,
+)
 from tests.browser.journeys import (
     answer_eligibility,
     fill_visit_forms,
@@ -231,11 +236,3 @@ def test_a_coordinators_day(page, axe_page, trial_site, shot):
         assert expected in mine, (expected, sorted(mine))
     answers = trial_site.audit(entity_type="query", entity_id=query_id)
     assert any(e["username"] == "coordinator.s01" for e in answers), answers
-
-
-def check_axe_on(axe_page, url: str, trial_site) -> None:
-    """axe on the page at ``url`` as the coordinator sees it (a profile of its own)."""
-    if "sign-in" in axe_page.url or axe_page.url == "about:blank":
-        sign_in(axe_page, "coordinator.s01", trial_site.password, start="/worklist")
-    axe_page.goto(url)
-    check_axe(axe_page)
