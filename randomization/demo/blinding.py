@@ -8,9 +8,9 @@ baclofen, without sedation, guesses lean a little towards the drug (other effect
 paraesthesia, less drinking), on placebo they are about even. A share answers don't know
 (more investigators than participants).
 
-With the default demo this gives Bang's index (five answers) of about 0.25 on baclofen and
-about 0 on placebo, and James' index a little above 0.5 (README; ``tests/test_demo_blinding.py``
-checks the ranges on a demo).
+On a 500-participant demo (seed 7) this gives Bang's index (five answers) of 0.29 to 0.33 on
+baclofen and -0.07 to 0.03 on placebo, James' index 0.47 to 0.56, per respondent and visit
+(``tests/test_demo_blinding.py`` checks the ranges, and the effect of sedation, on a demo).
 
 The draws come from the participant's own "blinding" stream (``profile.participant_rng``),
 so adding the assessment shifted no other figure of the demo: the course's stream is drawn
