@@ -15,6 +15,7 @@ import base64
 import json
 import logging
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -609,3 +610,190 @@ def test_log_output_during_randomize_and_code_break_names_no_arm(
         if not r.name.startswith("sqlalchemy")
     )
     assert leaks(own, built.secrets) == []
+
+
+# --- the blinded bundle's guesses of the arm (issue 26) ------------------------------------
+#
+# The blinding assessment puts guesses of the arm into the blinded bundle. A guess is what
+# someone believed, not the allocation: the bundle may name an arm only in a guess, and its
+# bytes (the guesses' file, its size and its order among them) must be the same whatever
+# the arms are. The arms are swapped where the randomization package decrypts them (as in
+# tests/test_release_blinding.py) and replaced by an arm key that decrypts nothing.
+
+GUESS_LIST_SEED = bytes(range(64, 96))
+# Answers given in turn, whatever the arm: (participant's, investigator's or None).
+GUESS_ANSWERS = (
+    (("baclofen", "strongly"), ("dont_know", None)),
+    (("placebo", "somewhat"), ("placebo", "strongly")),
+    (("dont_know", None), None),
+    (("baclofen", "somewhat"), ("baclofen", "somewhat")),
+)
+
+
+@dataclass
+class Guessed:
+    arm_of: dict[str, str]  # the real allocation, for checking
+    unblinded: str  # the unblinded statistician's username
+    statistician_token: str
+
+
+@pytest.fixture
+def guessed(app, client, make_site, make_user, make_participant) -> Guessed:
+    """Eight participants of both arms (a fixed list seed), each with a week-12 visit whose
+    guesses are given in turn from GUESS_ANSWERS (never from the arm)."""
+    from tests.capture_helpers import Trial as CaptureTrial
+    from tests.demo_helpers import fixed_list_seed
+
+    with fixed_list_seed(GUESS_LIST_SEED):
+        capture = CaptureTrial(client, make_site, make_user, make_participant)
+    for index in range(8):
+        p = capture.enrol(site=("S01", "S02")[index % 2], sex="FM"[index // 2 % 2], day0_ago=90)
+        mine, theirs = GUESS_ANSWERS[index % len(GUESS_ANSWERS)]
+        answers = [{"respondent": "participant", "guess": mine[0], "confidence": mine[1]}]
+        if theirs is not None:
+            answers.append(
+                {"respondent": "investigator", "guess": theirs[0], "confidence": theirs[1]}
+            )
+        visit = capture.visit(
+            p.pid, "week_12", p.day0 + timedelta(days=84), site=p.site, blinding=answers
+        )
+        assert visit.status_code == 201, visit.json
+    unblinded, _ = make_user("unblinded_statistician", username="unblinded.guesses")
+    arm_of = {pid: arm for pid, _, arm in outputs.allocation_key(unblinded)}
+    db.session.rollback()
+    assert len(arm_of) == 8 and set(arm_of.values()) == set(ARM_LABELS)
+    _, token = make_user("statistician", username="stat.guesses")
+    db.session.remove()
+    return Guessed(arm_of, "unblinded.guesses", token)
+
+
+@contextmanager
+def every_arm_swapped():
+    """The same trial with every arm swapped (baclofen <-> placebo) wherever the
+    randomization package decrypts one."""
+    from randomization import code_break, crypto
+    from randomization import services as randomization_services
+
+    real = crypto.decrypt_arm
+    with pytest.MonkeyPatch.context() as patch:
+        for module in (randomization_services, outputs, code_break):
+            patch.setattr(module, "decrypt_arm", lambda s, q, t: 1 - real(s, q, t))
+        yield
+
+
+def guess_bundles(runner, tmp_path, cutoff: str) -> dict[str, bytes]:
+    """The statistician's bundle of the cut in every format, and with dummy arms."""
+    found = {}
+    for name, options in (
+        ("csv", ["--format", "csv"]),
+        ("xpt", ["--format", "xpt"]),
+        ("parquet", ["--format", "parquet"]),
+        ("dummy", ["--dummy-arms", "3"]),
+    ):
+        out = tmp_path / f"{name}.zip"
+        result = runner.invoke(
+            args=["exports", "blinded", "--as", "stat.guesses", "--out", str(out)]
+            + ["--cutoff", cutoff, *options]
+        )
+        assert result.exit_code == 0, result.output
+        found[name] = out.read_bytes()
+    db.session.remove()
+    return found
+
+
+def zip_members(data: bytes) -> dict[str, bytes]:
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+def guess_rows(data: bytes) -> list[dict]:
+    import csv
+    import io
+
+    text = zip_members(data)["blinding_assessments.csv"].decode()
+    return list(csv.DictReader(io.StringIO(text, newline="")))
+
+
+def test_the_bundle_s_guesses_do_not_depend_on_the_arm(app, runner, guessed, tmp_path):
+    from cryptography.fernet import Fernet
+
+    from tests.test_exports_bundle import now_cutoff
+    from trial.auth.services import get_user_by_username
+
+    cutoff = now_cutoff()
+    real = guess_bundles(runner, tmp_path, cutoff)
+    # Not vacuous: guesses of both kinds, by participants of both arms.
+    rows = guess_rows(real["csv"])
+    assert len(rows) == 14
+    assert {guessed.arm_of[r["participant_id"]] for r in rows} == set(ARM_LABELS)
+    assert {r["guess"] for r in rows} == {*ARM_LABELS, "dont_know"}
+    with every_arm_swapped():
+        swapped_key = outputs.allocation_key(get_user_by_username(guessed.unblinded))
+        db.session.rollback()
+        assert all(guessed.arm_of[pid] != arm for pid, _, arm in swapped_key)  # swapped
+        swapped = guess_bundles(runner, tmp_path, cutoff)
+    for name in real:
+        assert swapped[name] == real[name], name  # every file, byte for byte
+    # Under an arm key that decrypts nothing, the same bundles: none is read from an arm.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(app.config, "ARM_KEY", Fernet.generate_key().decode())
+        assert guess_bundles(runner, tmp_path, cutoff) == real
+
+
+def test_control_a_guess_file_ordered_by_arm_is_caught(app, runner, guessed, tmp_path, monkeypatch):
+    """Negative control: the guesses' file with its participants ordered by arm (a careless
+    sort) differs once the arms are swapped, with the same size: the comparison above
+    catches an order that follows the arm, which a row count or a size would not."""
+    from exports.tables import visits
+    from tests.test_exports_bundle import now_cutoff
+    from trial.auth.services import get_user_by_username
+    from trial.forms.models import BlindingAssessment
+
+    honest = visits.record_groups
+
+    def by_arm(model, *args, **kwargs):
+        groups = honest(model, *args, **kwargs)
+        if model is not BlindingAssessment:
+            return groups
+
+        def leaky(ctx):
+            key = outputs.allocation_key(get_user_by_username(guessed.unblinded))
+            arm = {pid: arm for pid, _, arm in key}
+            return iter(sorted(groups(ctx), key=lambda g: arm[g.facts.participant_id]))
+
+        return leaky
+
+    monkeypatch.setattr(visits, "record_groups", by_arm)
+    cutoff = now_cutoff()
+    real = zip_members(guess_bundles(runner, tmp_path, cutoff)["csv"])
+    with every_arm_swapped():
+        swapped = zip_members(guess_bundles(runner, tmp_path, cutoff)["csv"])
+    name = "blinding_assessments.csv"
+    assert swapped[name] != real[name]
+    assert len(swapped[name]) == len(real[name])
+    assert sorted(swapped[name].splitlines()) == sorted(real[name].splitlines())
+
+
+def test_the_bundle_names_an_arm_only_in_a_guess(app, client, guessed):
+    """The statistician's bundle, scanned as the matrix scans every route: no arm and no
+    secret in any file (dictionary and README included), the guesses' other columns
+    included; the guess column itself does name arms (the control: the scan reads it)."""
+    from tests.test_exports_leak import GUESS_FILE, guesses_and_the_rest
+
+    response = client.get("/api/v1/exports/blinded", headers=bearer(guessed.statistician_token))
+    assert response.status_code == 200, response.json
+    files = zip_members(response.get_data())
+    secrets = secret_material(app)
+    assert GUESS_FILE in files and "dictionary.csv" in files and "README.txt" in files
+    for name, data in files.items():
+        text = data.decode("utf-8")
+        if name == GUESS_FILE:
+            guesses, text = guesses_and_the_rest(data)
+            assert set(guesses) == {*ARM_LABELS, "dont_know"}
+            assert set(leaks(data.decode(), secrets)) == set(ARM_LABELS)  # the control
+        assert leaks(text, secrets) == [], name
+    headers = "\n".join(f"{k}: {v}" for k, v in response.headers.items())
+    assert leaks(headers, secrets) == []
