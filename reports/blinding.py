@@ -11,7 +11,10 @@ Counted (``COUNTING_RULE``, printed under the table): the answers of randomized 
 as they stood at the data cut-off (``reports.data``: recorded by then, later corrections
 undone, answers entered in error left out), each with the visit it was given at, dated
 by that visit; one answer per respondent per visit (the capture form and a unique
-index allow no second).
+index allow no second). Every answer of a participant whose code was broken in an emergency
+by the cut-off is left out (an answer after the break may rest on it; the bundle flags the
+participant, not the time, so the whole participant goes, which an outside checker can
+redo), and the footnote says how many.
 
 Arms: Bang's and James' "active" and "control" are the protocol's first and second arm (the
 indices are symmetric in the two, so the choice changes no number). In a coded closed
@@ -45,6 +48,11 @@ COUNTING_RULE = (
     "respondent per visit (the form takes no second). Respondent: the participant, or the "
     "assessing investigator. n (%): answers, percentage of the block's answers in the column, "
     "rounded half up to one decimal; a count of zero is shown as 0."
+)
+CODE_BREAK_RULE = (
+    "Left out: every answer of a participant whose code was broken in an emergency by the "
+    "cut-off (Listing 4; the bundle's unblinded_by_code_break), before the code-break or after "
+    "it"
 )
 INDEX_RULE = (
     "Bang's index uses the five answers with the weights of Bang 2004 (the form records "
@@ -188,17 +196,30 @@ def _spec(header: list[str], body: list[list[str]], bold: list[int], indent: lis
     )
 
 
+def code_break_note(rows: Sequence[BlindingRow], people: set[str], broken: set[str]) -> str:
+    """The code-break rule with the number of answers it leaves out."""
+    left_out = [r for r in rows if r.participant_id in people and r.participant_id in broken]
+    who = len({r.participant_id for r in left_out})
+    return (
+        f"{CODE_BREAK_RULE}: {len(left_out)} answer{'' if len(left_out) == 1 else 's'} of "
+        f"{who} participant{'' if who == 1 else 's'}."
+    )
+
+
 def closed_table(
     title: str,
     rows: Sequence[BlindingRow],
-    people: set[str],
+    randomized: set[str],
+    broken: set[str],
     visit_definitions,
     arms: Sequence[str],
     labels: Sequence[tuple[str, str]],
     arm_of: Mapping[str, str],
 ) -> list:
     """Guesses by true arm, per respondent and visit, with Bang's index per arm and James'
-    index overall. ``labels``: (arm, printed label) in the report's column order."""
+    index overall. ``labels``: (arm, printed label) in the report's column order;
+    ``broken``: participants whose code was broken by the cut-off (left out)."""
+    people = randomized - broken
     if len(arms) != 2:
         return _not_two_arms(title, arms)
     name_of = dict(labels)
@@ -230,6 +251,7 @@ def closed_table(
         title,
         _spec(header, body, bold, indent),
         COUNTING_RULE,
+        code_break_note(rows, randomized, broken),
         INDEX_RULE,
         bi.BANG_FORMULA,
         bi.JAMES_FORMULA,
@@ -237,9 +259,15 @@ def closed_table(
 
 
 def open_table(
-    title: str, rows: Sequence[BlindingRow], people: set[str], visit_definitions, arms
+    title: str,
+    rows: Sequence[BlindingRow],
+    randomized: set[str],
+    broken: set[str],
+    visit_definitions,
+    arms,
 ) -> list:
     """The answers of all arms together, per respondent and visit: no arm, no index."""
+    people = randomized - broken
     if len(arms) != 2:
         return _not_two_arms(title, arms)
     name_of = {arms[0]: "active drug", arms[1]: "control"}
@@ -258,6 +286,7 @@ def open_table(
         title,
         _spec(["Respondent, visit / answer", c.TOTAL], body, bold, indent),
         COUNTING_RULE,
+        code_break_note(rows, randomized, broken),
         "Pooled over arms: the answers of everyone together. Active drug and control: the "
         "answers naming the protocol's first and second arm. The guesses by true arm and the "
         "blinding indices (Bang's per arm, James' overall) compare the arms: they are in the "

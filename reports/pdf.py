@@ -226,14 +226,16 @@ def build_story(data: SafetyData, session: str, arms: str | None, arm_of=None) -
     )
     story += completeness_tables(data, protocol)
     title = "Table 12. Blinding assessment: guesses of the arm"
+    broken = {pid for pid in randomized if people[pid].unblinded_at is not None}
     if arm_of is None:
         story += blinding.open_table(
-            title, data.blinding, randomized, protocol.visits, protocol.arms
+            title, data.blinding, randomized, broken, protocol.visits, protocol.arms
         )
     else:
         story += blinding.closed_table(
-            title, data.blinding, randomized, protocol.visits, protocol.arms, labels, arm_of
-        )
+            title, data.blinding, randomized, broken, protocol.visits, protocol.arms, labels,
+            arm_of,
+        )  # fmt: skip
     return story
 
 

@@ -46,7 +46,7 @@ from reports import blinding_index as bi
 from reports import pdf as report_pdf
 from reports.blinding import index_text
 from reports.data import load_safety_data
-from tests.capture_helpers import Trial
+from tests.capture_helpers import PASSWORD, Trial
 from tests.test_exports_bundle import now_cutoff
 from tests.test_reports_pdf import open_report_leaks
 from trial.database import utcnow
@@ -379,3 +379,46 @@ def test_answers_entered_in_error_or_after_the_cutoff_are_not_counted(built):
     block = earlier[earlier.index("Participant, End of treatment (week 24)") :]
     assert block[1] == "Answers 2 1 3"
     assert block[6] == "Strongly believes Placebo 1 (50.0) 0 1 (33.3)"
+
+
+def test_answers_of_a_participant_whose_code_was_broken_are_left_out(built):
+    """P3's code broken (after the cut-off): a report of now leaves out both of P3's week-12
+    answers and says so under the table, in both reports; the report of the cut-off, before
+    the break, counts them (the control) and says none was left out."""
+    from tests.conftest import approve_for_code_break, bearer
+    from tests.test_code_break_approval import login
+
+    trial, pl = built["trial"], built["pl"]
+    investigator = db.session.merge(trial.investigator_user["S01"])
+    approve_for_code_break(investigator, PASSWORD)
+    token = login(trial.client, investigator.username, PASSWORD)
+    broken = trial.client.post(
+        f"/api/v1/participants/{pl[2].pid}/code-break",
+        headers=bearer(token),
+        json={"reason": "suspected overdose", "password": PASSWORD},
+    )
+    assert broken.status_code == 200, broken.json
+    db.session.rollback()
+
+    def week_12(lines: list[str]) -> list[str]:
+        rows = table_rows(lines)
+        start = rows.index("Participant, Week 12")
+        return rows[start : start + 7]
+
+    now = table_12_lines(report(built, "closed", "named", utcnow().isoformat()))
+    assert week_12(now) == [
+        "Participant, Week 12",
+        "Answers 3 2 5",
+        "Strongly believes Baclofen 1 (33.3) 0 1 (20.0)",
+        "Somewhat believes Baclofen 1 (33.3) 1 (50.0) 2 (40.0)",
+        "Don't know 1 (33.3) 0 1 (20.0)",
+        "Somewhat believes Placebo 0 0 0",
+        "Strongly believes Placebo 0 1 (50.0) 1 (20.0)",
+    ]
+    note = "2 answers of 1 participant."
+    assert note in " ".join(now)
+    opened = table_12_lines(report(built, "open", None, utcnow().isoformat()))
+    assert week_12(opened)[1] == "Answers 5" and note in " ".join(opened)
+    then = table_12_lines(report(built, "closed", "named"))
+    assert week_12(then) == expected_closed()[1:8]
+    assert "0 answers of 0 participants." in " ".join(then)
