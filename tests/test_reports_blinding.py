@@ -35,8 +35,14 @@ By hand (five answers, Bang 2004's weights 1, 0.5, 0, -0.5, -1; z = 1.959964):
 from __future__ import annotations
 
 import io
+import math
 import re
+import time
 from datetime import timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
+from statistics import NormalDist
+from types import SimpleNamespace
 
 import pdfplumber
 import pytest
@@ -45,8 +51,9 @@ from exports.snapshot import parse_cutoff
 from reports import blinding_index as bi
 from reports import pdf as report_pdf
 from reports.blinding import index_text
-from reports.data import load_safety_data
+from reports.data import load_safety_data, resolve_cutoff
 from tests.capture_helpers import PASSWORD, Trial
+from tests.conftest import BACKENDS
 from tests.test_exports_bundle import now_cutoff
 from tests.test_reports_pdf import open_report_leaks
 from trial.database import utcnow
@@ -422,3 +429,136 @@ def test_answers_of_a_participant_whose_code_was_broken_are_left_out(built):
     then = table_12_lines(report(built, "closed", "named"))
     assert week_12(then) == expected_closed()[1:8]
     assert "0 answers of 0 participants." in " ".join(then)
+
+
+# --- the closed report recomputed from the bundle and the key ------------------------------
+
+ROUND = {"strongly": 1, "somewhat": Fraction(1, 2)}
+
+
+def outside_n_pct(n: int, d: int) -> str:
+    """n (%) as the footnote states it, computed here without the product's helpers."""
+    if n == 0 or d == 0:
+        return "0"
+    pct = (Decimal(n) * 100 / Decimal(d)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    return f"{n} ({pct})"
+
+
+def two_decimals(value) -> str:
+    exact = Decimal(value.numerator) / Decimal(value.denominator) if isinstance(
+        value, Fraction) else Decimal(value)  # fmt: skip
+    text = str(exact.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+    return "0.00" if text == "-0.00" else text
+
+
+def outside_bang(answers: list[tuple[str, str | None]], arm: str) -> str:
+    """Bang's index with Bang 2004's five weights, as the footnote states it."""
+    n = len(answers)
+    weights = [
+        Fraction(0) if guess == "dont_know"
+        else ROUND[confidence] * (1 if guess == arm else -1)
+        for guess, confidence in answers
+    ]  # fmt: skip
+    if n == 0 or all(guess == "dont_know" for guess, _ in answers):
+        return "n/a"
+    estimate = sum(weights, Fraction(0)) / n
+    variance = (sum((w * w for w in weights), Fraction(0)) / n - estimate**2) / n
+    if variance == 0:
+        return f"{two_decimals(estimate)} (no CI)"
+    half = NormalDist().inv_cdf(0.975) * math.sqrt(variance)
+    lower, upper = float(estimate) - half, float(estimate) + half
+    return f"{two_decimals(estimate)} ({two_decimals(lower)} to {two_decimals(upper)})"
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def demo_report(request, tmp_path_factory):
+    """A demo of 80 participants with a fixed list: its closed report (arms named), its
+    bundle and its key, all at one cut-off."""
+    from randomization.outputs import allocation_key
+    from tests.demo_helpers import fixed_list_seed, fresh_app
+    from tests.test_exports_bundle import members, table
+    from trial.auth.services import get_user_by_username
+
+    directory = tmp_path_factory.mktemp("blinding-recompute")
+    with fresh_app(request.param, request, directory) as application:
+        runner = application.test_cli_runner()
+        with fixed_list_seed():
+            result = runner.invoke(args=["trial", "demo", "--participants", "80", "--seed", "5"])
+        assert result.exit_code == 0, result.output
+        db.session.remove()
+        time.sleep(1.05)  # a default cut-off is to the second: let the load's second pass
+        cutoff = resolve_cutoff(None)
+        made = report_pdf.produce_safety_report(
+            get_user_by_username("dsmb"), "closed", "named", cutoff.isoformat()
+        )
+        out = directory / "bundle.zip"
+        args = ["exports", "blinded", "--as", "statistician", "--cutoff", cutoff.isoformat()]
+        result = runner.invoke(args=[*args, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        files = members(out.read_bytes())
+        key = {
+            pid: arm
+            for pid, _n, arm in allocation_key(get_user_by_username("unblinded_statistician"))
+        }
+        db.session.rollback()
+        yield SimpleNamespace(
+            pdf=made.pdf,
+            guesses=table(files, "blinding_assessments.csv"),
+            participants=table(files, "participants.csv"),
+            key=key,
+        )
+
+
+def test_every_number_of_table_12_is_recomputed_from_the_bundle_and_the_key(demo_report):
+    """An outside checker's count: the bundle's guesses, the key, and the rules printed under
+    the table (James' index from the engine on the recomputed counts: its arithmetic is
+    checked against the papers in tests/test_blinding_index.py)."""
+    broken = {
+        p["participant_id"]
+        for p in demo_report.participants
+        if p["unblinded_by_code_break"] == "true"
+    }
+    arms = ("baclofen", "placebo")
+    order = [("baclofen", "strongly"), ("baclofen", "somewhat"), ("dont_know", None),
+             ("placebo", "somewhat"), ("placebo", "strongly")]  # fmt: skip
+    labels = ["Strongly believes Baclofen", "Somewhat believes Baclofen", "Don't know",
+              "Somewhat believes Placebo", "Strongly believes Placebo"]  # fmt: skip
+    blocks = [("participant", "week_12", "Participant, Week 12"),
+              ("participant", "end_of_treatment", "Participant, End of treatment (week 24)"),
+              ("investigator", "week_12", "Investigator, Week 12"),
+              ("investigator", "end_of_treatment",
+               "Investigator, End of treatment (week 24)")]  # fmt: skip
+    expected = ["Respondent, visit / answer Baclofen Placebo Total"]
+    counted = 0
+    for respondent, visit, title in blocks:
+        by_arm = {arm: [] for arm in arms}
+        for row in demo_report.guesses:
+            pid = row["participant_id"]
+            if row["respondent"] != respondent or row["visit_code"] != visit:
+                continue
+            if pid in broken or pid not in demo_report.key:
+                continue
+            by_arm[demo_report.key[pid]].append((row["guess"], row["confidence"] or None))
+        counted += sum(map(len, by_arm.values()))
+        total = sum(map(len, by_arm.values()))
+        expected += [title, f"Answers {len(by_arm['baclofen'])} {len(by_arm['placebo'])} {total}"]
+        for answer_, label in zip(order, labels, strict=True):
+            cells = [outside_n_pct(by_arm[arm].count(answer_), len(by_arm[arm])) for arm in arms]
+            pooled = sum(by_arm[arm].count(answer_) for arm in arms)
+            expected.append(" ".join([label, *cells, outside_n_pct(pooled, total)]))
+        expected.append(
+            "Bang's index (95% CI) " + " ".join(outside_bang(by_arm[arm], arm) for arm in arms)
+        )
+        three = [
+            bi.ThreeCategory(
+                sum(g == "baclofen" for g, _ in by_arm[arm]),
+                sum(g == "placebo" for g, _ in by_arm[arm]),
+                sum(g == "dont_know" for g, _ in by_arm[arm]),
+            )
+            for arm in arms
+        ]
+        expected.append(
+            "James' index (95% CI) " + index_text(bi.james_index(bi.GuessTable(*three)))
+        )
+    assert counted > 50  # the demo's guesses are there to count
+    assert table_rows(table_12_lines(demo_report.pdf)) == expected
