@@ -2,7 +2,8 @@
 
 Coordinators record visits, study drug, deviations and dispositions; investigators report
 adverse events. By default the services' bulk paths are used (same checks the data was made
-to pass, same rows, same field-by-field audit rows, far fewer round trips): non-serious AEs
+to pass, same rows, same field-by-field audit rows, far fewer round trips; visits and their
+forms, most of the rows, as plain rows through ``store_visits``): non-serious AEs
 are checked and coded as ``report_adverse_event`` does, and serious ones go through
 ``report_adverse_event`` itself so each opens its expedited report. With ``BULK = False``
 everything goes through the single-record services one record at a time, with all their
@@ -29,7 +30,7 @@ from trial.records.bulk import create_records
 from trial.safety.meddra import code_term
 from trial.safety.models import AdverseEvent
 from trial.safety.services import check_adverse_event, report_adverse_event, stored_values
-from trial.visits.recording import record_visits
+from trial.visits.recording import store_visits
 from trial.visits.services import record_visit
 
 BULK = True
@@ -53,7 +54,7 @@ def write_visits(users: dict, entries: list) -> None:
     for site, items in sorted(by_site.items()):
         coordinator = _staff(users, site, "coordinator")
         if BULK:
-            record_visits(coordinator, items)
+            store_visits(coordinator, items)
         else:
             for participant, visit in items:
                 record_visit(coordinator, participant, visit)

@@ -23,7 +23,7 @@ from trial.participants.models import Participant
 from trial.participants.services import (
     get_visible_participant,
 )
-from trial.records.bulk import add_records, audit_creations
+from trial.records.bulk import add_records, audit_creations, audit_inserted, insert_records
 from trial.records.services import (
     raise_if_errors,
 )
@@ -79,26 +79,9 @@ def record_visits(actor, entries: Sequence[tuple[Participant, dict]]) -> list[Vi
     it is outside its window) and its forms; then their audit rows, field by field, in that
     order (``create_records``, in two steps: the forms need their visit's id). Each visit
     holds its forms as written (``_hold_written``): its answer needs no read-back."""
-    visit_items = [
-        (
-            Visit,
-            participant,
-            {**{k: data.get(k) for k in VISIT_FIELDS}, "signature_status": "unsigned"},
-        )
-        for participant, data in entries
-    ]
+    visit_items = _visit_items(entries)
     visits = add_records(actor, visit_items)
-    items = []
-    for visit, (participant, data) in zip(visits, entries, strict=True):
-        if data.get("status", "completed") != "completed":
-            continue
-        values = out_of_window_deviation(
-            participant, data["visit_code"], data["visit_date"], data.get("out_of_window_reason")
-        )
-        if values is not None:
-            automatic = {**values, "automatic": True, "visit_id": visit.id}
-            items.append((ProtocolDeviation, participant, automatic))
-        items.extend(forms.form_records(participant, visit.id, data))
+    items = _form_items([visit.id for visit in visits], entries)
     records = add_records(actor, items)
     held: dict[int, list] = {visit.id: [] for visit in visits}
     for record in records:
@@ -113,6 +96,52 @@ def record_visits(actor, entries: Sequence[tuple[Participant, dict]]) -> list[Vi
         ],
     )
     return visits
+
+
+def store_visits(actor, entries: Sequence[tuple[Participant, dict]]) -> None:
+    """Write checked visits as ``record_visits`` does (the same rows and audit rows, in the
+    same order) as plain rows, for a bulk load that needs no visit back (the demo)."""
+    visit_items = _visit_items(entries)
+    visits = insert_records(actor, visit_items)
+    items = _form_items([visit["id"] for visit in visits], entries)
+    records = insert_records(actor, items)
+    audit_inserted(
+        actor,
+        [
+            (model, participant, row)
+            for (model, participant, _), row in zip(
+                [*visit_items, *items], [*visits, *records], strict=True
+            )
+        ],
+    )
+
+
+def _visit_items(entries: Sequence[tuple[Participant, dict]]) -> list[tuple]:
+    return [
+        (
+            Visit,
+            participant,
+            {**{k: data.get(k) for k in VISIT_FIELDS}, "signature_status": "unsigned"},
+        )
+        for participant, data in entries
+    ]
+
+
+def _form_items(visit_ids: list[int], entries: Sequence[tuple[Participant, dict]]) -> list[tuple]:
+    """Each completed visit's automatic out-of-window deviation (if any) and forms, as
+    ``create_records`` items, visit by visit."""
+    items = []
+    for visit_id, (participant, data) in zip(visit_ids, entries, strict=True):
+        if data.get("status", "completed") != "completed":
+            continue
+        values = out_of_window_deviation(
+            participant, data["visit_code"], data["visit_date"], data.get("out_of_window_reason")
+        )
+        if values is not None:
+            automatic = {**values, "automatic": True, "visit_id": visit_id}
+            items.append((ProtocolDeviation, participant, automatic))
+        items.extend(forms.form_records(participant, visit_id, data))
+    return items
 
 
 def _hold_written(visit: Visit, participant: Participant, records: list) -> None:
