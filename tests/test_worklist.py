@@ -34,6 +34,7 @@ FORM_TABLES = {
     "ciwa": "ciwa_assessments",
     "vitals": "vitals",
     "labs": "lab_results",
+    "blinding": "blinding_assessments",
 }
 
 
@@ -283,7 +284,7 @@ def test_a_kept_worklist_is_rebuilt_after_any_change_and_each_new_day(site_trial
     assert (second.pid, "titration_w3") in _due(site_trial)
     monkeypatch.undo()
     # Control: were the build kept whatever the trail's head, the change would go unseen.
-    monkeypatch.setattr(services, "_trail_head", lambda: ())
+    monkeypatch.setattr(services, "trail_head", lambda: ())
     assert (second.pid, "baseline") in _due(site_trial)
     _record_baseline(site_trial, second.pid, second.day0)
     assert (second.pid, "baseline") in _due(site_trial)  # stale: what the head prevents

@@ -6,25 +6,21 @@ each participant's schedule is built in memory by the rules of the schedule endp
 (``trial.visits.schedule.build_schedule``, ``trial.conduct.course.visit_expected``).
 
 That is still a site's whole history (a 667-participant site of the demo: about 600 ms), and
-site staff open their worklist many times a day. So the visit part is kept, per process,
-for the state of the trial it was built from: the audit chain's head, its hash included
-(every change of the data writes an audit row in its own transaction, and moves the head),
-and each site's date (a visit becomes due or overdue as days pass). Any change anywhere, or
-a new day, builds it again; queries and serious-AE clocks, which age by the hour, are read
-every time.
+site staff open their worklist many times a day. So the build is kept, per process, for the
+state of the trial it was built from (``trial.worklist.kept``: the audit chain's head, and
+each site's date, as a visit becomes due or overdue as days pass): any change anywhere, or a
+new day, builds it again. What ages by the hour is worked out on every request from what is
+kept: a query's age, and whether an open expedited report's deadline has passed.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from datetime import date
 
-from flask import current_app
 from sqlalchemy import select
 from sqlalchemy.orm import lazyload
 
-from trial.audit.models import AuditChainHead
 from trial.conduct.course import Course, course_from
 from trial.conduct.models import Disposition
 from trial.database import utcnow
@@ -37,6 +33,7 @@ from trial.safety.expedited import expedited_reports
 from trial.sites.models import Site
 from trial.visits.models import Visit
 from trial.visits.schedule import build_schedule, forms_held, missing_forms_from
+from trial.worklist.kept import kept, trail_head
 
 
 def worklist_sites(actor, site: str | None) -> list[Site]:
@@ -62,47 +59,46 @@ def build_worklist(
     completed visits (dated in the period) with expected forms missing or awaiting the
     investigator's signature, open queries awaiting the site's answer with their age, and
     expedited reports of serious AEs not yet submitted with their clock."""
+    return kept_worklist(actor, site=site, start=start, end=end)[1]
+
+
+def kept_worklist(
+    actor, *, site: str | None = None, start: date | None = None, end: date | None = None
+) -> tuple[tuple, dict]:
+    """The worklist (``build_worklist``) and the key of the trial's state it was built for:
+    the same for every reader of these sites, so a page may keep what it makes of it."""
     sites = worklist_sites(actor, site)
     site_ids = [s.id for s in sites]
     todays = tuple(site_today(s) for s in sites)
-    # The head first: a change committed while the visits are read moves it, so this build
-    # is never kept under a head that would claim it includes that change.
-    key = (tuple(site_ids), start, end, todays, _trail_head())
-    return {
+    key = (tuple(site_ids), start, end, todays, trail_head())
+    codes = {s.code for s in sites}
+    work = kept(
+        "worklist",
+        key,
+        lambda: {
+            **_visit_work(site_ids, start, end),
+            "open_queries": _open_queries(site_ids),
+            "serious_adverse_events": _sae_clocks(actor, codes),
+        },
+    )
+    now = utcnow()
+    return key, {
         "sites": [{"site": s.code, "today": today} for s, today in zip(sites, todays, strict=True)],
         "from": start,
         "to": end,
-        **_kept(key, lambda: _visit_work(site_ids, start, end)),
-        "open_queries": _open_queries(site_ids),
-        "serious_adverse_events": _sae_clocks(actor, {s.code for s in sites}),
+        "visits_due": work["visits_due"],
+        "missing_forms": work["missing_forms"],
+        "awaiting_signature": work["awaiting_signature"],
+        "open_queries": [
+            {**query, "age_days": age_in_days(query["opened_at"], now)}
+            for query in work["open_queries"]
+        ],
+        # Every report here is open: one not overdue when kept is overdue once its time passes.
+        "serious_adverse_events": [
+            {**report, "overdue": report["overdue"] or now >= report["due_at"]}
+            for report in work["serious_adverse_events"]
+        ],
     }
-
-
-_LOCK = threading.Lock()
-_KEPT = 32  # builds kept per process (each a few hundred kB for a large site)
-
-
-def _trail_head() -> tuple:
-    """The audit chain's head: its hash names the whole history (a database restored from a
-    backup, or emptied by a test, may reach the same sequence number with other events)."""
-    return tuple(db.session.execute(select(AuditChainHead.last_seq, AuditChainHead.last_hash)))
-
-
-def _kept(key: tuple, build) -> dict:
-    """The build for ``key``, made once per process (``WORKLIST_CACHE=0``: every time)."""
-    if not current_app.config.get("WORKLIST_CACHE", True):
-        return build()
-    builds = current_app.extensions.setdefault("trial_worklist_builds", OrderedDict())
-    with _LOCK:
-        if key in builds:
-            builds.move_to_end(key)
-            return builds[key]
-    made = build()
-    with _LOCK:
-        builds[key] = made
-        while len(builds) > _KEPT:
-            builds.popitem(last=False)
-    return made
 
 
 def _visit_work(site_ids: list[int], start: date | None, end: date | None) -> dict:
@@ -213,8 +209,8 @@ def _visit_row(participant: Participant, visit: Visit) -> dict:
 
 
 def _open_queries(site_ids: list[int]) -> list[dict]:
-    """Open queries addressed to the sites (awaiting the site's answer), oldest first."""
-    now = utcnow()
+    """Open queries addressed to the sites (awaiting the site's answer), oldest first,
+    without their age (``kept_worklist`` works it out when asked)."""
     rows = db.session.scalars(
         select(DataQuery)
         .where(DataQuery.site_id.in_(site_ids), DataQuery.status == "open")
@@ -230,7 +226,6 @@ def _open_queries(site_ids: list[int]) -> list[dict]:
             "field": query.field,
             "text": query.text,
             "opened_at": query.opened_at,
-            "age_days": age_in_days(query.opened_at, now),
         }
         for query in rows
     ]
