@@ -1,13 +1,13 @@
 """Pages keep what they build per audit head (``trial.worklist.kept``): the worklist's visit
-lists and their markup. What is kept must never outlive a change or a day, nor reach a
-reader it was not made for (another site, a role shown other links). Each test has a
-control: with that part of the key taken away, the same steps serve a stale or someone
-else's page, so the test would catch it.
+lists and their markup, a participant's records and theirs. What is kept must never outlive
+a change or a day, nor reach a reader it was not made for (another site, another
+participant, a role shown other links). Each test has a control: with that part of the key
+taken away, the same steps serve a stale or someone else's page, so the test would catch it.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 
@@ -129,3 +129,70 @@ def test_a_query_s_age_and_a_report_s_clock_move_while_the_lists_are_kept(trial,
         work = services.build_worklist(user)
         assert work["open_queries"][0]["age_days"] == age
         assert work["serious_adverse_events"][0]["overdue"] is overdue
+
+
+# --- a participant's page ----------------------------------------------------------------
+
+
+def test_a_participant_s_page_shows_a_change_at_once(trial, browser, monkeypatch):
+    from trial.participants import overview
+
+    first, second = trial.enrol(day0_ago=1), trial.enrol(day0_ago=1)
+    coordinator = browser("coordinator")
+    assert record_link(first.pid) in page(coordinator, f"/participants/{first.pid}")
+    assert record_link(second.pid) in page(coordinator, f"/participants/{second.pid}")
+    visit = record_baseline(trial, first.pid, first.day0)
+    shown = page(coordinator, f"/participants/{first.pid}")
+    assert record_link(first.pid) not in shown and f"/visits/{visit}" in shown
+    # Control: kept whatever the trail's head, the page would miss the visit just recorded.
+    monkeypatch.setattr(overview, "trail_head", lambda: ())
+    page(coordinator, f"/participants/{second.pid}")
+    record_baseline(trial, second.pid, second.day0)
+    assert record_link(second.pid) in page(coordinator, f"/participants/{second.pid}")  # stale
+
+
+def test_a_participant_s_schedule_moves_with_the_site_s_date(trial, browser, monkeypatch):
+    from trial.participants import overview
+    from trial.visits import schedule
+
+    def overdue(pid: str) -> int:
+        return page(coordinator, f"/participants/{pid}").count('class="tag">overdue<')
+
+    first, second = trial.enrol(day0_ago=1), trial.enrol(day0_ago=1)
+    coordinator = browser("coordinator")
+    today = overdue(first.pid)
+    later = date.today() + timedelta(days=20)  # weeks later, the titration visits are late
+    for module in (overview, schedule):
+        monkeypatch.setattr(module, "site_today", lambda site: later)
+    assert overdue(first.pid) > today
+    monkeypatch.undo()
+    # Control: a key without the site's date keeps the schedule of the day it was built.
+    assert overdue(second.pid) == today
+    monkeypatch.setattr(schedule, "site_today", lambda site: later)
+    assert overdue(second.pid) == today  # stale
+
+
+def test_a_participant_s_records_markup_is_kept_per_role_never_shared(trial, browser, monkeypatch):
+    from trial.participants import pages
+
+    enrolled = trial.enrol(day0_ago=1)
+    path = f"/participants/{enrolled.pid}"
+    coordinator, monitor = browser("coordinator"), browser("monitor")
+    assert record_link(enrolled.pid) in page(coordinator, path)
+    shown = page(monitor, path)
+    assert enrolled.pid in shown and "/visits/new" not in shown
+    assert "/adverse-events/new" not in shown and "Raise a query" in shown
+    # Control: markup kept whatever the reader's role gives the monitor site staff's links.
+    monkeypatch.setattr(pages, "_markup_flags", lambda: ())
+    coordinator, monitor = browser("coordinator"), browser("monitor")
+    page(coordinator, path)
+    assert "/visits/new" in page(monitor, path)
+
+
+def test_each_participant_s_records_are_their_own(trial, browser):
+    first, second = trial.enrol(day0_ago=1), trial.enrol(day0_ago=1)
+    visit = record_baseline(trial, first.pid, first.day0)
+    coordinator = browser("coordinator")
+    assert f"/visits/{visit}" in page(coordinator, f"/participants/{first.pid}")
+    shown = page(coordinator, f"/participants/{second.pid}")
+    assert f"/visits/{visit}" not in shown and record_link(second.pid) in shown

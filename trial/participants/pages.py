@@ -8,6 +8,7 @@ alike. A participant's page shows what the API shows site staff (the blinded sch
 from __future__ import annotations
 
 from flask import current_app, flash, g, redirect, render_template, request, url_for
+from markupsafe import Markup
 from werkzeug.datastructures import MultiDict
 
 from trial.auth.policy import allow
@@ -16,15 +17,17 @@ from trial.errors import ValidationFailed
 from trial.extensions import db
 from trial.participants import services
 from trial.participants.models import PARTICIPANT_STATUSES as STATUSES
-from trial.participants.overview import participant_overview
+from trial.participants.overview import kept_records, open_queries
 from trial.participants.schemas import ParticipantCreateSchema
 from trial.web import PARTICIPANT_SECTIONS
 from trial.web.blueprint import PageBlueprint
 from trial.web.forms import form_errors, read_form
+from trial.worklist.kept import kept
 
 bp = PageBlueprint("participants_pages", __name__)
 
 SITE_STAFF = (Role.COORDINATOR, Role.INVESTIGATOR)
+SITE_STAFF_ROLES = frozenset(role.value for role in SITE_STAFF)
 READERS = (*SITE_STAFF, Role.MONITOR, Role.DATA_MANAGER)
 PAGE_SIZE = 50
 LABELS = {
@@ -100,13 +103,34 @@ def _defaults() -> dict:
 @bp.route("/participants/<participant_id>", methods=["GET"])
 @allow(*READERS)
 def participant(participant_id):
-    """One participant: status, allocation, schedule, records and open queries."""
+    """One participant: status, allocation, schedule, records and open queries (the
+    records' markup kept with the records, ``kept_records``, per ``_markup_flags``)."""
     person = services.get_visible_participant(g.current_user, participant_id)
     sections = [render(person) for render in current_app.extensions.get(PARTICIPANT_SECTIONS, [])]
+    key, records = kept_records(g.current_user, person)
+    markup = kept(
+        "participant_html",
+        (key, _markup_flags()),
+        lambda: Markup(
+            render_template(
+                "participants/_records.html",
+                participant_id=person.participant_id,
+                overview=records,
+            )
+        ),
+    )
     return render_template(
         "participants/participant.html",
         title=f"Participant {person.participant_id}",
         participant=person,
-        overview=participant_overview(g.current_user, person),
+        records=markup,
+        overview={"queries": open_queries(g.current_user, person)},
         sections=sections,
     )
+
+
+def _markup_flags() -> tuple:
+    """All the kept records' markup may show differently to readers: site staff's
+    **Record** and **Report an adverse event** links, and the address the pages are served
+    under."""
+    return (g.current_user.role in SITE_STAFF_ROLES, request.script_root)
