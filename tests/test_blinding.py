@@ -247,13 +247,19 @@ def record_visits(client, coordinators, pids) -> tuple[list[str], list[str]]:
                 },
                 "vitals": {"systolic_bp": 128, "diastolic_bp": 82, "heart_rate": 70},
                 "labs": [{"test": "GGT", "value": 90, "unit": "U/L", "upper_limit_normal": 55}],
+                # A guess of "don't know": a guess that names an arm is a value someone
+                # entered, which this scan for arm labels cannot tell from an arm (the
+                # bundle's guesses are checked by swapping the arms instead, below).
+                "blinding": [
+                    {"respondent": "participant", "guess": "dont_know", "confidence": None}
+                ],
             },
         )
         assert visit.status_code == 201, visit.json
         body = visit.json
         visit_ids.append(str(body["id"]))
         form_ids += [str(body[k]["id"]) for k in ("ocds", "ciwa", "vitals")]
-        form_ids += [str(r["id"]) for r in body["drinking"] + body["labs"]]
+        form_ids += [str(r["id"]) for r in body["drinking"] + body["labs"] + body["blinding"]]
         answers = client.get(f"/api/v1/participants/{pid}/eligibility", headers=headers)
         form_ids += [str(c["record_id"]) for c in answers.json["criteria"]]
         dose = client.post(

@@ -66,6 +66,9 @@ CASES = {
     "ciwa": Case("ciwa", {"tremor": 3}, {"tremor": 4}, "tremor"),
     "vitals": Case("vitals", {"heart_rate": 80}, {"heart_rate": 90}, "heart_rate"),
     "lab_result": Case("labs", {"value": 50.0}, {"value": 60.0}, "value"),
+    "blinding_assessment": Case(
+        "blinding-assessments", {"confidence": "strongly"}, {"confidence": "somewhat"}, ""
+    ),
     "dosing": Case("dosing", {"tablets_returned": 2}, {"tablets_returned": 3}, ""),
     "disposition": Case(
         "dispositions",
@@ -113,6 +116,7 @@ def records(trial) -> tuple:
         ciwa=ciwa(2),
         vitals=vitals(),
         labs=[lab("GGT")],
+        blinding=[{"respondent": "participant", "guess": "placebo", "confidence": "somewhat"}],
     ).json
     made = {
         "dosing": trial.post(
@@ -140,6 +144,7 @@ def records(trial) -> tuple:
         ciwa=visit["ciwa"]["id"],
         vitals=visit["vitals"]["id"],
         lab_result=visit["labs"][0]["id"],
+        blinding_assessment=visit["blinding"][0]["id"],
     )
     return p, ids
 

@@ -453,6 +453,7 @@ RECORD_ENTITIES = {
     "ciwa",
     "vitals",
     "lab_result",
+    "blinding_assessment",
     "adverse_event",
     "dosing",
     "disposition",

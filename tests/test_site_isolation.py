@@ -86,6 +86,7 @@ def s01(app, trial):
         ciwa=ciwa(1),
         vitals=vitals(),
         labs=[lab()],
+        blinding=[{"respondent": "participant", "guess": "dont_know", "confidence": None}],
     ).json
     late = trial.visit(  # raises a deviation
         p.pid, "titration_w1", p.day0 + 12 * D, out_of_window_reason="Travelling"
@@ -104,6 +105,7 @@ def s01(app, trial):
         "ciwa": baseline["ciwa"]["id"],
         "vitals": baseline["vitals"]["id"],
         "lab_result": baseline["labs"][0]["id"],
+        "blinding_assessment": baseline["blinding"][0]["id"],
         "dosing": dosing["id"],
         "disposition": disposition["id"],
         "protocol_deviation": deviation["id"],

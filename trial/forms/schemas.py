@@ -98,16 +98,17 @@ class LabInput(ma.Schema):
 
 class ArmGuess(v.Validator):
     """One of the protocol's arm names or ``dont_know``, read when a value is checked (the
-    protocol file names the arms). ``choices`` are what a page offers (none outside an app
-    context, where the factory builds the OpenAPI spec)."""
+    protocol file names the arms). ``options`` are what a correction page offers. (Not called
+    ``choices``: the OpenAPI spec, built outside an app context, would list that as an empty
+    enum; the field's description names the values instead.)"""
 
     @property
-    def choices(self) -> tuple[str, ...]:
-        return (*current_protocol().arms, DONT_KNOW) if has_app_context() else ()
+    def options(self) -> tuple[str, ...]:
+        return (*current_protocol().arms, DONT_KNOW)
 
     def __call__(self, value: str) -> str:
-        if value not in self.choices:
-            raise ma.ValidationError(f"Must be one of: {', '.join(self.choices)}.")
+        if value not in self.options:
+            raise ma.ValidationError(f"Must be one of: {', '.join(self.options)}.")
         return value
 
 

@@ -117,7 +117,14 @@ def _fields(schema: ma.Schema) -> list[dict]:
             continue
         key = field.data_key or name
         # A fixed list (OneOf) or one the protocol sets (an arm guess): offered as choices.
-        one_of = next((v for v in field.validators if hasattr(v, "choices")), None)
+        one_of = next(
+            (
+                getattr(v, "choices", None) or v.options
+                for v in field.validators
+                if isinstance(v, ma.validate.OneOf) or hasattr(v, "options")
+            ),
+            None,
+        )
         span = next((v for v in field.validators if isinstance(v, ma.validate.Range)), None)
         kind = "text"
         if isinstance(field, ma.fields.Date):
@@ -139,9 +146,7 @@ def _fields(schema: ma.Schema) -> list[dict]:
                 "attribute": field.attribute or name,
                 "label": labels.get(key, key.replace("_", " ").capitalize()),
                 "kind": kind,
-                "choices": [
-                    (c, CHOICE_WORDING.get(c, str(c).replace("_", " "))) for c in one_of.choices
-                ]
+                "choices": [(c, CHOICE_WORDING.get(c, str(c).replace("_", " "))) for c in one_of]
                 if one_of
                 else [],
                 "hint": hint,
