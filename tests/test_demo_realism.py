@@ -25,6 +25,7 @@ from trial.conduct.models import Disposition, ProtocolDeviation
 from trial.dosing.models import DosingRecord
 from trial.extensions import db
 from trial.forms.models import (
+    BlindingAssessment,
     CiwaAssessment,
     DrinkingDay,
     LabResult,
@@ -100,6 +101,7 @@ def clinical_data() -> dict:
         "ciwa": rows(CiwaAssessment, *CiwaAssessment.AUDITED_FIELDS, by_visit=True),
         "vitals": rows(Vitals, *Vitals.AUDITED_FIELDS, by_visit=True),
         "labs": rows(LabResult, *LabResult.AUDITED_FIELDS, by_visit=True),
+        "blinding": rows(BlindingAssessment, *BlindingAssessment.AUDITED_FIELDS, by_visit=True),
         "dosing": rows(DosingRecord, *DosingRecord.AUDITED_FIELDS),
         "adverse_events": rows(AdverseEvent, *AdverseEvent.AUDITED_FIELDS),
         "deviations": rows(ProtocolDeviation, "category", "description", "date", "automatic"),
