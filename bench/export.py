@@ -345,7 +345,7 @@ def served_bundle_seconds(
 
 def worker_peak_mb(base: str) -> float:
     """The peak RSS (``VmHWM``) of the gunicorn worker serving ``base``: of the processes
-    started with its ``--bind`` address, the one whose parent is another (the master)."""
+    started with its ``--bind`` address, the child of the master."""
     address = base.removeprefix("http://")
     found = {}
     for entry in Path("/proc").iterdir():
@@ -360,7 +360,10 @@ def worker_peak_mb(base: str) -> float:
         except OSError:  # it exited meanwhile
             continue
         found[entry.name] = status
-    workers = [status for status in found.values() if status["PPid"].strip() in found]
+    # The master's parent is this script; the worker's, the master; a helper still exiting
+    # after its bundle is a child of the worker.
+    masters = {pid for pid, status in found.items() if status["PPid"].strip() not in found}
+    workers = [status for status in found.values() if status["PPid"].strip() in masters]
     if len(workers) != 1:
         return float("nan")
     return int(workers[0]["VmHWM"].split()[0]) / 1024
