@@ -15,8 +15,12 @@ investigator): first from one client, --repeat times after --warm untimed calls,
 same run. Times are taken at the client over loopback: the server's time plus well under a
 millisecond.
 
-``--worklist-cache off`` builds every worklist afresh (each worker otherwise keeps a site's
-visit lists until the audit chain moves, so a busy site's worklist is often built afresh).
+``--worklist-cache off`` builds every page afresh: each worker otherwise keeps what the
+worklist and the participant page read and render (a site's visit lists, queries and SAE
+reports; a participant's records; their markup) until the audit chain or the site's date
+moves (``trial/worklist/kept.py``), so the kept figures are those of a page opened again
+while nothing changed, and the "off" figures those of the first opening after a change (at
+a busy site, often).
 
 Goals (issue 24): p95 under 150 ms per page with one client; the worklist and the participant
 page within 5x the floor's p50 under 16 clients (the page's p50 against the floor's p50,
@@ -297,7 +301,8 @@ def main(argv=None) -> int:
         "--worklist-cache",
         choices=["on", "off"],
         default="on",
-        help="off: every worklist is built afresh (WORKLIST_CACHE=0), as after any write",
+        help="off: the worklist and participant page are built afresh on every request "
+        "(WORKLIST_CACHE=0), as after any write",
     )
     parser.add_argument(
         "--only",
