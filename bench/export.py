@@ -344,26 +344,34 @@ def served_bundle_seconds(
 
 
 def worker_peak_mb(base: str) -> float:
-    """The peak RSS (``VmHWM``) of the gunicorn worker serving ``base``: of the processes
-    started with its ``--bind`` address, the child of the master."""
-    address = base.removeprefix("http://")
-    found = {}
+    """The peak RSS (``VmHWM``) of the gunicorn worker serving ``base``.
+
+    gunicorn renames its processes (``gunicorn: worker [wsgi:app]``), so they are found by
+    the listening socket they share: of the processes holding it, the master's parent is
+    not one of them, and the worker is the master's child (a helper forked for a bundle
+    would be the worker's)."""
+    port = f"{int(base.rsplit(':', 1)[1]):04X}"
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[1].endswith(f":{port}") and fields[3] == "0A":  # LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    holders = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            if address.encode() not in (entry / "cmdline").read_bytes().split(b"\0"):
+            if not any(os.readlink(fd) in inodes for fd in (entry / "fd").iterdir()):
                 continue
             status = dict(
                 line.split(":", 1) for line in (entry / "status").read_text().splitlines()
             )
-        except OSError:  # it exited meanwhile
+        except OSError:  # it exited meanwhile, or is not ours to read
             continue
-        found[entry.name] = status
-    # The master's parent is this script; the worker's, the master; a helper still exiting
-    # after its bundle is a child of the worker.
-    masters = {pid for pid, status in found.items() if status["PPid"].strip() not in found}
-    workers = [status for status in found.values() if status["PPid"].strip() in masters]
+        holders[entry.name] = status
+    masters = {pid for pid, status in holders.items() if status["PPid"].strip() not in holders}
+    workers = [status for status in holders.values() if status["PPid"].strip() in masters]
     if len(workers) != 1:
         return float("nan")
     return int(workers[0]["VmHWM"].split()[0]) / 1024
