@@ -465,3 +465,133 @@ def test_formula_texts_name_their_sources() -> None:
     for text in (BANG_FORMULA, JAMES_FORMULA):
         assert text.isascii()  # printable by the report's base fonts
     assert "C - W" in (bang_index.__doc__ or "") and "Kd" in (james_index.__doc__ or "")
+
+
+# --- the engine's contract beyond the numbers (what a caller reads besides the estimate) ---
+
+
+def test_tally_maps_each_of_the_five_answers_to_its_own_cell():
+    """Each (guess, confidence) lands in its own column for both arms: a "somewhat" guess of
+    the active drug is not counted as one of the control (the report's table reads these)."""
+    answers = [
+        ("baclofen", "baclofen", "strongly"),
+        ("baclofen", "baclofen", "somewhat"),
+        ("baclofen", "baclofen", "somewhat"),
+        ("baclofen", "placebo", "somewhat"),
+        ("baclofen", "placebo", "somewhat"),
+        ("baclofen", "placebo", "somewhat"),
+        ("baclofen", "placebo", "strongly"),
+        ("baclofen", "placebo", "strongly"),
+        ("baclofen", "placebo", "strongly"),
+        ("baclofen", "placebo", "strongly"),
+        ("baclofen", "dont_know", None),
+        ("placebo", "baclofen", "somewhat"),
+        ("placebo", "dont_know", None),
+    ]
+    table = bi.tally(answers, five_category=True)
+    assert table.active == bi.FiveCategory(1, 2, 3, 4, 1)
+    assert table.control == bi.FiveCategory(0, 1, 0, 0, 1)
+    three = bi.tally(answers)
+    assert table.collapsed() == three
+    assert three.active == bi.ThreeCategory(3, 7, 1)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: bi.ThreeCategory(-1, 0, 0), "non-negative integer"),
+        (lambda: bi.ThreeCategory(0, -1, 0), "non-negative integer"),
+        (lambda: bi.ThreeCategory(0, 0, -1), "non-negative integer"),
+        (lambda: bi.FiveCategory(-1, 0, 0, 0, 0), "non-negative integer"),
+        (lambda: bi.FiveCategory(0, -1, 0, 0, 0), "non-negative integer"),
+        (lambda: bi.FiveCategory(0, 0, -1, 0, 0), "non-negative integer"),
+        (lambda: bi.FiveCategory(0, 0, 0, -1, 0), "non-negative integer"),
+        (lambda: bi.FiveCategory(0, 0, 0, 0, -1), "non-negative integer"),
+        (lambda: bi.ThreeCategory(1.0, 0, 0), "non-negative integer"),
+        (lambda: bi.bang_index(bi.ThreeCategory(1, 0, 0), "both"), "arm must be"),
+        (lambda: bi.bang_index(bi.ThreeCategory(1, 0, 0), "active", alternative="up"), "one of"),
+        (lambda: bi.bang_index(bi.ThreeCategory(1, 0, 0), "active", conf_level=0), "strictly"),
+        (lambda: bi.bang_index(bi.ThreeCategory(1, 0, 0), "active", conf_level=1), "strictly"),
+        (lambda: bi.bang_index(bi.ThreeCategory(1, 0, 0), "active", conf_level=1.5), "strictly"),
+        (lambda: bi.tally([("baclofen", "aspirin", None)]), "unknown guess"),
+        (lambda: bi.tally([("aspirin", "dont_know", None)]), "unknown arm"),
+        (
+            lambda: bi.tally([("baclofen", "placebo", None)], five_category=True),
+            "needs its confidence",
+        ),
+    ],
+)
+def test_refusals_say_what_is_wrong(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_a_table_mixing_the_forms_is_refused():
+    with pytest.raises(TypeError, match="same form"):
+        bi.GuessTable(bi.ThreeCategory(1, 0, 0), bi.FiveCategory(1, 0, 0, 0, 0))
+
+
+@pytest.mark.parametrize("alternative", ["two-sided", "less", "greater"])
+@pytest.mark.parametrize("conf_level", [0.9, 0.99])
+def test_every_result_carries_its_level_side_and_size(conf_level, alternative):
+    """Defined, undefined and interval-less results alike say at which level, on which side
+    and on how many answers they were computed (the report prints the level)."""
+    tables = [
+        bi.GuessTable(bi.ThreeCategory(5, 2, 3), bi.ThreeCategory(2, 4, 1)),  # defined
+        bi.GuessTable(bi.ThreeCategory(0, 0, 0), bi.ThreeCategory(0, 0, 0)),  # no answers
+        bi.GuessTable(bi.ThreeCategory(0, 0, 2), bi.ThreeCategory(0, 0, 3)),  # all don't know
+        bi.GuessTable(bi.ThreeCategory(0, 0, 2), bi.ThreeCategory(0, 0, 0)),  # one arm, d.k.
+        bi.GuessTable(bi.ThreeCategory(4, 0, 0), bi.ThreeCategory(0, 0, 0)),  # Pde = 0
+        bi.GuessTable(bi.ThreeCategory(4, 0, 1), bi.ThreeCategory(0, 3, 0)),  # variance 0
+        bi.GuessTable(bi.FiveCategory(2, 1, 1, 0, 1), bi.FiveCategory(0, 1, 2, 2, 0)),
+    ]
+    for table in tables:
+        found = bi.blinding_indices(
+            table,
+            conf_level=conf_level,
+            bang_alternative=alternative,
+            james_alternative=alternative,
+        )
+        sizes = (table.active.total, table.control.total, table.active.total + table.control.total)
+        for result, n in zip(
+            (found.bang_active, found.bang_control, found.james), sizes, strict=True
+        ):
+            assert (result.conf_level, result.alternative, result.n) == (
+                conf_level,
+                alternative,
+                n,
+            ), (table, result)
+
+
+def test_each_undefined_index_and_missing_interval_says_why():
+    none = bi.bang_index(bi.ThreeCategory(0, 0, 0), "active")
+    assert none.reason == none.interval_reason == "no answers in this arm"
+    unknown = bi.bang_index(bi.ThreeCategory(0, 0, 4), "control")
+    assert unknown.reason.startswith("every answer in this arm is don't know: Bang's index")
+    assert unknown.reason.endswith("the R package BI returns NaN)")
+    assert bi.james_index(
+        bi.GuessTable(bi.ThreeCategory(0, 0, 0), bi.ThreeCategory(0, 0, 0))
+    ).reason == ("no answers")
+    # One answer, a correct guess: Pde is 0 (not "no answers").
+    single = bi.james_index(bi.GuessTable(bi.ThreeCategory(1, 0, 0), bi.ThreeCategory(0, 0, 0)))
+    assert single.estimate is None and single.n == 1
+    assert single.reason.startswith("expected disagreement Pde is 0 (every guess names one arm")
+    assert single.reason.endswith("James' kappa, hence its index, is undefined")
+    lonely = bi.james_index(bi.GuessTable(bi.ThreeCategory(0, 0, 2), bi.ThreeCategory(0, 0, 0)))
+    assert lonely.reason == (
+        "only one arm answered and every answer is don't know: James' index is undefined"
+    )
+    # One don't know in each arm, nothing else: James' edge case, 1 with no variance.
+    edge = bi.james_index(bi.GuessTable(bi.ThreeCategory(0, 0, 1), bi.ThreeCategory(0, 0, 1)))
+    assert (edge.estimate, edge.variance, edge.standard_error, edge.n) == (1, 0, 0.0, 2)
+    assert edge.interval_reason == (
+        "every answer is don't know: James' index is 1 by definition, with no variance "
+        "(James et al. 1996, p. 1425)"
+    )
+    flat = bi.bang_index(bi.ThreeCategory(4, 0, 0), "active")
+    assert (flat.estimate, flat.variance, flat.standard_error) == (1, 0, 0.0)
+    assert flat.interval_reason == (
+        "the variance is 0 (e.g. every guess right, or every guess wrong): "
+        "no normal-approximation interval"
+    )
+    assert flat.reason is None
