@@ -10,8 +10,9 @@ named by --pg-url) the script migrates a fresh schema, loads the demo trial
 --workers worker processes, and signs each client in once through the sign-in form (a
 ``requests.Session`` per client, the CSRF token read from the page, as a browser does). It
 then asks for each page of site S01 as its coordinator (the visits awaiting signature as its
-investigator): first from one client, --repeat times after --warm untimed calls, then from
---clients clients at once, --repeat calls each. The floor is measured the same way in the
+investigator): first --warm untimed calls from each of --clients clients at once (so every
+worker has served it), then from one client, --repeat times, then from --clients clients at
+once, --repeat calls each. The floor is measured the same way in the
 same run. Times are taken at the client over loopback: the server's time plus well under a
 millisecond.
 
@@ -187,6 +188,20 @@ def timed(client: requests.Session, url: str, count: int, failures: list) -> lis
     return times
 
 
+def warm_every_worker(clients: list[requests.Session], url: str, args, failures: list) -> None:
+    """--warm untimed calls from each of the clients at once. One client's calls in a row
+    may all reach the same gunicorn worker, leaving another to build the pages it keeps
+    inside the timed calls; with more clients at once than workers, every worker serves."""
+    threads = [
+        threading.Thread(target=timed, args=(client, url, args.warm, failures))
+        for client in clients
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def under_load(clients: list[requests.Session], url: str, args, failures: list) -> list[float]:
     """Every client asks for ``url`` --repeat times, all released together."""
     start = threading.Barrier(len(clients))
@@ -235,14 +250,14 @@ def bench(kind: str, args) -> tuple[dict, list]:
                     for user in users
                 }
                 floor_url = f"{base}/api/v1/health"
-                timed(one[COORDINATOR], floor_url, args.warm, failures)
+                warm_every_worker(many[COORDINATOR], floor_url, args, failures)
                 results["health (floor)"] = {
                     "path": "/api/v1/health",
                     "one": figures(timed(one[COORDINATOR], floor_url, args.repeat, failures)),
                     "many": figures(under_load(many[COORDINATOR], floor_url, args, failures)),
                 }
                 for name, (user, path) in pages.items():
-                    timed(one[user], base + path, args.warm, failures)
+                    warm_every_worker(many[user], base + path, args, failures)
                     results[name] = {
                         "path": path,
                         "one": figures(timed(one[user], base + path, args.repeat, failures)),
@@ -295,7 +310,7 @@ def main(argv=None) -> int:
         "--warm",
         type=int,
         default=10,
-        help="untimed calls per client first (enough to reach every worker once)",
+        help="untimed calls per client first, all clients at once (every worker serves)",
     )
     parser.add_argument(
         "--worklist-cache",
