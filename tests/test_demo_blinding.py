@@ -188,6 +188,7 @@ def test_the_guesses_shift_no_other_figure_of_the_demo(backend, request, tmp_pat
             results.append((clinical_data(), clinical_audit(), len(answers())))
     (data, audit, guesses), (bare, bare_audit, none) = results
     assert guesses > 0 and none == 0
+    assert data.pop("blinding") and not bare.pop("blinding")  # the guesses, and only they
     for name in data:
         assert data[name] == bare[name], name
     assert audit == bare_audit
