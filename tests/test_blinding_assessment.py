@@ -55,12 +55,16 @@ def test_the_protocol_names_the_visits_that_ask_for_guesses(trial):
 
 def test_guesses_are_recorded_with_the_visit_and_audited_field_by_field(trial):
     p = trial.enrol(day0_ago=90)
-    response = week_12(trial, p, blinding=guesses(("baclofen", "strongly")))
+    # Sent investigator first; listed as the form asks them, the participant's first (the
+    # answer as written and the visit as read back alike).
+    sent = list(reversed(guesses(("baclofen", "strongly"))))
+    assert sent[0]["respondent"] == "investigator"
+    response = week_12(trial, p, blinding=sent)
     assert response.status_code == 201, response.json
     visit = response.json
     assert [(g["respondent"], g["guess"], g["confidence"]) for g in visit["blinding"]] == [
-        ("investigator", "dont_know", None),
         ("participant", "baclofen", "strongly"),
+        ("investigator", "dont_know", None),
     ]
     assert "blinding" not in visit["missing_forms"]
     # The answer is the visit as stored.
@@ -75,12 +79,12 @@ def test_guesses_are_recorded_with_the_visit_and_audited_field_by_field(trial):
     decoded = [(i, field, None if new is None else json.loads(new)) for i, field, new in rows]
     assert sorted(decoded, key=str) == sorted(
         [
-            (ids[0], "respondent", "investigator"),
-            (ids[0], "guess", "dont_know"),
-            (ids[0], "confidence", None),
-            (ids[1], "respondent", "participant"),
-            (ids[1], "guess", "baclofen"),
-            (ids[1], "confidence", "strongly"),
+            (ids[0], "respondent", "participant"),
+            (ids[0], "guess", "baclofen"),
+            (ids[0], "confidence", "strongly"),
+            (ids[1], "respondent", "investigator"),
+            (ids[1], "guess", "dont_know"),
+            (ids[1], "confidence", None),
         ],
         key=str,
     )

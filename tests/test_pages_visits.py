@@ -574,8 +574,8 @@ def test_guesses_through_the_page_are_the_guesses_the_api_stores(trial, page):
     by_page, by_api = api_visit(trial, visit_id), api_visit(trial, answer.json["id"])
     assert strip(by_page) == strip(by_api)
     assert [(g["respondent"], g["guess"]) for g in by_page["blinding"]] == [
-        ("investigator", "dont_know"),
         ("participant", "placebo"),
+        ("investigator", "dont_know"),
     ]
     shown = page.get(f"/visits/{visit_id}").text
     assert "Somewhat believes placebo" in shown and "Don&#39;t know" in shown

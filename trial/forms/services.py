@@ -180,39 +180,37 @@ def revalidate_vitals(record, participant, merged: dict) -> None:
 def revalidate_lab(record, participant, merged: dict) -> None:
     errors: dict = {}
     check_labs([merged], errors, prefix="")
-    if merged.get("test") is not None:
-        others = db.session.scalar(
-            select(LabResult).where(
-                LabResult.visit_id == record.visit_id,
-                LabResult.test == merged["test"],
-                LabResult.id != record.id,
-                LabResult.entered_in_error.is_(False),
-            )
-        )
-        if others is not None:
-            errors.setdefault("test", []).append(
-                f"{merged['test']} is already recorded at this visit."
-            )
+    _slot_taken(record, merged, "test", errors, "{} is already recorded at this visit.")
     raise_if_errors(errors)
 
 
 def revalidate_blinding(record, participant, merged: dict) -> None:
     errors: dict = {}
     check_blinding([merged], errors, prefix="")
-    if merged.get("respondent") is not None:
-        others = db.session.scalar(
-            select(BlindingAssessment.id).where(
-                BlindingAssessment.visit_id == record.visit_id,
-                BlindingAssessment.respondent == merged["respondent"],
-                BlindingAssessment.id != record.id,
-                BlindingAssessment.entered_in_error.is_(False),
-            )
-        )
-        if others is not None:
-            errors.setdefault("respondent", []).append(
-                f"The {merged['respondent']}'s guess is already recorded at this visit."
-            )
+    _slot_taken(
+        record, merged, "respondent", errors, "The {}'s guess is already recorded at this visit."
+    )
     raise_if_errors(errors)
+
+
+def _slot_taken(record, merged: dict, field: str, errors: dict, message: str) -> None:
+    """A corrected form must not take a slot its visit already fills (one lab per test, one
+    guess per respondent): name ``field`` with ``message`` if another active record holds
+    the corrected value."""
+    value = merged.get(field)
+    if value is None:
+        return
+    model = type(record)
+    other = db.session.scalar(
+        select(model.id).where(
+            model.visit_id == record.visit_id,
+            getattr(model, field) == value,
+            model.id != record.id,
+            model.entered_in_error.is_(False),
+        )
+    )
+    if other is not None:
+        errors.setdefault(field, []).append(message.format(value))
 
 
 def no_cross_field_rules(record, participant, merged: dict) -> None:

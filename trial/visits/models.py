@@ -91,4 +91,6 @@ Visit.ocds = _forms("OcdsAssessment", many=False)
 Visit.ciwa = _forms("CiwaAssessment", many=False)
 Visit.vitals = _forms("Vitals", many=False)
 Visit.labs = _forms("LabResult", order_by="LabResult.test")
-Visit.blinding = _forms("BlindingAssessment", order_by="BlindingAssessment.respondent")
+# The participant's guess before the investigator's, as the form asks them
+# (BLINDING_RESPONDENTS): "participant" sorts after "investigator", so descending.
+Visit.blinding = _forms("BlindingAssessment", order_by="BlindingAssessment.respondent.desc()")

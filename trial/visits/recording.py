@@ -12,6 +12,7 @@ from trial.extensions import db
 from trial.forms import services as forms
 from trial.forms.edit_checks.run import run_visit_checks
 from trial.forms.models import (
+    BLINDING_RESPONDENTS,
     BlindingAssessment,
     CiwaAssessment,
     DrinkingDay,
@@ -158,7 +159,11 @@ def _hold_written(visit: Visit, participant: Participant, records: list) -> None
     set_committed_value(visit, "drinking_days", sorted(of(DrinkingDay), key=lambda d: d.day))
     set_committed_value(visit, "labs", sorted(of(LabResult), key=lambda lab: lab.test))
     set_committed_value(
-        visit, "blinding", sorted(of(BlindingAssessment), key=lambda guess: guess.respondent)
+        visit,
+        "blinding",
+        sorted(
+            of(BlindingAssessment), key=lambda guess: BLINDING_RESPONDENTS.index(guess.respondent)
+        ),
     )
     for name, model in (("ocds", OcdsAssessment), ("ciwa", CiwaAssessment), ("vitals", Vitals)):
         set_committed_value(visit, name, next(iter(of(model)), None))
