@@ -49,6 +49,7 @@ from bench.randomize import (  # noqa: E402 - the shared harness of the benchmar
     bench_config,
     combine_loads,
     gunicorn,
+    make_ready,
     run_load,
     throwaway_database,
 )
@@ -165,6 +166,7 @@ def prepare_trial(database_url: str, instance: Path, arm_key: str, participants:
             count = len(range(index, participants, len(SITES)))
             entries = [("FM"[n % 2], 1975, consent) for n in range(count)]
             for participant in register_participants(users[code], code, entries):
+                make_ready(users[code], participant, screening=day0.date() - timedelta(days=7))
                 services.randomize(
                     users[code],
                     participant.participant_id,
@@ -188,8 +190,11 @@ def verify_after(app, expected: int) -> tuple[bool, list[str]]:
 
     with app.app_context():
         chain = verify_chain()
-        visits = db.session.scalar(select(func.count()).select_from(Visit))
-        distinct = db.session.scalar(select(func.count(func.distinct(Visit.participant_id))))
+        timed = Visit.visit_code == VISIT_CODE  # not the screening visits of the set-up
+        visits = db.session.scalar(select(func.count()).select_from(Visit).where(timed))
+        distinct = db.session.scalar(
+            select(func.count(func.distinct(Visit.participant_id))).where(timed)
+        )
         lines = [
             f"visits stored: {visits} for {distinct} participants (expected {expected})",
             f"audit chain: {'ok' if chain.ok else chain.problem} ({chain.rows_checked} rows)",
