@@ -225,6 +225,22 @@ def test_a_visit_without_a_calendar_gets_no_calendar_warning(trial):
     assert run(trial, visit_id) == []
 
 
+def test_checking_a_visit_leaves_the_queries_of_the_participants_other_visits_alone(trial):
+    """A visit's checks read its own records only: the open query on an earlier visit is
+    neither noted "no longer read" nor otherwise touched when a later visit is checked."""
+    enrolled = trial.enrol()
+    labs = [lab("ALT", 500.0, upper_limit_normal=40.0)]
+    first = baseline(trial, enrolled, labs=labs, vitals=vitals(weight_kg=80.0))
+    assert [w["rule"] for w in run(trial, first)] == ["alt_above_uln"]
+    [query] = system_queries(first)
+    before = (query.status, query.checked_value, [m.kind for m in query.messages])
+    assert before[0] == "open" and before[2] == ["raise"]
+    second = week(trial, enrolled, 1, 80.0)
+    assert run(trial, second) == []
+    [query] = system_queries(first)
+    assert (query.status, query.checked_value, [m.kind for m in query.messages]) == before
+
+
 # --- once per rule, record and field ---------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ correction, or twice) raises nothing twice:
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 
 from trial.extensions import db
 from trial.forms.edit_checks.conditions import Observation, observe
@@ -39,10 +39,17 @@ def _key(rule: str, entity: str, record_id: str, field: str | None) -> tuple:
     return rule, entity, record_id, field
 
 
-def _system_queries(participant: Participant) -> dict[tuple, list[DataQuery]]:
+def _system_queries(participant: Participant, records: set[tuple[str, str]]):
+    """The system queries on ``records`` (``(entity, record_id)`` pairs: a visit and its
+    forms, the only records a visit's checks read), by key, oldest first. A new visit's
+    records have none: its lookup finds nothing, whatever the participant's history."""
     statement = (
         select(DataQuery)
-        .where(DataQuery.participant_id == participant.id, DataQuery.origin == "system")
+        .where(
+            DataQuery.participant_id == participant.id,
+            DataQuery.origin == "system",
+            tuple_(DataQuery.entity, DataQuery.record_id).in_(sorted(records)),
+        )
         .order_by(DataQuery.id)
     )
     found: dict[tuple, list[DataQuery]] = {}
@@ -114,7 +121,7 @@ def run_visit_checks(
     rules = current_edit_checks() if rules is None else rules
     observations = observe(rules, participant, visit)
     records = {(r.ENTITY, r.entity_id) for r in [visit, *active_forms(visit)]}
-    existing = _system_queries(participant)
+    existing = _system_queries(participant, records)
     warnings = []
     seen = set()
     for observation in observations:
@@ -128,12 +135,7 @@ def run_visit_checks(
     # out of a rule's reach (a lab's test changed), or the rule was switched off.
     for key, queries in existing.items():
         unsettled = _unsettled(queries)
-        if (
-            key not in seen
-            and (key[1], key[2]) in records
-            and unsettled is not None
-            and unsettled.checked_value != NOT_READ
-        ):
+        if key not in seen and unsettled is not None and unsettled.checked_value != NOT_READ:
             note_system_query(
                 actor,
                 unsettled,
