@@ -411,6 +411,87 @@ def test_a_calendar_day_is_always_assessed():
     assert (row["days_assessed"], row["days_missing"], row["days_not_collectable"]) == (10, 0, 18)
 
 
+def test_the_baseline_is_collected_at_screening_whatever_the_last_collectable_day():
+    """The baseline's 28 days are collected at the screening visit, looking back: no later
+    end of collection shortens them. Screened 2026-01-10 (baseline 2025-12-13 to 2026-01-09),
+    a screen failure dated 2026-01-05, inside the baseline: collection ends that day, yet the
+    baseline keeps its 28 collectable days (20 assessed, 8 missing, none not collectable),
+    while a month over the same days is cut there (2026-01-02 to 01-05: 4 collectable days,
+    none assessed, 24 not collectable)."""
+    until = outcomes.last_collectable_day(
+        PROTOCOL,
+        randomization_date=None,
+        cutoff_date=CUTOFF,
+        disposition="screen_failure",
+        disposition_date=date(2026, 1, 5),
+    )
+    assert until == date(2026, 1, 5)
+    (baseline,) = outcomes.periods_for(
+        PROTOCOL, screening_date=date(2026, 1, 10), randomization_date=None, cutoff_date=CUTOFF
+    )
+    assert baseline == Period("baseline", date(2025, 12, 13), date(2026, 1, 9))
+    dates, drinks = days(date(2025, 12, 13), [2] * 20)  # to 2026-01-01
+    row, month = outcomes.compute(
+        PROTOCOL, "F", [baseline, MONTH_1], dates, drinks, collectable_until=until
+    )
+    assert (row["days_in_period"], row["days_assessed"]) == (28, 20)
+    assert (row["days_missing"], row["days_not_collectable"]) == (8, 0)
+    # 20 of 28 days: above 7 days and half; 2 drinks x 14 g = 28 g/day, medium for a woman
+    assert row["empty_reason"] is None
+    assert (row["grams_per_day"], row["who_risk_level"]) == (28.0, "medium")
+    assert (month["days_assessed"], month["days_missing"]) == (0, 4)
+    assert month["days_not_collectable"] == 24
+
+
+def with_visits(change) -> object:
+    """The trial's protocol with its visits changed by ``change(visits) -> visits``."""
+    return dataclasses.replace(PROTOCOL, visits=tuple(change(list(PROTOCOL.visits))))
+
+
+def test_a_visit_whose_window_closes_on_the_cut_off_day_is_not_yet_due():
+    """Week 3 (day 21, window to day 23 = 2026-01-24): on a cut-off of day 23 the site may
+    still record it that day, so the days are due only to the day before week 2 (day 13,
+    2026-01-14); from a cut-off of day 24 to the day before week 3 (day 20, 2026-01-21)."""
+
+    def until(cutoff):
+        return outcomes.last_collectable_day(PROTOCOL, randomization_date=DAY0, cutoff_date=cutoff)
+
+    assert until(date(2026, 1, 24)) == date(2026, 1, 14)
+    assert until(date(2026, 1, 25)) == date(2026, 1, 21)
+
+
+def test_a_visit_that_does_not_collect_the_calendar_makes_no_day_due():
+    """The same cut-off of day 24 with week 3 a vitals-only visit: its window has closed, but
+    it collects no calendar, so the days are due to the day before week 2 only (day 13)."""
+
+    def vitals_only(visits):
+        return [
+            dataclasses.replace(v, forms=("vitals",)) if v.code == "titration_w3" else v
+            for v in visits
+        ]
+
+    protocol = with_visits(vitals_only)
+    assert outcomes.last_collectable_day(
+        protocol, randomization_date=DAY0, cutoff_date=date(2026, 1, 25)
+    ) == date(2026, 1, 14)
+
+
+def test_a_calendar_visit_on_day_1_makes_day_0_collectable():
+    """A protocol with a calendar call on study day 1 (window 0): from a cut-off of day 3
+    the call is due, and it collects the day before it, day 0 (2026-01-01); without the call
+    only the baseline is due, so the last collectable day is day -1 (2025-12-31)."""
+    call = PROTOCOL.visit("baseline")  # day 0, window 0
+    call = dataclasses.replace(call, code="call_day_1", day=1, forms=("drinking",))
+    protocol = with_visits(lambda visits: visits[:2] + [call] + visits[2:])
+    cutoff = date(2026, 1, 4)  # day 3
+    assert outcomes.last_collectable_day(
+        protocol, randomization_date=DAY0, cutoff_date=cutoff
+    ) == date(2026, 1, 1)
+    assert outcomes.last_collectable_day(
+        PROTOCOL, randomization_date=DAY0, cutoff_date=cutoff
+    ) == date(2025, 12, 31)
+
+
 # One week, the same drinks for everyone: 4, 5, 6, 3, 4.5, 0, 7 (29.5 drinks).
 WEEK = Period("w", date(2026, 1, 2), date(2026, 1, 8))
 WEEK_DRINKS = [4, 5, 6, 3, 4.5, 0, 7]
@@ -454,8 +535,9 @@ def test_the_conventions_in_words():
     assert outcomes.heavy_rule_text(PROTOCOL) == (
         "days with >= 4 (F) / 5 (M) standard drinks (NIAAA/FDA)"
     )
-    assert outcomes.heavy_rule_text(BY_GRAMS).startswith(
-        "days with more than 40 g (F) / 60 g (M) of ethanol"
+    assert outcomes.heavy_rule_text(BY_GRAMS) == (
+        "days with more than 40 g (F) / 60 g (M) of ethanol "
+        "(standard_drinks x the site's grams per standard drink, 4 decimals; EMA)"
     )
     assert outcomes.grams_text(PROTOCOL) == "14 g (S01: 10 g, S02: 10 g)"
     assert outcomes.conventions(BY_GRAMS)["heavy_drinking_day"] == {
@@ -463,6 +545,33 @@ def test_the_conventions_in_words():
         "rule": "grams of ethanol in the day > threshold",
         "threshold_grams": {"F": 40.0, "M": 60.0},
     }
+
+
+def test_the_manifest_states_every_convention_in_full():
+    """What the manifest tells a reader (``conventions``), written out here: the trial's
+    protocol (by drinks, 4/5; 14 g, 10 g at the French sites; 7 days and half), and the
+    columns its texts name are the columns of an outcome row."""
+    assert outcomes.conventions(PROTOCOL) == {
+        "heavy_drinking_day": {
+            "by": "drinks",
+            "rule": "standard drinks in the day >= threshold",
+            "threshold_drinks": {"F": 4, "M": 5},
+        },
+        "standard_drink_grams": {"default": 14.0, "by_site": {"S01": 10.0, "S02": 10.0}},
+        "minimum_assessed": {
+            "days": 7,
+            "share_of_collectable_days": 0.5,
+            "below": "the period's outcomes are empty; empty_reason says why",
+        },
+        "collectable_days": (
+            "Days after the cut-off, after a final disposition (screen_failure, completed, "
+            "withdrew, lost_to_follow_up, death) or, in the study, after the day before the "
+            "latest calendar visit recorded or whose window closed before the cut-off, are "
+            "neither assessed nor missing (days_not_collectable)."
+        ),
+    }
+    (row,) = outcomes.compute(PROTOCOL, "F", [MONTH_1], [], [])
+    assert {"empty_reason", "days_not_collectable"} <= set(row)
 
 
 # Each rule's old behaviour, put back: the tests above catch it.
