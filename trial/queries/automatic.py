@@ -46,6 +46,7 @@ def raise_system_query(
         opened_at=now,
         opened_by_id=actor.id,
         updated_at=now,
+        messages=[],  # a new query's thread is empty: appending to it needs no read
     )
     db.session.add(query)
     db.session.flush()
