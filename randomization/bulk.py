@@ -96,7 +96,7 @@ def randomize_many(entries: Sequence[tuple[object, str, datetime]]) -> None:
         if participant.id in allocated:
             continue
         check_consent(participant)
-        check_ready_for_randomization(participant)
+        check_ready_for_randomization(participant, visits.get(participant.id, []))
         stratum = participant_stratum(participant)
         if not free[stratum]:
             batch.rollback()

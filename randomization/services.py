@@ -300,7 +300,10 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
             },
         )
     check_consent(participant)
-    check_ready_for_randomization(participant)
+    # Read before the allocation lock (the participant's row lock keeps them as they are),
+    # for the readiness check here and the window check of the allocation's records.
+    visits = records_of(Visit, participant) if has_visits else []
+    check_ready_for_randomization(participant, visits)
     minimization = current_protocol().randomization_method == "minimization"
     stratum = POOL_STRATUM if minimization else participant_stratum(participant)
     # The claim, undone whole if no slot is left: not even a randomization number used up.
@@ -334,7 +337,7 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
         stratum=stratum,
         total=total,
         used=used,
-        visits=records_of(Visit, participant) if has_visits else None,
+        visits=visits or None,
     )
     records.write()
     return allocation, True

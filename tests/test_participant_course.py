@@ -254,6 +254,36 @@ def test_randomization_needs_screening_and_every_criterion_answered(trial):
     refused(again, 409, "answers")
 
 
+def test_randomization_needs_an_active_day_of_the_baseline_calendar(trial):
+    """A screening visit without a calendar, or whose only day was entered in error, does
+    not make a participant ready; an active day does (the control)."""
+    p = trial.enrol(day0_ago=None, screening=False)
+    randomize = {"eligibility_confirmed": True}
+    answers = trial.post(f"/participants/{p.pid}/eligibility", {"answers": eligible_answers()})
+    assert answers.status_code == 201, answers.json
+    no_calendar = ["The screening visit has no baseline drinking calendar."]
+
+    bare = trial.visit(p.pid, "screening", today() - D)
+    assert bare.status_code == 201, bare.json
+    body = refused(trial.post(f"/participants/{p.pid}/randomize", randomize), 409, "screening")
+    assert body["errors"] == {"screening": no_calendar}
+
+    trial.post(f"/visits/{bare.json['id']}/entered-in-error", {"reason": "no calendar"})
+    one_day = calendar(today() - 2 * D, today() - 2 * D)
+    held = trial.visit(p.pid, "screening", today() - D, drinking=one_day)
+    assert held.status_code == 201, held.json
+    [day] = held.json["drinking"]
+    marked = trial.post(f"/drinking-days/{day['id']}/entered-in-error", {"reason": "wrong day"})
+    assert marked.status_code == 200, marked.json
+    body = refused(trial.post(f"/participants/{p.pid}/randomize", randomize), 409, "screening")
+    assert body["errors"] == {"screening": no_calendar}
+
+    trial.post(f"/visits/{held.json['id']}/entered-in-error", {"reason": "calendar in error"})
+    again = trial.visit(p.pid, "screening", today() - D, drinking=one_day)
+    assert again.status_code == 201, again.json
+    assert trial.post(f"/participants/{p.pid}/randomize", randomize).status_code == 201
+
+
 def test_eligibility_answers_are_checked_whole_and_audited(trial):
     p = trial.enrol(day0_ago=None, screening=False)
     before = counts()

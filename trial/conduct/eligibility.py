@@ -8,9 +8,13 @@ reason, marked in error like any form. The criteria come from the protocol file
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from trial.conduct.course import DISPOSITION_WORDS, course_of
 from trial.conduct.models import EligibilityAnswer
 from trial.errors import Conflict
+from trial.extensions import db
+from trial.forms.models import DrinkingDay
 from trial.participants.models import Participant
 from trial.protocol import current_protocol
 from trial.records.bulk import create_records
@@ -111,11 +115,12 @@ def revalidate_answer(record: EligibilityAnswer, participant: Participant, value
 register_revalidation(EligibilityAnswer, revalidate_answer)
 
 
-def check_ready_for_randomization(participant: Participant) -> None:
+def check_ready_for_randomization(participant: Participant, visits: list | None = None) -> None:
     """What randomization requires of the participant's course (409 naming each gap): no
     final disposition (a screen failure stays one), a completed screening visit with its
     baseline drinking calendar, and every eligibility criterion answered as the protocol
-    requires."""
+    requires. ``visits``: the participant's active visits, when the caller has read them
+    already (randomization reads them once, for this check and its window check)."""
     course = course_of(participant)
     if course.final is not None:
         words = DISPOSITION_WORDS[course.final.status]
@@ -126,13 +131,13 @@ def check_ready_for_randomization(participant: Participant) -> None:
         )
     problems: dict[str, list[str]] = {}
     screening = [
-        visit
-        for visit in records_of(Visit, participant)
+        visit.id
+        for visit in (records_of(Visit, participant) if visits is None else visits)
         if current_protocol().visit(visit.visit_code).day < 0 and visit.status == "completed"
     ]
     if not screening:
         problems["screening"] = ["No completed screening visit is recorded."]
-    elif not any(visit.drinking_days for visit in screening):
+    elif not _any_calendar_day(screening):
         problems["screening"] = ["The screening visit has no baseline drinking calendar."]
     problems.update(eligibility_problems(participant))
     if problems:
@@ -141,3 +146,12 @@ def check_ready_for_randomization(participant: Participant) -> None:
             f"{'; '.join(m for messages in problems.values() for m in messages)}",
             problems,
         )
+
+
+def _any_calendar_day(visit_ids: list[int]) -> bool:
+    """Whether any of these visits holds an active drinking-calendar day (asked as such:
+    loading a 28-day calendar to see that it is not empty cost a randomization its time)."""
+    held = select(DrinkingDay.id).where(
+        DrinkingDay.visit_id.in_(visit_ids), DrinkingDay.entered_in_error.is_(False)
+    )
+    return db.session.scalar(select(held.exists()))
