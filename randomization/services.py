@@ -143,8 +143,12 @@ class StratumExhausted(ConflictRecorded):
 
 def _minimization_slot(participant: Participant, taken: dict) -> tuple[str] | None:
     """Decide the arm by minimization (recording the decision), give the first free slot of
-    that arm the ``taken`` values and return its kit number as ``(kit,)``; None when none
-    is free.
+    that arm the ``taken`` values and return its kit number as ``(kit,)``; None when any
+    arm has no free slot left.
+
+    Refused as soon as one arm's slots are all taken, whichever arm this participant would
+    get: a refusal that came only when the decided arm was the spent one would tell the
+    site the arm of each participant refused, and of each one let through after it.
 
     Runs under the allocation lock, so the history it reads is complete and final.
     """
@@ -166,20 +170,25 @@ def _minimization_slot(participant: Participant, taken: dict) -> tuple[str] | No
         )
         .order_by(RandomizationSlot.sequence)
     )
+    first_free: dict[str, RandomizationSlot] = {}
     for slot in free:
-        if decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted) == decision.arm:
-            db.session.add(
-                MinimizationDecision(
-                    sequence=len(rows) + 1,
-                    participant_id=participant.id,
-                    payload_encrypted=encrypt_json(decision.as_json()),
-                    created_at=utcnow(),
-                )
-            )
-            for name, value in taken.items():
-                setattr(slot, name, value)
-            return (slot.kit_number,)
-    return None
+        first_free.setdefault(decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted), slot)
+        if len(first_free) == len(protocol.arms):
+            break
+    else:
+        return None  # an arm is spent: refused whatever the decision
+    db.session.add(
+        MinimizationDecision(
+            sequence=len(rows) + 1,
+            participant_id=participant.id,
+            payload_encrypted=encrypt_json(decision.as_json()),
+            created_at=utcnow(),
+        )
+    )
+    slot = first_free[decision.arm]
+    for name, value in taken.items():
+        setattr(slot, name, value)
+    return (slot.kit_number,)
 
 
 def check_consent(participant: Participant) -> None:

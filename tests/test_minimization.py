@@ -4,7 +4,7 @@ import random
 from collections import Counter
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from config import PROJECT_ROOT
 from randomization import lists
@@ -108,3 +108,47 @@ def test_minimization_through_the_api(client, make_user, make_site, make_partici
     db.session.commit()
     report = lists.verify()
     assert not report.ok and any("decision 11" in line for line in report.lines)
+
+
+def test_once_an_arm_is_spent_every_participant_is_refused_whatever_the_decision(
+    client, make_user, make_site, make_participant
+):
+    """With one arm's slots all taken, minimization refuses every participant alike (409,
+    no decision recorded), not only those it would give the spent arm: a refusal that
+    followed the decided arm would tell the site each refused participant's arm, and that
+    everyone let through had the other. (Under the old rule about half of these eight,
+    those decided for the arm still free, were randomized.)"""
+    from randomization.crypto import decrypt_arm
+    from randomization.lists import POOL_STRATUM
+    from randomization.models import RandomizationSlot
+
+    make_site("S01", planned_enrollment=30)
+    unblinded, _ = make_user("unblinded_statistician")
+    lists.generate(unblinded)
+    db.session.commit()
+    drop_randomization_guards()
+    spent = [
+        slot
+        for slot in db.session.scalars(
+            select(RandomizationSlot).where(RandomizationSlot.stratum == POOL_STRATUM)
+        )
+        if decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted) == 0  # baclofen
+    ]
+    assert spent
+    for slot in spent:
+        db.session.delete(slot)
+    db.session.commit()
+    token = make_user("coordinator", sites=["S01"])[1]
+    answers = []
+    for n in range(8):
+        pid = make_participant(site="S01", sex="FM"[n % 2])["participant_id"]
+        make_ready_for_randomization(client, bearer(token), pid)
+        response = client.post(
+            f"/api/v1/participants/{pid}/randomize",
+            headers=bearer(token),
+            json={"eligibility_confirmed": True},
+        )
+        answers.append((response.status_code, response.json.get("errors")))
+    assert [status for status, _ in answers] == [409] * 8, answers
+    assert len({str(errors) for _, errors in answers}) == 1  # the same refusal for each
+    assert db.session.scalar(select(func.count()).select_from(MinimizationDecision)) == 0
