@@ -80,6 +80,7 @@ TABLES = (
     "ciwa_assessments",
     "vitals",
     "lab_results",
+    "blinding_assessments",
     "dosing_records",
     "adverse_events",
     "protocol_deviations",
