@@ -38,9 +38,10 @@ import io
 import math
 import re
 import time
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
+from pathlib import Path
 from statistics import NormalDist
 from types import SimpleNamespace
 
@@ -48,14 +49,18 @@ import pdfplumber
 import pytest
 
 from exports.snapshot import parse_cutoff
+from reports import blinding
 from reports import blinding_index as bi
 from reports import pdf as report_pdf
 from reports.blinding import index_text
 from reports.data import load_safety_data, resolve_cutoff
+from reports.layout import CONTENT_WIDTH
+from reports.rows import BlindingRow
 from tests.capture_helpers import PASSWORD, Trial
 from tests.conftest import BACKENDS
 from tests.test_exports_bundle import now_cutoff
 from tests.test_reports_pdf import open_report_leaks
+from trial import protocol as trial_protocol
 from trial.database import utcnow
 from trial.extensions import db
 
@@ -562,3 +567,235 @@ def test_every_number_of_table_12_is_recomputed_from_the_bundle_and_the_key(demo
         )
     assert counted > 50  # the demo's guesses are there to count
     assert table_rows(table_12_lines(demo_report.pdf)) == expected
+
+
+# --- Table 12 from rows, without a database: layout, another protocol's arms, refusals -----
+# (mutation survivors of reports/blinding.py: what the report tests above cannot reach)
+
+PROTOCOL_VISITS = trial_protocol.load_protocol(
+    Path(trial_protocol.__file__).parent / "protocol.toml"
+).visits
+WEEK_12 = date(2026, 3, 26)
+
+
+def guess(pid, guess_, confidence=None, respondent="participant", visit="week_12"):
+    return BlindingRow(pid, visit, WEEK_12, respondent, guess_, confidence)
+
+
+def laid_out(section: list) -> SimpleNamespace:
+    """A section's heading, its table's rows (text) and column widths, the rows printed bold
+    and the rows indented, and its footnote's text (the table's last row)."""
+    heading, table = section[0]._content
+    cells = table._cellvalues
+    styles = [row[0] for row in table._cellStyles[: len(cells) - 1]]
+    return SimpleNamespace(
+        heading=heading.text,
+        rows=[" ".join(str(c) for c in row if c != "") for row in cells[:-1]],
+        widths=list(table._colWidths),
+        bold=[n for n, s in enumerate(styles) if s.fontname == "Helvetica-Bold"],
+        indented=[n for n, s in enumerate(styles) if s.leftPadding == 14],
+        note=cells[-1][0].text.split("<br/>"),
+    )
+
+
+def block_rows(start: int, rows_per_block: int, blocks: int = 4) -> tuple[list[int], list[int]]:
+    """Row numbers of a table whose header is row 0 and whose blocks follow it: each block's
+    title row (bold), then its rows (indented)."""
+    titles = [start + k * rows_per_block for k in range(blocks)]
+    others = [n for t in titles for n in range(t + 1, t + rows_per_block)]
+    return titles, others
+
+
+def test_table_12_for_another_protocols_arms_first_arm_placebo():
+    """A protocol whose arms are placebo then topiramate (not the trial's names or order):
+    week 12, participants. Placebo: P1 somewhat placebo, P2 don't know; topiramate: T1
+    strongly topiramate, T2 somewhat placebo. By hand: Bang, placebo (0.5 + 0)/2 = 0.25,
+    Var = (0.25 x 1/2 - 1/16)/2 = 1/32, SE 0.1768, CI -0.10 to 0.60; topiramate (1 - 0.5)/2
+    = 0.25, Var = ((1 + 0.25)/2 - 1/16)/2 = 9/32, SE 0.5303, CI -0.79 to 1.29. James (three
+    answers: placebo 1 right, 0 wrong, 1 don't know; topiramate 1 right, 1 wrong): N = 4,
+    Pdk = 1/4, Pdo = 0.5 x 1/4 / (3/4) = 1/6, Pde = 0.5 x (2/4 x 2/4 + 1/4 x 1/4) / (3/4)^2
+    = 5/18, Kd = -2/5, BI = (1 + 1/4 + 3/4 x -2/5)/2 = 19/40 = 0.475, printed 0.48."""
+    rows = [
+        guess("P1", "placebo", "somewhat"),
+        guess("P2", "dont_know"),
+        guess("T1", "topiramate", "strongly"),
+        guess("T2", "placebo", "somewhat"),
+    ]
+    arm_of = {"P1": "placebo", "P2": "placebo", "T1": "topiramate", "T2": "topiramate"}
+    section = blinding.closed_table(
+        TITLE,
+        rows,
+        set(arm_of),
+        set(),
+        PROTOCOL_VISITS,
+        ["placebo", "topiramate"],
+        [("placebo", "Placebo"), ("topiramate", "Topiramate")],
+        arm_of,
+    )
+    table = laid_out(section)
+    assert table.rows[:10] == [
+        "Respondent, visit / answer Placebo Topiramate Total",
+        "Participant, Week 12",
+        "Answers 2 2 4",
+        "Strongly believes Placebo 0 0 0",
+        "Somewhat believes Placebo 1 (50.0) 1 (50.0) 2 (50.0)",
+        "Don't know 1 (50.0) 0 1 (25.0)",
+        "Somewhat believes Topiramate 0 0 0",
+        "Strongly believes Topiramate 0 1 (50.0) 1 (25.0)",
+        "Bang's index (95% CI) 0.25 (-0.10 to 0.60) 0.25 (-0.79 to 1.29)",
+        f"James' index (95% CI) 0.48 ({james_limits((1, 0, 1), (1, 1, 0))})",
+    ]
+    assert bi.james_index(
+        bi.GuessTable(bi.ThreeCategory(1, 0, 1), bi.ThreeCategory(1, 1, 0))
+    ).estimate == Fraction(19, 40)
+
+
+def test_an_answer_of_a_participant_without_an_arm_is_refused():
+    """Every answer must be counted in an arm: answers of participants the key does not hold
+    stop the table, naming how many and the first of them."""
+    rows = [guess("S01-001", "baclofen", "strongly"), guess("S01-007", "dont_know"),
+            guess("S01-004", "placebo", "somewhat")]  # fmt: skip
+    with pytest.raises(ValueError, match=r"^no arm for 2 participant\(s\), e\.g\. S01-004$"):
+        blinding.guess_table(rows, {"S01-001": "baclofen"}, ["baclofen", "placebo"])
+
+
+@pytest.mark.parametrize("kind", ["closed", "open"])
+def test_a_protocol_without_two_arms_gets_no_table_12_but_says_why(kind):
+    """Three arms: the indices are defined for two, so the section says so under its title
+    and computes nothing (nor the pooled answers, which name the first and second arm)."""
+    arms = ["baclofen", "placebo", "topiramate"]
+    rows = [guess("S01-001", "baclofen", "strongly")]
+    if kind == "closed":
+        labels = [(arm, arm.title()) for arm in arms]
+        arm_of = {"S01-001": "baclofen"}
+        args = (rows, {"S01-001"}, set(), PROTOCOL_VISITS, arms, labels, arm_of)
+        section = blinding.closed_table(TITLE, *args)
+    else:
+        section = blinding.open_table(TITLE, rows, {"S01-001"}, set(), PROTOCOL_VISITS, arms)
+    heading, paragraph, _, note = section[0]._content
+    assert heading.text == TITLE
+    assert paragraph.text == "The blinding indices are defined for two arms; this protocol has 3."
+    assert note.text == "Not computed."
+
+
+def test_the_open_table_layout_and_its_note():
+    """The open table: a header row, then per block (participant and investigator at week 12
+    and at the end of treatment) its title in bold and seven rows indented (answers and the
+    five answers); the columns fill the page's width; the note says what the pooled counts
+    are and that the comparison by arm is in the closed report only."""
+    rows = [guess("S01-001", "baclofen", "strongly"), guess("S01-002", "placebo", "somewhat")]
+    table = laid_out(
+        blinding.open_table(
+            TITLE, rows, {"S01-001", "S01-002"}, set(), PROTOCOL_VISITS, ["baclofen", "placebo"]
+        )
+    )
+    assert len(table.rows) == 1 + 4 * 7
+    titles, others = block_rows(1, 7)
+    assert table.bold == [0, *titles]  # the header row is bold too
+    assert table.indented == others
+    assert [table.rows[n] for n in titles] == [
+        "Participant, Week 12",
+        "Participant, End of treatment (week 24)",
+        "Investigator, Week 12",
+        "Investigator, End of treatment (week 24)",
+    ]
+    assert table.rows[2:8] == [
+        "Answers 2",
+        "Strongly believes active drug 1 (50.0)",
+        "Somewhat believes active drug 0",
+        "Don't know 0",
+        "Somewhat believes control 1 (50.0)",
+        "Strongly believes control 0",
+    ]
+    assert sum(table.widths) == pytest.approx(CONTENT_WIDTH)
+    assert table.widths[0] == blinding.FIRST_WIDTH
+    assert table.note[-1] == (
+        "Pooled over arms: the answers of everyone together. Active drug and control: the "
+        "answers naming the protocol's first and second arm. The guesses by true arm and the "
+        "blinding indices (Bang's per arm, James' overall) compare the arms: they are in the "
+        "closed report only."
+    )
+
+
+def test_the_closed_table_layout():
+    """The closed table: per block its title in bold and nine rows indented (answers, the
+    five answers, Bang's and James' index); three equal columns after the first fill the
+    page's width."""
+    rows = [guess("S01-001", "baclofen", "strongly"), guess("S01-002", "placebo", "somewhat")]
+    arm_of = {"S01-001": "baclofen", "S01-002": "placebo"}
+    table = laid_out(
+        blinding.closed_table(
+            TITLE,
+            rows,
+            set(arm_of),
+            set(),
+            PROTOCOL_VISITS,
+            ["baclofen", "placebo"],
+            [("baclofen", "Baclofen"), ("placebo", "Placebo")],
+            arm_of,
+        )
+    )
+    assert len(table.rows) == 1 + 4 * 9
+    titles, others = block_rows(1, 9)
+    assert table.bold == [0, *titles]
+    assert table.indented == others
+    first, *rest = table.widths
+    assert first == blinding.FIRST_WIDTH and len(rest) == 3
+    assert rest == [pytest.approx((CONTENT_WIDTH - blinding.FIRST_WIDTH) / 3)] * 3
+
+
+def test_the_code_break_note_counts_answers_and_participants_in_words():
+    """One answer of one participant (singular both), four of two (plural both); a broken
+    code of someone not randomized, or of someone with no answer, adds nothing."""
+    one = [guess("S01-003", "placebo", "strongly"), guess("S01-001", "dont_know")]
+    note = blinding.code_break_note(one, {"S01-001", "S01-003"}, {"S01-003", "S01-009"})
+    assert note == f"{blinding.CODE_BREAK_RULE}: 1 answer of 1 participant."
+    three = [
+        *one,
+        guess("S01-003", "dont_know", respondent="investigator"),
+        guess("S01-001", "baclofen", "somewhat", visit="end_of_treatment"),
+        guess("S01-005", "baclofen", "strongly"),  # not randomized: never counted
+    ]
+    broken = {"S01-001", "S01-003", "S01-005"}
+    note = blinding.code_break_note(three, {"S01-001", "S01-002", "S01-003"}, broken)
+    assert note == f"{blinding.CODE_BREAK_RULE}: 4 answers of 2 participants."
+
+
+def test_a_visit_the_protocol_no_longer_asks_at_keeps_its_answers_in_blocks_after():
+    """Answers given at week 8 (a visit without the blinding form) and at a visit code the
+    protocol does not know: each is a block of its own, after the visits that ask, in the
+    order of their codes, titled by the visit's label or, with none, by its code."""
+    rows = [
+        guess("S01-001", "baclofen", "strongly", visit="week_8"),
+        guess("S01-002", "dont_know", visit="unscheduled_3"),
+        guess("S01-002", "dont_know", visit="week_12"),
+    ]
+    assert [b.title for b in blinding.blocks(PROTOCOL_VISITS, rows)] == [
+        "Participant, Week 12",
+        "Participant, End of treatment (week 24)",
+        "Participant, unscheduled_3",
+        "Participant, Week 8",
+        "Investigator, Week 12",
+        "Investigator, End of treatment (week 24)",
+        "Investigator, unscheduled_3",
+        "Investigator, Week 8",
+    ]
+    assert [(b.respondent, b.visit_code) for b in blinding.blocks(PROTOCOL_VISITS, rows)][:4] == [
+        ("participant", "week_12"),
+        ("participant", "end_of_treatment"),
+        ("participant", "unscheduled_3"),
+        ("participant", "week_8"),
+    ]
+
+
+def test_a_blocks_answers_are_its_respondents_at_its_visit_among_the_people_counted():
+    rows = [
+        guess("S01-004", "baclofen", "strongly"),
+        guess("S01-001", "dont_know"),
+        guess("S01-002", "placebo", "somewhat", respondent="investigator"),
+        guess("S01-003", "placebo", "somewhat", visit="end_of_treatment"),
+        guess("S01-009", "baclofen", "strongly"),  # not among the people counted
+    ]
+    block = blinding.Block("participant", "week_12", "Participant, Week 12")
+    people = {"S01-001", "S01-002", "S01-003", "S01-004"}
+    assert blinding.answers_of(rows, block, people) == [rows[1], rows[0]]  # by participant
