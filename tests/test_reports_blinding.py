@@ -54,7 +54,7 @@ from reports import blinding_index as bi
 from reports import pdf as report_pdf
 from reports.blinding import index_text
 from reports.data import load_safety_data, resolve_cutoff
-from reports.layout import CONTENT_WIDTH
+from reports.layout import CONTENT_WIDTH, STYLES
 from reports.rows import BlindingRow
 from tests.capture_helpers import PASSWORD, Trial
 from tests.conftest import BACKENDS
@@ -675,6 +675,7 @@ def test_a_protocol_without_two_arms_gets_no_table_12_but_says_why(kind):
     heading, paragraph, _, note = section[0]._content
     assert heading.text == TITLE
     assert paragraph.text == "The blinding indices are defined for two arms; this protocol has 3."
+    assert paragraph.style is STYLES["body"]  # set as the report's body text, not reportlab's
     assert note.text == "Not computed."
 
 
