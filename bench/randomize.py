@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from config import Config  # noqa: E402
+from tests.conftest import make_ready_in_process as make_ready  # noqa: E402 - as tests do it
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 SITES = ("S01", "S02", "S03", "S04")
@@ -92,28 +93,6 @@ def bench_config(database_url: str, instance: Path, arm_key: str) -> type[Config
             "ARGON2_PARALLELISM": 1,
         },
     )
-
-
-def make_ready(actor, participant, screening: date) -> None:
-    """What randomization requires of a participant (issue 23), as a site records it: a
-    completed screening visit on ``screening`` with a one-day baseline calendar, and every
-    eligibility criterion answered as the protocol requires. The caller commits."""
-    from trial.conduct.eligibility import record_answers
-    from trial.protocol import current_protocol
-    from trial.visits.services import record_visit
-
-    record_visit(
-        actor,
-        participant,
-        {
-            "visit_code": "screening",
-            "visit_date": screening,
-            "status": "completed",
-            "drinking": [{"day": screening - timedelta(days=1), "standard_drinks": 6}],
-        },
-    )
-    criteria = current_protocol().eligibility_criteria
-    record_answers(actor, participant, {c.code: c.required_answer for c in criteria})
 
 
 def prepare_trial(database_url: str, instance: Path, arm_key: str, participants: int):
@@ -171,7 +150,7 @@ def prepare_trial(database_url: str, instance: Path, arm_key: str, participants:
                 year_of_birth=1980,
                 consent_date=date(2026, 1, 15),
             )
-            make_ready(user, participant, screening=date.today() - timedelta(days=1))
+            make_ready(user, participant)
             work.append((participant.participant_id, tokens[code]))
         db.session.commit()
         db.session.remove()

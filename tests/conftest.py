@@ -345,10 +345,11 @@ def make_ready_for_randomization(client, headers: dict, participant_id: str) -> 
     assert answers.status_code == 201, answers.json
 
 
-def make_ready_in_process(actor, participant) -> None:
+def make_ready_in_process(actor, participant, screening=None) -> None:
     """``make_ready_for_randomization`` through the services, in the test's own process (for
-    tests that load many participants before starting a server): a screening visit with a
-    one-day baseline calendar, and every criterion answered as the protocol requires. The
+    tests that load many participants before starting a server, and for the benchmarks): a
+    screening visit on ``screening`` (default: yesterday, or the consent date if later) with
+    a one-day baseline calendar, and every criterion answered as the protocol requires. The
     caller commits."""
     from datetime import date
 
@@ -356,7 +357,8 @@ def make_ready_in_process(actor, participant) -> None:
     from trial.conduct.eligibility import record_answers
     from trial.visits.services import record_visit
 
-    screening = max(date.today() - timedelta(days=1), participant.consent_date)
+    if screening is None:
+        screening = max(date.today() - timedelta(days=1), participant.consent_date)
     record_visit(
         actor,
         participant,
