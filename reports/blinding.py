@@ -298,7 +298,8 @@ def _not_two_arms(title: str, arms) -> list:
     return t.section(
         title,
         Paragraph(
-            f"The blinding indices are defined for two arms; this protocol has {len(arms)}.",
+            "This table and its indices are defined for two arms (its answers name a first "
+            f"and a second arm); this protocol has {len(arms)}.",
             STYLES["body"],
         ),
         "Not computed.",

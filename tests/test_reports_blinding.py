@@ -674,7 +674,10 @@ def test_a_protocol_without_two_arms_gets_no_table_12_but_says_why(kind):
         section = blinding.open_table(TITLE, rows, {"S01-001"}, set(), PROTOCOL_VISITS, arms)
     heading, paragraph, _, note = section[0]._content
     assert heading.text == TITLE
-    assert paragraph.text == "The blinding indices are defined for two arms; this protocol has 3."
+    assert paragraph.text == (
+        "This table and its indices are defined for two arms (its answers name a first and a "
+        "second arm); this protocol has 3."
+    )
     assert paragraph.style is STYLES["body"]  # set as the report's body text, not reportlab's
     assert note.text == "Not computed."
 
