@@ -170,7 +170,7 @@ def _minimization_slot(participant: Participant, taken: dict) -> tuple[str] | No
         )
         .order_by(RandomizationSlot.sequence)
     )
-    first_free: dict[str, RandomizationSlot] = {}
+    first_free: dict[int, RandomizationSlot] = {}  # by arm index
     for slot in free:
         first_free.setdefault(decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted), slot)
         if len(first_free) == len(protocol.arms):
