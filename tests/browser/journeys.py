@@ -40,6 +40,15 @@ def start_visit(page: Page, label: str) -> None:
     expect(page.get_by_role("heading", level=1)).to_have_text(f"Record {label}")
 
 
+def show_calendar_for(page: Page, visit_date: str) -> None:
+    """Date the visit and ask for the calendar days of that date, waiting for the page that
+    shows them (filled before it arrives, the days would be lost with the old page)."""
+    page.get_by_label("Visit date", exact=True).fill(visit_date)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Show the calendar days for this date").click()
+    expect(page.get_by_label("Visit date", exact=True)).to_have_value(visit_date)
+
+
 def fill_visit_forms(page: Page, drinks: str | None = "4") -> dict[str, str]:
     """Fill every form the visit page shows, by its labels where a person reads one per
     input (vitals, labs), by its rows elsewhere (the calendar, the scored items; ``drinks``

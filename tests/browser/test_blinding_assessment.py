@@ -19,6 +19,7 @@ from tests.browser.journeys import (
     open_participant,
     randomize,
     save_visit,
+    show_calendar_for,
     start_visit,
 )
 
@@ -49,8 +50,7 @@ def test_week_12_guesses_by_their_labels(page, axe_page, trial_site, shot):
         page, sex="Male", year_of_birth="1979", consent_date=(today - timedelta(9)).isoformat()
     )
     start_visit(page, "Screening")
-    page.get_by_label("Visit date", exact=True).fill((today - timedelta(1)).isoformat())
-    page.get_by_role("button", name="Show the calendar days for this date").click()
+    show_calendar_for(page, (today - timedelta(1)).isoformat())
     fill_visit_forms(page, drinks="5")
     save_visit(page, "Screening")
     open_participant(page, pid)

@@ -24,6 +24,7 @@ from tests.browser.journeys import (
     open_participant,
     randomize,
     save_visit,
+    show_calendar_for,
     start_visit,
 )
 
@@ -93,8 +94,7 @@ def test_a_coordinators_day(page, axe_page, trial_site, shot):
 
     # Screen: the screening visit, dated yesterday, with every form the protocol names.
     start_visit(page, "Screening")
-    page.get_by_label("Visit date", exact=True).fill((today - timedelta(1)).isoformat())
-    page.get_by_role("button", name="Show the calendar days for this date").click()
+    show_calendar_for(page, (today - timedelta(1)).isoformat())
     calendar = fill_visit_forms(page, drinks="6")
     assert calendar, "the screening visit shows no calendar days"
     shot(page, "2-screening-form")
