@@ -39,7 +39,9 @@ def _key(rule: str, entity: str, record_id: str, field: str | None) -> tuple:
     return rule, entity, record_id, field
 
 
-def _system_queries(participant: Participant, records: set[tuple[str, str]]):
+def _system_queries(
+    participant: Participant, records: set[tuple[str, str]]
+) -> dict[tuple, list[DataQuery]]:
     """The system queries on ``records`` (``(entity, record_id)`` pairs: a visit and its
     forms, the only records a visit's checks read), by key, oldest first. A new visit's
     records have none: its lookup finds nothing, whatever the participant's history."""
