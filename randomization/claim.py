@@ -25,11 +25,22 @@ _COUNT_ONE_MORE = (
 )
 
 
+_COUNT_ONE_LESS = (
+    update(_counter).where(_counter.c.id == 1).values(last_number=_counter.c.last_number - 1)
+)
+
+
 def next_randomization_number() -> str:
     """Count one more allocation and return its number; the row lock this update takes is
     the trial-wide allocation lock, held to commit, so free slots are read one at a time."""
     last = db.session.execute(_COUNT_ONE_MORE).scalar_one()
     return f"R{last:0{NUMBER_WIDTH}d}"
+
+
+def give_back_number() -> None:
+    """Uncount the number just taken, for an attempt that found no slot: numbers stay
+    gapless. Still under the allocation lock, so no one has counted since."""
+    db.session.execute(_COUNT_ONE_LESS)
 
 
 _slots = RandomizationSlot.__table__

@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, func, select
 from randomization.claim import (
     NUMBER_WIDTH,  # noqa: F401 - part of this module's interface (bulk loads number alike)
     claim_next_slot,
+    give_back_number,
     mark_randomized,
     next_randomization_number,
 )
@@ -131,9 +132,9 @@ def _stratum_counts(stratum: str) -> tuple[int, int]:
 class StratumExhausted(ConflictRecorded):
     """No slot is left in a stratum; says nothing about arms.
 
-    Raised once the attempt's claim is undone (its savepoint rolled back: no number used up,
-    so numbers stay gapless) and the unblinded statistician's notice written; the request
-    keeps the notice (``trial.errors.RecordedRefusal``).
+    Raised once the attempt's number is given back (nothing else was written: numbers stay
+    gapless) and the unblinded statistician's notice written; the request keeps the notice
+    (``trial.errors.RecordedRefusal``).
     """
 
     def __init__(self, message: str, stratum: str, participant_id: str):
@@ -202,7 +203,7 @@ def check_consent(participant: Participant) -> None:
 def refuse_exhausted(stratum: str, participant_id: str) -> None:
     """Notify the unblinded statistician (once per stratum), then refuse without an arm.
 
-    The caller has undone its claim first: the notice is all the refusal leaves.
+    The caller has given its number back first: the notice is all the refusal leaves.
     """
     _notify_once(
         "stratum_exhausted",
@@ -315,8 +316,6 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
     check_ready_for_randomization(participant, visits)
     minimization = current_protocol().randomization_method == "minimization"
     stratum = POOL_STRATUM if minimization else participant_stratum(participant)
-    # The claim, undone whole if no slot is left: not even a randomization number used up.
-    claim = db.session.begin_nested()
     number = next_randomization_number()  # takes the trial-wide allocation lock
     now = at or utcnow()
     taken = {
@@ -325,6 +324,7 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
         "allocated_at": now,
         "allocated_by_id": actor.id,
     }
+    # A claim writes nothing when no slot is left: the number is all there is to undo.
     if minimization:
         claimed, counts = _minimization_slot(participant, taken), None
         if claimed is not None:
@@ -333,9 +333,8 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
         claimed = claim_next_slot(stratum, participant, taken)
         counts = claimed and claimed[1:]
     if claimed is None:
-        claim.rollback()
+        give_back_number()
         refuse_exhausted(stratum, participant_id)
-    claim.commit()
     allocation = Allocation(number, claimed[0], now)
     total, used = counts or _stratum_counts(stratum)
     records = AllocationRecords()
