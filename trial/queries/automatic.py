@@ -49,10 +49,9 @@ def raise_system_query(
         messages=[],  # a new query's thread is empty: appending to it needs no read
     )
     db.session.add(query)
-    db.session.flush()
+    db.session.flush()  # its id, for its audit row; its message and audit row go with the rest
     _add_message(actor, query, "raise", text, now, automatic=True)
     _audit(actor, query, "raise", text, None, value=value)
-    db.session.flush()
     return query
 
 

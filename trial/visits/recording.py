@@ -70,7 +70,7 @@ def record_visit(actor, participant: Participant, data: dict) -> Visit:
     visits = db.session.execute(_VISITS_TO_CHECK, {"participant": participant.id}).all()
     raise_if_errors(visit_errors(participant, data, visits=visits))
     [visit] = record_visits(actor, [(participant, data)])
-    visit.warnings = run_visit_checks(actor, participant, visit)
+    visit.warnings = run_visit_checks(actor, participant, visit, earlier=visits)
     return visit
 
 

@@ -49,16 +49,24 @@ class Observation:
 
 
 class VisitFacts:
-    """What the rules read of one completed visit, each read at most once."""
+    """What the rules read of one completed visit, each read at most once.
 
-    def __init__(self, participant: Participant, visit: Visit):
-        self.participant, self.visit = participant, visit
+    ``earlier``: the participant's other active visits (any rows with ``id``, ``status`` and
+    ``visit_date``) when the caller has read them already (a new visit's were read to check
+    it); else they are read when the calendar period is needed."""
+
+    def __init__(self, participant: Participant, visit: Visit, earlier: list | None = None):
+        self.participant, self.visit, self.earlier = participant, visit, earlier
 
     @cached_property
     def period(self) -> tuple[date, date]:
         visit = self.visit
         return calendar_period(
-            self.participant, visit.visit_code, visit.visit_date, exclude_visit_id=visit.id
+            self.participant,
+            visit.visit_code,
+            visit.visit_date,
+            exclude_visit_id=visit.id,
+            visits=self.earlier,
         )
 
     def previous(self, name: str) -> tuple[float, date] | None:
@@ -202,11 +210,14 @@ CONDITIONS = {
 }
 
 
-def observe(rules, participant: Participant, visit: Visit) -> list[Observation]:
-    """Every enabled rule's observations on a completed visit (none on a missed one)."""
+def observe(
+    rules, participant: Participant, visit: Visit, earlier: list | None = None
+) -> list[Observation]:
+    """Every enabled rule's observations on a completed visit (none on a missed one);
+    ``earlier``: as ``VisitFacts`` takes it."""
     if visit.status != "completed" or visit.entered_in_error or visit.visit_date is None:
         return []
-    facts = VisitFacts(participant, visit)
+    facts = VisitFacts(participant, visit, earlier)
     return [
         observation
         for rule in rules

@@ -110,20 +110,31 @@ def _warning(observation: Observation, query: DataQuery) -> dict:
 
 
 def run_visit_checks(
-    actor, participant: Participant, visit: Visit, *, rules: tuple[Rule, ...] | None = None
+    actor,
+    participant: Participant,
+    visit: Visit,
+    *,
+    rules: tuple[Rule, ...] | None = None,
+    earlier: list | None = None,
 ) -> list[dict]:
     """Check a visit as written (new or corrected) and raise or note its system queries.
 
     ``actor``: the user whose entry is checked (named on each query and its audit rows);
-    ``rules``: the protocol's unless given. Returns the warnings of the rules that fire,
-    ``{"rule", "form", "field", "message", "entity", "record_id", "query_id"}``, ``field``
-    being where the value sits in the visit's answer (``labs.0.value``). Flushes; the
-    caller commits with the entry.
+    ``rules``: the protocol's unless given; ``earlier``: given for a new visit only, the
+    participant's active visits as read before it was written (rows with ``id``,
+    ``status`` and ``visit_date``): its calendar period is placed among them, and its
+    records, just written, have no queries to look up. Returns the warnings of the rules
+    that fire, ``{"rule", "form", "field", "message", "entity", "record_id", "query_id"}``,
+    ``field`` being where the value sits in the visit's answer (``labs.0.value``).
+    Flushes; the caller commits with the entry.
     """
     rules = current_edit_checks() if rules is None else rules
-    observations = observe(rules, participant, visit)
-    records = {(r.ENTITY, r.entity_id) for r in [visit, *active_forms(visit)]}
-    existing = _system_queries(participant, records)
+    observations = observe(rules, participant, visit, earlier)
+    if earlier is None:
+        records = {(r.ENTITY, r.entity_id) for r in [visit, *active_forms(visit)]}
+        existing = _system_queries(participant, records)
+    else:
+        existing = {}
     warnings = []
     seen = set()
     for observation in observations:
