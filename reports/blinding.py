@@ -32,14 +32,15 @@ from fractions import Fraction
 
 from reportlab.platypus import Paragraph
 
+from reports import blinding_bang, blinding_guesses, blinding_interval, blinding_james
 from reports import blinding_index as bi
 from reports import counting as c
 from reports import tables as t
+from reports.blinding_guesses import DONT_KNOW, SOMEWHAT, STRONGLY
 from reports.layout import CONTENT_WIDTH, STYLES
 from reports.rows import BlindingRow
 
 RESPONDENTS = (("participant", "Participant"), ("investigator", "Investigator"))
-STRONGLY, SOMEWHAT, DONT_KNOW = bi.STRONGLY, bi.SOMEWHAT, bi.DONT_KNOW
 
 COUNTING_RULE = (
     "Answers counted: those of randomized participants as they stood at the data cut-off "
@@ -139,7 +140,7 @@ def guess_table(answers: Iterable[BlindingRow], arm_of: Mapping[str, str], arms:
     missing = sorted({r.participant_id for r in answers if r.participant_id not in arm_of})
     if missing:
         raise ValueError(f"no arm for {len(missing)} participant(s), e.g. {missing[0]}")
-    return bi.tally(
+    return blinding_guesses.tally(
         ((arm_of[r.participant_id], r.guess, r.confidence) for r in answers),
         active=arms[0],
         control=arms[1],
@@ -147,7 +148,7 @@ def guess_table(answers: Iterable[BlindingRow], arm_of: Mapping[str, str], arms:
     )
 
 
-def arm_counts(table: bi.GuessTable, arm: str, arms: Sequence[str]) -> dict:
+def arm_counts(table: blinding_guesses.GuessTable, arm: str, arms: Sequence[str]) -> dict:
     """One arm's answers by (guess, confidence), from a five-answer table."""
     first, second = arms
     g = table.active if arm == first else table.control
@@ -171,7 +172,7 @@ def round2(value: Fraction | float) -> str:
     return f"{sign}{hundredths // 100}.{hundredths % 100:02d}"
 
 
-def index_text(result: bi.IndexResult) -> str:
+def index_text(result: blinding_interval.IndexResult) -> str:
     """``0.25 (0.10 to 0.40)``; ``n/a`` when undefined; ``(no CI)`` when no interval."""
     if result.estimate is None:
         return "n/a"
@@ -253,8 +254,8 @@ def closed_table(
         COUNTING_RULE,
         code_break_note(rows, randomized, broken),
         INDEX_RULE,
-        bi.BANG_FORMULA,
-        bi.JAMES_FORMULA,
+        blinding_bang.BANG_FORMULA,
+        blinding_james.JAMES_FORMULA,
     )
 
 

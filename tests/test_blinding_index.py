@@ -35,18 +35,11 @@ from statistics import NormalDist
 
 import pytest
 
-from reports import blinding_index as bi
-from reports.blinding_index import (
-    BANG_FORMULA,
-    JAMES_FORMULA,
-    FiveCategory,
-    GuessTable,
-    ThreeCategory,
-    bang_index,
-    blinding_indices,
-    james_index,
-    tally,
-)
+from reports import blinding_guesses, blinding_interval, blinding_james
+from reports.blinding_bang import BANG_FORMULA, bang_index
+from reports.blinding_guesses import FiveCategory, GuessTable, ThreeCategory, tally
+from reports.blinding_index import BlindingIndices, blinding_indices
+from reports.blinding_james import JAMES_FORMULA, james_index
 
 Z95 = NormalDist().inv_cdf(0.975)  # 1.959963984540054
 Z90 = NormalDist().inv_cdf(0.95)  # 1.6448536269514722 (one-sided 95%)
@@ -150,7 +143,7 @@ PRINTED = {  # BlindingIndex.jl README / test/runtests.jl (port of R package BI)
 }
 
 
-def check_against_print(result: bi.BlindingIndices) -> None:
+def check_against_print(result: BlindingIndices) -> None:
     for name, printed in PRINTED.items():
         got = getattr(result, name)
         assert got.estimate is not None
@@ -172,7 +165,7 @@ def test_james_wrong_guess_weight_cancels_with_two_arms(monkeypatch: pytest.Monk
     # weight cancels (and so it does in the variance): the published SAS macro's 0.75 gives
     # exactly what the R package's 0.5 gives. Only the don't-know weight (1) matters.
     expected = blinding_indices(table(*HOUWELING_INVESTIGATORS)).james
-    monkeypatch.setattr(bi, "JAMES_WEIGHTS", ((F(0), F(3, 4)), (F(3, 4), F(0))))
+    monkeypatch.setattr(blinding_james, "JAMES_WEIGHTS", ((F(0), F(3, 4)), (F(3, 4), F(0))))
     assert blinding_indices(table(*HOUWELING_INVESTIGATORS)).james == expected
 
 
@@ -327,7 +320,9 @@ def test_swapping_arms_and_guesses_mirrors_bang() -> None:
 
 def test_flipping_every_guess_negates_bang() -> None:
     for original in [table(*cells) for cells in SMALL[::5]] + [CRISP_5]:
-        flipped = GuessTable(bi._mirror(original.active), bi._mirror(original.control))
+        flipped = GuessTable(
+            blinding_guesses._mirror(original.active), blinding_guesses._mirror(original.control)
+        )
         for arm in ("active", "control"):
             before = bang_index(getattr(original, arm), arm)
             after = bang_index(getattr(flipped, arm), arm)
@@ -393,7 +388,9 @@ def test_expected_disagreement_zero_is_undefined() -> None:
 
 
 def test_negative_variance_gives_no_interval() -> None:
-    got = bi._with_interval(F(1, 2), F(-1, 100), 10, 0.95, "two-sided", Z95, (0.0, 1.0))
+    got = blinding_interval._with_interval(
+        F(1, 2), F(-1, 100), 10, 0.95, "two-sided", Z95, (0.0, 1.0)
+    )
     assert got.estimate == F(1, 2) and got.lower is None and got.standard_error is None
     assert "negative" in (got.interval_reason or "")
 
@@ -488,35 +485,35 @@ def test_tally_maps_each_of_the_five_answers_to_its_own_cell():
         ("placebo", "baclofen", "somewhat"),
         ("placebo", "dont_know", None),
     ]
-    table = bi.tally(answers, five_category=True)
-    assert table.active == bi.FiveCategory(1, 2, 3, 4, 1)
-    assert table.control == bi.FiveCategory(0, 1, 0, 0, 1)
-    three = bi.tally(answers)
+    table = tally(answers, five_category=True)
+    assert table.active == FiveCategory(1, 2, 3, 4, 1)
+    assert table.control == FiveCategory(0, 1, 0, 0, 1)
+    three = tally(answers)
     assert table.collapsed() == three
-    assert three.active == bi.ThreeCategory(3, 7, 1)
+    assert three.active == ThreeCategory(3, 7, 1)
 
 
 @pytest.mark.parametrize(
     ("call", "message"),
     [
-        (lambda: bi.ThreeCategory(-1, 0, 0), "non-negative integer"),
-        (lambda: bi.ThreeCategory(0, -1, 0), "non-negative integer"),
-        (lambda: bi.ThreeCategory(0, 0, -1), "non-negative integer"),
-        (lambda: bi.FiveCategory(-1, 0, 0, 0, 0), "non-negative integer"),
-        (lambda: bi.FiveCategory(0, -1, 0, 0, 0), "non-negative integer"),
-        (lambda: bi.FiveCategory(0, 0, -1, 0, 0), "non-negative integer"),
-        (lambda: bi.FiveCategory(0, 0, 0, -1, 0), "non-negative integer"),
-        (lambda: bi.FiveCategory(0, 0, 0, 0, -1), "non-negative integer"),
-        (lambda: bi.ThreeCategory(1.0, 0, 0), "non-negative integer"),
-        (lambda: bi.bang_index(bi.ThreeCategory(1, 0, 0), "both"), "arm must be"),
-        (lambda: bi.bang_index(bi.ThreeCategory(1, 0, 0), "active", alternative="up"), "one of"),
-        (lambda: bi.bang_index(bi.ThreeCategory(1, 0, 0), "active", conf_level=0), "strictly"),
-        (lambda: bi.bang_index(bi.ThreeCategory(1, 0, 0), "active", conf_level=1), "strictly"),
-        (lambda: bi.bang_index(bi.ThreeCategory(1, 0, 0), "active", conf_level=1.5), "strictly"),
-        (lambda: bi.tally([("baclofen", "aspirin", None)]), "unknown guess"),
-        (lambda: bi.tally([("aspirin", "dont_know", None)]), "unknown arm"),
+        (lambda: ThreeCategory(-1, 0, 0), "non-negative integer"),
+        (lambda: ThreeCategory(0, -1, 0), "non-negative integer"),
+        (lambda: ThreeCategory(0, 0, -1), "non-negative integer"),
+        (lambda: FiveCategory(-1, 0, 0, 0, 0), "non-negative integer"),
+        (lambda: FiveCategory(0, -1, 0, 0, 0), "non-negative integer"),
+        (lambda: FiveCategory(0, 0, -1, 0, 0), "non-negative integer"),
+        (lambda: FiveCategory(0, 0, 0, -1, 0), "non-negative integer"),
+        (lambda: FiveCategory(0, 0, 0, 0, -1), "non-negative integer"),
+        (lambda: ThreeCategory(1.0, 0, 0), "non-negative integer"),
+        (lambda: bang_index(ThreeCategory(1, 0, 0), "both"), "arm must be"),
+        (lambda: bang_index(ThreeCategory(1, 0, 0), "active", alternative="up"), "one of"),
+        (lambda: bang_index(ThreeCategory(1, 0, 0), "active", conf_level=0), "strictly"),
+        (lambda: bang_index(ThreeCategory(1, 0, 0), "active", conf_level=1), "strictly"),
+        (lambda: bang_index(ThreeCategory(1, 0, 0), "active", conf_level=1.5), "strictly"),
+        (lambda: tally([("baclofen", "aspirin", None)]), "unknown guess"),
+        (lambda: tally([("aspirin", "dont_know", None)]), "unknown arm"),
         (
-            lambda: bi.tally([("baclofen", "placebo", None)], five_category=True),
+            lambda: tally([("baclofen", "placebo", None)], five_category=True),
             "needs its confidence",
         ),
     ],
@@ -528,7 +525,7 @@ def test_refusals_say_what_is_wrong(call, message):
 
 def test_a_table_mixing_the_forms_is_refused():
     with pytest.raises(TypeError, match="same form"):
-        bi.GuessTable(bi.ThreeCategory(1, 0, 0), bi.FiveCategory(1, 0, 0, 0, 0))
+        GuessTable(ThreeCategory(1, 0, 0), FiveCategory(1, 0, 0, 0, 0))
 
 
 @pytest.mark.parametrize("alternative", ["two-sided", "less", "greater"])
@@ -537,16 +534,16 @@ def test_every_result_carries_its_level_side_and_size(conf_level, alternative):
     """Defined, undefined and interval-less results alike say at which level, on which side
     and on how many answers they were computed (the report prints the level)."""
     tables = [
-        bi.GuessTable(bi.ThreeCategory(5, 2, 3), bi.ThreeCategory(2, 4, 1)),  # defined
-        bi.GuessTable(bi.ThreeCategory(0, 0, 0), bi.ThreeCategory(0, 0, 0)),  # no answers
-        bi.GuessTable(bi.ThreeCategory(0, 0, 2), bi.ThreeCategory(0, 0, 3)),  # all don't know
-        bi.GuessTable(bi.ThreeCategory(0, 0, 2), bi.ThreeCategory(0, 0, 0)),  # one arm, d.k.
-        bi.GuessTable(bi.ThreeCategory(4, 0, 0), bi.ThreeCategory(0, 0, 0)),  # Pde = 0
-        bi.GuessTable(bi.ThreeCategory(4, 0, 1), bi.ThreeCategory(0, 3, 0)),  # variance 0
-        bi.GuessTable(bi.FiveCategory(2, 1, 1, 0, 1), bi.FiveCategory(0, 1, 2, 2, 0)),
+        GuessTable(ThreeCategory(5, 2, 3), ThreeCategory(2, 4, 1)),  # defined
+        GuessTable(ThreeCategory(0, 0, 0), ThreeCategory(0, 0, 0)),  # no answers
+        GuessTable(ThreeCategory(0, 0, 2), ThreeCategory(0, 0, 3)),  # all don't know
+        GuessTable(ThreeCategory(0, 0, 2), ThreeCategory(0, 0, 0)),  # one arm, d.k.
+        GuessTable(ThreeCategory(4, 0, 0), ThreeCategory(0, 0, 0)),  # Pde = 0
+        GuessTable(ThreeCategory(4, 0, 1), ThreeCategory(0, 3, 0)),  # variance 0
+        GuessTable(FiveCategory(2, 1, 1, 0, 1), FiveCategory(0, 1, 2, 2, 0)),
     ]
     for table in tables:
-        found = bi.blinding_indices(
+        found = blinding_indices(
             table,
             conf_level=conf_level,
             bang_alternative=alternative,
@@ -564,31 +561,31 @@ def test_every_result_carries_its_level_side_and_size(conf_level, alternative):
 
 
 def test_each_undefined_index_and_missing_interval_says_why():
-    none = bi.bang_index(bi.ThreeCategory(0, 0, 0), "active")
+    none = bang_index(ThreeCategory(0, 0, 0), "active")
     assert none.reason == none.interval_reason == "no answers in this arm"
-    unknown = bi.bang_index(bi.ThreeCategory(0, 0, 4), "control")
+    unknown = bang_index(ThreeCategory(0, 0, 4), "control")
     assert unknown.reason.startswith("every answer in this arm is don't know: Bang's index")
     assert unknown.reason.endswith("the R package BI returns NaN)")
-    assert bi.james_index(
-        bi.GuessTable(bi.ThreeCategory(0, 0, 0), bi.ThreeCategory(0, 0, 0))
-    ).reason == ("no answers")
+    assert james_index(GuessTable(ThreeCategory(0, 0, 0), ThreeCategory(0, 0, 0))).reason == (
+        "no answers"
+    )
     # One answer, a correct guess: Pde is 0 (not "no answers").
-    single = bi.james_index(bi.GuessTable(bi.ThreeCategory(1, 0, 0), bi.ThreeCategory(0, 0, 0)))
+    single = james_index(GuessTable(ThreeCategory(1, 0, 0), ThreeCategory(0, 0, 0)))
     assert single.estimate is None and single.n == 1
     assert single.reason.startswith("expected disagreement Pde is 0 (every guess names one arm")
     assert single.reason.endswith("James' kappa, hence its index, is undefined")
-    lonely = bi.james_index(bi.GuessTable(bi.ThreeCategory(0, 0, 2), bi.ThreeCategory(0, 0, 0)))
+    lonely = james_index(GuessTable(ThreeCategory(0, 0, 2), ThreeCategory(0, 0, 0)))
     assert lonely.reason == (
         "only one arm answered and every answer is don't know: James' index is undefined"
     )
     # One don't know in each arm, nothing else: James' edge case, 1 with no variance.
-    edge = bi.james_index(bi.GuessTable(bi.ThreeCategory(0, 0, 1), bi.ThreeCategory(0, 0, 1)))
+    edge = james_index(GuessTable(ThreeCategory(0, 0, 1), ThreeCategory(0, 0, 1)))
     assert (edge.estimate, edge.variance, edge.standard_error, edge.n) == (1, 0, 0.0, 2)
     assert edge.interval_reason == (
         "every answer is don't know: James' index is 1 by definition, with no variance "
         "(James et al. 1996, p. 1425)"
     )
-    flat = bi.bang_index(bi.ThreeCategory(4, 0, 0), "active")
+    flat = bang_index(ThreeCategory(4, 0, 0), "active")
     assert (flat.estimate, flat.variance, flat.standard_error) == (1, 0, 0.0)
     assert flat.interval_reason == (
         "the variance is 0 (e.g. every guess right, or every guess wrong): "

@@ -17,7 +17,8 @@ from sqlalchemy import select
 
 import randomization.demo.course as demo_course
 import randomization.demo.writer as demo_writer
-from reports import blinding_index as bi
+from reports.blinding_guesses import tally
+from reports.blinding_index import blinding_indices
 from tests.conftest import BACKENDS
 from tests.demo_helpers import fresh_app
 from tests.test_demo_realism import arms, clinical_audit, clinical_data, run_demo
@@ -112,8 +113,8 @@ def test_guesses_beat_chance_on_baclofen_and_not_on_placebo(trial):
     0 on placebo; James' index near 0.5 (between chance and a broken blind: not below
     0.35). Per block, baclofen's index is above placebo's."""
     rows = answers()
-    table = bi.tally(((trial.arms[r[0]], r[4], r[5]) for r in rows), five_category=True)
-    pooled = bi.blinding_indices(table)
+    table = tally(((trial.arms[r[0]], r[4], r[5]) for r in rows), five_category=True)
+    pooled = blinding_indices(table)
     assert 0.2 <= pooled.bang_active.estimate <= 0.4, float(pooled.bang_active.estimate)
     assert -0.12 <= pooled.bang_control.estimate <= 0.12, float(pooled.bang_control.estimate)
     assert 0.35 <= pooled.james.estimate <= 0.7, float(pooled.james.estimate)
@@ -124,7 +125,7 @@ def test_guesses_beat_chance_on_baclofen_and_not_on_placebo(trial):
         blocks[(r[1], r[3])].append((trial.arms[r[0]], r[4], r[5]))
     assert len(blocks) == 4
     for block in blocks.values():
-        result = bi.blinding_indices(bi.tally(block, five_category=True))
+        result = blinding_indices(tally(block, five_category=True))
         assert result.bang_active.estimate > result.bang_control.estimate
 
 

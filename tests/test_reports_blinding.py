@@ -50,9 +50,11 @@ import pytest
 
 from exports.snapshot import parse_cutoff
 from reports import blinding
-from reports import blinding_index as bi
 from reports import pdf as report_pdf
 from reports.blinding import index_text
+from reports.blinding_bang import BANG_FORMULA, bang_index
+from reports.blinding_guesses import FiveCategory, GuessTable, ThreeCategory, tally
+from reports.blinding_james import JAMES_FORMULA, james_index
 from reports.data import load_safety_data, resolve_cutoff
 from reports.layout import CONTENT_WIDTH, STYLES
 from reports.rows import BlindingRow
@@ -175,8 +177,8 @@ def report(built, session, arms=None, cutoff=None) -> bytes:
     return made.pdf
 
 
-def ci(table: bi.FiveCategory, arm: str) -> str:
-    return index_text(bi.bang_index(table, arm))
+def ci(table: FiveCategory, arm: str) -> str:
+    return index_text(bang_index(table, arm))
 
 
 # The hand-computed closed report (arms named), block by block.
@@ -256,7 +258,7 @@ def james_limits(*arms: tuple[int, int, int]) -> str:
     """The interval of the engine on the hand-counted three-answer table (active, control,
     don't know per arm): the estimate is checked by hand above, the interval's arithmetic
     against the papers and the R package in tests/test_blinding_index.py."""
-    result = bi.james_index(bi.GuessTable(bi.ThreeCategory(*arms[0]), bi.ThreeCategory(*arms[1])))
+    result = james_index(GuessTable(ThreeCategory(*arms[0]), ThreeCategory(*arms[1])))
     text = index_text(result)
     return text[text.index("(") + 1 : -1]
 
@@ -275,7 +277,7 @@ def expected_closed() -> list[str]:
 def test_the_hand_counts_hold_for_the_engine():
     """The hand computations of the docstring, through the engine (so a wrong expectation
     in the report tests below would show here first)."""
-    week_12 = bi.tally(
+    week_12 = tally(
         [("baclofen", "baclofen", "strongly"), ("baclofen", "baclofen", "somewhat"),
          ("baclofen", "dont_know", None), ("placebo", "placebo", "strongly"),
          ("placebo", "baclofen", "somewhat"), ("placebo", "placebo", "somewhat")],
@@ -283,13 +285,11 @@ def test_the_hand_counts_hold_for_the_engine():
     )  # fmt: skip
     assert ci(week_12.active, "active") == "0.50 (0.04 to 0.96)"
     assert ci(week_12.control, "control") == "0.33 (-0.37 to 1.04)"
-    james = bi.james_index(week_12)
-    assert james.estimate == bi.Fraction(17, 52)
-    investigator = bi.james_index(
-        bi.GuessTable(bi.ThreeCategory(0, 1, 2), bi.ThreeCategory(0, 0, 3))
-    )
-    assert investigator.estimate == bi.Fraction(11, 12)
-    assert ci(bi.FiveCategory(0, 0, 1, 0, 2), "active") == "-0.17 (-0.43 to 0.10)"
+    james = james_index(week_12)
+    assert james.estimate == Fraction(17, 52)
+    investigator = james_index(GuessTable(ThreeCategory(0, 1, 2), ThreeCategory(0, 0, 3)))
+    assert investigator.estimate == Fraction(11, 12)
+    assert ci(FiveCategory(0, 0, 1, 0, 2), "active") == "-0.17 (-0.43 to 0.10)"
 
 
 def test_the_closed_report_counts_by_arm_against_the_hand_counts(built):
@@ -297,7 +297,7 @@ def test_the_closed_report_counts_by_arm_against_the_hand_counts(built):
     assert table_rows(lines) == expected_closed()
     text = " ".join(lines)
     assert "Bang's index uses the five answers" in text
-    assert bi.BANG_FORMULA in text and bi.JAMES_FORMULA in text
+    assert BANG_FORMULA in text and JAMES_FORMULA in text
 
 
 def test_the_coded_closed_report_prints_each_guess_by_its_arms_code(built):
@@ -555,16 +555,14 @@ def test_every_number_of_table_12_is_recomputed_from_the_bundle_and_the_key(demo
             "Bang's index (95% CI) " + " ".join(outside_bang(by_arm[arm], arm) for arm in arms)
         )
         three = [
-            bi.ThreeCategory(
+            ThreeCategory(
                 sum(g == "baclofen" for g, _ in by_arm[arm]),
                 sum(g == "placebo" for g, _ in by_arm[arm]),
                 sum(g == "dont_know" for g, _ in by_arm[arm]),
             )
             for arm in arms
         ]
-        expected.append(
-            "James' index (95% CI) " + index_text(bi.james_index(bi.GuessTable(*three)))
-        )
+        expected.append("James' index (95% CI) " + index_text(james_index(GuessTable(*three))))
     assert counted > 50  # the demo's guesses are there to count
     assert table_rows(table_12_lines(demo_report.pdf)) == expected
 
@@ -645,8 +643,8 @@ def test_table_12_for_another_protocols_arms_first_arm_placebo():
         "Bang's index (95% CI) 0.25 (-0.10 to 0.60) 0.25 (-0.79 to 1.29)",
         f"James' index (95% CI) 0.48 ({james_limits((1, 0, 1), (1, 1, 0))})",
     ]
-    assert bi.james_index(
-        bi.GuessTable(bi.ThreeCategory(1, 0, 1), bi.ThreeCategory(1, 1, 0))
+    assert james_index(
+        GuessTable(ThreeCategory(1, 0, 1), ThreeCategory(1, 1, 0))
     ).estimate == Fraction(19, 40)
 
 
