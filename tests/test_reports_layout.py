@@ -25,8 +25,8 @@ from reportlab.platypus import Paragraph, Spacer
 from reports import listings, summaries
 from reports import tables as t
 from reports.layout import CONTENT_WIDTH, STYLES, PageMarks, render
-from reports.pdf import completeness_tables
 from reports.rows import AdverseEventRow, ParticipantRow, SafetyData, VisitRow
+from reports.story import completeness_tables
 
 META = {"title": "t", "author": "a", "subject": "s", "creator": "c"}
 NOTE_GREY = 0x33 / 0xFF  # the footnote style's text colour, #333333

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from randomization.release import release_digest
 from reports import counting as c
 from reports import pdf as report_pdf
+from reports import story as report_story
 from reports.data import load_safety_data, resolve_cutoff
 from reports.layout import PageMarks, render
 from tests.conftest import BACKENDS
@@ -124,7 +125,7 @@ def engine_rows(trial, arm_of=None):
     PDF: the same data, counted again."""
     data = load_safety_data(trial.cutoff)
     population = c.safety_population(data.participants)
-    labels = report_pdf.arm_labels("coded")
+    labels = report_story.arm_labels("coded")
     columns = c.build_columns(population, arm_of, labels)
     emergent = c.treatment_emergent(data.adverse_events, c.first_doses(data.participants))
     return columns, c.any_event_row(emergent, columns), c.incidence(emergent, columns)
@@ -205,14 +206,14 @@ def test_controls_the_scanner_flags_a_report_with_arms(trial):
     assert open_report_leaks(trial.closed.pdf)
     data = load_safety_data(trial.cutoff)
     planted = render(
-        report_pdf.build_story(data, "open", None, dsmb_arms()),
+        report_story.build_story(data, "open", None, dsmb_arms()),
         PageMarks("OPEN", "x", "T"),
         {"title": "t", "author": "a", "subject": "s", "creator": "c"},
     )
     kinds = {leak.split(":")[0] for leak in open_report_leaks(planted)}
     assert {"per-arm denominators", "more than the Total column"} <= kinds, kinds
     named = render(
-        report_pdf.build_story(data, "closed", "named", dsmb_arms()),
+        report_story.build_story(data, "closed", "named", dsmb_arms()),
         PageMarks("OPEN", "x", "T"),
         {"title": "t", "author": "a", "subject": "s", "creator": "c"},
     )
@@ -311,7 +312,7 @@ def test_listing_1_keeps_every_word_whole(trial, session):
     people = {p.participant_id: p for p in data.participants if p.randomized_on is not None}
     label_of = None
     if session == "closed":
-        labels = dict(report_pdf.arm_labels("coded"))
+        labels = dict(report_story.arm_labels("coded"))
         label_of = {pid: labels[arm] for pid, arm in dsmb_arms().items()}
     header, rows = sae_rows(data.adverse_events, people, label_of)
     assert rows, "the demo has serious adverse events"
