@@ -102,6 +102,7 @@ def prepare_trial(database_url: str, instance: Path, arm_key: str, participants:
     from randomization import lists
     from trial import create_app
     from trial.auth import services as auth
+    from trial.auth.tokens import issue_token
     from trial.cli_support import system_actor
     from trial.extensions import db
     from trial.participants.services import register_participant
@@ -136,7 +137,7 @@ def prepare_trial(database_url: str, instance: Path, arm_key: str, participants:
                 site_codes=[code],
                 password=None,
             )
-            tokens[code], _ = auth.issue_token(
+            tokens[code], _ = issue_token(
                 system_actor(), user, label="bench", ttl=timedelta(hours=2)
             )
         db.session.commit()

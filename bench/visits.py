@@ -119,6 +119,7 @@ def prepare_trial(database_url: str, instance: Path, arm_key: str, participants:
     from randomization import lists, services
     from trial import create_app
     from trial.auth import services as auth
+    from trial.auth.tokens import issue_token
     from trial.cli_support import system_actor
     from trial.extensions import db
     from trial.participants.services import register_participants, site_today
@@ -155,7 +156,7 @@ def prepare_trial(database_url: str, instance: Path, arm_key: str, participants:
                 site_codes=[code],
                 password=None,
             )
-            tokens[code], _ = auth.issue_token(
+            tokens[code], _ = issue_token(
                 system_actor(), users[code], label="bench", ttl=timedelta(hours=2)
             )
         today = site_today(sites[SITES[0]])

@@ -58,7 +58,8 @@ def measure(kind: str, participants: int, args) -> dict:
     from flask_migrate import upgrade
 
     from trial import create_app
-    from trial.auth.services import get_user_by_username, issue_token
+    from trial.auth.services import get_user_by_username
+    from trial.auth.tokens import issue_token
     from trial.cli_support import system_actor
     from trial.extensions import db
 

@@ -7,7 +7,7 @@ from randomization.models import RandomizationNotice
 from randomization.services import allocation_of, lock_row
 from trial.audit.services import record_event
 from trial.auth.approval import NO_VALID_APPROVAL, code_break_refusal
-from trial.auth.services import verify_password
+from trial.auth.passwords import verify_password
 from trial.database import utcnow
 from trial.errors import Conflict, ForbiddenRecorded
 from trial.extensions import db

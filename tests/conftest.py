@@ -252,7 +252,7 @@ def make_site(app):
 @pytest.fixture
 def make_user(app, make_site):
     """Create a user and return ``(user, token)``; site roles default to S01."""
-    from trial.auth import services
+    from trial.auth import services, tokens
     from trial.auth.roles import MULTI_SITE_ROLES, SINGLE_SITE_ROLES
     from trial.cli_support import system_actor
 
@@ -273,7 +273,7 @@ def make_user(app, make_site):
             site_codes=sites,
             password=password,
         )
-        token, _ = services.issue_token(system_actor(), user, label="test", ttl=ttl)
+        token, _ = tokens.issue_token(system_actor(), user, label="test", ttl=ttl)
         db.session.commit()
         return user, token
 
@@ -377,7 +377,7 @@ def approve_for_code_break(user, password: str):
     the owner sets their own password, then an unblinded statistician approves the account.
     The approval check itself stays on; this only gives the approval a real account needs.
     """
-    from trial.auth import approval, services
+    from trial.auth import approval, passwords, services
     from trial.cli_support import system_actor
 
     approver = services.get_user_by_username("code-break.approver")
@@ -385,7 +385,7 @@ def approve_for_code_break(user, password: str):
         approver = services.create_user(
             system_actor(), username="code-break.approver", role="unblinded_statistician"
         )
-    services.set_password(user, user, password)
+    passwords.set_password(user, user, password)
     given = approval.approve_code_break(approver, user, reason="identity confirmed (test)")
     db.session.commit()
     return given

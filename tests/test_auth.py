@@ -21,7 +21,7 @@ from sqlalchemy.types import String, Text
 from tests.conftest import bearer
 from trial.audit.models import AuditEvent
 from trial.auth.models import ApiToken, User
-from trial.auth.services import hash_token
+from trial.auth.tokens import hash_token
 from trial.database import utcnow
 from trial.extensions import db
 
@@ -231,7 +231,7 @@ def test_every_bad_token_gets_the_same_401(client, make_user):
 
 
 def test_logout_revokes_only_the_token_used(client, make_user):
-    from trial.auth.services import issue_token
+    from trial.auth.tokens import issue_token
     from trial.cli_support import system_actor
 
     user, token = make_user("monitor")
@@ -416,12 +416,12 @@ def test_a_password_typed_as_the_name_is_stored_nowhere(client, make_user):
 def test_control_recording_the_typed_name_would_be_caught(client, make_user, monkeypatch):
     """Negative control: the former behaviour (the name as typed, verbatim) fails the scan."""
     from trial.audit.services import record_event
-    from trial.auth import services
+    from trial.auth import signin
 
     def verbatim(name, user):
         record_event(None, "login_failed", entity_type="user", entity_id=name, username=name)
 
-    monkeypatch.setattr(services, "_record_failed_login", verbatim)
+    monkeypatch.setattr(signin, "_record_failed_login", verbatim)
     _failed_login_rows_after_typing_a_password_as_the_name(client, make_user)
     assert ("audit_events", "username") in places_holding(TYPED_AS_NAME.lower())
 

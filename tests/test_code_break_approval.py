@@ -18,7 +18,7 @@ from sqlalchemy import select
 from randomization import lists
 from tests.conftest import bearer, make_ready_for_randomization
 from trial.audit.models import AuditEvent
-from trial.auth import approval, services
+from trial.auth import approval, passwords, services
 from trial.auth.models import CodeBreakApproval, User
 from trial.cli_support import system_actor
 from trial.extensions import db
@@ -252,9 +252,9 @@ def _reset_then_break(client, setup, how):
     """Someone other than the owner sets the password, then breaks the code with it."""
     user = services.get_user_by_username(setup["username"])
     if how == "admin":
-        services.set_password(services.get_user_by_username("root"), user, "reset-by-the-admin")
+        passwords.set_password(services.get_user_by_username("root"), user, "reset-by-the-admin")
     else:
-        services.set_password(system_actor(), user, "reset-by-the-admin")
+        passwords.set_password(system_actor(), user, "reset-by-the-admin")
     db.session.commit()
     return break_code(client, setup["token"], setup["pids"]["S01"], "reset-by-the-admin")
 
@@ -385,7 +385,7 @@ def test_the_state_is_readable_by_admins_without_any_arm(client, approved):
 
 def test_cli_approves_and_revokes_as_an_unblinded_statistician_only(runner, make_user, trial_setup):
     user, _ = make_user("investigator", username="ivo", password=OWNER_CHOSEN)
-    services.set_password(user, user, OWNER_CHOSEN)
+    passwords.set_password(user, user, OWNER_CHOSEN)
     db.session.commit()
     refused = runner.invoke(
         args=["users", "approve-code-break", "ivo", "--as", "root", "--reason", "x"]

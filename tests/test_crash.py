@@ -442,6 +442,7 @@ def migrate_and_seed(database_url: str, instance: Path, **overrides):
 
     from trial import create_app
     from trial.auth import services as auth
+    from trial.auth.tokens import issue_token
     from trial.cli_support import system_actor
     from trial.extensions import db
     from trial.sites.services import create_site
@@ -454,7 +455,7 @@ def migrate_and_seed(database_url: str, instance: Path, **overrides):
         user = auth.create_user(
             actor, username="crash.coordinator", role="coordinator", site_codes=["S01"]
         )
-        token, _ = auth.issue_token(actor, user, label="crash", ttl=timedelta(hours=2))
+        token, _ = issue_token(actor, user, label="crash", ttl=timedelta(hours=2))
         db.session.commit()
         db.session.remove()
         db.engine.dispose()

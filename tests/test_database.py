@@ -370,7 +370,7 @@ def test_a_write_request_reads_its_response_under_the_write_lock(app, make_site)
 def test_a_write_request_authenticates_under_the_write_lock(app, make_site, make_user):
     """A write request reads its token in its write transaction, which keeps the lock on to
     its next statement and the user it read."""
-    from trial.auth.services import authenticate_token
+    from trial.auth.tokens import authenticate_token
 
     make_site("S01")
     _, token = make_user("coordinator", sites=["S01"])

@@ -680,6 +680,7 @@ ROLE_PREFERENCE = (
 def fuzz_app(database_url, tmp_path):
     """A seeded app with no context pushed, so each request has its own session (as served)."""
     from trial.auth import services as auth_services
+    from trial.auth.tokens import issue_token
     from trial.cli_support import system_actor
     from trial.demo import build_demo
     from trial.participants.models import Participant
@@ -693,9 +694,7 @@ def fuzz_app(database_url, tmp_path):
             user = auth_services.create_user(
                 actor, username=f"fuzz.{role}", role=role, site_codes=sites
             )
-            tokens[role] = auth_services.issue_token(
-                actor, user, label="fuzz", ttl=timedelta(hours=2)
-            )[0]
+            tokens[role] = issue_token(actor, user, label="fuzz", ttl=timedelta(hours=2))[0]
         auth_services.create_user(actor, username="fuzz.target", role="statistician")
         db.session.commit()
         participants = sorted(db.session.scalars(db.select(Participant.participant_id)))

@@ -113,7 +113,7 @@ def test_control_a_step_up_sharing_the_name_counter_would_be_blocked(
 ):
     """Negative control: count the step-up under the login's per-name key (what the shared
     lockout table did) and the same flood answers the investigator 429."""
-    from trial.auth.services import keyed_digest
+    from trial.auth.signin import keyed_digest
 
     monkeypatch.setattr(
         throttle,
@@ -131,7 +131,7 @@ def test_control_a_step_up_sharing_the_name_counter_would_be_blocked(
 
 def test_anonymous_failures_do_not_block_a_signature(client, make_site, make_user, monkeypatch):
     """The other step-up: the visit signature's password check answers, whatever the flood."""
-    from trial.auth.services import verify_password
+    from trial.auth.passwords import verify_password
 
     make_site("S01")
     user, _ = make_user("investigator", username="ines", password=PASSWORD)
@@ -145,7 +145,7 @@ def test_anonymous_failures_do_not_block_a_signature(client, make_site, make_use
 def test_the_step_up_has_its_own_limit_per_account(client, make_site, make_user):
     """The owner's own wrong passwords are limited (a stolen token cannot guess forever);
     the budget is the account's, not the name's, and another account's is untouched."""
-    from trial.auth.services import verify_password
+    from trial.auth.passwords import verify_password
     from trial.auth.throttle import StepUpThrottled
 
     make_site("S01")
@@ -310,7 +310,7 @@ def test_an_unreachable_counter_store_never_blocks_the_step_up(
     """Redis down: the step-up (an emergency's code-break) still checks the password and
     answers; logins fall back to counting in memory instead of failing with a 500.
     Control: the store the test breaks does raise when used."""
-    from trial.auth.services import verify_password
+    from trial.auth.passwords import verify_password
 
     make_site("S01")
     user, _ = make_user("investigator", username="ines", password=PASSWORD)

@@ -22,6 +22,7 @@ from trial.audit.models import AuditEvent
 from trial.auth import approval
 from trial.auth import services as auth_services
 from trial.auth.models import User
+from trial.auth.passwords import set_password
 from trial.cli_support import system_actor
 from trial.demo import demo_email
 from trial.extensions import db
@@ -81,7 +82,7 @@ class People:
             self.users[name], self.tokens[name] = user, token
         db.session.commit()
         inv1 = self.users["inv1"]
-        auth_services.set_password(inv1, inv1, INVESTIGATOR_PASSWORD)  # the owner's own
+        set_password(inv1, inv1, INVESTIGATOR_PASSWORD)  # the owner's own
         approval.approve_code_break(self.users["ustat"], inv1, reason="identity confirmed")
         db.session.commit()
         self.listed = False

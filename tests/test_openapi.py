@@ -30,6 +30,7 @@ from trial import create_app
 from trial.auth import services as auth_services
 from trial.auth.policy import policy_for
 from trial.auth.roles import Role
+from trial.auth.tokens import authenticate_token, issue_token
 from trial.cli_support import system_actor
 from trial.errors import TrialError
 from trial.extensions import db
@@ -190,7 +191,7 @@ class RoleTokens:
             role=role.value,
             site_codes=SITES_OF_ROLE.get(role, []),
         )
-        token, _ = auth_services.issue_token(actor, user, label="fuzz", ttl=timedelta(hours=2))
+        token, _ = issue_token(actor, user, label="fuzz", ttl=timedelta(hours=2))
         db.session.commit()
         return token
 
@@ -199,7 +200,7 @@ class RoleTokens:
             token = self.tokens.get(role)
             if token is not None:
                 try:
-                    user, _ = auth_services.authenticate_token(token)
+                    user, _ = authenticate_token(token)
                     if user.role != role.value or user.site_codes != SITES_OF_ROLE.get(role, []):
                         token = None
                 except TrialError:

@@ -23,7 +23,8 @@ from reports import pdf as report_pdf
 from reports.data import resolve_cutoff
 from tests.conftest import BACKENDS, bearer
 from tests.demo_helpers import fixed_list_seed, fresh_app
-from trial.auth.services import get_user_by_username, issue_token
+from trial.auth.services import get_user_by_username
+from trial.auth.tokens import issue_token
 from trial.cli_support import system_actor
 from trial.extensions import db
 

@@ -52,6 +52,7 @@ def seed(app) -> dict[str, str]:
     """The demo trial (participants at every site, with visits and forms) and a coordinator
     of S01 and of S02 with a token each."""
     from trial.auth import services as auth_services
+    from trial.auth.tokens import issue_token
     from trial.cli_support import system_actor
     from trial.demo import build_demo
 
@@ -65,7 +66,7 @@ def seed(app) -> dict[str, str]:
                 role="coordinator",
                 site_codes=[site],
             )
-            tokens[site] = auth_services.issue_token(
+            tokens[site] = issue_token(
                 system_actor(), user, label="stateful", ttl=timedelta(hours=2)
             )[0]
         db.session.commit()

@@ -22,7 +22,8 @@ from sqlalchemy import text
 from tests.conftest import BACKENDS, bearer
 from tests.demo_helpers import fresh_app
 from tests.test_demo_realism import run_demo
-from trial.auth.services import get_user_by_username, issue_token
+from trial.auth.services import get_user_by_username
+from trial.auth.tokens import issue_token
 from trial.cli_support import system_actor
 from trial.extensions import db
 

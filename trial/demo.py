@@ -22,6 +22,8 @@ from sqlalchemy import func, select, text
 
 from trial.auth import services as auth_services
 from trial.auth.approval import approve_code_break
+from trial.auth.passwords import set_password
+from trial.auth.tokens import issue_token
 from trial.cli_support import system_actor
 from trial.extensions import db
 from trial.participants.services import register_participants, site_today
@@ -147,8 +149,8 @@ def build_demo(participant_count: int, seed: int) -> dict:
         if investigator:
             # The demo plays each investigator setting their own password, as a real one
             # must before the unblinded statistician may approve the account (below).
-            auth_services.set_password(user, user, password)
-        token, _ = auth_services.issue_token(actor, user, label="demo", ttl=timedelta(days=365))
+            set_password(user, user, password)
+        token, _ = issue_token(actor, user, label="demo", ttl=timedelta(days=365))
         users[username], tokens[username] = user, token
     _approve_demo_investigators(users)
     context = {"users": users, "participants": [], "password": password}

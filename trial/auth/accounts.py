@@ -17,8 +17,9 @@ from flask import current_app
 
 from trial.audit.services import record_event
 from trial.auth.models import User
+from trial.auth.passwords import set_password
 from trial.auth.roles import UNBLINDED_ROLES
-from trial.auth.services import revoke_all_tokens, set_password
+from trial.auth.tokens import revoke_all_tokens
 from trial.database import utcnow
 from trial.errors import Conflict, Forbidden
 from trial.extensions import db

@@ -18,8 +18,8 @@ from sqlalchemy import select
 
 from trial.audit.services import record_event
 from trial.auth.models import CodeBreakApproval, User
+from trial.auth.passwords import verify_password
 from trial.auth.roles import Role
-from trial.auth.services import verify_password
 from trial.database import utcnow
 from trial.errors import Conflict, Forbidden, ForbiddenRecorded
 from trial.extensions import db

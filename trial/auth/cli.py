@@ -6,7 +6,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from trial.auth import approval, services
+from trial.auth import approval, passwords, services, tokens
 from trial.cli_support import fail_on_trial_error, system_actor, user_as
 from trial.errors import TrialError
 from trial.extensions import db
@@ -43,7 +43,7 @@ def create_user_command(username, role, sites, password, email):
             email=email,
         )
         ttl = timedelta(days=current_app.config["CLI_TOKEN_TTL_DAYS"])
-        token, row = services.issue_token(actor, user, label="command line", ttl=ttl)
+        token, row = tokens.issue_token(actor, user, label="command line", ttl=ttl)
         db.session.commit()
     except TrialError as exc:
         db.session.rollback()
@@ -64,7 +64,7 @@ def issue_token_command(username):
     if user is None:
         raise click.ClickException(f"no user {username!r}")
     ttl = timedelta(days=current_app.config["CLI_TOKEN_TTL_DAYS"])
-    token, _ = services.issue_token(system_actor(), user, label="command line", ttl=ttl)
+    token, _ = tokens.issue_token(system_actor(), user, label="command line", ttl=ttl)
     db.session.commit()
     click.echo(token)
 
@@ -113,7 +113,7 @@ def revoke_tokens_command(username):
     user = services.get_user_by_username(username)
     if user is None:
         raise click.ClickException(f"no user {username!r}")
-    count = services.revoke_all_tokens(system_actor(), user)
+    count = tokens.revoke_all_tokens(system_actor(), user)
     db.session.commit()
     click.echo(f"revoked {count} token(s) of {user.username}")
 
@@ -132,7 +132,7 @@ def set_password_command(username):
     secret = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     if len(secret) < 12:
         raise click.ClickException("a password needs at least 12 characters")
-    services.set_password(system_actor(), user, secret)
+    passwords.set_password(system_actor(), user, secret)
     db.session.commit()
     click.echo(f"password of {user.username} set; its owner must set their own before approval")
 

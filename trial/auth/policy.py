@@ -101,7 +101,7 @@ def bearer_token_from_request() -> str | None:
 
 def enforce_access_policy():
     """Run before every request: authenticate, then check the endpoint's declared roles."""
-    from trial.auth.services import authenticate_token
+    from trial.auth.tokens import authenticate_token
 
     if request.endpoint is None:  # no route matched: let Flask answer 404/405
         return None

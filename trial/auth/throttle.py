@@ -91,7 +91,8 @@ class StepUpThrottled(TooManyRequests):
 
 def _typed_name_key() -> str:
     """The name typed, as a keyed digest (the limiter's storage never holds typed text)."""
-    from trial.auth.services import keyed_digest, normalize_username
+    from trial.auth.services import normalize_username
+    from trial.auth.signin import keyed_digest
 
     try:
         body = request.get_json(silent=True)
@@ -259,7 +260,8 @@ def init_throttling(app: Flask) -> None:
 def _sign_in_counters(name: str) -> list[tuple[str, tuple[str, ...], bool]]:
     """(setting, keys, counts failures only) for the three anonymous-login limits, as the
     page's sign-in form counts them (its own counters, the API login's settings)."""
-    from trial.auth.services import keyed_digest, normalize_username
+    from trial.auth.services import normalize_username
+    from trial.auth.signin import keyed_digest
 
     prefix = current_app.config.get("RATELIMIT_KEY_PREFIX") or "trial"
     name_key = "name:" + keyed_digest(normalize_username(name)[:150])

@@ -2,7 +2,7 @@
 
 from flask import g
 
-from trial.auth import accounts, approval, services
+from trial.auth import accounts, approval, passwords, services, signin, tokens
 from trial.auth.policy import allow, allow_any_user, public, usable_before_password_change
 from trial.auth.roles import Role
 from trial.auth.schemas import (
@@ -39,7 +39,7 @@ def create_token(body):
     client address and per name typed, and attempts trial-wide (429 with Retry-After, whether
     or not the name exists); a throttled attempt checks no password and writes nothing.
     """
-    token, row = services.login(body["username"], body["password"])
+    token, row = signin.login(body["username"], body["password"])
     db.session.commit()
     return {
         "token": token,
@@ -56,7 +56,7 @@ def create_token(body):
 @blp.response(204)
 def revoke_current_token():
     """Revoke the token used for this request (log out)."""
-    services.revoke_token(g.current_user, g.current_token)
+    tokens.revoke_token(g.current_user, g.current_token)
     db.session.commit()
 
 
@@ -71,7 +71,7 @@ def change_own_password(body):
     Until an account's owner has done this, a password an admin chose at creation (or a
     reset) is in force, and the account cannot be approved to break codes.
     """
-    services.change_own_password(
+    passwords.change_own_password(
         g.current_user, g.current_token, body["current_password"], body["new_password"]
     )
     db.session.commit()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from trial.audit.services import record_event
-from trial.auth.services import verify_password
+from trial.auth.passwords import verify_password
 from trial.conduct.models import ProtocolDeviation
 from trial.database import utcnow
 from trial.errors import Conflict, Forbidden, ForbiddenRecorded

@@ -98,7 +98,7 @@ def sign_out():
 @allow_any_user
 def change_password():
     """Set your own password (required after an admin's reset)."""
-    from trial.auth.services import change_own_password
+    from trial.auth.passwords import change_own_password
 
     errors: dict[str, list[str]] = {}
     status = 200

@@ -53,7 +53,8 @@ def idle_limit_text() -> str:
 def start_session(username: str, password: str):
     """Check the password as the API's login does (same audit, same refusals) and open a
     browser session; the caller commits."""
-    from trial.auth.services import issue_token, login_user
+    from trial.auth.signin import login_user
+    from trial.auth.tokens import issue_token
 
     user = login_user(username, password)
     ttl = timedelta(hours=current_app.config["TOKEN_TTL_HOURS"])
@@ -66,7 +67,7 @@ def start_session(username: str, password: str):
 
 def end_session() -> None:
     """Revoke the browser session's token and forget the cookie; the caller commits."""
-    from trial.auth.services import revoke_token
+    from trial.auth.tokens import revoke_token
 
     token_row = getattr(g, "current_token", None)
     if token_row is not None and token_row.revoked_at is None:
@@ -82,7 +83,7 @@ def _clear_session() -> None:
 
 
 def _expire(token_row) -> None:
-    from trial.auth.services import revoke_token
+    from trial.auth.tokens import revoke_token
 
     if token_row.revoked_at is None:
         revoke_token(token_row.user, token_row)
@@ -92,7 +93,7 @@ def _expire(token_row) -> None:
 
 def authenticate_page_request(policy: AccessPolicy) -> None:
     """Run before every page view: the session's user, the idle limit, the declared roles."""
-    from trial.auth.services import authenticate_token
+    from trial.auth.tokens import authenticate_token
 
     # Nothing of an earlier request's user may remain (tests run many requests in one app
     # context, whose g outlives each request).
