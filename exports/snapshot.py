@@ -31,7 +31,7 @@ from trial.audit.models import AuditChainHead, AuditEvent
 from trial.database import UTCDateTime, reading, utcnow
 from trial.errors import ValidationFailed
 from trial.extensions import db
-from trial.records.services import RECORD_TYPES
+from trial.records.registry import RECORD_TYPES
 
 CHUNK_ROWS = 2000
 PARTICIPANT_FIELD_TYPES = {

@@ -41,7 +41,7 @@ from trial.notifications import events as notification_events
 from trial.participants.models import Participant
 from trial.participants.services import get_visible_participant
 from trial.protocol import current_protocol
-from trial.records.services import records_of
+from trial.records.registry import records_of
 from trial.visits.models import Visit
 from trial.visits.services import flag_visits_in_new_schedule
 

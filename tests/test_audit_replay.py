@@ -26,7 +26,7 @@ from tests.capture_helpers import PASSWORD, PROTOCOL, Trial, calendar, ciwa, iso
 from trial.audit.models import AuditEvent
 from trial.audit.services import encode_value
 from trial.extensions import db
-from trial.records.services import RECORD_TYPES
+from trial.records.registry import RECORD_TYPES
 
 D = timedelta(days=1)
 PHASES = (

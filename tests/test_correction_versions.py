@@ -41,7 +41,7 @@ from tests.test_adverse_events import body as ae_body
 from trial.audit.models import AuditEvent
 from trial.extensions import db
 from trial.records import services as records_services
-from trial.records.services import RECORD_TYPES
+from trial.records.registry import RECORD_TYPES
 from trial.safety import services as safety_services
 from trial.visits import services as visits_services
 

@@ -447,7 +447,7 @@ def test_unusual_values_are_saved_and_shown_beside_their_field(trial, page):
 
 def test_every_record_type_with_generic_operations_has_its_pages(trial, page):
     from trial.records.pages import RECORD_PAGES
-    from trial.records.services import REVALIDATIONS
+    from trial.records.registry import REVALIDATIONS
 
     assert set(RECORD_PAGES) == set(REVALIDATIONS)
     p = trial.enrol(day0_ago=7)

@@ -463,9 +463,9 @@ RECORD_ENTITIES = {
 
 
 def check_every_record_type_is_queryable(client, people):
-    from trial.records import services as records_services
+    from trial.records import registry
 
-    registered = records_services.RECORD_TYPES
+    registered = registry.RECORD_TYPES
     assert set(registered) == RECORD_ENTITIES, sorted(registered)
     for entity, model in registered.items():
         for field in model.AUDITED_FIELDS:
@@ -492,9 +492,9 @@ def test_control_a_record_type_not_registered_fails_instead_of_skipping(
 ):
     """The registry emptied (as before any feature registered): the check fails, where it
     used to skip."""
-    from trial.records import services as records_services
+    from trial.records import registry
 
-    monkeypatch.setattr(records_services, "RECORD_TYPES", {})
+    monkeypatch.setattr(registry, "RECORD_TYPES", {})
     with pytest.raises(AssertionError):
         check_every_record_type_is_queryable(client, people)
 
@@ -506,7 +506,8 @@ def test_a_captured_record_is_queried_like_a_participant(client, people):
 
     from trial.auth.models import User
     from trial.participants.models import Participant
-    from trial.records.services import RECORD_TYPES, create_record
+    from trial.records.registry import RECORD_TYPES
+    from trial.records.services import create_record
 
     model = RECORD_TYPES["protocol_deviation"]  # a KeyError, not a skip, if unregistered
     participant = db.session.scalar(

@@ -22,7 +22,7 @@ from tests.conftest import approve_for_code_break
 from trial.auth.policy import is_page_endpoint, policy_for
 from trial.database import reading
 from trial.extensions import db
-from trial.records.services import RECORD_TYPES
+from trial.records.registry import RECORD_TYPES
 
 D = timedelta(days=1)
 ROLES = ("coordinator", "investigator", "monitor")  # the site-bound roles

@@ -133,7 +133,8 @@ def checks_correction(patch_schema, model, revalidate, patch_keys=None) -> None:
     schema refused keeps no value, so no rule judges its old one instead. ``patch_keys``: the
     body keys of fields renamed in the PATCH body, which the errors name.
     """
-    from trial.records.services import ensure_correctable, get_visible_record
+    from trial.records.registry import get_visible_record
+    from trial.records.services import ensure_correctable
 
     keys = patch_keys or {}
 

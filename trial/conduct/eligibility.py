@@ -18,7 +18,8 @@ from trial.forms.models import DrinkingDay
 from trial.participants.models import Participant
 from trial.protocol import current_protocol
 from trial.records.bulk import create_records
-from trial.records.services import raise_if_errors, records_of, register_revalidation
+from trial.records.registry import records_of, register_revalidation
+from trial.records.services import raise_if_errors
 from trial.visits.models import Visit
 
 

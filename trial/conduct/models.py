@@ -7,7 +7,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from trial.extensions import db
 from trial.records.models import CapturedRecord, active_unique_index
-from trial.records.services import register_record_type
+from trial.records.registry import register_record_type
 
 DISPOSITIONS = (
     "screen_failure",

@@ -20,11 +20,8 @@ from trial.extensions import db
 from trial.participants.models import Participant
 from trial.participants.services import get_visible_participant, site_today
 from trial.reasons import clean_reason
-from trial.records.services import (
-    create_record,
-    raise_if_errors,
-    register_revalidation,
-)
+from trial.records.registry import register_revalidation
+from trial.records.services import create_record, raise_if_errors
 from trial.safety.models import AdverseEvent
 from trial.validation import checks_body
 from trial.visits.models import Visit

@@ -21,7 +21,7 @@ from trial.conduct.schemas import (
 )
 from trial.extensions import db
 from trial.participants.services import get_visible_participant
-from trial.records.services import records_of
+from trial.records.registry import records_of
 from trial.records.views import READERS, SITE_STAFF, add_record_endpoints
 from trial.validation import checks_correction
 

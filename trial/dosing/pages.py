@@ -19,7 +19,7 @@ from trial.errors import Conflict, ValidationFailed
 from trial.extensions import db
 from trial.participants.services import get_visible_participant
 from trial.protocol import current_protocol
-from trial.records.services import records_of
+from trial.records.registry import records_of
 from trial.records.views import READERS, SITE_STAFF
 from trial.web.blueprint import PageBlueprint
 from trial.web.forms import form_errors, read_form

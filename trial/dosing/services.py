@@ -15,7 +15,8 @@ from trial.participants.models import Participant
 from trial.participants.services import get_visible_participant, randomization_date, site_today
 from trial.protocol import current_protocol
 from trial.reasons import clean_reason
-from trial.records.services import create_record, records_of, register_revalidation
+from trial.records.registry import records_of, register_revalidation
+from trial.records.services import create_record
 from trial.validation import checks_body, raise_errors
 
 

@@ -9,7 +9,7 @@ from trial.dosing.models import DosingRecord
 from trial.dosing.schemas import DosingCreateSchema, DosingPatchSchema, DosingSchema
 from trial.extensions import db
 from trial.participants.services import get_visible_participant
-from trial.records.services import records_of
+from trial.records.registry import records_of
 from trial.records.views import READERS, SITE_STAFF, add_record_endpoints
 from trial.validation import checks_correction
 

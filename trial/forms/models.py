@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from trial.extensions import db
 from trial.protocol import DRINKS_PER_DAY_CEILING
 from trial.records.models import CapturedRecord, active_unique_index
-from trial.records.services import register_record_type
+from trial.records.registry import register_record_type
 
 # The OCDS and its subscales, defined here once: the model's scores, the API's schemas, the
 # database's checks and the bundle's columns (exports.tables.visits) all read these.

@@ -28,7 +28,7 @@ from trial.forms.schemas import (
     VitalsSchema,
 )
 from trial.participants.services import get_visible_participant
-from trial.records.services import records_of
+from trial.records.registry import records_of
 from trial.records.views import READERS, add_record_endpoints
 from trial.validation import checks_correction
 

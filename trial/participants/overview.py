@@ -65,7 +65,7 @@ def _records(actor, participant) -> dict:
     from trial.conduct.course import course_from
     from trial.conduct.models import Disposition, ProtocolDeviation
     from trial.dosing.models import DosingRecord
-    from trial.records.services import records_of
+    from trial.records.registry import records_of
     from trial.safety.services import adverse_events_of, present
     from trial.visits.models import Visit
     from trial.visits.schedule import build_schedule, forms_held, missing_forms_from

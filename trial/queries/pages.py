@@ -28,7 +28,7 @@ from trial.queries.schemas import (
     QuerySchema,
 )
 from trial.queries.views import OWNERS, READERS, SITE_STAFF
-from trial.records.services import get_visible_record
+from trial.records.registry import get_visible_record
 from trial.web import field_label
 from trial.web.blueprint import PageBlueprint
 from trial.web.forms import form_errors, read_form

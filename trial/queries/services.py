@@ -27,7 +27,7 @@ from trial.notifications import events as notification_events
 from trial.participants.models import Participant
 from trial.participants.services import get_visible_participant
 from trial.queries.models import DataQuery, QueryMessage, age_in_days
-from trial.records.services import RECORD_TYPES, get_visible_record
+from trial.records.registry import RECORD_TYPES, get_visible_record
 from trial.sites.models import Site
 
 # The participant record is queryable on the fields entered at registration.

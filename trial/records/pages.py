@@ -21,14 +21,10 @@ from trial.auth.policy import allow
 from trial.errors import Conflict, TrialError, ValidationFailed
 from trial.extensions import db
 from trial.forms.edit_checks.schemas import EditCheckWarningSchema
+from trial.records.registry import REVALIDATIONS, get_visible_record
 from trial.records.schemas import CHANGE_REASON, VERSION, ReasonSchema
-from trial.records.services import (
-    REVALIDATIONS,
-    PreconditionFailed,
-    correct_any_record,
-    get_visible_record,
-    mark_any_record_in_error,
-)
+from trial.records.services import correct_any_record, mark_any_record_in_error
+from trial.records.versions import PreconditionFailed
 from trial.records.views import SITE_STAFF, requested_version
 from trial.visits.page_forms import CIWA_WORDING, OCDS_WORDING, VITALS_WORDING
 from trial.web.blueprint import PageBlueprint

@@ -5,7 +5,7 @@ from marshmallow import fields as f
 from marshmallow import validate as v
 
 from trial.reasons import ReasonField
-from trial.records.services import MAX_VERSION
+from trial.records.versions import MAX_VERSION
 
 # The body key of the version a change is made from (the precondition ``If-Match`` also gives).
 VERSION = "version"

@@ -1,38 +1,23 @@
-"""Create, correct and mark captured records, each step audited field by field."""
+"""Create, correct and mark captured records, each step audited field by field.
+
+The record types and the lookup of a record are ``trial.records.registry``'s; the version a
+change is made from is checked by ``trial.records.versions``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import select
-
-from trial.audit.services import encode_value, record_changes, record_event
+from trial.audit.services import record_changes, record_event
 from trial.database import utcnow
-from trial.errors import Conflict, NotFound, TrialError, ValidationFailed
+from trial.errors import Conflict, TrialError, ValidationFailed
 from trial.extensions import db
 from trial.participants.models import Participant
 from trial.reasons import require_reason
 from trial.records.bulk import create_records
-
-# entity name -> model class, filled by ``register_record_type``; used by corrections,
-# data queries and signatures to find a record from its audit name.
-RECORD_TYPES: dict[str, type] = {}
-# entity name -> the check of a record as a correction would leave it (``register_revalidation``):
-# the record types ``correct_any_record`` corrects. Visits and adverse events have operations
-# of their own (``trial.visits.services``, ``trial.safety.services``).
-REVALIDATIONS: dict[str, Callable] = {}
-# entity name -> what a correction or an entered-in-error mark of such a record changes
-# beyond the record (e.g. a disposition, the participant's status): ``register_revalidation``.
-AFTER_CHANGE: dict[str, Callable] = {}
-MAX_RECORD_ID = 2**31 - 1
-MAX_VERSION = 2**31 - 1  # the version column's range on PostgreSQL
-
-
-class PreconditionFailed(TrialError):
-    """The record is no longer at the version the change was made from (412)."""
-
-    status, code = 412, "precondition_failed"
+from trial.records.registry import AFTER_CHANGE, RECORD_TYPES, REVALIDATIONS, get_visible_record
+from trial.records.versions import check_version
 
 
 class NothingToChange(TrialError):
@@ -40,24 +25,6 @@ class NothingToChange(TrialError):
     not silently dropped (422 with its own code)."""
 
     status, code = 422, "no_change"
-
-
-def register_record_type(model: type) -> type:
-    RECORD_TYPES[model.ENTITY] = model
-    return model
-
-
-def register_revalidation(
-    model: type, revalidate: Callable, *, after_change: Callable | None = None
-) -> None:
-    """Declare how a record of ``model`` is checked as a correction would leave it:
-    ``revalidate(record, participant, merged_values)`` raises ValidationFailed naming each bad
-    field. A record type with one is corrected by ``correct_any_record``. ``after_change(actor,
-    record, participant)``: what a correction or an entered-in-error mark changes beyond the
-    record, in the same transaction."""
-    REVALIDATIONS[model.ENTITY] = revalidate
-    if after_change is not None:
-        AFTER_CHANGE[model.ENTITY] = after_change
 
 
 def _site_code(participant: Participant) -> str:
@@ -76,39 +43,6 @@ def ensure_correctable(record) -> None:
     """Refuse any correction of a record marked in error, before its input is checked."""
     if record.entered_in_error:
         raise Conflict("This record was marked as entered in error and can no longer change.")
-
-
-def etag(version: int) -> str:
-    """The ETag of a record at ``version`` (strong: ``If-Match`` compares it as sent back)."""
-    return f'"{version}"'
-
-
-def check_version(record, expected_version: int | None, current: Mapping[str, Any]) -> None:
-    """Refuse a change made from another version than the record's (412); ``None``: no check.
-
-    The error names the record's version and the current value of each field the request
-    tried to change (``current``: request key -> value now), so the client can see what it
-    would have overwritten. The caller holds the record's row (``get_visible_record(...,
-    lock=True)``) so the version cannot move between this check and the write.
-    """
-    if expected_version is None or record.version == expected_version:
-        return
-    name = f"{record.ENTITY.replace('_', ' ')} {record.entity_id}"
-    errors = {
-        "version": [
-            f"The record is at version {record.version}, not {expected_version}: it changed "
-            f"since you read it."
-        ]
-    }
-    for key, value in current.items():
-        shown = encode_value(value)
-        errors[key] = [f"Now {'null' if shown is None else shown}."]
-    raise PreconditionFailed(
-        f"{name[0].upper()}{name[1:]} changed since version {expected_version}: it is at "
-        f"version {record.version} (ETag {etag(record.version)}). Nothing was saved; read it "
-        f"again and make the correction on what it holds now.",
-        errors,
-    )
 
 
 def correct_record(
@@ -255,7 +189,7 @@ def correct_any_record(
 def _after_change(actor, record, participant: Participant) -> None:
     """What a correction or a mark changes beyond the record: its type's declared effect,
     and the edit checks of its visit (warnings on the answer, system queries)."""
-    # Imported here: the forms' models import this module.
+    # Imported here: the edit checks build on the visits' checks, which import this module.
     from trial.forms.edit_checks.run import run_record_checks
 
     effect = AFTER_CHANGE.get(record.ENTITY)
@@ -314,45 +248,6 @@ def mark_entered_in_error(
         new=True,
         reason=reason,
     )
-
-
-def get_visible_record(actor, entity: str, record_id: int, *, lock: bool = False):
-    """Return (record, participant) or 404 when missing or at a site the actor cannot see.
-
-    ``lock``: read the record as committed and hold its row to the end of the transaction
-    (``FOR UPDATE`` on PostgreSQL; SQLite's writers are serialised by ``BEGIN IMMEDIATE``),
-    so a change checked against its version cannot be overtaken by another.
-    """
-    model = RECORD_TYPES.get(entity)
-    if model is None:
-        raise NotFound(f"No record type {entity!r}.")
-    if not 1 <= record_id <= MAX_RECORD_ID:  # beyond the id column: cannot exist
-        raise NotFound(f"No {entity} {record_id}.")
-    if lock:
-        record = db.session.get(
-            model, record_id, with_for_update={"of": model}, populate_existing=True
-        )
-    else:
-        record = db.session.get(model, record_id)
-    if record is None:
-        raise NotFound(f"No {entity} {record_id}.")
-    participant = db.session.get(Participant, record.participant_id)
-    site_ids = actor.visible_site_ids()
-    if site_ids is not None and participant.site_id not in site_ids:
-        raise NotFound(f"No {entity} {record_id}.")
-    return record, participant
-
-
-def active(statement, model):
-    """Restrict a query to records not entered in error."""
-    return statement.where(model.entered_in_error.is_(False))
-
-
-def records_of(model, participant: Participant, *, include_errors: bool = False):
-    statement = select(model).where(model.participant_id == participant.id)
-    if not include_errors:
-        statement = active(statement, model)
-    return list(db.session.scalars(statement.order_by(model.id)))
 
 
 def raise_if_errors(errors: dict[str, list[str]]) -> None:

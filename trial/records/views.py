@@ -20,15 +20,10 @@ from trial.auth.roles import Role
 from trial.blueprint import Blueprint
 from trial.errors import ValidationFailed
 from trial.extensions import db
+from trial.records.registry import get_visible_record, register_revalidation
 from trial.records.schemas import CHANGE_REASON, VERSION, ReasonSchema
-from trial.records.services import (
-    MAX_VERSION,
-    correct_any_record,
-    etag,
-    get_visible_record,
-    mark_any_record_in_error,
-    register_revalidation,
-)
+from trial.records.services import correct_any_record, mark_any_record_in_error
+from trial.records.versions import MAX_VERSION, etag
 
 SITE_STAFF = (Role.COORDINATOR, Role.INVESTIGATOR)
 READERS = (*SITE_STAFF, Role.MONITOR, Role.DATA_MANAGER)

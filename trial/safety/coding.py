@@ -28,7 +28,7 @@ from trial.database import utcnow
 from trial.errors import Conflict
 from trial.extensions import db
 from trial.participants.models import Participant
-from trial.records.services import check_version
+from trial.records.versions import check_version
 from trial.safety.meddra import (
     Coding,
     builtin_dictionary,

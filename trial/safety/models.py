@@ -23,7 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from trial.database import UTCDateTime
 from trial.extensions import db
 from trial.records.models import CapturedRecord
-from trial.records.services import register_record_type
+from trial.records.registry import register_record_type
 
 # ICH E2A seriousness criteria, in the order forms list them.
 SERIOUSNESS_CRITERIA = (

@@ -16,7 +16,8 @@ from trial.auth.policy import allow
 from trial.errors import Conflict, ValidationFailed
 from trial.extensions import db
 from trial.participants.services import get_visible_participant
-from trial.records.services import NothingToChange, PreconditionFailed
+from trial.records.services import NothingToChange
+from trial.records.versions import PreconditionFailed
 from trial.safety import services
 from trial.safety.expedited import DUE_RULE, expedited_report
 from trial.safety.models import (

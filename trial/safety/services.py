@@ -21,13 +21,9 @@ from trial.extensions import db
 from trial.participants.models import Participant
 from trial.participants.services import get_visible_participant, site_today
 from trial.reasons import require_reason
-from trial.records.services import (
-    check_version,
-    correct_record,
-    create_record,
-    get_visible_record,
-    mark_entered_in_error,
-)
+from trial.records.registry import get_visible_record
+from trial.records.services import correct_record, create_record, mark_entered_in_error
+from trial.records.versions import check_version
 from trial.safety.definitions import is_treatment_emergent
 from trial.safety.expedited import awareness_problems, sync_expedited_report
 from trial.safety.meddra import code_term

@@ -16,7 +16,7 @@ from trial.auth.roles import Role
 from trial.errors import TrialError
 from trial.extensions import db
 from trial.protocol import current_protocol
-from trial.records.services import get_visible_record
+from trial.records.registry import get_visible_record
 from trial.records.views import requested_version
 from trial.verification import services
 from trial.verification.schemas import VerifySchema

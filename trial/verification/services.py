@@ -23,7 +23,8 @@ from trial.database import utcnow
 from trial.errors import Conflict, Forbidden
 from trial.extensions import db
 from trial.participants.models import Participant
-from trial.records.services import check_version, get_visible_record
+from trial.records.registry import get_visible_record
+from trial.records.versions import check_version
 from trial.sites.models import Site
 from trial.verification.models import SourceVerification
 from trial.visits.models import Visit

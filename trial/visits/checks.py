@@ -18,10 +18,8 @@ from trial.participants.services import (
 )
 from trial.protocol import VisitDefinition, current_protocol
 from trial.reasons import clean_reason
-from trial.records.services import (
-    raise_if_errors,
-    records_of,
-)
+from trial.records.registry import records_of
+from trial.records.services import raise_if_errors
 from trial.visits.models import Visit
 from trial.visits.windows import in_window, window_dates
 

@@ -13,10 +13,8 @@ from trial.participants.models import Participant
 from trial.participants.services import (
     randomization_date,
 )
-from trial.records.services import (
-    mark_entered_in_error,
-    records_of,
-)
+from trial.records.registry import records_of
+from trial.records.services import mark_entered_in_error
 from trial.visits.checks import visit_definition
 from trial.visits.models import Visit
 from trial.visits.windows import in_window, window_dates

@@ -9,7 +9,7 @@ from trial.database import UTCDateTime
 from trial.extensions import db
 from trial.protocol import current_protocol
 from trial.records.models import CapturedRecord, active_unique_index
-from trial.records.services import register_record_type
+from trial.records.registry import register_record_type
 
 SIGNATURE_MEANING = "reviewed and approved"
 

@@ -21,8 +21,9 @@ from trial.errors import Conflict, RecordedRefusal, TrialError, ValidationFailed
 from trial.extensions import db
 from trial.participants.services import get_visible_participant, site_today
 from trial.queries.models import DataQuery
+from trial.records.registry import get_visible_record, records_of
 from trial.records.schemas import ReasonSchema
-from trial.records.services import PreconditionFailed, get_visible_record, records_of
+from trial.records.versions import PreconditionFailed
 from trial.records.views import READERS, SITE_STAFF, requested_version
 from trial.verification.schemas import VerificationSchema
 from trial.verification.services import marks_of

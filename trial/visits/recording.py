@@ -25,9 +25,7 @@ from trial.participants.services import (
     get_visible_participant,
 )
 from trial.records.bulk import add_records, audit_creations, audit_inserted, insert_records
-from trial.records.services import (
-    raise_if_errors,
-)
+from trial.records.services import raise_if_errors
 from trial.validation import checks_body
 from trial.visits.checks import (
     VISIT_FIELDS,

@@ -18,14 +18,14 @@ from trial.errors import Conflict, Forbidden, ForbiddenRecorded
 from trial.extensions import db
 from trial.forms.edit_checks.run import run_record_checks
 from trial.reasons import require_reason
+from trial.records.registry import get_visible_record
 from trial.records.services import (
-    check_version,
     correct_record,
     ensure_correctable,
-    get_visible_record,
     invalidate_signature,
     mark_entered_in_error,
 )
+from trial.records.versions import check_version
 from trial.validation import checks_body
 from trial.visits.checks import (
     VISIT_FIELDS,

@@ -7,8 +7,8 @@ from trial.auth.roles import Role
 from trial.blueprint import Blueprint
 from trial.extensions import db
 from trial.participants.services import get_visible_participant
+from trial.records.registry import get_visible_record, records_of
 from trial.records.schemas import ReasonSchema
-from trial.records.services import get_visible_record, records_of
 from trial.records.views import (
     ETAG,
     IF_MATCH,
