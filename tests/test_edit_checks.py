@@ -576,7 +576,8 @@ def test_the_built_in_rules_and_the_forms_agree():
 
 
 def test_the_protocol_file_carries_the_rules(app, tmp_path):
-    from trial.protocol import Protocol, current_protocol, load_protocol
+    from trial.protocol import Protocol, current_protocol
+    from trial.protocol.loader import load_protocol
 
     if "edit_checks" not in Protocol.__dataclass_fields__:
         pytest.skip("trial.protocol does not load [[edit_checks]] yet (the lead's wiring)")

@@ -514,7 +514,7 @@ def test_protocol_document_writer_round_trips():
 
 
 def test_protocol_loader_refuses_bad_files_clearly(tmp_path):
-    from trial.protocol import load_protocol
+    from trial.protocol.loader import load_protocol
 
     path = tmp_path / "protocol.toml"
 
@@ -1103,7 +1103,7 @@ def test_dictionary_files_that_broke_the_loader_are_refused(text, problem):
 def test_files_that_are_not_utf8_are_refused_by_the_commands_and_the_protocol_loader(
     app, runner, unblinded_statistician, tmp_path
 ):
-    from trial.protocol import load_protocol
+    from trial.protocol.loader import load_protocol
 
     path = tmp_path / "latin1.csv"
     path.write_bytes("stratum,sequence,arm\nsite=S01|sex=F,1,\u00e9\n".encode("latin-1"))

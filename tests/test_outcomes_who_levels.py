@@ -22,7 +22,7 @@ import trial
 from exports import outcomes
 from exports.outcomes import Period
 from tests.mutants import mutant, negative_control
-from trial.protocol import load_protocol
+from trial.protocol.loader import load_protocol
 
 PROTOCOL = load_protocol(Path(trial.__file__).parent / "protocol.toml")
 # The arithmetic below, without the minimum of assessed days (issue 26 added it: a period

@@ -14,7 +14,7 @@ from config import PROJECT_ROOT
 from tests.conftest import make_config
 from trial import create_app
 from trial.errors import ConfigurationError
-from trial.protocol import load_protocol
+from trial.protocol.loader import load_protocol
 
 SHIPPED = PROJECT_ROOT / "trial" / "protocol.toml"
 SHIPPED_TEXT = SHIPPED.read_text(encoding="utf-8")

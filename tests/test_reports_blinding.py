@@ -65,6 +65,7 @@ from tests.test_reports_pdf import open_report_leaks
 from trial import protocol as trial_protocol
 from trial.database import utcnow
 from trial.extensions import db
+from trial.protocol.loader import load_protocol
 
 D = timedelta(days=1)
 TITLE = "Table 12. Blinding assessment"
@@ -570,9 +571,7 @@ def test_every_number_of_table_12_is_recomputed_from_the_bundle_and_the_key(demo
 # --- Table 12 from rows, without a database: layout, another protocol's arms, refusals -----
 # (mutation survivors of reports/blinding.py: what the report tests above cannot reach)
 
-PROTOCOL_VISITS = trial_protocol.load_protocol(
-    Path(trial_protocol.__file__).parent / "protocol.toml"
-).visits
+PROTOCOL_VISITS = load_protocol(Path(trial_protocol.__file__).parents[1] / "protocol.toml").visits
 WEEK_12 = date(2026, 3, 26)
 
 

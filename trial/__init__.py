@@ -24,7 +24,7 @@ def _prepare_sqlite_directory(url: str) -> None:
 def create_app(config_object: type[Config] | Config | None = None) -> Flask:
     """Build the app; refuse to start on a bad protocol file or unsafe durability settings."""
     from trial.database import init_database
-    from trial.protocol import load_protocol
+    from trial.protocol.loader import load_protocol
 
     config_object = config_object or Config
     app = Flask(__name__, instance_path=str(config_object.INSTANCE_PATH), static_folder=None)
