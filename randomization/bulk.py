@@ -28,8 +28,8 @@ from randomization.services import (
     lock_row,
     participant_stratum,
     randomize,
-    refuse_exhausted,
 )
+from randomization.stratum_notices import refuse_exhausted
 from trial.conduct.eligibility import check_ready_for_randomization
 from trial.errors import NotFound
 from trial.extensions import db

@@ -1,9 +1,10 @@
 """Allocate participants to slots: the randomization service.
 
-This package is the only code that decrypts an arm (here for minimization's decisions, in
-``code_break`` for an emergency unblinding, in ``outputs`` for the unblinded statistician's
-key, list and the closed report, and in ``lists``). Blinded callers get the randomization
-number, kit number and time: the same shape and size whatever the arm.
+This package is the only code that decrypts an arm (in ``minimization_claim`` for
+minimization's decisions, in ``code_break`` for an emergency unblinding, in ``outputs`` for
+the unblinded statistician's key, list and the closed report, and in ``lists``). Blinded
+callers get the randomization number, kit number and time: the same shape and size whatever
+the arm.
 """
 
 from __future__ import annotations
@@ -20,24 +21,16 @@ from randomization.claim import (
     mark_randomized,
     next_randomization_number,
 )
-from randomization.crypto import decrypt_arm, decrypt_json, encrypt_json
 from randomization.lists import POOL_STRATUM
-from randomization.minimization import decide
-from randomization.models import (
-    MinimizationDecision,
-    RandomizationNotice,
-    RandomizationSlot,
-)
+from randomization.minimization_claim import claim_minimization_slot
+from randomization.models import RandomizationSlot
 from randomization.strata import stratum_key
+from randomization.stratum_notices import notify_if_low, refuse_exhausted
 from trial.audit.services import record_events
 from trial.conduct.eligibility import check_ready_for_randomization
 from trial.database import utcnow
-from trial.errors import (
-    ConflictRecorded,
-    ValidationFailed,
-)
+from trial.errors import ValidationFailed
 from trial.extensions import db
-from trial.notifications import events as notification_events
 from trial.participants.models import Participant
 from trial.participants.services import get_visible_participant
 from trial.protocol import current_protocol
@@ -105,21 +98,6 @@ def _participant_for_allocation(actor, participant_id: str):
     return participant, existing, row[0]
 
 
-def _notify_once(kind: str, stratum: str, message: str, **facts) -> None:
-    """The unblinded statistician's notice of a stratum running low or exhausted, and its
-    e-mail to them alone (``facts``: what the message says), once per stratum and kind."""
-    exists = db.session.scalar(
-        select(func.count())
-        .select_from(RandomizationNotice)
-        .where(RandomizationNotice.kind == kind, RandomizationNotice.stratum == stratum)
-    )
-    if not exists:
-        db.session.add(
-            RandomizationNotice(kind=kind, stratum=stratum, message=message, created_at=utcnow())
-        )
-        notification_events.stratum_notice(kind, stratum=stratum, **facts)
-
-
 def _stratum_counts(stratum: str) -> tuple[int, int]:
     total, used = db.session.execute(
         select(func.count(), func.count(RandomizationSlot.participant_id)).where(
@@ -129,95 +107,12 @@ def _stratum_counts(stratum: str) -> tuple[int, int]:
     return total, used
 
 
-class StratumExhausted(ConflictRecorded):
-    """No slot is left in a stratum; says nothing about arms.
-
-    Raised once the attempt's number is given back (nothing else was written: numbers stay
-    gapless) and the unblinded statistician's notice written; the request keeps the notice
-    (``trial.errors.RecordedRefusal``).
-    """
-
-    def __init__(self, message: str, stratum: str, participant_id: str):
-        super().__init__(message)
-        self.stratum, self.participant_id = stratum, participant_id
-
-
-def _minimization_slot(participant: Participant, taken: dict) -> tuple[str] | None:
-    """Decide the arm by minimization (recording the decision), give the first free slot of
-    that arm the ``taken`` values and return its kit number as ``(kit,)``; None when any
-    arm has no free slot left.
-
-    Refused as soon as one arm's slots are all taken, whichever arm this participant would
-    get: a refusal that came only when the decided arm was the spent one would tell the
-    site the arm of each participant refused, and of each one let through after it.
-
-    Runs under the allocation lock, so the history it reads is complete and final.
-    """
-    protocol = current_protocol()
-    rows = list(
-        db.session.scalars(select(MinimizationDecision).order_by(MinimizationDecision.sequence))
-    )
-    history = []
-    for row in rows:
-        past = decrypt_json(row.payload_encrypted)
-        history.append((past["levels"], past["arm"]))
-    values = {"site": participant.site_code, "sex": participant.sex}
-    levels = {factor: values[factor] for factor in protocol.minimization_factors}
-    decision = decide(history, levels, protocol.ratio, protocol.minimization_probability_best)
-    free = db.session.scalars(
-        select(RandomizationSlot)
-        .where(
-            RandomizationSlot.stratum == POOL_STRATUM, RandomizationSlot.participant_id.is_(None)
-        )
-        .order_by(RandomizationSlot.sequence)
-    )
-    first_free: dict[int, RandomizationSlot] = {}  # by arm index
-    for slot in free:
-        first_free.setdefault(decrypt_arm(slot.stratum, slot.sequence, slot.arm_encrypted), slot)
-        if len(first_free) == len(protocol.arms):
-            break
-    else:
-        return None  # an arm is spent: refused whatever the decision
-    db.session.add(
-        MinimizationDecision(
-            sequence=len(rows) + 1,
-            participant_id=participant.id,
-            payload_encrypted=encrypt_json(decision.as_json()),
-            created_at=utcnow(),
-        )
-    )
-    slot = first_free[decision.arm]
-    for name, value in taken.items():
-        setattr(slot, name, value)
-    return (slot.kit_number,)
-
-
 def check_consent(participant: Participant) -> None:
     if participant.consent_date is None:
         raise ValidationFailed(
             "Invalid input: consent.",
             {"consent_date": ["No informed consent is recorded for this participant."]},
         )
-
-
-def refuse_exhausted(stratum: str, participant_id: str) -> None:
-    """Notify the unblinded statistician (once per stratum), then refuse without an arm.
-
-    The caller has given its number back first: the notice is all the refusal leaves.
-    """
-    _notify_once(
-        "stratum_exhausted",
-        stratum,
-        f"Stratum {stratum} has no slot left; participant {participant_id} could not be "
-        f"randomized.",
-        participant_id=participant_id,
-    )
-    raise StratumExhausted(
-        f"No randomization slot is left in stratum {stratum}. The unblinded statistician "
-        f"has been notified; the participant was not randomized.",
-        stratum,
-        participant_id,
-    )
 
 
 class AllocationRecords:
@@ -266,14 +161,7 @@ class AllocationRecords:
         # Randomization needs a participant in screening (``check_ready_for_randomization``).
         status = {"field": "status", "old": "screening", "new": "randomized"}
         events.append({"action": "update", **about, **status, "reason": "randomized"})
-        if total - used < current_protocol().low_remaining_warning * total:
-            _notify_once(
-                "stratum_low",
-                stratum,
-                f"Stratum {stratum} is running low: {total - used} of {total} slots left.",
-                remaining=total - used,
-                total=total,
-            )
+        notify_if_low(stratum, total=total, used=used)
         if visits:
             self._visits.append((actor, participant, visits))
 
@@ -326,7 +214,7 @@ def randomize(actor, participant_id: str, *, eligibility_confirmed: bool, at=Non
     }
     # A claim writes nothing when no slot is left: the number is all there is to undo.
     if minimization:
-        claimed, counts = _minimization_slot(participant, taken), None
+        claimed, counts = claim_minimization_slot(participant, taken), None
         if claimed is not None:
             mark_randomized(participant, now)
     else:

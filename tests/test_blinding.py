@@ -677,12 +677,11 @@ def guessed(app, client, make_site, make_user, make_participant) -> Guessed:
 def every_arm_swapped():
     """The same trial with every arm swapped (baclofen <-> placebo) wherever the
     randomization package decrypts one."""
-    from randomization import code_break, crypto
-    from randomization import services as randomization_services
+    from randomization import code_break, crypto, minimization_claim
 
     real = crypto.decrypt_arm
     with pytest.MonkeyPatch.context() as patch:
-        for module in (randomization_services, outputs, code_break):
+        for module in (minimization_claim, outputs, code_break):
             patch.setattr(module, "decrypt_arm", lambda s, q, t: 1 - real(s, q, t))
         yield
 

@@ -16,8 +16,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from randomization import code_break, crypto, outputs, release
-from randomization import services as randomization_services
+from randomization import code_break, crypto, minimization_claim, outputs, release
 from randomization.outputs import allocation_key
 from reports import pdf as report_pdf
 from reports.data import resolve_cutoff
@@ -95,7 +94,7 @@ def every_arm_flipped():
     package decrypts them; the stored slots themselves are immutable (database triggers)."""
     real = crypto.decrypt_arm
     with pytest.MonkeyPatch.context() as patch:
-        for module in (randomization_services, outputs, code_break):
+        for module in (minimization_claim, outputs, code_break):
             if hasattr(module, "decrypt_arm"):
                 patch.setattr(module, "decrypt_arm", lambda s, q, t: 1 - real(s, q, t))
         yield
