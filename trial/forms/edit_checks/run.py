@@ -43,8 +43,8 @@ def _system_queries(
     participant: Participant, records: set[tuple[str, str]]
 ) -> dict[tuple, list[DataQuery]]:
     """The system queries on ``records`` (``(entity, record_id)`` pairs: a visit and its
-    forms, the only records a visit's checks read), by key, oldest first. A new visit's
-    records have none: its lookup finds nothing, whatever the participant's history."""
+    forms, the only records a visit's checks read), by key, oldest first. Not asked for a
+    new visit (``run_visit_checks`` with ``earlier``): its records, just written, have none."""
     statement = (
         select(DataQuery)
         .where(
